@@ -1,0 +1,611 @@
+"""The CellSet: single-cell images ``N x C x H x W`` plus one table row per cell.
+
+On disk a CellSet is a folder (by convention named ``*.cells``)::
+
+    X.cells/
+        cellset.json    header: channel names, shape, dtype, pixel size, groups, provenance
+        cells.parquet   the per-cell table, one row per cell, in image order
+        images.zarr/    chunked zarr array (zarr format 2) of shape N x C x H x W
+
+Other tools can read it without stainfree: ``pandas.read_parquet`` and ``zarr.open_array``.
+The header is written last and the folder is moved into place atomically, so a folder with a
+``cellset.json`` is always complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .utils import StainfreeError, atomic_output_dir, progress
+
+logger = logging.getLogger(__name__)
+
+HEADER = "cellset.json"
+TABLE = "cells.parquet"
+IMAGES = "images.zarr"
+FORMAT = "stainfree.cellset"
+FORMAT_VERSION = 1
+CHUNK_BYTES = 2**21  # about 2 MiB of pixels per zarr chunk
+
+#: Columns every table has; ``label`` may hold missing values.
+REQUIRED_COLUMNS = ("cell_id", "label")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def provenance_entry(step: str, **details) -> dict:
+    """One provenance record: what was done, when, by which stainfree version."""
+    return {"step": step, "time": _now(), "stainfree": _version(), **details}
+
+
+class CellSet:
+    """Single-cell images plus a per-cell table, channel names and provenance.
+
+    Parameters
+    ----------
+    images : array-like, shape (N, C, H, W)
+        A numpy array, or a zarr array for a lazily opened set. Any integer or float dtype is
+        kept as it is.
+    table : pandas.DataFrame, optional
+        One row per cell, in image order. ``cell_id`` is created (``"0"``, ``"1"``, ...) when
+        missing and must be unique; ``label`` is created empty when missing.
+    channels : sequence of str, optional
+        One name per channel (default ``ch0``, ``ch1``, ...).
+    groups : sequence of str, optional
+        Table columns that name non-independent groups of cells (field, flask, dish, ...).
+    pixel_size : float, optional
+        Micrometres per pixel, where known.
+    provenance : list of dict, optional
+        What produced the set, oldest first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cs = CellSet(np.zeros((3, 1, 4, 4), np.uint8), pd.DataFrame({"label": ["a", "b", "a"]}))
+    >>> cs.shape, cs.channels, cs.class_counts().to_dict()
+    ((3, 1, 4, 4), ['ch0'], {'a': 2, 'b': 1})
+    """
+
+    def __init__(
+        self,
+        images,
+        table: pd.DataFrame | None = None,
+        *,
+        channels: Sequence[str] | None = None,
+        groups: Sequence[str] = (),
+        pixel_size: float | None = None,
+        provenance: list[dict] | None = None,
+        _rows: np.ndarray | None = None,
+        _channel_index: Sequence[int] | None = None,
+        path: Path | None = None,
+    ):
+        if isinstance(images, (list, tuple)):
+            images = np.asarray(images)
+        if getattr(images, "ndim", None) != 4:
+            raise StainfreeError(
+                f"images must have 4 dimensions (cells, channels, height, width), got shape "
+                f"{getattr(images, 'shape', None)}"
+            )
+        dtype = np.dtype(images.dtype)
+        if dtype == np.bool_:
+            images = np.asarray(images, dtype=np.uint8)
+        elif dtype.kind not in "uif":
+            raise StainfreeError(f"images must be integer or float, got dtype {dtype}")
+        self._source = images
+        self._rows = None if _rows is None else np.asarray(_rows, dtype=np.int64)
+        n_source_channels = images.shape[1]
+        self._channel_index = (
+            list(range(n_source_channels)) if _channel_index is None else list(_channel_index)
+        )
+        n = images.shape[0] if self._rows is None else len(self._rows)
+        table = pd.DataFrame(index=range(n)) if table is None else table.reset_index(drop=True)
+        if len(table) != n:
+            raise StainfreeError(f"table has {len(table)} rows but there are {n} cell images")
+        if "cell_id" not in table:
+            table.insert(0, "cell_id", [str(i) for i in range(n)])
+        table["cell_id"] = table["cell_id"].astype(str)
+        if "label" not in table:
+            table["label"] = pd.Series([None] * n, dtype=object)
+        dup = table["cell_id"].duplicated()
+        if dup.any():
+            raise StainfreeError(f"cell_id must be unique; {table['cell_id'][dup].iloc[0]!r} repeats")
+        self.table = table
+        if channels is None:
+            channels = [f"ch{i}" for i in self._channel_index]
+        channels = [str(c) for c in channels]
+        if len(channels) != len(self._channel_index):
+            raise StainfreeError(
+                f"{len(channels)} channel names given for {len(self._channel_index)} channels"
+            )
+        if len(set(channels)) != len(channels):
+            raise StainfreeError(f"channel names must be unique: {channels}")
+        self.channels = channels
+        missing = [g for g in groups if g not in table.columns]
+        if missing:
+            raise StainfreeError(f"group column {missing[0]!r} is not in the table")
+        self.groups = list(groups)
+        self.pixel_size = pixel_size
+        self.provenance = list(provenance or [])
+        self.path = path
+
+    # ------------------------------------------------------------------ shape and access
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        _, _, h, w = self._source.shape
+        return (len(self), len(self.channels), h, w)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._source.dtype)
+
+    @property
+    def is_lazy(self) -> bool:
+        """True when images stay on disk and are read on demand."""
+        return not isinstance(self._source, np.ndarray)
+
+    @property
+    def cell_ids(self) -> np.ndarray:
+        return self.table["cell_id"].to_numpy()
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.table["label"].to_numpy()
+
+    def class_counts(self) -> pd.Series:
+        """Cells per label, largest first (cells without a label are not counted)."""
+        return self.table["label"].dropna().astype(str).value_counts()
+
+    def read(self, index) -> np.ndarray:
+        """Read the images of the cells at positions ``index`` (slice or integer array)."""
+        positions = np.arange(len(self))[index]
+        scalar = positions.ndim == 0
+        positions = np.atleast_1d(positions)
+        rows = positions if self._rows is None else self._rows[positions]
+        out = self._read_source_rows(rows)
+        return out[0] if scalar else out
+
+    def _read_source_rows(self, rows: np.ndarray) -> np.ndarray:
+        src, chans = self._source, self._channel_index
+        all_channels = chans == list(range(src.shape[1]))
+        if len(rows) and np.all(np.diff(rows) == 1):
+            block = np.asarray(src[int(rows[0]) : int(rows[-1]) + 1])
+            return block if all_channels else block[:, chans]
+        if isinstance(src, np.ndarray):
+            return src[rows][:, chans]
+        order = np.argsort(rows, kind="stable")
+        block = np.asarray(src.oindex[rows[order], chans])
+        out = np.empty_like(block)
+        out[order] = block
+        return out
+
+    @property
+    def images(self) -> np.ndarray:
+        """All images as one numpy array (reads everything into memory; see :meth:`batches`)."""
+        return self.read(slice(None))
+
+    def batches(self, batch_size: int = 1024) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        """Yield ``(images, table_rows)`` in order, ``batch_size`` cells at a time.
+
+        Only one batch is in memory at once, so sets larger than memory can be streamed.
+        """
+        for start in range(0, len(self), batch_size):
+            stop = min(start + batch_size, len(self))
+            yield self.read(slice(start, stop)), self.table.iloc[start:stop]
+
+    def load(self) -> "CellSet":
+        """An in-memory copy (images read into a numpy array)."""
+        return self._derive(images=self.images, _rows=None, _channel_index=None)
+
+    def _derive(self, **changes) -> "CellSet":
+        kwargs = dict(
+            images=self._source,
+            table=self.table.copy(),
+            channels=self.channels,
+            groups=self.groups,
+            pixel_size=self.pixel_size,
+            provenance=self.provenance,
+            _rows=self._rows,
+            _channel_index=self._channel_index,
+            path=self.path,
+        )
+        kwargs.update(changes)
+        return CellSet(**kwargs)
+
+    # ------------------------------------------------------------------ selection
+    def select(self, where) -> "CellSet":
+        """Cells chosen by a boolean mask, integer positions, or a pandas query string.
+
+        >>> cs = CellSet(np.zeros((3, 1, 2, 2)), pd.DataFrame({"label": ["a", "b", "a"]}))
+        >>> len(cs.select("label == 'a'")), len(cs.select(np.array([True, False, False])))
+        (2, 1)
+        """
+        if isinstance(where, str):
+            try:
+                mask = self.table.eval(where)
+            except Exception as exc:  # pandas raises many kinds here
+                raise StainfreeError(f"cannot evaluate query {where!r}: {exc}") from None
+            positions = np.flatnonzero(np.asarray(mask, dtype=bool))
+        else:
+            where = np.asarray(where)
+            if where.dtype == bool:
+                if len(where) != len(self):
+                    raise StainfreeError(f"mask has {len(where)} entries for {len(self)} cells")
+                positions = np.flatnonzero(where)
+            else:
+                positions = np.arange(len(self))[where]
+        rows = positions if self._rows is None else self._rows[positions]
+        table = self.table.iloc[positions].reset_index(drop=True)
+        return self._derive(table=table, _rows=rows)
+
+    def select_channels(self, names: Sequence[str] | str) -> "CellSet":
+        """Keep the channels named, in the order given (``"Ch3,Ch6"`` or ``["Ch3", "Ch6"]``)."""
+        names = parse_channel_list(names)
+        missing = [n for n in names if n not in self.channels]
+        if missing:
+            raise StainfreeError(
+                f"channel {missing[0]!r} is not in this set (channels: {', '.join(self.channels)})"
+            )
+        index = [self._channel_index[self.channels.index(n)] for n in names]
+        return self._derive(channels=names, _channel_index=index)
+
+    def merge_classes(self, merges: Mapping[str, Sequence[str]] | str) -> "CellSet":
+        """Rename several labels to one, e.g. ``{"Interphase": ["G1", "S", "G2"]}``.
+
+        A string in the CLI syntax ``"G1,S,G2=Interphase"`` (several merges separated by ``;``)
+        is accepted too. Naming a class that no cell has is an error, since it is usually a typo.
+        """
+        if isinstance(merges, str):
+            merges = parse_merge_spec(merges)
+        table = self.table.copy()
+        table["label"] = merge_labels(table["label"], merges)
+        record = provenance_entry("merge_classes", merges={k: list(v) for k, v in merges.items()})
+        return self._derive(table=table, provenance=self.provenance + [record])
+
+    # ------------------------------------------------------------------ summaries
+    def summary(self) -> dict:
+        """Counts and shapes as a plain dict (what ``stainfree info`` prints)."""
+        n, c, h, w = self.shape
+        out = {
+            "cells": n,
+            "channels": self.channels,
+            "height": h,
+            "width": w,
+            "dtype": str(self.dtype),
+            "pixel_size_um": self.pixel_size,
+            "classes": {k: int(v) for k, v in self.class_counts().items()},
+            "unlabelled": int(self.table["label"].isna().sum()),
+            "groups": {g: int(self.table[g].nunique()) for g in self.groups},
+        }
+        return out
+
+    def describe(self) -> str:
+        """A short human-readable summary."""
+        s = self.summary()
+        lines = [
+            f"{s['cells']} cells, {len(s['channels'])} channel{'s' if len(s['channels']) != 1 else ''} "
+            f"({', '.join(s['channels'])}), {s['height']}x{s['width']} px, {s['dtype']}"
+        ]
+        if s["pixel_size_um"]:
+            lines.append(f"pixel size: {s['pixel_size_um']} um")
+        if s["classes"]:
+            lines.append(f"{len(s['classes'])} classes:")
+            width = max(len(k) for k in s["classes"])
+            lines += [f"  {k:<{width}}  {v}" for k, v in s["classes"].items()]
+        if s["unlabelled"]:
+            lines.append(f"unlabelled: {s['unlabelled']}")
+        for g, k in s["groups"].items():
+            lines.append(f"group {g}: {k} distinct")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        n, c, h, w = self.shape
+        where = f", path={str(self.path)!r}" if self.path else ""
+        return f"CellSet({n} cells x {c} channels {self.channels} x {h}x{w}, {self.dtype}{where})"
+
+    # ------------------------------------------------------------------ export
+    def to_anndata(self, embedding: np.ndarray | None = None, *, key: str = "X_embedding", metadata_prefix: bool = False):
+        """The per-cell table as an AnnData ``obs`` (index = ``cell_id``), with an embedding.
+
+        ``embedding`` (N x D) goes into ``obsm[key]`` and ``X``. Channel names, groups and
+        provenance go into ``uns['stainfree']``. With ``metadata_prefix``, group columns are
+        renamed ``Metadata_<name>`` as CellProfiler names them.
+        """
+        import anndata
+
+        obs = self.table.copy()
+        if metadata_prefix:
+            obs = obs.rename(columns={g: f"Metadata_{g}" for g in self.groups})
+        obs.index = obs["cell_id"].astype(str).to_numpy()
+        for col in obs.columns:
+            if obs[col].dtype == object:
+                obs[col] = obs[col].astype("string")
+        if embedding is not None:
+            embedding = np.asarray(embedding)
+            if embedding.shape[0] != len(self):
+                raise StainfreeError(f"embedding has {embedding.shape[0]} rows for {len(self)} cells")
+        adata = anndata.AnnData(
+            X=None if embedding is None else embedding.astype(np.float32),
+            obs=obs,
+        )
+        if embedding is not None:
+            adata.obsm[key] = embedding
+        adata.uns["stainfree"] = {
+            "channels": list(self.channels),
+            "groups": list(self.groups),
+            "image_shape": list(self.shape[1:]),
+            "provenance": json.dumps(self.provenance),
+        }
+        return adata
+
+    def save(self, path: str | os.PathLike, *, force: bool = False, batch_size: int = 4096) -> Path:
+        """Write the set to a ``.cells`` folder (atomically; refuses to overwrite without force)."""
+        with CellSetWriter(
+            path,
+            n_cells=len(self),
+            channels=self.channels,
+            height=self.shape[2],
+            width=self.shape[3],
+            dtype=self.dtype,
+            force=force,
+        ) as writer:
+            for start in range(0, len(self), batch_size):
+                writer.write(start, self.read(slice(start, min(start + batch_size, len(self)))))
+            writer.finish(
+                self.table,
+                groups=self.groups,
+                pixel_size=self.pixel_size,
+                provenance=self.provenance,
+            )
+        return Path(path)
+
+
+# ---------------------------------------------------------------------- writing and opening
+def _chunk_cells(c: int, h: int, w: int, dtype: np.dtype) -> int:
+    return int(max(1, min(4096, CHUNK_BYTES // max(1, c * h * w * np.dtype(dtype).itemsize))))
+
+
+class CellSetWriter:
+    """Stream cells into a new ``.cells`` folder, batch by batch, then publish it atomically.
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "x.cells"
+    >>> with CellSetWriter(out, n_cells=2, channels=["bf"], height=3, width=3, dtype="uint8") as w:
+    ...     w.write(0, np.ones((2, 1, 3, 3), np.uint8))
+    ...     w.finish(pd.DataFrame({"cell_id": ["a", "b"], "label": ["x", "y"]}))
+    >>> open_cellset(out).shape
+    (2, 1, 3, 3)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        n_cells: int,
+        channels: Sequence[str],
+        height: int,
+        width: int,
+        dtype,
+        force: bool = False,
+    ):
+        self.path = Path(path)
+        self.channels = list(channels)
+        self.shape = (int(n_cells), len(self.channels), int(height), int(width))
+        self.dtype = np.dtype(dtype)
+        self.force = force
+        self._context = None
+        self._written = 0
+        self._finished = False
+
+    def __enter__(self) -> "CellSetWriter":
+        import zarr
+
+        self._context = atomic_output_dir(self.path, force=self.force, marker=HEADER)
+        self.tmp = self._context.__enter__()
+        chunks = (_chunk_cells(*self.shape[1:], self.dtype), *self.shape[1:])
+        self.array = zarr.create_array(
+            store=str(self.tmp / IMAGES),
+            shape=self.shape,
+            chunks=chunks,
+            dtype=self.dtype,
+            zarr_format=2,
+            fill_value=0,
+        )
+        return self
+
+    def write(self, start: int, batch: np.ndarray) -> None:
+        """Write ``batch`` (b x C x H x W) at cell position ``start``."""
+        batch = np.asarray(batch)
+        if batch.shape[1:] != self.shape[1:]:
+            raise StainfreeError(f"batch of shape {batch.shape[1:]} for a set of {self.shape[1:]}")
+        self.array[start : start + len(batch)] = batch.astype(self.dtype, copy=False)
+        self._written += len(batch)
+
+    def finish(
+        self,
+        table: pd.DataFrame,
+        *,
+        groups: Sequence[str] = (),
+        pixel_size: float | None = None,
+        provenance: list[dict] | None = None,
+    ) -> None:
+        """Write the table and the header; the folder is published when the ``with`` block ends."""
+        if self._written != self.shape[0]:
+            raise StainfreeError(f"{self.path}: {self._written} of {self.shape[0]} cells written")
+        # Validate the table the same way an in-memory set would.
+        validated = CellSet(
+            np.empty((self.shape[0], self.shape[1], 0, 0), self.dtype),
+            table,
+            channels=self.channels,
+            groups=groups,
+        ).table
+        validated.to_parquet(self.tmp / TABLE, index=False)
+        header = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "n_cells": self.shape[0],
+            "channels": self.channels,
+            "shape": list(self.shape),
+            "dtype": self.dtype.str,
+            "pixel_size_um": pixel_size,
+            "groups": list(groups),
+            "created": _now(),
+            "provenance": list(provenance or []),
+        }
+        (self.tmp / HEADER).write_text(json.dumps(header, indent=2, default=str))
+        self._finished = True
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None and not self._finished:
+            exc = StainfreeError(f"{self.path}: writer closed before finish(); nothing written")
+            self._context.__exit__(type(exc), exc, None)
+            raise exc
+        return self._context.__exit__(exc_type, exc, tb)
+
+
+def open_cellset(path: str | os.PathLike) -> CellSet:
+    """Open a ``.cells`` folder lazily: the table is read, the images stay on disk.
+
+    Raises :class:`StainfreeError` naming the folder when it is missing, incomplete or corrupt.
+    """
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise StainfreeError(f"{path}: no such CellSet")
+    header_path = path / HEADER
+    if not header_path.is_file():
+        raise StainfreeError(f"{path}: not a CellSet (no {HEADER}; an interrupted write?)")
+    try:
+        header = json.loads(header_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StainfreeError(f"{header_path}: unreadable header ({exc})") from None
+    if header.get("format") != FORMAT:
+        raise StainfreeError(f"{header_path}: not a stainfree CellSet header")
+    if header.get("version", 0) > FORMAT_VERSION:
+        raise StainfreeError(
+            f"{path}: written by a newer stainfree (format {header['version']}); please upgrade"
+        )
+    try:
+        table = pd.read_parquet(path / TABLE)
+    except Exception as exc:
+        raise StainfreeError(f"{path / TABLE}: unreadable table ({exc})") from None
+    try:
+        images = zarr.open_array(str(path / IMAGES), mode="r")
+    except Exception as exc:
+        raise StainfreeError(f"{path / IMAGES}: unreadable image array ({exc})") from None
+    if tuple(images.shape) != tuple(header["shape"]) or len(table) != images.shape[0]:
+        raise StainfreeError(
+            f"{path}: image array {tuple(images.shape)}, table {len(table)} rows and header "
+            f"{tuple(header['shape'])} disagree"
+        )
+    return CellSet(
+        images,
+        table,
+        channels=header["channels"],
+        groups=header.get("groups", []),
+        pixel_size=header.get("pixel_size_um"),
+        provenance=header.get("provenance", []),
+        path=path,
+    )
+
+
+def concat(sets: Sequence[CellSet], *, source_column: str | None = None) -> CellSet:
+    """Concatenate sets with the same channels and crop size into one in-memory set.
+
+    ``cell_id`` must stay unique; pass ``source_column`` to record which input each cell came
+    from (its position in ``sets``) and prefix the ids with it.
+    """
+    if not sets:
+        raise StainfreeError("nothing to concatenate")
+    first = sets[0]
+    for i, s in enumerate(sets[1:], 1):
+        if s.channels != first.channels:
+            raise StainfreeError(f"set {i} has channels {s.channels}, set 0 has {first.channels}")
+        if s.shape[2:] != first.shape[2:]:
+            raise StainfreeError(f"set {i} has cells of {s.shape[2:]}, set 0 has {first.shape[2:]}")
+    tables = []
+    for i, s in enumerate(sets):
+        t = s.table.copy()
+        if source_column:
+            t[source_column] = i
+            t["cell_id"] = f"{i}:" + t["cell_id"].astype(str)
+        tables.append(t)
+    table = pd.concat(tables, ignore_index=True)
+    dtype = np.result_type(*[s.dtype for s in sets])
+    images = np.concatenate([s.images.astype(dtype, copy=False) for s in sets])
+    groups = [g for g in first.groups if all(g in s.groups for s in sets)]
+    prov = [provenance_entry("concat", inputs=[s.provenance for s in sets])]
+    return CellSet(images, table, channels=first.channels, groups=groups, pixel_size=first.pixel_size, provenance=prov)
+
+
+# ---------------------------------------------------------------------- small parsers
+def merge_labels(labels: pd.Series, merges: Mapping[str, Sequence[str]] | str) -> pd.Series:
+    """Labels with each old class renamed to its new one; an unknown old class is an error.
+
+    >>> merge_labels(pd.Series(["G1", "S", "M"]), "G1,S=I").tolist()
+    ['I', 'I', 'M']
+    """
+    if isinstance(merges, str):
+        merges = parse_merge_spec(merges)
+    present = set(labels.dropna().astype(str))
+    mapping = {}
+    for new, olds in merges.items():
+        for old in olds:
+            if old not in present:
+                raise StainfreeError(
+                    f"cannot merge class {old!r}: no cell has it (classes: {', '.join(sorted(present))})"
+                )
+            mapping[old] = new
+    return labels.map(lambda v: mapping.get(v, v))
+
+
+def parse_channel_list(names: Sequence[str] | str) -> list[str]:
+    """``"Ch3,Ch6"`` or ``["Ch3", "Ch6"]`` -> ``["Ch3", "Ch6"]``."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",")]
+    names = [n for n in names if n]
+    if not names:
+        raise StainfreeError("no channel named")
+    return list(names)
+
+
+def parse_merge_spec(spec: str | Iterable[str]) -> dict[str, list[str]]:
+    """``"G1,S,G2=Interphase"`` -> ``{"Interphase": ["G1", "S", "G2"]}`` (``;`` separates merges).
+
+    >>> parse_merge_spec("G1,S,G2=Interphase; Prophase,Metaphase=Early")
+    {'Interphase': ['G1', 'S', 'G2'], 'Early': ['Prophase', 'Metaphase']}
+    """
+    parts = [spec] if isinstance(spec, str) else list(spec)
+    merges: dict[str, list[str]] = {}
+    for part in parts:
+        for item in part.split(";"):
+            item = item.strip()
+            if not item:
+                continue
+            if item.count("=") != 1:
+                raise StainfreeError(f"merge {item!r} is not of the form OLD1,OLD2=NEW")
+            olds, new = item.split("=")
+            olds = [o.strip() for o in olds.split(",") if o.strip()]
+            if not olds or not new.strip():
+                raise StainfreeError(f"merge {item!r} is not of the form OLD1,OLD2=NEW")
+            merges.setdefault(new.strip(), []).extend(olds)
+    return merges

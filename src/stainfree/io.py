@@ -1,0 +1,661 @@
+"""Reading single-cell images and importing them into CellSets.
+
+Three layouts are understood (``layout="auto"`` tells them apart):
+
+``folders``
+    ``SRC/<class>/<file>`` (png, jpg, tif; 8 or 16 bit; grey or RGB). The folder name is the
+    label. Images directly in ``SRC`` (no class folders) give an unlabelled set.
+``ifc``
+    The imaging-flow-cytometry export: one file per cell per channel, ``<id>_Ch<k>.<ext>``
+    (as Amnis IDEAS writes them), grouped into multi-channel cells; class from the folder.
+``manifest``
+    A CSV with one row per cell: ``path`` (or per-channel ``path_<channel>`` columns),
+    optionally ``label`` (or ``class``) and ``cell_id``; every other column is kept as metadata.
+    CellProfiler's ``Metadata_`` prefix is dropped from column names.
+
+Group columns can be derived from file names with regular expressions (``groups={"field":
+r"-(\\d{6})"}``). Because file numbering restarts in every class folder, the values are
+qualified by the class folder (``293A/000012``) unless ``groups_across_classes=True``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .cellset import (
+    CellSet,
+    CellSetWriter,
+    open_cellset,
+    parse_channel_list,
+    merge_labels,
+    provenance_entry,
+)
+from .utils import StainfreeError, progress
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+IFC_PATTERN = re.compile(r"^(?P<id>.+)_Ch(?P<ch>\d+)\.(?:tif|tiff|png|jpg|jpeg)$", re.IGNORECASE)
+#: Manifest columns recognised as group columns without being declared.
+KNOWN_GROUP_COLUMNS = ("field", "flask", "dish", "well", "plate", "experiment", "batch", "donor", "patient", "density", "culture")
+LAYOUTS = ("auto", "folders", "ifc", "manifest")
+
+
+# ---------------------------------------------------------------------- single images
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read one image file as ``H x W`` (grey) or ``H x W x C`` (colour), dtype as stored.
+
+    Palette and 1-bit images are converted to grey; an alpha channel is dropped.
+    Raises :class:`StainfreeError` naming the file when it cannot be read.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            img = tifffile.imread(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()
+                if im.mode in ("P", "1", "LA", "PA"):
+                    im = im.convert("RGBA" if im.mode in ("P", "PA") and "transparency" in im.info else "L")
+                if im.mode == "CMYK":
+                    im = im.convert("RGB")
+                img = np.array(im)
+                if im.mode in ("I;16", "I;16B", "I;16L") and img.dtype != np.uint16:
+                    img = img.astype(np.uint16)
+    except StainfreeError:
+        raise
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StainfreeError(f"{path}: unreadable image ({reason})") from None
+    img = np.asarray(img)
+    if img.size == 0:
+        raise StainfreeError(f"{path}: empty image")
+    if img.ndim == 3 and img.shape[-1] == 4:
+        img = img[..., :3]
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.ndim not in (2, 3):
+        raise StainfreeError(f"{path}: expected a 2-D image, got shape {img.shape}")
+    if img.dtype == np.bool_:
+        img = img.astype(np.uint8)
+    if img.dtype.kind not in "uif":
+        raise StainfreeError(f"{path}: unsupported pixel type {img.dtype}")
+    return img
+
+
+def to_channels_first(img: np.ndarray, *, grey: bool = False) -> np.ndarray:
+    """``H x W`` -> ``1 x H x W``; ``H x W x 3`` -> ``3 x H x W`` (or ``1 x H x W`` with ``grey``).
+
+    A 3-D image whose first axis is short (at most 8) and whose last is not 3 is taken as already
+    channels-first (a multi-page TIFF). Grey conversion uses ITU-R 601 luma weights and keeps the
+    dtype.
+
+    >>> to_channels_first(np.array([[[10, 20, 30]]], np.uint8), grey=True)
+    array([[[18]]], dtype=uint8)
+    """
+    if img.ndim == 2:
+        return img[None]
+    if img.shape[-1] == 3:
+        chw = np.moveaxis(img, -1, 0)
+    elif img.shape[0] <= 8:
+        chw = img
+    else:
+        chw = np.moveaxis(img, -1, 0)
+    if grey and chw.shape[0] == 3:
+        weights = np.array([0.299, 0.587, 0.114])
+        g = np.tensordot(weights, chw.astype(np.float64), axes=1)
+        return _cast_like(g, img.dtype)[None]
+    return chw
+
+
+def _cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+def resize_cell(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize a ``C x H x W`` cell to ``C x size x size`` (bilinear, anti-aliased), dtype kept."""
+    from skimage.transform import resize
+
+    if img.shape[1:] == (size, size):
+        return img
+    out = resize(
+        img.astype(np.float64),
+        (img.shape[0], size, size),
+        order=1,
+        preserve_range=True,
+        anti_aliasing=size < max(img.shape[1:]),
+    )
+    return _cast_like(out, img.dtype)
+
+
+def crop_or_pad(img: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop or pad a ``C x H x W`` cell to ``C x size x size``.
+
+    Padding uses each channel's median border value, so the added margin looks like background
+    rather than a black frame.
+
+    >>> crop_or_pad(np.arange(16).reshape(1, 4, 4), 2)
+    array([[[ 5,  6],
+            [ 9, 10]]])
+    >>> crop_or_pad(np.ones((1, 1, 1), np.uint8), 3)[0]
+    array([[1, 1, 1],
+           [1, 1, 1],
+           [1, 1, 1]], dtype=uint8)
+    """
+    c, h, w = img.shape
+    out = img
+    if h > size:
+        top = (h - size) // 2
+        out = out[:, top : top + size]
+    if w > size:
+        left = (w - size) // 2
+        out = out[:, :, left : left + size]
+    ph, pw = size - out.shape[1], size - out.shape[2]
+    if ph > 0 or pw > 0:
+        border = np.concatenate(
+            [out[:, 0, :], out[:, -1, :], out[:, :, 0], out[:, :, -1]], axis=1
+        )
+        fill = np.median(border, axis=1)
+        padded = np.empty((c, size, size), dtype=img.dtype)
+        padded[:] = _cast_like(fill, img.dtype)[:, None, None]
+        top, left = max(ph, 0) // 2, max(pw, 0) // 2
+        padded[:, top : top + out.shape[1], left : left + out.shape[2]] = out
+        out = padded
+    return np.ascontiguousarray(out)
+
+
+# ---------------------------------------------------------------------- import plans
+@dataclasses.dataclass
+class ImportPlan:
+    """What an import found, before any pixel is read: one row per cell.
+
+    ``table`` holds ``cell_id``, ``source``, ``label`` and metadata columns; ``files`` holds, per
+    cell, the list of files to read (one per channel for ``ifc``/per-channel manifests, one file
+    for the others); ``channels`` names the channels when the layout fixes them.
+    """
+
+    src: Path
+    layout: str
+    table: pd.DataFrame
+    files: list[list[Path]]
+    channels: list[str] | None
+    groups: list[str]
+    sizes: Counter
+
+    def describe(self) -> str:
+        lines = [f"{self.src}: layout {self.layout}, {len(self.table)} cells"]
+        counts = self.table["label"].dropna().astype(str).value_counts()
+        if len(counts):
+            width = max(len(k) for k in counts.index)
+            lines.append(f"{len(counts)} classes:")
+            lines += [f"  {k:<{width}}  {v}" for k, v in counts.items()]
+        unlabelled = int(self.table["label"].isna().sum())
+        if unlabelled:
+            lines.append(f"unlabelled: {unlabelled}")
+        if self.channels:
+            lines.append(f"channels: {', '.join(self.channels)}")
+        if self.sizes:
+            sizes = ", ".join(f"{h}x{w}{'x' + str(c) if c > 1 else ''} ({n})" for (h, w, c), n in self.sizes.most_common())
+            lines.append(f"image sizes in a sample of files: {sizes}")
+        for g in self.groups:
+            lines.append(f"group {g}: {self.table[g].nunique()} distinct")
+        return "\n".join(lines)
+
+
+def _image_files(folder: Path) -> tuple[list[Path], int]:
+    images, skipped = [], 0
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.startswith("."):
+                continue
+            p = Path(root) / name
+            if p.suffix.lower() in IMAGE_EXTENSIONS:
+                images.append(p)
+            else:
+                skipped += 1
+    return images, skipped
+
+
+def detect_layout(src: str | os.PathLike) -> str:
+    """``"manifest"`` for a CSV file, ``"ifc"`` when every image is named ``<id>_Ch<k>.<ext>``,
+    otherwise ``"folders"``."""
+    src = Path(src)
+    if not src.exists():
+        raise StainfreeError(f"{src}: no such file or folder")
+    if src.is_file():
+        if src.suffix.lower() in (".csv", ".tsv", ".txt"):
+            return "manifest"
+        raise StainfreeError(f"{src}: expected a folder of images or a CSV manifest")
+    files, _ = _image_files(src)
+    if not files:
+        raise StainfreeError(f"{src}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    if all(IFC_PATTERN.match(f.name) for f in files):
+        return "ifc"
+    return "folders"
+
+
+def _class_of(src: Path, f: Path) -> str | None:
+    rel = f.relative_to(src)
+    return rel.parts[0] if len(rel.parts) > 1 else None
+
+
+def _check_class_folders(src: Path, files: list[Path]) -> None:
+    top_level = [f for f in files if f.parent == src]
+    in_folders = [f for f in files if f.parent != src]
+    if top_level and in_folders:
+        raise StainfreeError(
+            f"{src}: images both directly inside ({top_level[0].name}) and in class folders; "
+            "move them into class folders or import them separately"
+        )
+    with_images = {_class_of(src, f) for f in in_folders}
+    for d in sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if d.name not in with_images:
+            raise StainfreeError(f"{d}: class folder has no images")
+
+
+def _scan_folders(src: Path) -> tuple[pd.DataFrame, list[list[Path]], list[str] | None]:
+    files, skipped = _image_files(src)
+    if not files:
+        raise StainfreeError(f"{src}: no images found")
+    if skipped:
+        logger.info("%s: ignored %d files that are not images", src, skipped)
+    _check_class_folders(src, files)
+    table = pd.DataFrame(
+        {
+            "cell_id": [f.relative_to(src).with_suffix("").as_posix() for f in files],
+            "source": [f.relative_to(src).as_posix() for f in files],
+            "label": [_class_of(src, f) for f in files],
+        }
+    )
+    return table, [[f] for f in files], None
+
+
+def _scan_ifc(src: Path, channels: Sequence[str] | None) -> tuple[pd.DataFrame, list[list[Path]], list[str]]:
+    files, skipped = _image_files(src)
+    if not files:
+        raise StainfreeError(f"{src}: no images found")
+    if skipped:
+        logger.info("%s: ignored %d files that are not images", src, skipped)
+    _check_class_folders(src, files)
+    cells: dict[tuple[Path, str], dict[str, Path]] = {}
+    for f in files:
+        m = IFC_PATTERN.match(f.name)
+        if m is None:
+            raise StainfreeError(f"{f}: not named <id>_Ch<k>.<ext> as the ifc layout needs")
+        key = (f.parent, m["id"])
+        ch = f"Ch{int(m['ch'])}"
+        cells.setdefault(key, {})[ch] = f
+    found = sorted({ch for chans in cells.values() for ch in chans}, key=lambda c: int(c[2:]))
+    if channels is None:
+        wanted = found
+    else:
+        wanted = [_normalise_ifc_channel(c) for c in channels]
+        for ch in wanted:
+            if ch not in found:
+                raise StainfreeError(f"{src}: no file of channel {ch} (channels found: {', '.join(found)})")
+    rows, per_cell = [], []
+    for (folder, cid), chans in sorted(cells.items(), key=lambda kv: (str(kv[0][0]), _natural_key(kv[0][1]))):
+        missing = [ch for ch in wanted if ch not in chans]
+        if missing:
+            raise StainfreeError(
+                f"{folder / cid}: cell has no {missing[0]} file "
+                f"(it has {', '.join(sorted(chans))}); choose channels with --channels"
+            )
+        first = chans[wanted[0]]
+        rel_folder = folder.relative_to(src)
+        rows.append(
+            {
+                "cell_id": (rel_folder / cid).as_posix() if rel_folder.parts else cid,
+                "source": first.relative_to(src).as_posix(),
+                "label": _class_of(src, first),
+            }
+        )
+        per_cell.append([chans[ch] for ch in wanted])
+    return pd.DataFrame(rows), per_cell, wanted
+
+
+def _normalise_ifc_channel(name: str) -> str:
+    m = re.fullmatch(r"(?i)ch0*(\d+)", name.strip())
+    if not m:
+        raise StainfreeError(f"channel {name!r} is not of the form Ch<k> used by the ifc layout")
+    return f"Ch{int(m[1])}"
+
+
+def _natural_key(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def _scan_manifest(src: Path, channels: Sequence[str] | None) -> tuple[pd.DataFrame, list[list[Path]], list[str] | None]:
+    sep = "\t" if src.suffix.lower() == ".tsv" else ","
+    try:
+        df = pd.read_csv(src, sep=sep)
+    except Exception as exc:
+        raise StainfreeError(f"{src}: unreadable CSV ({str(exc).splitlines()[0]})") from None
+    if df.empty:
+        raise StainfreeError(f"{src}: manifest has no rows")
+    df = df.rename(columns=lambda c: c[len("Metadata_"):] if str(c).startswith("Metadata_") else c)
+    path_cols = [c for c in df.columns if str(c).startswith("path_")]
+    if "path" in df.columns:
+        if path_cols:
+            raise StainfreeError(f"{src}: has both a path column and per-channel path_<channel> columns")
+        path_cols = ["path"]
+        chans = None
+    elif path_cols:
+        chans = [c[len("path_"):] for c in path_cols]
+    else:
+        raise StainfreeError(f"{src}: manifest needs a 'path' column or per-channel 'path_<channel>' columns")
+    if channels is not None and chans is not None:
+        wanted = list(channels)
+        for ch in wanted:
+            if ch not in chans:
+                raise StainfreeError(f"{src}: no column path_{ch} (channels: {', '.join(chans)})")
+        path_cols = [f"path_{ch}" for ch in wanted]
+        chans = wanted
+    if "label" not in df.columns and "class" in df.columns:
+        df = df.rename(columns={"class": "label"})
+    base = src.parent
+    files = []
+    for i, row in df.iterrows():
+        paths = []
+        for col in path_cols:
+            value = row[col]
+            if pd.isna(value) or not str(value).strip():
+                raise StainfreeError(f"{src}: row {i + 2} has no {col}")
+            p = Path(str(value))
+            paths.append(p if p.is_absolute() else base / p)
+        files.append(paths)
+    table = df.drop(columns=path_cols).copy()
+    if "cell_id" not in table.columns:
+        table.insert(0, "cell_id", [Path(str(v)).with_suffix("").as_posix() for v in df[path_cols[0]]])
+    table["source"] = df[path_cols[0]].astype(str).to_numpy()
+    if "label" not in table.columns:
+        table["label"] = None
+    table["label"] = table["label"].map(lambda v: None if pd.isna(v) else str(v))
+    if table["cell_id"].duplicated().any():
+        dup = table["cell_id"][table["cell_id"].duplicated()].iloc[0]
+        raise StainfreeError(f"{src}: cell_id {dup!r} appears twice")
+    return table, files, chans
+
+
+def parse_group_spec(spec: str) -> tuple[str, str | None]:
+    """``"field=-(\\d{6})"`` -> ``("field", "-(\\d{6})")``; ``"dish"`` -> ``("dish", None)``."""
+    name, sep, pattern = spec.partition("=")
+    name = name.strip()
+    if not name.isidentifier():
+        raise StainfreeError(f"group {spec!r}: the name before '=' must be a plain column name")
+    if sep and not pattern:
+        raise StainfreeError(f"group {spec!r}: empty regular expression")
+    return name, (pattern if sep else None)
+
+
+def _apply_group_regex(table: pd.DataFrame, files: list[list[Path]], name: str, pattern: str, *, qualify: bool, src: Path) -> None:
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise StainfreeError(f"group {name}: invalid regular expression {pattern!r} ({exc})") from None
+    values, unmatched = [], []
+    for paths in files:
+        m = regex.search(paths[0].name)
+        if m is None:
+            unmatched.append(paths[0])
+            values.append(None)
+        else:
+            values.append(m.group(1) if regex.groups else m.group(0))
+    if len(unmatched) == len(files):
+        raise StainfreeError(f"group {name}: regular expression {pattern!r} matches no file name in {src} (e.g. {files[0][0].name})")
+    if unmatched:
+        raise StainfreeError(
+            f"group {name}: regular expression {pattern!r} matches no part of {unmatched[0]} "
+            f"({len(unmatched)} of {len(files)} files unmatched)"
+        )
+    if qualify:
+        labels = table["label"].to_numpy()
+        values = [v if lab is None else f"{lab}/{v}" for v, lab in zip(values, labels)]
+    table[name] = values
+
+
+def scan_source(
+    src: str | os.PathLike,
+    *,
+    layout: str = "auto",
+    channels: Sequence[str] | str | None = None,
+    groups: Mapping[str, str | None] | Sequence[str] | None = None,
+    groups_across_classes: bool = False,
+    sample: int = 64,
+) -> ImportPlan:
+    """Find the cells in ``src`` without reading their pixels (see :func:`import_cells`)."""
+    src = Path(src)
+    if layout not in LAYOUTS:
+        raise StainfreeError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+    found_layout = detect_layout(src) if layout == "auto" else layout
+    if not src.exists():
+        raise StainfreeError(f"{src}: no such file or folder")
+    if channels is not None:
+        channels = parse_channel_list(channels)
+    if found_layout == "folders":
+        if not src.is_dir():
+            raise StainfreeError(f"{src}: the folders layout needs a folder")
+        table, files, chans = _scan_folders(src)
+    elif found_layout == "ifc":
+        if not src.is_dir():
+            raise StainfreeError(f"{src}: the ifc layout needs a folder")
+        table, files, chans = _scan_ifc(src, channels)
+    else:
+        if not src.is_file():
+            raise StainfreeError(f"{src}: the manifest layout needs a CSV file")
+        table, files, chans = _scan_manifest(src, channels)
+
+    if isinstance(groups, Mapping):
+        group_specs = list(groups.items())
+    else:
+        group_specs = [parse_group_spec(g) for g in (groups or [])]
+    declared = []
+    has_classes = table["label"].notna().any() and found_layout != "manifest"
+    for name, pattern in group_specs:
+        if name in ("cell_id", "label", "source"):
+            raise StainfreeError(f"group {name}: that column name is reserved")
+        if pattern is None:
+            if name not in table.columns:
+                raise StainfreeError(f"group column {name!r} does not exist (columns: {', '.join(map(str, table.columns))})")
+        else:
+            _apply_group_regex(table, files, name, pattern, qualify=has_classes and not groups_across_classes, src=src)
+        declared.append(name)
+    for name in KNOWN_GROUP_COLUMNS:
+        if name in table.columns and name not in declared:
+            declared.append(name)
+
+    sizes: Counter = Counter()
+    if len(files):
+        picks = np.unique(np.linspace(0, len(files) - 1, min(sample, len(files))).astype(int))
+        for i in picks:
+            sizes[_peek_size(files[i][0])] += 1
+    return ImportPlan(src=src, layout=found_layout, table=table, files=files, channels=chans, groups=declared, sizes=sizes)
+
+
+def _peek_size(path: Path) -> tuple[int, int, int]:
+    """(height, width, channels) from the file header, without decoding the pixels."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.series[0].shape
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                w, h = im.size
+                return (h, w, 3 if len(im.getbands()) >= 3 else 1)
+    except Exception as exc:
+        raise StainfreeError(f"{path}: unreadable image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if len(shape) == 2:
+        return (shape[0], shape[1], 1)
+    if shape[-1] in (3, 4):
+        return (shape[0], shape[1], min(shape[-1], 3))
+    return (shape[-2], shape[-1], shape[0])
+
+
+def _read_cell(paths: list[Path], grey: bool, size: int | None, crop: int | None) -> np.ndarray:
+    if len(paths) == 1:
+        img = to_channels_first(read_image(paths[0]), grey=grey)
+    else:
+        planes = []
+        for p in paths:
+            plane = to_channels_first(read_image(p), grey=True)
+            if planes and plane.shape[1:] != planes[0].shape[1:]:
+                raise StainfreeError(f"{p}: {plane.shape[1]}x{plane.shape[2]} px, but the cell's other channels are {planes[0].shape[1]}x{planes[0].shape[2]}")
+            if planes and plane.dtype != planes[0].dtype:
+                raise StainfreeError(f"{p}: pixel type {plane.dtype}, but the cell's other channels are {planes[0].dtype}")
+            planes.append(plane)
+        img = np.concatenate(planes)
+    if size is not None:
+        img = resize_cell(img, size)
+    elif crop is not None:
+        img = crop_or_pad(img, crop)
+    return img
+
+
+def read_plan(
+    plan: ImportPlan,
+    out: str | os.PathLike | None = None,
+    *,
+    grey: bool = False,
+    size: int | None = None,
+    crop: int | None = None,
+    merge_classes: str | Mapping[str, Sequence[str]] | None = None,
+    force: bool = False,
+    batch_size: int = 512,
+    workers: int | None = None,
+) -> CellSet:
+    """Read the pixels of an :class:`ImportPlan` into a CellSet (streamed to ``out`` if given)."""
+    if size is not None and crop is not None:
+        raise StainfreeError("give either size (resize) or crop (centre-crop/pad), not both")
+    for name, v in (("size", size), ("crop", crop)):
+        if v is not None and v < 1:
+            raise StainfreeError(f"{name} must be a positive number of pixels, got {v}")
+    table = plan.table.copy()
+    if merge_classes:
+        table["label"] = merge_labels(table["label"], merge_classes)
+    n = len(plan.files)
+    first = _read_cell(plan.files[0], grey, size, crop)
+    c, h, w = first.shape
+    dtype = first.dtype
+    if plan.channels is not None:
+        channels = list(plan.channels)
+    elif c == 1:
+        channels = ["grey"]
+    elif c == 3:
+        channels = ["R", "G", "B"]
+    else:
+        channels = [f"ch{i}" for i in range(c)]
+    prov = [
+        provenance_entry(
+            "import",
+            src=str(plan.src),
+            layout=plan.layout,
+            grey=grey,
+            size=size,
+            crop=crop,
+            merge_classes=merge_classes if isinstance(merge_classes, (str, type(None))) else dict(merge_classes),
+        )
+    ]
+    workers = workers or min(4, os.cpu_count() or 1)
+
+    def check(i: int, img: np.ndarray) -> np.ndarray:
+        where = plan.files[i][0]
+        if img.shape[0] != c:
+            hint = "; pass --grey to convert colour to grey" if {img.shape[0], c} == {1, 3} else ""
+            raise StainfreeError(f"{where}: {img.shape[0]} channels, but {plan.files[0][0].name} has {c}{hint}")
+        if img.shape[1:] != (h, w):
+            raise StainfreeError(
+                f"{where}: {img.shape[1]}x{img.shape[2]} px, but {plan.files[0][0].name} is {h}x{w}; "
+                "pass --size N to resize or --crop N to centre-crop/pad every cell"
+            )
+        if img.dtype != dtype:
+            raise StainfreeError(f"{where}: pixel type {img.dtype}, but {plan.files[0][0].name} is {dtype}")
+        return img
+
+    def batches():
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            for start in range(0, n, batch_size):
+                idx = range(start, min(start + batch_size, n))
+                imgs = pool.map(lambda i: _read_cell(plan.files[i], grey, size, crop), idx)
+                yield start, np.stack([check(i, img) for i, img in zip(idx, imgs)])
+
+    n_batches = (n + batch_size - 1) // batch_size
+    if out is None:
+        images = np.empty((n, c, h, w), dtype)
+        for start, batch in progress(batches(), total=n_batches, desc="import", unit="batches", log=logger):
+            images[start : start + len(batch)] = batch
+        return CellSet(images, table, channels=channels, groups=plan.groups, provenance=prov)
+    with CellSetWriter(out, n_cells=n, channels=channels, height=h, width=w, dtype=dtype, force=force) as writer:
+        for start, batch in progress(batches(), total=n_batches, desc="import", unit="batches", log=logger):
+            writer.write(start, batch)
+        writer.finish(table, groups=plan.groups, provenance=prov)
+    return open_cellset(out)
+
+
+def import_cells(
+    src: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    layout: str = "auto",
+    channels: Sequence[str] | str | None = None,
+    grey: bool = False,
+    size: int | None = None,
+    crop: int | None = None,
+    groups: Mapping[str, str | None] | Sequence[str] | None = None,
+    groups_across_classes: bool = False,
+    merge_classes: str | Mapping[str, Sequence[str]] | None = None,
+    force: bool = False,
+) -> CellSet:
+    """Import single-cell images into a CellSet.
+
+    Parameters
+    ----------
+    src : path
+        A folder (``folders`` or ``ifc`` layout) or a CSV manifest.
+    out : path, optional
+        Write the set to this ``.cells`` folder (streamed; the result is opened lazily).
+        Without it the set is built in memory.
+    layout : {"auto", "folders", "ifc", "manifest"}
+    channels : "Ch3,Ch6" or list, optional
+        Channels to keep, in order (``ifc`` and per-channel manifests).
+    grey : bool
+        Convert RGB images to one grey channel.
+    size, crop : int, optional
+        Resize every cell to ``size x size``, or centre-crop/pad it to ``crop x crop``.
+        Without either, all cells must have the same size.
+    groups : mapping or list of "name=regex" / "name"
+        Group columns from file names (a regex; its first capture group, else the whole match)
+        or existing manifest columns (a name alone).
+    groups_across_classes : bool
+        Do not qualify regex group values by class folder (use when equal values in different
+        class folders really are the same flask, dish or experiment).
+    merge_classes : "G1,S,G2=Interphase" or mapping
+    force : bool
+        Replace an existing ``out``.
+    """
+    plan = scan_source(src, layout=layout, channels=channels, groups=groups, groups_across_classes=groups_across_classes)
+    logger.info("%s", plan.describe())
+    return read_plan(plan, out, grey=grey, size=size, crop=crop, merge_classes=merge_classes, force=force)
