@@ -1,0 +1,304 @@
+"""Synthetic label-free cells and fields with known answers, for the demo and the tests.
+
+Two "cell lines" differ the way HEK-293A and HT1080 differ under a benchtop brightfield
+microscope (Yao et al. 2019): ``round`` cells are compact, nearly circular, smooth-edged and
+finely textured; ``spindle`` cells are larger, elongated, with irregular protruding edges and a
+coarser texture. The two overlap, so a classifier is good but not perfect.
+
+Each flask adds nuisance that a model can latch onto and that a random split rewards:
+background level, an illumination gradient, substrate texture (Yao's "background irregularities"),
+camera noise, and a density-dependent shape shift (cells in dense flasks are smaller and rounder).
+Each flask holds one line, as in the papers, so evaluation must hold out whole flasks.
+
+Cells are rendered as a brightfield image of a slightly defocused cell: a dark edge with a bright
+halo outside it, a slightly dark, textured body and a darker nucleus. Whole fields also carry a
+fluorescence channel that marks the ``spindle`` line (the ground truth the papers use), with
+uneven illumination so that background correction matters, and an instance mask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from .cellset import CellSet, provenance_entry
+from .utils import StainfreeError
+
+#: Shape and texture of each synthetic line (means and spreads of the draws).
+LINES = {
+    "round": dict(radius=(8.0, 1.0), elongation=(1.15, 0.10), roughness=0.035, texture_scale=0.8, texture=0.10, nucleus=0.50),
+    "spindle": dict(radius=(9.5, 1.3), elongation=(1.75, 0.30), roughness=0.10, texture_scale=1.8, texture=0.16, nucleus=0.38),
+}
+#: Relative shrinkage of cells in dense flasks.
+DENSITY_SHRINK = {"low": 1.0, "high": 0.85}
+
+
+@dataclasses.dataclass
+class Flask:
+    """The per-flask nuisance: what makes cells of one flask look alike."""
+
+    name: str
+    line: str
+    density: str
+    background: float
+    gradient: tuple[float, float]
+    substrate: float
+    noise: float
+    seed: int
+
+
+def _make_flasks(lines, flasks_per_line, densities, rng) -> list[Flask]:
+    out = []
+    for line in lines:
+        for k in range(flasks_per_line):
+            angle = rng.uniform(0, 2 * np.pi)
+            amp = rng.uniform(0.0001, 0.0004)  # per pixel: up to 0.2 across a 512 px field
+            out.append(
+                Flask(
+                    name=f"{line}-flask{k + 1}",
+                    line=line,
+                    density=densities[k % len(densities)],
+                    background=rng.uniform(0.45, 0.60),
+                    gradient=(amp * np.cos(angle), amp * np.sin(angle)),
+                    substrate=rng.uniform(0.01, 0.04),
+                    noise=rng.uniform(0.01, 0.025),
+                    seed=int(rng.integers(2**31)),
+                )
+            )
+    return out
+
+
+def _draw_cell(line: str, density: str, rng: np.random.Generator) -> dict:
+    p = LINES[line]
+    radius = max(4.0, rng.normal(*p["radius"])) * DENSITY_SHRINK[density]
+    elongation = max(1.0, rng.normal(*p["elongation"]))
+    if density == "high":
+        elongation = 1.0 + (elongation - 1.0) * 0.8
+    harmonics = [(k, rng.normal(0, p["roughness"] / np.sqrt(k - 1)), rng.uniform(0, 2 * np.pi)) for k in range(2, 8)]
+    return dict(
+        radius=radius,
+        elongation=elongation,
+        angle=rng.uniform(0, np.pi),
+        harmonics=harmonics,
+        texture_scale=p["texture_scale"],
+        texture=p["texture"],
+        nucleus=p["nucleus"] * rng.uniform(0.85, 1.15),
+        nucleus_offset=rng.normal(0, 0.15, size=2),
+        seed=int(rng.integers(2**31)),
+    )
+
+
+def _render_cell(cell: dict, dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mask and brightfield contrast (added to background) of one cell on offset grids."""
+    c, s = np.cos(cell["angle"]), np.sin(cell["angle"])
+    u = c * dx + s * dy
+    v = -s * dx + c * dy
+    e = np.sqrt(cell["elongation"])
+    uu, vv = u / e, v * e
+    rho = np.hypot(uu, vv)
+    phi = np.arctan2(vv, uu)
+    boundary = np.full_like(rho, cell["radius"])
+    for k, a, ph in cell["harmonics"]:
+        boundary *= 1 + a * np.cos(k * phi + ph)
+    d = rho - boundary  # approximately the signed distance to the edge, in pixels
+    mask = d < 0
+    rng = np.random.default_rng(cell["seed"])
+    tex = ndimage.gaussian_filter(rng.standard_normal(d.shape), cell["texture_scale"])
+    tex /= tex.std() + 1e-9
+    body = 1.0 / (1.0 + np.exp(np.clip(d / 0.7, -50, 50)))
+    nu, nv = cell["nucleus_offset"] * cell["radius"]
+    nucleus_r = cell["radius"] * cell["nucleus"]
+    nucleus = 1.0 / (1.0 + np.exp(np.clip((np.hypot(uu - nu, vv - nv) - nucleus_r) / 0.8, -50, 50)))
+    contrast = (
+        -0.25 * np.exp(-(d**2) / 2.0)  # dark edge
+        + 0.22 * np.exp(-((d - 2.0) ** 2) / 3.0)  # bright halo outside
+        - 0.06 * body
+        + cell["texture"] * 0.5 * body * tex
+        - 0.08 * nucleus
+    )
+    return mask, contrast
+
+
+def _background(shape, flask: Flask, origin, rng) -> np.ndarray:
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    gy, gx = flask.gradient
+    plane = flask.background + gy * (yy + origin[0]) + gx * (xx + origin[1])
+    substrate = ndimage.gaussian_filter(rng.standard_normal(shape), 3.0)
+    substrate *= flask.substrate / (substrate.std() + 1e-9)
+    return plane + substrate
+
+
+def _to_uint8(img: np.ndarray, noise: float, rng) -> np.ndarray:
+    img = img + rng.normal(0, noise, img.shape)
+    return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+
+
+def make_cells(
+    n_per_class: int = 100,
+    *,
+    size: int = 64,
+    lines: tuple[str, ...] = ("round", "spindle"),
+    flasks_per_line: int = 4,
+    densities: tuple[str, ...] = ("low", "high"),
+    seed: int = 0,
+    return_masks: bool = False,
+):
+    """Single-cell brightfield crops of synthetic cell lines grown in separate flasks.
+
+    Returns a CellSet (1 channel ``bf``, ``uint8``, ``size x size``) whose table has ``label``
+    (the line), ``flask``, ``density`` and ``area`` (true mask area in pixels); ``flask`` is
+    declared a group column. With ``return_masks``, also the ``N x size x size`` boolean masks.
+
+    >>> cs = make_cells(4, size=32, flasks_per_line=2, seed=1)
+    >>> cs.shape, cs.class_counts().to_dict(), cs.table["flask"].nunique()
+    ((8, 1, 32, 32), {'round': 4, 'spindle': 4}, 4)
+    """
+    unknown = [ln for ln in lines if ln not in LINES]
+    if unknown:
+        raise StainfreeError(f"unknown synthetic line {unknown[0]!r} (choose from {', '.join(LINES)})")
+    if n_per_class < 1 or flasks_per_line < 1 or size < 16:
+        raise StainfreeError("need n_per_class >= 1, flasks_per_line >= 1 and size >= 16")
+    rng = np.random.default_rng(seed)
+    flasks = _make_flasks(lines, flasks_per_line, densities, rng)
+    images = np.empty((len(lines) * n_per_class, 1, size, size), np.uint8)
+    masks = np.zeros((len(images), size, size), bool)
+    rows = []
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    i = 0
+    for li, line in enumerate(lines):
+        line_flasks = [f for f in flasks if f.line == line]
+        for j in range(n_per_class):
+            flask = line_flasks[j % len(line_flasks)]
+            crng = np.random.default_rng([flask.seed, j])
+            origin = crng.uniform(-256, 256, size=2)  # where in the flask the crop was taken
+            img = _background((size, size), flask, origin, crng)
+            cy, cx = (size - 1) / 2 + crng.normal(0, 1.0, size=2)
+            if flask.density == "high" and crng.random() < 0.5:
+                # a neighbour at the edge of the crop, as in dense cultures
+                ang = crng.uniform(0, 2 * np.pi)
+                ny, nx = cy + 0.62 * size * np.sin(ang), cx + 0.62 * size * np.cos(ang)
+                _, contrast = _render_cell(_draw_cell(line, flask.density, crng), yy - ny, xx - nx)
+                img += contrast
+            cell = _draw_cell(line, flask.density, crng)
+            mask, contrast = _render_cell(cell, yy - cy, xx - cx)
+            img += contrast
+            images[i, 0] = _to_uint8(img, flask.noise, crng)
+            masks[i] = mask
+            rows.append(
+                {
+                    "cell_id": f"{flask.name}/cell{j:05d}",
+                    "label": line,
+                    "flask": flask.name,
+                    "density": flask.density,
+                    "area": int(mask.sum()),
+                }
+            )
+            i += 1
+    table = pd.DataFrame(rows)
+    prov = [provenance_entry("synthetic.make_cells", n_per_class=n_per_class, size=size, lines=list(lines), flasks_per_line=flasks_per_line, seed=seed)]
+    cs = CellSet(images, table, channels=["bf"], groups=["flask"], provenance=prov)
+    return (cs, masks) if return_masks else cs
+
+
+@dataclasses.dataclass
+class SyntheticField:
+    """A whole synthetic field of view with its ground truth."""
+
+    brightfield: np.ndarray  # H x W uint8
+    fluorescence: np.ndarray  # H x W uint16, marks the marked line
+    labels: np.ndarray  # H x W int32 instance mask, 0 = background
+    cells: pd.DataFrame  # one row per cell: label_id, centroid_x, centroid_y, label, area
+
+
+def make_field(
+    shape: tuple[int, int] = (512, 512),
+    *,
+    n_cells: int = 40,
+    lines: tuple[str, ...] = ("round", "spindle"),
+    marked_line: str = "spindle",
+    mix: float = 0.5,
+    density: str = "low",
+    seed: int = 0,
+) -> SyntheticField:
+    """A field of mixed cells, its fluorescence ground truth and instance mask.
+
+    Cells do not overlap (a minimum centre distance is kept); fewer than ``n_cells`` are placed
+    when the field is too crowded. The ``marked_line`` expresses a fluorescent marker with
+    log-normal brightness; the fluorescence has a dim, smooth uneven illumination (vignetting).
+
+    >>> f = make_field((128, 128), n_cells=5, seed=0)
+    >>> f.brightfield.shape, f.labels.max() == len(f.cells)
+    ((128, 128), True)
+    """
+    if marked_line not in lines:
+        raise StainfreeError(f"marked line {marked_line!r} is not one of {lines}")
+    rng = np.random.default_rng(seed)
+    flask = _make_flasks(("field",), 1, (density,), rng)[0]
+    h, w = shape
+    img = _background(shape, flask, (-h / 2, -w / 2), rng)
+    labels = np.zeros(shape, np.int32)
+    fluo = np.zeros(shape, np.float64)
+    rows = []
+    min_dist = 2.6 * max(LINES[ln]["radius"][0] for ln in lines) * DENSITY_SHRINK[density]
+    centres: list[tuple[float, float]] = []
+    margin = 12
+    for _ in range(n_cells * 50):
+        if len(centres) >= n_cells:
+            break
+        cy, cx = rng.uniform(margin, h - margin), rng.uniform(margin, w - margin)
+        if any((cy - y) ** 2 + (cx - x) ** 2 < min_dist**2 for y, x in centres):
+            continue
+        line = lines[0] if rng.random() >= mix else lines[1] if len(lines) > 1 else lines[0]
+        cell = _draw_cell(line, density, rng)
+        r = int(np.ceil(cell["radius"] * np.sqrt(cell["elongation"]) * 1.6 + 6))
+        y0, y1 = max(0, int(cy) - r), min(h, int(cy) + r + 1)
+        x0, x1 = max(0, int(cx) - r), min(w, int(cx) + r + 1)
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        mask, contrast = _render_cell(cell, yy - cy, xx - cx)
+        region = labels[y0:y1, x0:x1]
+        if (region[mask] > 0).any():
+            continue
+        centres.append((cy, cx))
+        label_id = len(centres)
+        region[mask] = label_id
+        img[y0:y1, x0:x1] += contrast
+        expression = rng.lognormal(np.log(1500.0), 0.35) if line == marked_line else rng.lognormal(np.log(60.0), 0.5)
+        fluo[y0:y1, x0:x1] += expression * ndimage.gaussian_filter(mask.astype(float), 1.0)
+        ys, xs = np.nonzero(mask)
+        rows.append(
+            {
+                "label_id": label_id,
+                "centroid_x": float(xs.mean() + x0),
+                "centroid_y": float(ys.mean() + y0),
+                "label": line,
+                "area": int(mask.sum()),
+            }
+        )
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    vignette = 1.0 - 0.35 * (((yy - h / 2) / h) ** 2 + ((xx - w / 2) / w) ** 2) * 4
+    fluo = (fluo + 200.0) * vignette + rng.normal(0, 15, shape)
+    return SyntheticField(
+        brightfield=_to_uint8(img, flask.noise, rng),
+        fluorescence=np.clip(np.rint(fluo), 0, 65535).astype(np.uint16),
+        labels=labels,
+        cells=pd.DataFrame(rows, columns=["label_id", "centroid_x", "centroid_y", "label", "area"]),
+    )
+
+
+def write_cell_folders(cs: CellSet, folder, *, name_column: str = "cell_id") -> None:
+    """Write a single-channel set as ``folder/<label>/<name>.png`` class folders (what a user's
+    export looks like), e.g. to exercise the importers end to end."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(folder)
+    for (imgs, rows) in cs.batches(512):
+        for img, (_, row) in zip(imgs, rows.iterrows()):
+            target = folder / str(row["label"]) / (str(row[name_column]).replace("/", "-") + ".png")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img[0]).save(target)
