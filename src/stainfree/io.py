@@ -659,3 +659,27 @@ def import_cells(
     plan = scan_source(src, layout=layout, channels=channels, groups=groups, groups_across_classes=groups_across_classes)
     logger.info("%s", plan.describe())
     return read_plan(plan, out, grey=grey, size=size, crop=crop, merge_classes=merge_classes, force=force)
+
+
+def write_class_folders(cells: CellSet, folder: str | os.PathLike) -> list[str]:
+    """Write each cell as ``folder/<label>/<cell_id with / as ->.<ext>`` (PNG for 8/16-bit
+    single-channel cells, TIFF otherwise), the layout :func:`import_cells` reads back.
+
+    Returns the written paths relative to ``folder``, in cell order.
+    """
+    import tifffile
+    from PIL import Image
+
+    folder = Path(folder)
+    written = []
+    for imgs, rows in cells.batches(512):
+        for img, label, cid in zip(imgs, rows["label"], rows["cell_id"]):
+            png = img.shape[0] == 1 and img.dtype in (np.uint8, np.uint16)
+            rel = Path("unlabelled" if label is None or pd.isna(label) else str(label)) / (str(cid).replace("/", "-") + (".png" if png else ".tif"))
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            if png:
+                Image.fromarray(img[0]).save(folder / rel)
+            else:
+                tifffile.imwrite(folder / rel, np.moveaxis(img, 0, -1) if img.shape[0] == 3 else img)
+            written.append(rel.as_posix())
+    return written

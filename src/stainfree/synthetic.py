@@ -287,18 +287,3 @@ def make_field(
         labels=labels,
         cells=pd.DataFrame(rows, columns=["label_id", "centroid_x", "centroid_y", "label", "area"]),
     )
-
-
-def write_cell_folders(cs: CellSet, folder, *, name_column: str = "cell_id") -> None:
-    """Write a single-channel set as ``folder/<label>/<name>.png`` class folders (what a user's
-    export looks like), e.g. to exercise the importers end to end."""
-    from pathlib import Path
-
-    from PIL import Image
-
-    folder = Path(folder)
-    for (imgs, rows) in cs.batches(512):
-        for img, (_, row) in zip(imgs, rows.iterrows()):
-            target = folder / str(row["label"]) / (str(row[name_column]).replace("/", "-") + ".png")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img[0]).save(target)

@@ -1,0 +1,62 @@
+"""Figures of a run, as PNG files (matplotlib with the non-interactive Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves(histories: Sequence[Sequence[dict]], path: str | Path, *, title: str = "Training") -> Path:
+    """Loss per epoch, one line per fold (training solid, validation dashed)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, history in enumerate(histories):
+        c = colours[k % len(colours)]
+        epochs = [h["epoch"] for h in history]
+        axes[0].plot(epochs, [h["train_loss"] for h in history], color=c, label=f"fold {k + 1} train")
+        axes[1].plot(epochs, [h["train_accuracy"] for h in history], color=c)
+        if history and "val_loss" in history[0]:
+            axes[0].plot(epochs, [h["val_loss"] for h in history], color=c, linestyle="--", label=f"fold {k + 1} val")
+            axes[1].plot(epochs, [h["val_accuracy"] for h in history], color=c, linestyle="--")
+    axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
+    axes[1].set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def confusion_matrix(counts, classes: Sequence[str], path: str | Path, *, title: str = "Confusion matrix") -> Path:
+    """Row-normalised confusion matrix with the counts written in each cell."""
+    plt = _pyplot()
+    counts = np.asarray(counts, dtype=float)
+    rows = counts.sum(1, keepdims=True)
+    frac = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    size = 2.2 + 0.6 * len(classes)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{int(counts[i, j])}\n{frac[i, j]:.0%}", ha="center", va="center", fontsize=8, color="white" if frac[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
