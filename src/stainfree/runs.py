@@ -75,7 +75,7 @@ def write_classification_run(
 def run_demo(
     out: str | os.PathLike = "runs/demo",
     *,
-    n_per_class: int = 150,
+    n_per_class: int = 200,
     size: int = 48,
     flasks_per_line: int = 4,
     folds: int = 4,

@@ -33,7 +33,7 @@ LINES = {
     "spindle": dict(radius=(9.5, 1.3), elongation=(1.75, 0.30), roughness=0.10, texture_scale=1.8, texture=0.16, nucleus=0.38),
 }
 #: Relative shrinkage of cells in dense flasks.
-DENSITY_SHRINK = {"low": 1.0, "high": 0.85}
+DENSITY_SHRINK = {"low": 1.0, "high": 0.9}
 
 
 @dataclasses.dataclass
@@ -76,7 +76,7 @@ def _draw_cell(line: str, density: str, rng: np.random.Generator) -> dict:
     radius = max(4.0, rng.normal(*p["radius"])) * DENSITY_SHRINK[density]
     elongation = max(1.0, rng.normal(*p["elongation"]))
     if density == "high":
-        elongation = 1.0 + (elongation - 1.0) * 0.8
+        elongation = 1.0 + (elongation - 1.0) * 0.9
     harmonics = [(k, rng.normal(0, p["roughness"] / np.sqrt(k - 1)), rng.uniform(0, 2 * np.pi)) for k in range(2, 8)]
     return dict(
         radius=radius,

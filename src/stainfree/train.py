@@ -177,6 +177,34 @@ class Classifier:
         return cls(model, meta["arch"], meta["arch_kwargs"], meta["classes"], meta["channels"], tuple(meta["input_size"]), meta["normalisation"])
 
 
+def recalibrate_batchnorm(model, x, *, batch_size: int = 256, device=None) -> None:
+    """Recompute batch-norm running statistics as exact averages over ``x`` (no gradients).
+
+    The running averages kept during training lag behind weights that are still changing fast
+    (small data, few steps per epoch), which makes a model in eval mode predict one class for
+    whole epochs; recomputing them once per epoch removes that lag.
+    """
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            chunk = x[start : start + batch_size]
+            if len(chunk) > 1:
+                model(chunk.to(device) if device is not None else chunk)
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.train(was_training)
+
+
 def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
     """Loss weight per class: ``none`` (1), ``sqrt`` (1/sqrt(count)) or ``inv`` (1/count),
     rescaled so that the weights average 1 over the training cells.
@@ -267,6 +295,7 @@ def fit(
             seen += len(b)
             correct += int((logits.argmax(1) == yb).sum())
         record = {"epoch": epoch, "train_loss": total / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+        recalibrate_batchnorm(model, x_all[train_idx], device=device)
         if len(val_idx):
             model.eval()
             with torch.no_grad():
