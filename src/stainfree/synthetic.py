@@ -61,10 +61,10 @@ def _make_flasks(lines, flasks_per_line, densities, rng) -> list[Flask]:
                     name=f"{line}-flask{k + 1}",
                     line=line,
                     density=densities[k % len(densities)],
-                    background=rng.uniform(0.45, 0.60),
+                    background=rng.uniform(0.48, 0.56),
                     gradient=(amp * np.cos(angle), amp * np.sin(angle)),
-                    substrate=rng.uniform(0.01, 0.04),
-                    noise=rng.uniform(0.01, 0.025),
+                    substrate=rng.uniform(0.01, 0.025),
+                    noise=rng.uniform(0.012, 0.02),
                     seed=int(rng.integers(2**31)),
                 )
             )
