@@ -33,9 +33,10 @@ def make_folds(
 
     Raises a clear error when there are fewer groups (or fewer cells of a class) than folds.
 
-    >>> folds = make_folds(["a", "b"] * 4, groups=[1, 1, 2, 2, 3, 3, 4, 4], n_folds=2)
-    >>> [sorted(set(np.array([1, 1, 2, 2, 3, 3, 4, 4])[test])) for _, test in folds]
-    [[1, 4], [2, 3]]
+    >>> groups = np.array([1, 1, 2, 2, 3, 3, 4, 4])
+    >>> folds = make_folds(["a", "b"] * 4, groups=groups, n_folds=2)
+    >>> sorted(sorted(groups[test].tolist()) for _, test in folds)
+    [[1, 1, 4, 4], [2, 2, 3, 3]]
     """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 

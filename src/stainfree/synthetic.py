@@ -231,7 +231,7 @@ def make_field(
     log-normal brightness; the fluorescence has a dim, smooth uneven illumination (vignetting).
 
     >>> f = make_field((128, 128), n_cells=5, seed=0)
-    >>> f.brightfield.shape, f.labels.max() == len(f.cells)
+    >>> f.brightfield.shape, int(f.labels.max()) == len(f.cells)
     ((128, 128), True)
     """
     if marked_line not in lines:
