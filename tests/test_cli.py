@@ -68,3 +68,21 @@ def test_synth_writes_a_labelled_grouped_set(tmp_path):
     assert out.returncode == 0, out.stderr
     cs = sf.open_cellset(tmp_path / "s.cells")
     assert cs.shape == (10, 1, 32, 32) and cs.groups == ["flask"]
+
+
+def test_ctrl_c_leaves_no_output_and_says_so(tmp_path):
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stainfree", "demo", "-o", tmp_path / "run", "--epochs", "40"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    for line in proc.stderr:  # wait until training is under way
+        if line.startswith("epoch 2/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "interrupted: no partial output was left behind"
+    assert list(tmp_path.iterdir()) == []

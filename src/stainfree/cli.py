@@ -108,8 +108,20 @@ def demo(
     typer.echo(metrics["headline"])
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, raised past click (which would otherwise swallow it silently)."""
+
+
+def _interrupt(signum, frame):
+    raise Interrupted()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit status 1."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         app(args=argv)
     except StainfreeError as exc:
@@ -119,3 +131,6 @@ def main(argv: list[str] | None = None) -> None:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
         sys.exit(1)
+    except Interrupted:
+        typer.echo("interrupted: no partial output was left behind", err=True)
+        sys.exit(130)
