@@ -259,6 +259,17 @@ def _class_of(src: Path, f: Path) -> str | None:
     return rel.parts[0] if len(rel.parts) > 1 else None
 
 
+def _class_folder_images(src: Path) -> list[Path]:
+    """The images under ``src``, checked to lie either all in class folders or all directly in it."""
+    files, skipped = _image_files(src)
+    if not files:
+        raise StainfreeError(f"{src}: no images found")
+    if skipped:
+        logger.info("%s: ignored %d files that are not images", src, skipped)
+    _check_class_folders(src, files)
+    return files
+
+
 def _check_class_folders(src: Path, files: list[Path]) -> None:
     top_level = [f for f in files if f.parent == src]
     in_folders = [f for f in files if f.parent != src]
@@ -274,12 +285,7 @@ def _check_class_folders(src: Path, files: list[Path]) -> None:
 
 
 def _scan_folders(src: Path) -> tuple[pd.DataFrame, list[list[Path]], list[str] | None]:
-    files, skipped = _image_files(src)
-    if not files:
-        raise StainfreeError(f"{src}: no images found")
-    if skipped:
-        logger.info("%s: ignored %d files that are not images", src, skipped)
-    _check_class_folders(src, files)
+    files = _class_folder_images(src)
     table = pd.DataFrame(
         {
             "cell_id": [f.relative_to(src).with_suffix("").as_posix() for f in files],
@@ -291,12 +297,7 @@ def _scan_folders(src: Path) -> tuple[pd.DataFrame, list[list[Path]], list[str] 
 
 
 def _scan_ifc(src: Path, channels: Sequence[str] | None) -> tuple[pd.DataFrame, list[list[Path]], list[str]]:
-    files, skipped = _image_files(src)
-    if not files:
-        raise StainfreeError(f"{src}: no images found")
-    if skipped:
-        logger.info("%s: ignored %d files that are not images", src, skipped)
-    _check_class_folders(src, files)
+    files = _class_folder_images(src)
     cells: dict[tuple[Path, str], dict[str, Path]] = {}
     for f in files:
         m = IFC_PATTERN.match(f.name)
