@@ -213,3 +213,13 @@ def test_write_class_folders_round_trip(tmp_path):
     assert sorted(back.table["source"]) == sorted(files)
     order = [files.index(s) for s in back.table["source"]]
     np.testing.assert_array_equal(back.images, cs.images[order])
+
+
+def test_channels_of_colour_files_can_be_chosen_by_name(tmp_path):
+    write_png(tmp_path / "src" / "A" / "a.png", np.dstack([np.full((4, 4), v, np.uint8) for v in (1, 2, 3)]))
+    write_png(tmp_path / "src" / "B" / "b.png", np.zeros((4, 4, 3), np.uint8))
+    cs = sf.import_cells(tmp_path / "src", channels="B,R", pixel_size=0.65)
+    assert cs.channels == ["B", "R"] and cs.images[0, :, 0, 0].tolist() == [3, 1]
+    assert cs.pixel_size == 0.65
+    with pytest.raises(sf.StainfreeError, match=r"a\.png: no channel 'Ch3' \(its channels: R, G, B\)"):
+        sf.import_cells(tmp_path / "src", channels="Ch3")

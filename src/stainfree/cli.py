@@ -44,13 +44,14 @@ def import_(
     src: Path = typer.Argument(..., help="Folder of class folders, an IFC export folder, or a CSV manifest."),
     out: Path = typer.Option(..., "--out", "-o", help="CellSet folder to write (e.g. cells.cells)."),
     layout: str = typer.Option("auto", help="auto, folders, ifc or manifest."),
-    channels: Optional[str] = typer.Option(None, help="Channels to keep, in order, e.g. Ch3,Ch6."),
+    channels: Optional[str] = typer.Option(None, help="Channels to keep, in order: Ch3,Ch6 (ifc), R,G (colour files), or manifest path_<name> names."),
     grey: bool = typer.Option(False, "--grey", help="Convert RGB images to one grey channel."),
     size: Optional[int] = typer.Option(None, help="Resize every cell to N x N pixels."),
     crop: Optional[int] = typer.Option(None, help="Centre-crop or pad every cell to N x N pixels."),
     group: List[str] = typer.Option([], "--group", help="NAME=REGEX on file names (first capture group), or NAME of a manifest column. Repeatable."),
     groups_across_classes: bool = typer.Option(False, "--groups-across-classes", help="Equal group values in different class folders are the same group (default: qualified by class folder)."),
     merge_classes: Optional[str] = typer.Option(None, "--merge-classes", help="e.g. 'G1,S,G2=Interphase' (';' separates merges)."),
+    pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Micrometres per pixel, recorded in the CellSet."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Import single-cell images into a CellSet."""
@@ -60,7 +61,7 @@ def import_(
         raise StainfreeError(f"{out}: already exists; pass --force to replace it")
     plan = scan_source(src, layout=layout, channels=channels, groups=group, groups_across_classes=groups_across_classes)
     typer.echo(plan.describe())
-    cells = read_plan(plan, out, grey=grey, size=size, crop=crop, merge_classes=merge_classes, force=force)
+    cells = read_plan(plan, out, grey=grey, size=size, crop=crop, merge_classes=merge_classes, pixel_size=pixel_size, force=force)
     typer.echo(f"wrote {out}: {cells.describe().splitlines()[0]}")
 
 

@@ -200,6 +200,7 @@ class ImportPlan:
     channels: list[str] | None
     groups: list[str]
     sizes: Counter
+    select: list[str] | None = None  # channels to keep, when their names come from the images
 
     def describe(self) -> str:
         lines = [f"{self.src}: layout {self.layout}, {len(self.table)} cells"]
@@ -490,7 +491,8 @@ def scan_source(
         picks = np.unique(np.linspace(0, len(files) - 1, min(sample, len(files))).astype(int))
         for i in picks:
             sizes[_peek_size(files[i][0])] += 1
-    return ImportPlan(src=src, layout=found_layout, table=table, files=files, channels=chans, groups=declared, sizes=sizes)
+    select = channels if channels is not None and chans is None else None
+    return ImportPlan(src=src, layout=found_layout, table=table, files=files, channels=chans, groups=declared, sizes=sizes, select=select)
 
 
 def _peek_size(path: Path) -> tuple[int, int, int]:
@@ -544,6 +546,7 @@ def read_plan(
     size: int | None = None,
     crop: int | None = None,
     merge_classes: str | Mapping[str, Sequence[str]] | None = None,
+    pixel_size: float | None = None,
     force: bool = False,
     batch_size: int = 512,
     workers: int | None = None,
@@ -554,6 +557,8 @@ def read_plan(
     for name, v in (("size", size), ("crop", crop)):
         if v is not None and v < 1:
             raise StainfreeError(f"{name} must be a positive number of pixels, got {v}")
+    if pixel_size is not None and not pixel_size > 0:
+        raise StainfreeError(f"pixel size must be a positive number of micrometres, got {pixel_size}")
     table = plan.table.copy()
     if merge_classes:
         table["label"] = merge_labels(table["label"], merge_classes)
@@ -569,14 +574,25 @@ def read_plan(
         channels = ["R", "G", "B"]
     else:
         channels = [f"ch{i}" for i in range(c)]
+    keep = list(range(c))
+    if plan.select:
+        missing = [ch for ch in plan.select if ch not in channels]
+        if missing:
+            raise StainfreeError(
+                f"{plan.files[0][0]}: no channel {missing[0]!r} (its channels: {', '.join(channels)})"
+            )
+        keep = [channels.index(ch) for ch in plan.select]
+        channels = list(plan.select)
     prov = [
         provenance_entry(
             "import",
             src=str(plan.src),
             layout=plan.layout,
+            channels=channels,
             grey=grey,
             size=size,
             crop=crop,
+            pixel_size_um=pixel_size,
             merge_classes=merge_classes if isinstance(merge_classes, (str, type(None))) else dict(merge_classes),
         )
     ]
@@ -594,7 +610,7 @@ def read_plan(
             )
         if img.dtype != dtype:
             raise StainfreeError(f"{where}: pixel type {img.dtype}, but {plan.files[0][0].name} is {dtype}")
-        return img
+        return img[keep]
 
     def batches():
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -605,14 +621,14 @@ def read_plan(
 
     n_batches = (n + batch_size - 1) // batch_size
     if out is None:
-        images = np.empty((n, c, h, w), dtype)
+        images = np.empty((n, len(keep), h, w), dtype)
         for start, batch in progress(batches(), total=n_batches, desc="import", unit="batches", log=logger):
             images[start : start + len(batch)] = batch
-        return CellSet(images, table, channels=channels, groups=plan.groups, provenance=prov)
+        return CellSet(images, table, channels=channels, groups=plan.groups, pixel_size=pixel_size, provenance=prov)
     with CellSetWriter(out, n_cells=n, channels=channels, height=h, width=w, dtype=dtype, force=force) as writer:
         for start, batch in progress(batches(), total=n_batches, desc="import", unit="batches", log=logger):
             writer.write(start, batch)
-        writer.finish(table, groups=plan.groups, provenance=prov)
+        writer.finish(table, groups=plan.groups, pixel_size=pixel_size, provenance=prov)
     return open_cellset(out)
 
 
@@ -628,6 +644,7 @@ def import_cells(
     groups: Mapping[str, str | None] | Sequence[str] | None = None,
     groups_across_classes: bool = False,
     merge_classes: str | Mapping[str, Sequence[str]] | None = None,
+    pixel_size: float | None = None,
     force: bool = False,
 ) -> CellSet:
     """Import single-cell images into a CellSet.
@@ -641,7 +658,8 @@ def import_cells(
         Without it the set is built in memory.
     layout : {"auto", "folders", "ifc", "manifest"}
     channels : "Ch3,Ch6" or list, optional
-        Channels to keep, in order (``ifc`` and per-channel manifests).
+        Channels to keep, in order: ``Ch<k>`` for ``ifc``, the ``path_<name>`` names of a
+        manifest, ``R``/``G``/``B`` or ``grey`` for image files.
     grey : bool
         Convert RGB images to one grey channel.
     size, crop : int, optional
@@ -654,12 +672,14 @@ def import_cells(
         Do not qualify regex group values by class folder (use when equal values in different
         class folders really are the same flask, dish or experiment).
     merge_classes : "G1,S,G2=Interphase" or mapping
+    pixel_size : float, optional
+        Micrometres per pixel (after any resize), recorded in the header.
     force : bool
         Replace an existing ``out``.
     """
     plan = scan_source(src, layout=layout, channels=channels, groups=groups, groups_across_classes=groups_across_classes)
     logger.info("%s", plan.describe())
-    return read_plan(plan, out, grey=grey, size=size, crop=crop, merge_classes=merge_classes, force=force)
+    return read_plan(plan, out, grey=grey, size=size, crop=crop, merge_classes=merge_classes, pixel_size=pixel_size, force=force)
 
 
 def write_class_folders(cells: CellSet, folder: str | os.PathLike) -> list[str]:
