@@ -70,6 +70,7 @@ def test_select_by_mask_query_and_positions_on_a_lazy_set(tmp_path):
     np.testing.assert_array_equal(picked.images, tiny_set().images[[4, 0]])
     # selecting from a selection
     assert list(by_query.select([1]).cell_ids) == ["c5"]
+    assert cs.select("label == 'none'").images.shape == (0, 2, 3, 3)
 
 
 def test_select_channels_by_name_and_order(tmp_path):

@@ -185,6 +185,8 @@ class CellSet:
 
     def _read_source_rows(self, rows: np.ndarray) -> np.ndarray:
         src, chans = self._source, self._channel_index
+        if len(rows) == 0:
+            return np.empty((0, len(chans), *src.shape[2:]), dtype=src.dtype)
         all_channels = chans == list(range(src.shape[1]))
         if len(rows) and np.all(np.diff(rows) == 1):
             block = np.asarray(src[int(rows[0]) : int(rows[-1]) + 1])
