@@ -1,26 +1,36 @@
 import json
 
+import numpy as np
 import pandas as pd
 
 import stainfree as sf
 from stainfree.runs import run_demo
+from stainfree.train import Classifier
 
 
 def test_demo_writes_a_complete_run_folder(tmp_path):
     out, metrics = run_demo(tmp_path / "demo", n_per_class=40, size=32, folds=4, epochs=3)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["cells.cells", "config.json", "figures", "metrics.json", "predictions.parquet"]
-    assert sorted(p.name for p in (out / "figures").iterdir()) == ["confusion_matrix.png", "training_curve.png"]
+    assert names == ["cells.cells", "config.json", "figures", "metrics.json", "model.safetensors", "predictions.parquet"]
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert figures == ["confusion_matrix.png", "roc.png", "training_curve.png"]
     assert (out / "figures" / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
     m = json.loads((out / "metrics.json").read_text())
     assert m["protocol"]["group"] == "flask" and m["protocol"]["n_groups"] == 8
-    lo, hi = m["model"]["balanced_accuracy"]["ci95"]
-    assert lo <= m["model"]["balanced_accuracy"]["value"] <= hi
-    assert {"baseline_majority", "baseline_size"} <= set(m)
-    assert m["headline"].startswith("balanced accuracy ")
+    assert m["n_cells"] == 80 and m["classes"] == ["round", "spindle"]
+    for key in ("balanced_accuracy", "accuracy", "roc_auc", "cohen_kappa"):
+        assert set(m["summary"][key]) >= {"mean", "std", "ci95"}
+    assert len(m["folds"]) == 4
+    assert set(m["baselines"]) == {"majority", "area_svm", "features_rf"}
+    assert m["baselines"]["majority"]["summary"]["balanced_accuracy"]["mean"] == 0.5
+    assert m["headline"].startswith("balanced accuracy ") and m["seconds"] > 0
     pred = pd.read_parquet(out / "predictions.parquet")
     assert len(pred) == 80 and set(pred["label"]) == {"round", "spindle"}
+    assert {"cell_id", "split", "label", "predicted", "prob_round", "prob_spindle"} <= set(pred.columns)
     cells = sf.open_cellset(out / "cells.cells")
-    assert len(cells) == 80 and cells.table["area"].notna().all()
+    assert len(cells) == 80 and cells.groups == ["flask"]
+    clf = Classifier.load(out / "model.safetensors")
+    assert clf.classes == ["round", "spindle"] and clf.channels == ["grey"]
+    np.testing.assert_allclose(clf.predict_proba(cells.images[:4]).sum(1), 1, rtol=1e-5)
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["epochs"] == 3

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 import stainfree as sf
-from stainfree.evaluate import classification_metrics, cross_validate, make_folds, majority_baseline
+from stainfree.evaluate import accuracy_interval, bootstrap_interval, classification_metrics, cross_validate, evaluate, make_folds, make_splits, run_baseline, summarise
 from stainfree.models import create_model, list_models
 from stainfree.synthetic import make_cells
-from stainfree.train import Classifier, TrainConfig, augment_dihedral, class_weights, fit, robust_scaling
+from stainfree.train import Classifier, TrainConfig, class_weights, fit, robust_scaling
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -35,22 +35,24 @@ def test_class_weights():
     assert w[0] == pytest.approx(9 * w[1]) and (w * [1, 9]).sum() == pytest.approx(10)
 
 
-def test_dihedral_augmentation_preserves_pixels():
-    x = torch.arange(2 * 1 * 3 * 3, dtype=torch.float32).reshape(2, 1, 3, 3)
-    out = augment_dihedral(x, torch.Generator().manual_seed(0))
-    for a, b in zip(x, out):
-        assert sorted(a.flatten().tolist()) == sorted(b.flatten().tolist())
-        assert a[0, 1, 1] == b[0, 1, 1]  # the centre stays
-
-
-def test_metrics_exact_and_interval_contains_value():
-    m = classification_metrics(["a"] * 9 + ["b"], ["a"] * 10, n_boot=200)
-    assert m["accuracy"]["value"] == 0.9 and m["balanced_accuracy"]["value"] == 0.5
-    lo, hi = m["balanced_accuracy"]["ci95"]
-    assert lo <= 0.5 <= hi
+def test_metrics_exact_values():
+    m = classification_metrics(["a"] * 9 + ["b"], ["a"] * 10)
+    assert m["accuracy"] == 0.9 and m["balanced_accuracy"] == 0.5 and m["cohen_kappa"] == 0.0
     assert m["confusion_matrix"]["counts"] == [[9, 0], [1, 0]]
-    g = classification_metrics(list("aabb"), list("abab"), groups=[1, 1, 2, 2], n_boot=50)
-    assert g["bootstrap"]["unit"] == "group"
+    assert m["per_class"]["a"] == {"precision": 0.9, "recall": 1.0, "specificity": 0.0, "n": 9}
+    assert m["per_class"]["b"]["precision"] is None and m["per_class"]["b"]["specificity"] == 1.0
+    perfect = classification_metrics(list("aabb"), list("aabb"), np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]]))
+    assert perfect["roc_auc"] == 1.0 and perfect["cohen_kappa"] == 1.0
+    three = classification_metrics(list("abc"), list("abc"), np.eye(3))
+    assert three["roc_auc"] == 1.0
+
+
+def test_intervals():
+    assert accuracy_interval(0.5, 100) == [0.402, 0.598]
+    s = summarise([0.7, 0.8, 0.9, None])
+    assert s["mean"] == 0.8 and s["n"] == 3 and s["ci95"][0] < 0.8 < s["ci95"][1]
+    lo, hi = bootstrap_interval(["a"] * 9 + ["b"], ["a"] * 10, n_boot=200)
+    assert lo <= 0.5 <= hi
 
 
 def test_folds_hold_whole_groups_and_refuse_too_few():
@@ -62,7 +64,7 @@ def test_folds_hold_whole_groups_and_refuse_too_few():
         make_folds(labels, groups=groups, n_folds=7)
     with pytest.raises(sf.StainfreeError, match="fewer than the 7 folds"):
         make_folds(labels, n_folds=7)
-    assert majority_baseline(["x", "y", "y"], 2).tolist() == ["y", "y"]
+    np.testing.assert_allclose(run_baseline("majority", np.zeros((3, 1)), ["x", "y", "y"], np.zeros((2, 1)), ["x", "y"]), [[1 / 3, 2 / 3]] * 2)
 
 
 def test_fit_learns_synthetic_lines_and_model_round_trips(tmp_path):
@@ -85,26 +87,48 @@ def test_fit_refuses_a_class_with_one_cell():
         fit(np.zeros((3, 1, 8, 8)), ["a", "a", "b"], channels=["x"])
 
 
-def test_group_cross_validation_beats_baselines_on_synthetic_lines(caplog):
+def test_group_cross_validation_beats_baselines_on_synthetic_lines():
     # one density only: with mixed densities a fold can confound density with line, which is
     # real (and what group-aware evaluation exposes) but not what this test is about
     cs = make_cells(80, size=40, flasks_per_line=3, densities=("low",), seed=1)
-    cv = cross_validate(cs, group="flask", n_folds=3, config=TrainConfig(epochs=25, seed=0), n_boot=200)
-    assert len(cv.predictions) == 160 and sorted(cv.predictions["fold"].unique()) == [1, 2, 3]
-    for _, fold in cv.predictions.groupby("fold"):
-        others = cv.predictions[cv.predictions.fold != fold.fold.iloc[0]]
-        assert not set(fold["flask"]) & set(others["flask"])
-    m = cv.metrics
-    assert m["model"]["balanced_accuracy"]["value"] > 0.7
-    assert m["model"]["balanced_accuracy"]["value"] > m["baseline_majority"]["balanced_accuracy"]["value"] + 0.2
-    assert m["model"]["bootstrap"]["unit"] == "group"
-    assert cv.protocol["n_groups"] == 6
+    ev = cross_validate(cs, group="flask", n_folds=3, config=TrainConfig(epochs=25, seed=0), n_boot=200)
+    pred = ev.predictions
+    assert len(pred) == 160 and sorted(pred["split"].unique()) == ["fold1", "fold2", "fold3"]
+    for name, fold in pred.groupby("split"):
+        assert not set(fold["flask"]) & set(pred[pred.split != name]["flask"])
+    m = ev.metrics
+    ba = m["summary"]["balanced_accuracy"]
+    assert ba["mean"] > 0.7 and ba["n"] == 3
+    assert ba["mean"] > m["baselines"]["majority"]["summary"]["balanced_accuracy"]["mean"] + 0.2
+    assert ba["bootstrap_unit"] == "flask"
+    assert m["baselines"]["majority"]["summary"]["roc_auc"]["mean"] == 0.5
+    assert m["protocol"]["n_groups"] == 6 and m["n_cells"] == 160 and m["classes"] == ["round", "spindle"]
 
 
 def test_random_split_with_groups_warns(caplog):
     cs = make_cells(10, size=16, flasks_per_line=2, seed=1)
     with caplog.at_level("WARNING"):
-        cross_validate(cs, n_folds=2, config=TrainConfig(epochs=1), n_boot=0)
+        ev = evaluate(cs, n_folds=2, config=TrainConfig(epochs=1), baselines=["majority"], n_boot=0)
     assert "random split although the set has group columns (flask)" in caplog.text
+    assert ev.metrics["warnings"]
     with pytest.raises(sf.StainfreeError, match="group column 'dish' does not exist"):
-        cross_validate(cs, group="dish", n_folds=2)
+        evaluate(cs, group="dish", n_folds=2)
+
+
+def test_protocol_splits():
+    labels = np.array(["a", "b"] * 10)
+    groups = np.repeat(["g1", "g2", "g3", "g4", "g5"], 4)
+    assert len(make_splits("kfold", labels, n_folds=5, repeats=2)) == 10
+    holdout = make_splits("holdout", labels, repeats=3)
+    assert len(holdout) == 3 and all(len(s.test) == 4 for s in holdout)
+    logo = make_splits("leave-one-group-out", labels, groups=groups)
+    assert [s.name for s in logo] == ["g1", "g2", "g3", "g4", "g5"]
+    assert all(set(groups[s.test]) == {s.name} for s in logo)
+    cross = make_splits("cross-group", labels, groups=groups[:12])  # g1, g2, g3
+    assert sorted(s.name for s in cross) == ["g1", "g1+g2", "g1+g3", "g2", "g2+g3", "g3"]
+    with pytest.raises(sf.StainfreeError, match="needs a group column"):
+        make_splits("group-kfold", labels)
+    with pytest.raises(sf.StainfreeError, match="only one value"):
+        make_splits("leave-one-group-out", labels, groups=["x"] * 20)
+    with pytest.raises(sf.StainfreeError, match="unknown protocol 'bogus'"):
+        make_splits("bogus", labels)

@@ -94,6 +94,131 @@ def synth(
     typer.echo(f"wrote {out}: {cs.describe().splitlines()[0]}")
 
 
+def _train_config(model, epochs, batch_size, lr, optimizer, loss_weighting, sampling, monitor, patience, augment, normalisation, input_size, seed):
+    from .models import DEFAULT_MODEL
+    from .train import TrainConfig
+
+    return TrainConfig(
+        model=model or DEFAULT_MODEL, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+        loss_weighting=loss_weighting, sampling=sampling, monitor=monitor, patience=patience,
+        augment=augment, normalisation=normalisation, input_size=input_size, seed=seed,
+    )
+
+
+_TRAIN_OPTIONS = dict(
+    model=typer.Option(None, help="Model name (stainfree models lists them); default: the default model."),
+    epochs=typer.Option(30, help="Maximum training epochs (early stopping may end sooner)."),
+    batch_size=typer.Option(64, "--batch-size", help="Cells per training step."),
+    lr=typer.Option(2e-3, help="Learning rate."),
+    optimizer=typer.Option("adamw", help="adam, adamw or sgd."),
+    loss_weighting=typer.Option("sqrt", "--loss-weighting", help="none, sqrt (1/sqrt(count)) or inv (1/count)."),
+    sampling=typer.Option("shuffle", help="shuffle, or balanced (class-balanced sampling)."),
+    monitor=typer.Option("val_loss", help="Early stopping on val_loss or balanced_accuracy."),
+    patience=typer.Option(8, help="Epochs without improvement before stopping."),
+    augment=typer.Option("standard", help="Augmentation preset: none, flips, standard, yao, engberg, strong."),
+    normalisation=typer.Option("auto", help="auto (the model's), robust, quantile or circle."),
+    input_size=typer.Option(None, "--input-size", help="Resize cells to N x N for the model (default: their own size)."),
+    seed=typer.Option(0, help="Random seed."),
+)
+
+
+@app.command()
+def evaluate(
+    cells: Path = typer.Argument(..., help="A CellSet folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+    protocol: Optional[str] = typer.Option(None, help="kfold, holdout, group-kfold, leave-one-group-out, cross-group or audit-groups (default: kfold, or group-kfold with --group)."),
+    folds: int = typer.Option(5, help="Folds for kfold and group-kfold."),
+    repeats: int = typer.Option(1, help="Repeats of kfold, group-kfold or holdout."),
+    group: Optional[str] = typer.Option(None, help="Group column (field, flask, dish...): evaluate on held-out groups."),
+    channels: Optional[str] = typer.Option(None, help="Channels to use, e.g. Ch3,Ch6 (default: all)."),
+    merge_classes: Optional[str] = typer.Option(None, "--merge-classes", help="e.g. 'G1,S,G2=Interphase'."),
+    baselines: str = typer.Option(",".join(("majority", "area_svm", "features_rf")), help="Baselines beside the model (comma-separated; '' for none)."),
+    learning_curve: Optional[str] = typer.Option(None, "--learning-curve", help="Training fractions, e.g. 0.1,0.25,0.5,1."),
+    final_model: bool = typer.Option(True, "--final-model/--no-final-model", help="Also train a model on all cells (RUN/model.safetensors)."),
+    resume: bool = typer.Option(False, "--resume", help="Reuse the finished splits of an interrupted run of the same OUT."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    model: Optional[str] = _TRAIN_OPTIONS["model"],
+    epochs: int = _TRAIN_OPTIONS["epochs"],
+    batch_size: int = _TRAIN_OPTIONS["batch_size"],
+    lr: float = _TRAIN_OPTIONS["lr"],
+    optimizer: str = _TRAIN_OPTIONS["optimizer"],
+    loss_weighting: str = _TRAIN_OPTIONS["loss_weighting"],
+    sampling: str = _TRAIN_OPTIONS["sampling"],
+    monitor: str = _TRAIN_OPTIONS["monitor"],
+    patience: int = _TRAIN_OPTIONS["patience"],
+    augment: str = _TRAIN_OPTIONS["augment"],
+    normalisation: str = _TRAIN_OPTIONS["normalisation"],
+    input_size: Optional[int] = _TRAIN_OPTIONS["input_size"],
+    seed: int = _TRAIN_OPTIONS["seed"],
+):
+    """Train and evaluate a classifier honestly: protocol, intervals, baselines beside it."""
+    from .cellset import open_cellset
+    from .runs import evaluate_to_run
+
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    cs = open_cellset(cells)
+    if channels:
+        cs = cs.select_channels(channels)
+    if merge_classes:
+        cs = cs.merge_classes(merge_classes)
+    config = _train_config(model, epochs, batch_size, lr, optimizer, loss_weighting, sampling, monitor, patience, augment, normalisation, input_size, seed)
+    config.validate()
+    sizes = [float(v) for v in learning_curve.split(",")] if learning_curve else None
+    if sizes and not all(0 < v <= 1 for v in sizes):
+        raise StainfreeError(f"learning-curve fractions must be in (0, 1], got {learning_curve}")
+    names = [b.strip() for b in baselines.split(",") if b.strip()]
+    path, metrics = evaluate_to_run(
+        cs, out, protocol=protocol, group=group, n_folds=folds, repeats=repeats, config=config, baselines=names,
+        train_sizes=sorted(sizes) if sizes else None, final_model=final_model, force=force, resume=resume,
+        data={"cells": str(cells), "channels": cs.channels, "merge_classes": merge_classes, "n_cells": len(cs)},
+    )
+    typer.echo(f"wrote {path}")
+    typer.echo(metrics["headline"])
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="A model .safetensors file (e.g. RUN/model.safetensors)."),
+    cells: Path = typer.Argument(..., help="A CellSet folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Predictions .parquet file to write."),
+    tta: bool = typer.Option(False, "--tta", help="Average over the 8 rotations/flips of each cell."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+):
+    """Apply a saved classifier to cells; writes one row per cell."""
+    import io as _io
+
+    from .cellset import open_cellset
+    from .train import Classifier, predict_cells
+    from .utils import atomic_write_bytes
+
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    clf = Classifier.load(model)
+    table = predict_cells(clf, open_cellset(cells), tta=tta)
+    buffer = _io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    atomic_write_bytes(out, buffer.getvalue())
+    counts = table["predicted"].value_counts()
+    typer.echo(f"wrote {out}: {len(table)} cells; predicted " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if "label" in table:
+        from .evaluate import classification_metrics
+
+        m = classification_metrics(table["label"].astype(str), table["predicted"], classes=clf.classes)
+        typer.echo(f"against the labels: accuracy {m['accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}")
+
+
+@app.command()
+def models():
+    """List the model architectures and their defaults."""
+    from .models import DEFAULT_MODEL, list_models, model_info
+
+    for name in list_models():
+        info = model_info(name)
+        mark = " (default)" if name == DEFAULT_MODEL else ""
+        typer.echo(f"{name}{mark}: input {info.input_size}, normalisation {info.normalisation}; {info.description}")
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run folder to write."),

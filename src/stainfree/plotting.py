@@ -60,3 +60,66 @@ def confusion_matrix(counts, classes: Sequence[str], path: str | Path, *, title:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def roc_curves(y_true, proba, classes: Sequence[str], path: str | Path, *, title: str = "ROC (pooled out-of-fold predictions)") -> Path:
+    """One-vs-rest ROC curve per class (one curve for two classes), with its AUC."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _pyplot()
+    y_true = np.asarray(y_true, dtype=object).astype(str)
+    proba = np.asarray(proba, dtype=float)
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    shown = [1] if len(classes) == 2 else range(len(classes))
+    for i in shown:
+        positive = y_true == classes[i]
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(positive, proba[:, i])
+        ax.plot(fpr, tpr, label=f"{classes[i]} (AUC {roc_auc_score(positive, proba[:, i]):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def heatmap(values, rows: Sequence[str], cols: Sequence[str], path: str | Path, *, title: str = "", xlabel: str = "", ylabel: str = "") -> Path:
+    """A matrix of values in [0, 1] with each value written in its cell (missing values blank)."""
+    plt = _pyplot()
+    arr = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
+    size = 2.5 + 0.45 * max(len(rows), len(cols))
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(arr, cmap="viridis", vmin=0, vmax=1)
+    if arr.size <= 400:
+        for i in range(arr.shape[0]):
+            for j in range(arr.shape[1]):
+                if not np.isnan(arr[i, j]):
+                    ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if arr[i, j] < 0.6 else "black")
+    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def learning_curve(curve: Sequence[dict], path: str | Path) -> Path:
+    """Balanced accuracy (mean and 95% interval over splits) against training-set size."""
+    plt = _pyplot()
+    x = [c["train_size_mean"] for c in curve]
+    mean = [c["balanced_accuracy"]["mean"] for c in curve]
+    lo = [(c["balanced_accuracy"]["ci95"] or [m, m])[0] for c, m in zip(curve, mean)]
+    hi = [(c["balanced_accuracy"]["ci95"] or [m, m])[1] for c, m in zip(curve, mean)]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(x, mean, marker="o")
+    ax.fill_between(x, lo, hi, alpha=0.25)
+    ax.set(xlabel="training cells", ylabel="balanced accuracy", title="learning curve", ylim=(0, 1.02))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

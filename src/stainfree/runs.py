@@ -3,11 +3,11 @@
 ::
 
     RUN/
-        config.json         everything needed to rerun (settings, data, versions)
-        metrics.json        headline metrics with 95% intervals, baselines, the protocol
-        predictions.parquet out-of-fold predictions, one row per cell
-        figures/training_curve.png
-        figures/confusion_matrix.png
+        config.json          everything needed to rerun (settings, data, versions)
+        metrics.json         protocol, summary metrics with intervals, folds, baselines, seconds
+        predictions.parquet  out-of-fold predictions, one row per cell (and per train size)
+        model.safetensors    a model trained on all cells (when asked for)
+        figures/*.png        training curves, confusion matrix, ROC, cross-group heatmap, ...
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 from . import plotting
-from .cellset import provenance_entry
-from .evaluate import CrossValidation, cross_validate
+from .cellset import CellSet, provenance_entry
+from .evaluate import BASELINES, Evaluation, evaluate
 from .train import TrainConfig
 from .utils import atomic_output_dir
 
@@ -30,46 +33,123 @@ logger = logging.getLogger(__name__)
 RUN_MARKER = "metrics.json"
 
 
-def headline(metrics: dict, protocol: dict) -> str:
+def _fmt(entry: dict | None) -> str:
+    if not entry or entry.get("mean") is None:
+        return "n/a"
+    ci = entry.get("ci95")
+    return f"{entry['mean']:.3f}" + (f" [95% CI {ci[0]:.3f}-{ci[1]:.3f}]" if ci else "")
+
+
+def headline(metrics: dict) -> str:
     """One line: balanced accuracy with its interval, how it was estimated, and the baselines."""
+    p = metrics["protocol"]
+    if p["name"] == "audit-groups":
+        parts = [f"{c}: {r['balanced_accuracy']:.3f} (chance {r['chance']:.3f}, {r['groups']} groups)" for c, r in metrics["audit"].items()]
+        return f"audit of {p['group']} within each class, balanced accuracy telling groups apart: " + "; ".join(parts)
+    s = metrics["summary"]
+    how = {
+        "kfold": f"stratified {p['folds']}-fold cross-validation" + (f" x {p['repeats']}" if p["repeats"] > 1 else ""),
+        "holdout": f"80/20 holdout x {p['repeats']}",
+        "group-kfold": f"held-out {p['group']} ({p['folds']} folds over {p['n_groups']} groups)",
+        "leave-one-group-out": f"leave-one-{p['group']}-out ({p['n_groups']} groups)",
+        "cross-group": f"cross-{p['group']} pools ({p['splits']} pools over {p['n_groups']} groups)",
+    }[p["name"]]
+    base = ", ".join(f"{k} {v['summary']['balanced_accuracy']['mean']:.3f}" for k, v in metrics.get("baselines", {}).items())
+    line = f"balanced accuracy {_fmt(s['balanced_accuracy'])}, accuracy {_fmt(s['accuracy'])}"
+    if s["roc_auc"]["mean"] is not None:
+        line += f", ROC AUC {s['roc_auc']['mean']:.3f}"
+    line += f" (mean over splits), by {how}"
+    if base:
+        line += f"; baselines (balanced accuracy): {base}"
+    return line
 
-    def fmt(entry: dict) -> str:
-        ci = entry.get("ci95")
-        return f"{entry['value']:.3f}" + (f" [95% CI {ci[0]:.3f}-{ci[1]:.3f}]" if ci else "")
 
-    m = metrics["model"]
-    how = (
-        f"held-out {protocol['group']} ({protocol['folds']} folds over {protocol['n_groups']} {protocol['group']} groups)"
-        if protocol.get("group")
-        else f"stratified {protocol['folds']}-fold cross-validation"
-    )
-    base = ", ".join(
-        f"{k.removeprefix('baseline_')} {v['balanced_accuracy']['value']:.3f}" for k, v in metrics.items() if k.startswith("baseline_")
-    )
-    return (
-        f"balanced accuracy {fmt(m['balanced_accuracy'])}, accuracy {fmt(m['accuracy'])}, "
-        f"by {how}; baselines (balanced accuracy): {base}"
-    )
+def write_evaluation_run(ev: Evaluation, out: str | os.PathLike, *, config: dict, force: bool = False, tmp: Path | None = None) -> Path:
+    """Write a run folder for an evaluation (atomically, unless ``tmp`` is a folder being built)."""
+
+    def write(folder: Path) -> None:
+        figures = folder / "figures"
+        figures.mkdir(exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        ev.predictions.to_parquet(folder / "predictions.parquet", index=False)
+        m = ev.metrics
+        if ev.histories:
+            plotting.training_curves(ev.histories, figures / "training_curve.png")
+        if "pooled" in m:
+            cm = m["pooled"]["confusion_matrix"]
+            plotting.confusion_matrix(cm["counts"], cm["classes"], figures / "confusion_matrix.png")
+            probs = ev.predictions[ev.predictions["train_fraction"] == ev.predictions["train_fraction"].max()]
+            plotting.roc_curves(probs["label"].to_numpy(), probs[[f"prob_{c}" for c in ev.classes]].to_numpy(), ev.classes, figures / "roc.png")
+        if "cross_group" in m:
+            mx = m["cross_group"]["matrix"]
+            plotting.heatmap(mx["accuracy"], mx["train"], mx["test"], figures / "cross_group.png", title=f"accuracy: train on one {ev.protocol['group']}, test on another", xlabel="test", ylabel="train")
+        if "learning_curve" in m:
+            plotting.learning_curve(m["learning_curve"], figures / "learning_curve.png")
+        if ev.model is not None:
+            ev.model.save(folder / "model.safetensors")
+        body = {"headline": headline(m), **m}
+        (folder / RUN_MARKER).write_text(json.dumps(body, indent=2, default=_json_default))
+
+    if tmp is not None:
+        write(tmp)
+        return tmp
+    with atomic_output_dir(out, force=force, marker=RUN_MARKER) as folder:
+        write(folder)
+    return Path(out)
 
 
-def write_classification_run(
-    cv: CrossValidation,
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    return str(o)
+
+
+def evaluate_to_run(
+    cells: CellSet,
     out: str | os.PathLike,
     *,
-    config: dict,
+    protocol: str | None = None,
+    group: str | None = None,
+    n_folds: int = 5,
+    repeats: int = 1,
+    config: TrainConfig | None = None,
+    baselines: Sequence[str] = BASELINES,
+    train_sizes: Sequence[float] | None = None,
+    final_model: bool = True,
     force: bool = False,
-) -> Path:
-    """Write a run folder for a cross-validated classifier (atomically)."""
-    with atomic_output_dir(out, force=force, marker=RUN_MARKER) as tmp:
-        (tmp / "figures").mkdir()
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        cv.predictions.to_parquet(tmp / "predictions.parquet", index=False)
-        plotting.training_curves(cv.histories, tmp / "figures" / "training_curve.png")
-        cm = cv.metrics["model"]["confusion_matrix"]
-        plotting.confusion_matrix(cm["counts"], cm["classes"], tmp / "figures" / "confusion_matrix.png")
-        body = {"headline": headline(cv.metrics, cv.protocol), "protocol": cv.protocol, **cv.metrics}
-        (tmp / RUN_MARKER).write_text(json.dumps(body, indent=2))
-    return Path(out)
+    resume: bool = False,
+    data: dict | None = None,
+) -> tuple[Path, dict]:
+    """Evaluate and write the run folder; with ``resume``, finished splits of an interrupted run
+    of the same output are reused. Returns the folder and its metrics."""
+    config = config or TrainConfig()
+    out = Path(out)
+    work = out.with_name(f".{out.name}.work")
+    if not resume and work.exists():
+        import shutil
+
+        shutil.rmtree(work)
+    ev = evaluate(
+        cells, protocol=protocol, group=group, n_folds=n_folds, repeats=repeats, config=config,
+        baselines=baselines, train_sizes=train_sizes, final_model=final_model and (protocol or "") not in ("cross-group", "audit-groups"),
+        work_dir=work,
+    )
+    run_config = {
+        "command": "evaluate",
+        "data": data or {"cells": str(cells.path) if cells.path else None, "n_cells": len(cells), "channels": cells.channels},
+        "protocol": ev.protocol,
+        "train": dataclasses.asdict(config),
+        "baselines": list(baselines),
+        "train_sizes": list(train_sizes) if train_sizes else None,
+        "provenance": provenance_entry("evaluate"),
+    }
+    write_evaluation_run(ev, out, config=run_config, force=force)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return out, json.loads((out / RUN_MARKER).read_text())
 
 
 def run_demo(
@@ -87,9 +167,9 @@ def run_demo(
 
     Generates two synthetic cell lines grown in separate flasks, writes them as class folders of
     PNG files (as a user's export would be), imports them with the flask taken from the file
-    names, cross-validates a small CNN by held-out flask, and writes a run folder holding
-    ``cells.cells`` (the imported CellSet) besides the metrics and figures.
-    Returns the run folder and its metrics.
+    names, evaluates the default classifier by held-out flask with baselines beside it, and
+    writes a run folder holding ``cells.cells`` (the imported CellSet) besides the metrics,
+    predictions, figures and the final model. Returns the run folder and its metrics.
     """
     from .io import import_cells, write_class_folders
     from .synthetic import make_cells
@@ -99,25 +179,19 @@ def run_demo(
         logger.info("demo: generating %d synthetic cells of 2 lines in %d flasks", 2 * n_per_class, 2 * flasks_per_line)
         synthetic = make_cells(n_per_class, size=size, flasks_per_line=flasks_per_line, seed=seed)
         with tempfile.TemporaryDirectory() as export:
-            files = write_class_folders(synthetic, export)
+            write_class_folders(synthetic, export)
             cells = import_cells(export, groups={"flask": r"(flask\d+)-"})
-        # the true cell area of synthetic cells feeds the cell-size baseline
-        area = dict(zip(files, synthetic.table["area"]))
-        cells.table["area"] = cells.table["source"].map(area)
         cells.save(tmp / "cells.cells")
         logger.info("demo: %s", cells.describe().replace("\n", "; "))
         config = TrainConfig(epochs=epochs, seed=seed)
-        cv = cross_validate(cells, group="flask", n_folds=folds, config=config, seed=seed)
+        ev = evaluate(cells, group="flask", n_folds=folds, config=config, final_model=True)
         run_config = {
             "command": "demo",
             "data": {"synthetic": {"n_per_class": n_per_class, "size": size, "flasks_per_line": flasks_per_line, "seed": seed}, "cells": "cells.cells"},
-            "protocol": {"name": "group-kfold", "group": "flask", "folds": folds},
+            "protocol": ev.protocol,
             "train": dataclasses.asdict(config),
             "provenance": provenance_entry("demo"),
         }
-        write_classification_run(cv, tmp / "run", config=run_config)
-        for item in (tmp / "run").iterdir():
-            item.rename(tmp / item.name)
-        (tmp / "run").rmdir()
+        write_evaluation_run(ev, out, config=run_config, tmp=tmp)
     metrics = json.loads((out / RUN_MARKER).read_text())
     return out, metrics

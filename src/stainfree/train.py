@@ -1,4 +1,4 @@
-"""Training and applying classifiers: normalisation stored with the model, a plain PyTorch loop.
+"""Training and applying classifiers: a plain PyTorch loop, preprocessing stored with the model.
 
 A :class:`Classifier` carries everything needed to reuse it (architecture name and arguments,
 channel names, input size, normalisation, class names) and saves as ``.safetensors`` weights
@@ -17,83 +17,74 @@ from typing import Sequence
 
 import numpy as np
 
-from .models import DEFAULT_MODEL, create_model
+from .models import DEFAULT_MODEL, create_model, model_info
+from .transforms import PRESETS, apply_normalisation, augment, dihedral_views, fit_normalisation
 from .utils import StainfreeError, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
+OPTIMIZERS = ("adam", "adamw", "sgd")
+WEIGHTINGS = ("none", "sqrt", "inv")
+MONITORS = ("val_loss", "balanced_accuracy")
 
-# ---------------------------------------------------------------------- normalisation
-def robust_scaling(images: np.ndarray, *, low: float = 1.0, high: float = 99.0, max_cells: int = 2000, seed: int = 0) -> dict:
-    """Per-channel centre (median) and scale (``high`` minus ``low`` percentile) of ``images``.
+
+def robust_scaling(images: np.ndarray, **kwargs) -> dict:
+    """Per-channel median and 1st-99th percentile range (see :func:`fit_normalisation`).
 
     >>> p = robust_scaling(np.arange(101, dtype=float).reshape(1, 1, 1, 101))
     >>> p["center"], p["scale"]
     ([50.0], [98.0])
     """
-    images = np.asarray(images)
-    if len(images) > max_cells:
-        pick = np.random.default_rng(seed).choice(len(images), max_cells, replace=False)
-        images = images[np.sort(pick)]
-    per_channel = np.moveaxis(images, 1, 0).reshape(images.shape[1], -1).astype(np.float64)
-    center = np.median(per_channel, axis=1)
-    lo, hi = np.percentile(per_channel, [low, high], axis=1)
-    scale = np.where(hi - lo > 0, hi - lo, 1.0)
-    return {"method": "robust", "center": center.tolist(), "scale": scale.tolist()}
+    return fit_normalisation(images, "robust", **kwargs)
 
 
-def apply_normalisation(images: np.ndarray, params: dict) -> np.ndarray:
-    """``(images - center) / scale`` per channel, as float32."""
-    center = np.asarray(params["center"], np.float32)[None, :, None, None]
-    scale = np.asarray(params["scale"], np.float32)[None, :, None, None]
-    return (np.asarray(images, np.float32) - center) / scale
-
-
-# ---------------------------------------------------------------------- augmentation
-def augment_dihedral(x, generator=None):
-    """Random 90-degree rotation and flip of every image in a batch (N x C x H x W tensor).
-
-    Square images only; label-free cells have no preferred orientation.
-    """
-    import torch
-
-    n = x.shape[0]
-    k = torch.randint(0, 4, (n,), generator=generator)
-    flip = torch.randint(0, 2, (n,), generator=generator).bool()
-    out = torch.empty_like(x)
-    for r in range(4):
-        sel = k == r
-        if sel.any():
-            out[sel] = torch.rot90(x[sel], r, dims=(2, 3))
-    out[flip] = torch.flip(out[flip], dims=(3,))
-    return out
-
-
-# ---------------------------------------------------------------------- the classifier
 @dataclasses.dataclass
 class TrainConfig:
-    """Settings of one training run (all stored in the run's ``config.json``)."""
+    """Settings of one training run (all stored in the run's ``config.json``).
+
+    ``model`` is a registry name; ``normalisation`` ``"auto"`` takes the model's own default;
+    ``input_size`` ``None`` trains at the cells' own size (every model accepts any size).
+    ``sampling="balanced"`` draws each epoch's cells with probability inversely proportional to
+    their class count. Early stopping watches ``monitor`` on the validation cells, carved
+    (stratified) from the training cells only, and restores the best epoch.
+    """
 
     model: str = DEFAULT_MODEL
     model_kwargs: dict = dataclasses.field(default_factory=dict)
+    input_size: int | None = None
+    normalisation: str = "auto"
+    augment: str = "standard"
     epochs: int = 30
-    batch_size: int = 32
+    batch_size: int = 64
+    optimizer: str = "adamw"
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    loss_weighting: str = "sqrt"  # none | sqrt | inv
+    loss_weighting: str = "sqrt"
+    sampling: str = "shuffle"  # shuffle | balanced
     val_fraction: float = 0.15
-    patience: int = 10
-    augment: bool = True
+    monitor: str = "val_loss"
+    patience: int = 8
     seed: int = 0
     device: str = "auto"
 
     def validate(self) -> None:
-        if self.loss_weighting not in ("none", "sqrt", "inv"):
-            raise StainfreeError(f"loss weighting {self.loss_weighting!r} is not none, sqrt or inv")
-        if not 0 <= self.val_fraction < 1:
-            raise StainfreeError(f"validation fraction must be in [0, 1), got {self.val_fraction}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise StainfreeError("epochs and batch size must be at least 1")
+        model_info(self.model)
+        checks = [
+            (self.loss_weighting in WEIGHTINGS, f"loss weighting {self.loss_weighting!r} is not one of {', '.join(WEIGHTINGS)}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"),
+            (self.monitor in MONITORS, f"monitor {self.monitor!r} is not one of {', '.join(MONITORS)}"),
+            (self.sampling in ("shuffle", "balanced"), f"sampling {self.sampling!r} is not shuffle or balanced"),
+            (self.augment in PRESETS, f"augmentation preset {self.augment!r} is not one of {', '.join(PRESETS)}"),
+            (0 <= self.val_fraction < 1, f"validation fraction must be in [0, 1), got {self.val_fraction}"),
+            (self.epochs >= 1 and self.batch_size >= 2, "epochs must be at least 1 and batch size at least 2"),
+            (self.input_size is None or self.input_size >= 8, f"input size must be at least 8 pixels, got {self.input_size}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise StainfreeError(message)
+
+    def resolved_normalisation(self) -> str:
+        return model_info(self.model).normalisation if self.normalisation == "auto" else self.normalisation
 
 
 def pick_device(device: str = "auto"):
@@ -102,6 +93,18 @@ def pick_device(device: str = "auto"):
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def resize_batch(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of N x C x H x W float images to ``size`` (no-op when already that size)."""
+    import torch
+    import torch.nn.functional as F
+
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(images.shape[2:]) == size:
+        return images
+    t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True).numpy()
 
 
 @dataclasses.dataclass
@@ -129,23 +132,43 @@ class Classifier:
             "normalisation": self.normalisation,
         }
 
-    def predict_proba(self, images: np.ndarray, *, batch_size: int = 256, device: str = "auto") -> np.ndarray:
-        """Class probabilities (N x classes) for images N x C x H x W in this model's channels."""
-        import torch
-
+    def prepare(self, images: np.ndarray, *, resize: bool = True) -> np.ndarray:
+        """Normalise (and resize to the model's input size) images in this model's channels."""
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1] != len(self.channels):
-            raise StainfreeError(f"model expects {len(self.channels)} channels ({', '.join(self.channels)}), got images of shape {images.shape}")
+            raise StainfreeError(
+                f"model expects {len(self.channels)} channels ({', '.join(self.channels)}), got images of shape {images.shape}"
+            )
+        if tuple(images.shape[2:]) != tuple(self.input_size):
+            if not resize:
+                raise StainfreeError(f"cells are {images.shape[2]}x{images.shape[3]} px but the model expects {self.input_size[0]}x{self.input_size[1]}")
+        x = apply_normalisation(images, self.normalisation)
+        return resize_batch(x, self.input_size)
+
+    def predict_proba(self, images: np.ndarray, *, batch_size: int = 256, device: str = "auto", tta: bool = False) -> np.ndarray:
+        """Class probabilities (N x classes); ``tta`` averages over the 8 rotations/flips."""
+        import torch
+
         dev = pick_device(device)
         model = self.model.to(dev).eval()
         out = []
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                x = torch.from_numpy(apply_normalisation(images[start : start + batch_size], self.normalisation)).to(dev)
-                if tuple(x.shape[2:]) != tuple(self.input_size):
-                    x = torch.nn.functional.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False)
-                out.append(torch.softmax(model(x), dim=1).cpu().numpy())
+                x = torch.from_numpy(self.prepare(images[start : start + batch_size])).to(dev)
+                views = dihedral_views(x) if tta else [x]
+                p = sum(torch.softmax(model(v), dim=1) for v in views) / len(views)
+                out.append(p.cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+
+    def embed(self, images: np.ndarray, *, batch_size: int = 256, device: str = "auto") -> np.ndarray:
+        """The penultimate-layer features (``model.features``) of each cell."""
+        import torch
+
+        dev = pick_device(device)
+        model = self.model.to(dev).eval()
+        with torch.no_grad():
+            parts = [model.features(torch.from_numpy(self.prepare(images[s : s + batch_size])).to(dev)).cpu().numpy() for s in range(0, len(images), batch_size)]
+        return np.concatenate(parts)
 
     def predict(self, images: np.ndarray, **kwargs) -> np.ndarray:
         """Predicted class names."""
@@ -165,6 +188,8 @@ class Classifier:
         from safetensors.torch import load_file
 
         path = Path(path)
+        if not path.is_file():
+            raise StainfreeError(f"{path}: no such model file")
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = json.loads((f.metadata() or {})["stainfree"])
@@ -175,6 +200,18 @@ class Classifier:
         model.load_state_dict(state)
         model.eval()
         return cls(model, meta["arch"], meta["arch_kwargs"], meta["classes"], meta["channels"], tuple(meta["input_size"]), meta["normalisation"])
+
+
+def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
+    """Loss weight per class: ``none`` (1), ``sqrt`` (1/sqrt(count)) or ``inv`` (1/count),
+    rescaled so that the weights average 1 over the training cells.
+
+    >>> class_weights(np.array([1, 4]), "sqrt").round(3).tolist()
+    [1.667, 0.833]
+    """
+    counts = np.asarray(counts, np.float64)
+    w = {"none": np.ones_like(counts), "sqrt": 1 / np.sqrt(counts), "inv": 1 / counts}[mode]
+    return w * counts.sum() / (w * counts).sum()
 
 
 def recalibrate_batchnorm(model, x, *, batch_size: int = 256, device=None) -> None:
@@ -205,16 +242,9 @@ def recalibrate_batchnorm(model, x, *, batch_size: int = 256, device=None) -> No
     model.train(was_training)
 
 
-def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
-    """Loss weight per class: ``none`` (1), ``sqrt`` (1/sqrt(count)) or ``inv`` (1/count),
-    rescaled so that the weights average 1 over the training cells.
-
-    >>> class_weights(np.array([1, 4]), "sqrt").round(3).tolist()
-    [1.667, 0.833]
-    """
-    counts = np.asarray(counts, np.float64)
-    w = {"none": np.ones_like(counts), "sqrt": 1 / np.sqrt(counts), "inv": 1 / counts}[mode]
-    return w * counts.sum() / (w * counts).sum()
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    recalls = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
+    return float(np.mean(recalls)) if recalls else float("nan")
 
 
 def fit(
@@ -224,13 +254,13 @@ def fit(
     channels: Sequence[str],
     config: TrainConfig | None = None,
     classes: Sequence[str] | None = None,
+    checkpoint: str | os.PathLike | None = None,
     log: logging.Logger | None = None,
 ) -> tuple[Classifier, list[dict]]:
     """Train a classifier on images N x C x H x W and their labels.
 
-    A stratified validation fraction is carved from these cells only; the epoch with the lowest
-    validation loss is restored at the end (early stopping after ``patience`` epochs without
-    improvement). Returns the classifier and the per-epoch history.
+    With ``checkpoint``, the state is saved after every epoch and an existing checkpoint of the
+    same settings is resumed. Returns the classifier (best epoch restored) and the history.
     """
     import torch
     from sklearn.model_selection import train_test_split
@@ -238,19 +268,22 @@ def fit(
     config = config or TrainConfig()
     config.validate()
     log = log or logger
+    images = np.asarray(images)
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        raise StainfreeError("images contain NaN or infinite values")
     labels = np.asarray(labels, dtype=object)
     classes = sorted(set(labels)) if classes is None else list(classes)
     if len(classes) < 2:
         raise StainfreeError(f"need at least two classes to train a classifier, got {classes}")
-    counts = np.array([(labels == c).sum() for c in classes])
-    if (counts < 2).any():
-        lonely = classes[int(np.argmin(counts))]
-        raise StainfreeError(f"class {lonely!r} has {counts.min()} cell(s) in the training data; each class needs at least 2")
     index = {c: i for i, c in enumerate(classes)}
     unknown = set(labels) - set(index)
     if unknown:
         raise StainfreeError(f"label {sorted(map(str, unknown))[0]!r} is not one of the classes {classes}")
     y = np.array([index[v] for v in labels], dtype=np.int64)
+    counts = np.bincount(y, minlength=len(classes))
+    if (counts < 2).any():
+        lonely = classes[int(np.argmin(counts))]
+        raise StainfreeError(f"class {lonely!r} has {counts.min()} cell(s) in the training data; each class needs at least 2")
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -261,31 +294,55 @@ def fit(
     else:
         train_idx, val_idx = idx, idx[:0]
 
-    norm = robust_scaling(images[train_idx], seed=config.seed)
-    x_all = torch.from_numpy(apply_normalisation(images, norm))
-    y_all = torch.from_numpy(y.astype(np.int64))
+    size = (config.input_size, config.input_size) if config.input_size else tuple(images.shape[2:])
+    norm = fit_normalisation(images[train_idx], config.resolved_normalisation(), seed=config.seed)
+    x_all = torch.from_numpy(resize_batch(apply_normalisation(images, norm), size))
+    y_all = torch.from_numpy(y)
     device = pick_device(config.device)
-    model = create_model(config.model, images.shape[1], len(classes), images.shape[2], **config.model_kwargs).to(device)
-    weights = torch.tensor(class_weights(np.bincount(y[train_idx], minlength=len(classes)).clip(min=1), config.loss_weighting), dtype=torch.float32, device=device)
+    model = create_model(config.model, images.shape[1], len(classes), size[0], **config.model_kwargs).to(device)
+    train_counts = np.bincount(y[train_idx], minlength=len(classes)).clip(min=1)
+    weights = torch.tensor(class_weights(train_counts, config.loss_weighting), dtype=torch.float32, device=device)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay, nesterov=True)
+    elif config.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
+    sample_p = (1.0 / train_counts[y[train_idx]]) if config.sampling == "balanced" else None
+    if sample_p is not None:
+        sample_p = sample_p / sample_p.sum()
 
     history: list[dict] = []
-    best = (np.inf, None, -1)
-    for epoch in range(1, config.epochs + 1):
+    best = {"score": -np.inf, "state": None, "epoch": 0}
+    start_epoch = 1
+    signature = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str) + f"|{len(y)}|{classes}"
+    if checkpoint is not None and Path(checkpoint).is_file():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved.get("signature") == signature:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            history, best, start_epoch = saved["history"], saved["best"], saved["epoch"] + 1
+            rng.bit_generator.state = saved["rng"]
+            gen.set_state(saved["gen"])
+            log.info("resuming from %s at epoch %d", checkpoint, start_epoch)
+        else:
+            log.info("ignoring %s: it was written with other settings", checkpoint)
+
+    for epoch in range(start_epoch, config.epochs + 1):
+        if epoch - best["epoch"] > config.patience and best["state"] is not None:
+            break
         t0 = time.monotonic()
         model.train()
-        order = rng.permutation(train_idx)
+        order = rng.choice(train_idx, size=len(train_idx), p=sample_p) if sample_p is not None else rng.permutation(train_idx)
         total, seen, correct = 0.0, 0, 0
-        for start in range(0, len(order), config.batch_size):
-            b = order[start : start + config.batch_size]
+        for s in range(0, len(order), config.batch_size):
+            b = order[s : s + config.batch_size]
             if len(b) < 2:  # batch norm needs two samples
                 continue
-            xb = x_all[b]
-            if config.augment:
-                xb = augment_dihedral(xb, gen)
-            xb, yb = xb.to(device), y_all[b].to(device)
+            xb = augment(x_all[b], config.augment, generator=gen).to(device)
+            yb = y_all[b].to(device)
             logits = model(xb)
             loss = loss_fn(logits, yb)
             opt.zero_grad()
@@ -294,29 +351,74 @@ def fit(
             total += loss.item() * len(b)
             seen += len(b)
             correct += int((logits.argmax(1) == yb).sum())
-        record = {"epoch": epoch, "train_loss": total / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
         recalibrate_batchnorm(model, x_all[train_idx], device=device)
+        record = {"epoch": epoch, "train_loss": total / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
         if len(val_idx):
             model.eval()
             with torch.no_grad():
                 logits = torch.cat([model(x_all[val_idx[s : s + 512]].to(device)).cpu() for s in range(0, len(val_idx), 512)])
+            pred = logits.argmax(1).numpy()
             record["val_loss"] = float(torch.nn.functional.cross_entropy(logits, y_all[val_idx], weight=weights.cpu()))
-            record["val_accuracy"] = float((logits.argmax(1) == y_all[val_idx]).float().mean())
-        record["seconds"] = time.monotonic() - t0
+            record["val_accuracy"] = float(np.mean(pred == y[val_idx]))
+            record["val_balanced_accuracy"] = _balanced_accuracy(y[val_idx], pred)
+        record["seconds"] = round(time.monotonic() - t0, 3)
         history.append(record)
-        monitor = record.get("val_loss", record["train_loss"])
+        if "val_loss" in record:
+            score = -record["val_loss"] if config.monitor == "val_loss" else record["val_balanced_accuracy"] - 1e-3 * record["val_loss"]
+        else:
+            score = -record["train_loss"]
         log.info(
-            "epoch %d/%d  train loss %.3f  acc %.3f%s",
+            "epoch %d/%d  train loss %.3f  acc %.3f%s  (%.1f s)",
             epoch, config.epochs, record["train_loss"], record["train_accuracy"],
-            f"  val loss {record['val_loss']:.3f}  acc {record['val_accuracy']:.3f}" if "val_loss" in record else "",
+            f"  val loss {record['val_loss']:.3f}  acc {record['val_accuracy']:.3f}  bal {record['val_balanced_accuracy']:.3f}" if "val_loss" in record else "",
+            record["seconds"],
         )
-        if monitor < best[0]:
-            best = (monitor, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch)
-        elif epoch - best[2] >= config.patience:
-            log.info("early stop at epoch %d; restoring epoch %d", epoch, best[2])
-            break
-    if best[1] is not None:
-        model.load_state_dict(best[1])
+        if score > best["score"]:
+            best = {"score": score, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, "epoch": epoch}
+        if checkpoint is not None:
+            tmp = Path(checkpoint).with_suffix(".tmp")
+            torch.save({"signature": signature, "model": model.state_dict(), "optimizer": opt.state_dict(), "history": history, "best": best, "epoch": epoch, "rng": rng.bit_generator.state, "gen": gen.get_state()}, tmp)
+            os.replace(tmp, checkpoint)
+    if best["state"] is not None:
+        if best["epoch"] < len(history):
+            log.info("restoring epoch %d (best %s)", best["epoch"], config.monitor if len(val_idx) else "train loss")
+        model.load_state_dict(best["state"])
     model.eval().cpu()
-    clf = Classifier(model, config.model, dict(config.model_kwargs), list(classes), list(channels), tuple(images.shape[2:]), norm)
+    clf = Classifier(model, config.model, dict(config.model_kwargs), list(classes), list(channels), size, norm)
     return clf, history
+
+
+def predict_cells(clf: Classifier, cells, *, tta: bool = False, batch_size: int = 1024):
+    """Apply a classifier to a CellSet (streamed in batches); returns a per-cell DataFrame with
+    ``cell_id``, ``predicted``, ``prob_<class>`` and, when the cells are labelled, ``label``.
+
+    The model's channels are selected from the cells by name; cells of another size are resized
+    to the model's input size with a warning.
+    """
+    import pandas as pd
+
+    missing = [c for c in clf.channels if c not in cells.channels]
+    if missing:
+        raise StainfreeError(
+            f"the model was trained on channels {', '.join(clf.channels)}, but the cells have "
+            f"{', '.join(cells.channels)} (missing {missing[0]})"
+        )
+    cells = cells.select_channels(clf.channels)
+    if tuple(cells.shape[2:]) != tuple(clf.input_size):
+        logger.warning(
+            "cells are %dx%d px, the model expects %dx%d: resizing them", cells.shape[2], cells.shape[3], clf.input_size[0], clf.input_size[1]
+        )
+    parts = []
+    for images, rows in cells.batches(batch_size):
+        if images.dtype.kind == "f" and not np.isfinite(images).all():
+            bad = rows["cell_id"].iloc[int(np.flatnonzero(~np.isfinite(images).reshape(len(images), -1).all(1))[0])]
+            raise StainfreeError(f"cell {bad!r} has NaN or infinite pixel values")
+        proba = clf.predict_proba(images, tta=tta)
+        part = pd.DataFrame({"cell_id": rows["cell_id"].to_numpy()})
+        if rows["label"].notna().any():
+            part["label"] = rows["label"].to_numpy()
+        part["predicted"] = np.asarray(clf.classes, dtype=object)[proba.argmax(1)]
+        for j, c in enumerate(clf.classes):
+            part[f"prob_{c}"] = proba[:, j]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
