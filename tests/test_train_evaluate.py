@@ -124,8 +124,10 @@ def test_protocol_splits():
     logo = make_splits("leave-one-group-out", labels, groups=groups)
     assert [s.name for s in logo] == ["g1", "g2", "g3", "g4", "g5"]
     assert all(set(groups[s.test]) == {s.name} for s in logo)
-    cross = make_splits("cross-group", labels, groups=groups[:12])  # g1, g2, g3
+    cross = make_splits("cross-group", labels[:12], groups=groups[:12])  # g1, g2, g3 hold both classes
     assert sorted(s.name for s in cross) == ["g1", "g1+g2", "g1+g3", "g2", "g2+g3", "g3"]
+    pairs = make_splits("cross-group", ["a", "a", "b", "b", "a", "b"], groups=["A1", "A1", "B1", "B1", "A2", "B2"])
+    assert [s.name for s in pairs] == ["A1+B1", "A1+B2", "A2+B1", "A2+B2"] and pairs[0].pool_size == 1
     with pytest.raises(sf.StainfreeError, match="needs a group column"):
         make_splits("group-kfold", labels)
     with pytest.raises(sf.StainfreeError, match="only one value"):

@@ -50,6 +50,7 @@ class Split:
     test: np.ndarray
     repeat: int = 0
     pool: tuple = ()
+    pool_size: int = 0
 
 
 # ---------------------------------------------------------------------- splits
@@ -88,6 +89,29 @@ def _check_groups(groups, *, min_groups: int, what: str) -> np.ndarray:
     if n < min_groups:
         raise StainfreeError(f"only {n} groups for {what}; use fewer folds")
     return groups
+
+
+def _cross_group_pools(g: np.ndarray, labels: np.ndarray) -> list[tuple[int, list[tuple]]]:
+    """Training pools of growing size. When every group holds one class (each flask one cell
+    line, as in Yao et al.), a pool of size k takes k groups of every class (k = 1: the flask
+    pairs); otherwise a pool of size k is any k groups. Every pool leaves a group to test on."""
+    values = sorted(set(g))
+    per_group = {v: set(labels[g == v]) for v in values}
+    if all(len(c) == 1 for c in per_group.values()):
+        by_class: dict[str, list[str]] = {}
+        for v in values:
+            by_class.setdefault(next(iter(per_group[v])), []).append(v)
+        if len(by_class) < 2:
+            raise StainfreeError("cross-group needs groups of at least two classes")
+        out = []
+        for k in range(1, min(len(v) for v in by_class.values()) + 1):
+            combos = [list(itertools.combinations(v, k)) for v in by_class.values()]
+            pools = [tuple(x for part in parts for x in part) for parts in itertools.product(*combos)]
+            pools = [p for p in pools if len(p) < len(values)]
+            if pools:
+                out.append((k, pools))
+        return out
+    return [(k, list(itertools.combinations(values, k))) for k in range(1, len(values))]
 
 
 def make_splits(
@@ -132,17 +156,15 @@ def make_splits(
             splits.append(Split(f"{value}", np.flatnonzero(g != value), np.flatnonzero(g == value)))
     elif protocol == "cross-group":
         g = _check_groups(groups, min_groups=2, what="cross-group")
-        values = sorted(set(g))
         rng = np.random.default_rng(seed)
-        for size in range(1, len(values)):
-            pools = list(itertools.combinations(values, size))
+        for size, pools in _cross_group_pools(g, labels):
             if len(pools) > max_pools:
                 pick = rng.choice(len(pools), max_pools, replace=False)
                 pools = [pools[i] for i in sorted(pick)]
             for pool in pools:
                 train = np.flatnonzero(np.isin(g, pool))
                 test = np.flatnonzero(~np.isin(g, pool))
-                splits.append(Split("+".join(pool), train, test, pool=pool))
+                splits.append(Split("+".join(pool), train, test, pool=pool, pool_size=size))
     return splits
 
 
@@ -432,6 +454,7 @@ def evaluate(
                 part[group] = groups[split.test]
             part["train_size"] = len(train)
             part["train_fraction"] = frac
+            part["pool_size"] = split.pool_size
             part["predicted"] = np.asarray(classes, dtype=object)[proba.argmax(1)]
             for j, c in enumerate(classes):
                 part[f"prob_{c}"] = proba[:, j]
@@ -552,20 +575,20 @@ def _learning_curve(pred: pd.DataFrame, classes: list[str]) -> list[dict]:
 def _cross_group_table(pred: pd.DataFrame, classes: list[str], group: str) -> dict:
     rows = []
     for (split, test_group), part in pred.groupby(["split", group], sort=False):
-        pool = split.split("+")
         m = classification_metrics(part["label"], part["predicted"], None, classes=classes)
-        rows.append({"train_pool": split, "pool_size": len(pool), "test_group": test_group, "n": m["n"], "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"]})
+        rows.append({"train_pool": split, "pool_size": int(part["pool_size"].iloc[0]), "test_group": test_group, "n": m["n"], "accuracy": m["accuracy"]})
     table = pd.DataFrame(rows)
     by_size = [
         {"pool_size": int(size), "accuracy": summarise(part["accuracy"].tolist()), "pairs": int(len(part))}
         for size, part in table.groupby("pool_size")
     ]
-    singles = table[table["pool_size"] == 1]
-    values = sorted(set(singles["train_pool"]) | set(singles["test_group"]))
-    matrix = [[None] * len(values) for _ in values]
-    for _, r in singles.iterrows():
-        matrix[values.index(r["train_pool"])][values.index(r["test_group"])] = round(float(r["accuracy"]), 4)
-    return {"table": table.to_dict(orient="records"), "by_pool_size": by_size, "matrix": {"train": values, "test": values, "accuracy": matrix}}
+    smallest = table[table["pool_size"] == table["pool_size"].min()]
+    train = list(dict.fromkeys(smallest["train_pool"]))
+    test = sorted(set(smallest["test_group"]))
+    matrix = [[None] * len(test) for _ in train]
+    for _, r in smallest.iterrows():
+        matrix[train.index(r["train_pool"])][test.index(r["test_group"])] = round(float(r["accuracy"]), 4)
+    return {"table": table.to_dict(orient="records"), "by_pool_size": by_size, "matrix": {"train": train, "test": test, "accuracy": matrix}}
 
 
 def _audit_groups(cells, labels, groups, group, config, n_folds, t_start) -> Evaluation:

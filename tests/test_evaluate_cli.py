@@ -1,0 +1,125 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import stainfree as sf
+from stainfree.evaluate import evaluate
+from stainfree.synthetic import make_cells
+from stainfree.train import TrainConfig
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "stainfree", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def small_cells(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cells") / "s.cells"
+    make_cells(24, size=24, flasks_per_line=3, seed=2).save(path)
+    return path
+
+
+def test_evaluate_then_predict(small_cells, tmp_path):
+    out = run("evaluate", small_cells, "-o", tmp_path / "run", "--group", "flask", "--folds", 3, "--epochs", 2, "--baselines", "majority,area_svm")
+    assert out.returncode == 0, out.stderr
+    assert "by held-out flask (3 folds over 6 groups)" in out.stdout
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["protocol"]["name"] == "group-kfold" and set(m["baselines"]) == {"majority", "area_svm"}
+    pred = run("predict", tmp_path / "run" / "model.safetensors", small_cells, "-o", tmp_path / "p.parquet", "--tta")
+    assert pred.returncode == 0, pred.stderr
+    table = pd.read_parquet(tmp_path / "p.parquet")
+    assert len(table) == 48 and {"cell_id", "label", "predicted", "prob_round", "prob_spindle"} <= set(table.columns)
+    assert "against the labels: accuracy" in pred.stdout
+    again = run("predict", tmp_path / "run" / "model.safetensors", small_cells, "-o", tmp_path / "p.parquet")
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_models_lists_every_architecture():
+    out = run("models")
+    for name in ("yao2019", "ogawa2022", "cnn3", "fc2", "simple_vit", "resnet_small"):
+        assert name in out.stdout
+    assert "(default)" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--group", "dish"], "group column 'dish' does not exist"),
+        (["--group", "density", "--protocol", "leave-one-group-out", "--merge-classes", "round,spindle=cell"], "need at least two classes"),
+        (["--model", "resnet999"], "unknown model 'resnet999' (choose from"),
+        (["--protocol", "bogus"], "unknown protocol 'bogus'"),
+        (["--folds", "30"], "fewer than the 30 folds"),
+        (["--group", "flask", "--folds", "7"], "only 6 groups for 7 folds"),
+        (["--channels", "Ch3"], "channel 'Ch3' is not in this set"),
+        (["--protocol", "group-kfold"], "needs a group column"),
+    ],
+)
+def test_evaluate_bad_input(small_cells, tmp_path, extra, message):
+    out = run("evaluate", small_cells, "-o", tmp_path / "run", "--epochs", 1, *extra)
+    assert out.returncode == 1, out.stdout
+    assert message in out.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_group_column_with_one_value_is_refused(tmp_path):
+    cs = make_cells(6, size=16, flasks_per_line=1, seed=0)
+    cs.table["dish"] = "d1"
+    with pytest.raises(sf.StainfreeError, match="only one value"):
+        evaluate(cs, group="dish", protocol="leave-one-group-out", config=TrainConfig(epochs=1))
+
+
+def test_predict_refuses_missing_channels(small_cells, tmp_path):
+    cs = make_cells(6, size=24, flasks_per_line=1, seed=0)
+    from stainfree.train import fit
+
+    clf, _ = fit(cs.images, cs.labels, channels=["other"], config=TrainConfig(epochs=1))
+    clf.save(tmp_path / "m.safetensors")
+    out = run("predict", tmp_path / "m.safetensors", small_cells, "-o", tmp_path / "p.parquet")
+    assert out.returncode == 1
+    assert "trained on channels other, but the cells have bf" in out.stderr
+    bad = run("predict", small_cells / "cellset.json", small_cells, "-o", tmp_path / "p.parquet")
+    assert bad.returncode == 1 and "not a stainfree model" in bad.stderr
+
+
+def test_predict_resizes_other_sizes_with_a_warning(tmp_path, caplog):
+    from stainfree.train import fit, predict_cells
+
+    cs = make_cells(6, size=24, flasks_per_line=1, seed=0)
+    clf, _ = fit(cs.images, cs.labels, channels=cs.channels, config=TrainConfig(epochs=1))
+    bigger = make_cells(3, size=32, flasks_per_line=1, seed=1)
+    with caplog.at_level("WARNING"):
+        table = predict_cells(clf, bigger)
+    assert len(table) == 6 and "resizing them" in caplog.text
+
+
+def test_interrupted_evaluation_resumes_finished_splits(tmp_path, caplog):
+    cs = make_cells(12, size=16, flasks_per_line=2, seed=0)
+    config = TrainConfig(epochs=1)
+    first = evaluate(cs, group="flask", n_folds=2, config=config, baselines=["majority"], work_dir=tmp_path / "work", n_boot=0)
+    assert sorted(p.name for p in (tmp_path / "work").glob("*.parquet")) == ["split001.parquet", "split002.parquet"]
+    with caplog.at_level("INFO"):
+        second = evaluate(cs, group="flask", n_folds=2, config=config, baselines=["majority"], work_dir=tmp_path / "work", n_boot=0)
+    assert "already done, loading" in caplog.text
+    pd.testing.assert_frame_equal(first.predictions, second.predictions)
+
+
+def test_cross_group_and_audit_and_learning_curve(tmp_path):
+    from stainfree.runs import evaluate_to_run
+
+    cs = make_cells(12, size=16, flasks_per_line=2, seed=0)
+    config = TrainConfig(epochs=1)
+    out, m = evaluate_to_run(cs, tmp_path / "cg", protocol="cross-group", group="flask", config=config, baselines=["majority"])
+    # every flask holds one line, so the smallest pools are flask pairs (one flask of each line)
+    assert m["cross_group"]["matrix"]["train"] == ["round-flask1+spindle-flask1", "round-flask1+spindle-flask2", "round-flask2+spindle-flask1", "round-flask2+spindle-flask2"]
+    assert m["cross_group"]["matrix"]["test"] == sorted(cs.table["flask"].unique())
+    assert [r["pool_size"] for r in m["cross_group"]["by_pool_size"]] == [1]
+    assert (out / "figures" / "cross_group.png").is_file()
+    out, m = evaluate_to_run(cs, tmp_path / "audit", protocol="audit-groups", group="flask", n_folds=2, config=config)
+    assert set(m["audit"]) == {"round", "spindle"} and m["audit"]["round"]["chance"] == 0.5
+    out, m = evaluate_to_run(cs, tmp_path / "lc", group="flask", n_folds=2, config=config, baselines=["majority"], train_sizes=[0.5, 1.0], final_model=False)
+    assert [c["train_fraction"] for c in m["learning_curve"]] == [0.5, 1.0]
+    assert (out / "figures" / "learning_curve.png").is_file()
