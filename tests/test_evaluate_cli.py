@@ -123,3 +123,21 @@ def test_cross_group_and_audit_and_learning_curve(tmp_path):
     out, m = evaluate_to_run(cs, tmp_path / "lc", group="flask", n_folds=2, config=config, baselines=["majority"], train_sizes=[0.5, 1.0], final_model=False)
     assert [c["train_fraction"] for c in m["learning_curve"]] == [0.5, 1.0]
     assert (out / "figures" / "learning_curve.png").is_file()
+
+
+def test_compare_conditions_and_seeds(tmp_path):
+    import numpy as np
+
+    from stainfree.cellset import CellSet
+
+    base = make_cells(12, size=16, flasks_per_line=2, seed=0)
+    two = CellSet(np.concatenate([base.images, base.images[:, :, ::-1]], axis=1), base.table, channels=["bf", "bf_flipped"], groups=base.groups)
+    two.save(tmp_path / "two.cells")
+    out = run("compare", tmp_path / "two.cells", "-o", tmp_path / "cmp", "--condition", "bf=bf", "--condition", "both=bf,bf_flipped", "--seeds", 2, "--epochs", 1, "--group", "flask", "--folds", 2)
+    assert out.returncode == 0, out.stderr
+    body = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert list(body["conditions"]) == ["bf", "both"] and body["conditions"]["both"]["balanced_accuracy"]["seeds"] == 2
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir() if p.is_dir()) == ["bf-seed0", "bf-seed1", "both-seed0", "both-seed1"]
+    assert "both (bf,bf_flipped): balanced accuracy" in out.stdout
+    bad = run("compare", tmp_path / "two.cells", "-o", tmp_path / "cmp2", "--condition", "x=Ch9")
+    assert bad.returncode == 1 and "channel 'Ch9' is not in the cells" in bad.stderr

@@ -94,31 +94,21 @@ def synth(
     typer.echo(f"wrote {out}: {cs.describe().splitlines()[0]}")
 
 
-def _train_config(model, epochs, batch_size, lr, optimizer, loss_weighting, sampling, monitor, patience, augment, normalisation, input_size, seed):
-    from .models import DEFAULT_MODEL
-    from .train import TrainConfig
-
-    return TrainConfig(
-        model=model or DEFAULT_MODEL, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-        loss_weighting=loss_weighting, sampling=sampling, monitor=monitor, patience=patience,
-        augment=augment, normalisation=normalisation, input_size=input_size, seed=seed,
-    )
-
-
 _TRAIN_OPTIONS = dict(
-    model=typer.Option(None, help="Model name (stainfree models lists them); default: the default model."),
-    epochs=typer.Option(30, help="Maximum training epochs (early stopping may end sooner)."),
-    batch_size=typer.Option(64, "--batch-size", help="Cells per training step."),
-    lr=typer.Option(2e-3, help="Learning rate."),
-    optimizer=typer.Option("adamw", help="adam, adamw or sgd."),
-    loss_weighting=typer.Option("sqrt", "--loss-weighting", help="none, sqrt (1/sqrt(count)) or inv (1/count)."),
-    sampling=typer.Option("shuffle", help="shuffle, or balanced (class-balanced sampling)."),
-    monitor=typer.Option("val_loss", help="Early stopping on val_loss or balanced_accuracy."),
-    patience=typer.Option(8, help="Epochs without improvement before stopping."),
-    augment=typer.Option("standard", help="Augmentation preset: none, flips, standard, yao, engberg, strong."),
-    normalisation=typer.Option("auto", help="auto (the model's), robust, quantile or circle."),
-    input_size=typer.Option(None, "--input-size", help="Resize cells to N x N for the model (default: their own size)."),
-    seed=typer.Option(0, help="Random seed."),
+    model=typer.Option(None, help="Model name (`stainfree models` lists them); default: the default model."),
+    epochs=typer.Option(None, help="Maximum training epochs (default adapts to the number of cells)."),
+    batch_size=typer.Option(None, "--batch-size", help="Cells per training step (default adapts to the number of cells)."),
+    lr=typer.Option(None, help="Peak learning rate (default 3e-3, one-cycle cosine schedule)."),
+    optimizer=typer.Option(None, help="adam, adamw (default) or sgd."),
+    loss_weighting=typer.Option(None, "--loss-weighting", help="none (default), sqrt (1/sqrt(count)) or inv (1/count)."),
+    sampling=typer.Option(None, help="balanced (default: class-balanced sampling) or shuffle."),
+    monitor=typer.Option(None, help="Early stopping on val_loss or balanced_accuracy (with --val-fraction)."),
+    patience=typer.Option(None, help="Epochs without improvement before stopping."),
+    val_fraction=typer.Option(None, "--val-fraction", help="Fraction of the training cells held out for early stopping (default 0: train on all, keep the last epoch)."),
+    augment=typer.Option(None, help="Augmentation preset: none, flips, standard, rotations (default), yao, engberg, strong."),
+    normalisation=typer.Option(None, help="auto (the model's), robust, quantile or circle."),
+    input_size=typer.Option(None, "--input-size", help="Resize cells to N x N for the model (default: their own size, half above 128 px)."),
+    seed=typer.Option(None, help="Random seed (default 0)."),
 )
 
 
@@ -136,20 +126,22 @@ def evaluate(
     learning_curve: Optional[str] = typer.Option(None, "--learning-curve", help="Training fractions, e.g. 0.1,0.25,0.5,1."),
     final_model: bool = typer.Option(True, "--final-model/--no-final-model", help="Also train a model on all cells (RUN/model.safetensors)."),
     resume: bool = typer.Option(False, "--resume", help="Reuse the finished splits of an interrupted run of the same OUT."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average over the 8 rotations/flips of each test cell."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     model: Optional[str] = _TRAIN_OPTIONS["model"],
-    epochs: int = _TRAIN_OPTIONS["epochs"],
-    batch_size: int = _TRAIN_OPTIONS["batch_size"],
-    lr: float = _TRAIN_OPTIONS["lr"],
-    optimizer: str = _TRAIN_OPTIONS["optimizer"],
-    loss_weighting: str = _TRAIN_OPTIONS["loss_weighting"],
-    sampling: str = _TRAIN_OPTIONS["sampling"],
-    monitor: str = _TRAIN_OPTIONS["monitor"],
-    patience: int = _TRAIN_OPTIONS["patience"],
-    augment: str = _TRAIN_OPTIONS["augment"],
-    normalisation: str = _TRAIN_OPTIONS["normalisation"],
+    epochs: Optional[int] = _TRAIN_OPTIONS["epochs"],
+    batch_size: Optional[int] = _TRAIN_OPTIONS["batch_size"],
+    lr: Optional[float] = _TRAIN_OPTIONS["lr"],
+    optimizer: Optional[str] = _TRAIN_OPTIONS["optimizer"],
+    loss_weighting: Optional[str] = _TRAIN_OPTIONS["loss_weighting"],
+    sampling: Optional[str] = _TRAIN_OPTIONS["sampling"],
+    monitor: Optional[str] = _TRAIN_OPTIONS["monitor"],
+    patience: Optional[int] = _TRAIN_OPTIONS["patience"],
+    val_fraction: Optional[float] = _TRAIN_OPTIONS["val_fraction"],
+    augment: Optional[str] = _TRAIN_OPTIONS["augment"],
+    normalisation: Optional[str] = _TRAIN_OPTIONS["normalisation"],
     input_size: Optional[int] = _TRAIN_OPTIONS["input_size"],
-    seed: int = _TRAIN_OPTIONS["seed"],
+    seed: Optional[int] = _TRAIN_OPTIONS["seed"],
 ):
     """Train and evaluate a classifier honestly: protocol, intervals, baselines beside it."""
     from .cellset import open_cellset
@@ -162,7 +154,13 @@ def evaluate(
         cs = cs.select_channels(channels)
     if merge_classes:
         cs = cs.merge_classes(merge_classes)
-    config = _train_config(model, epochs, batch_size, lr, optimizer, loss_weighting, sampling, monitor, patience, augment, normalisation, input_size, seed)
+    from .train import TrainConfig
+
+    config = TrainConfig.for_data(
+        cs, model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, loss_weighting=loss_weighting,
+        sampling=sampling, monitor=monitor, patience=patience, val_fraction=val_fraction, augment=augment,
+        normalisation=normalisation, input_size=input_size, seed=seed,
+    )
     config.validate()
     sizes = [float(v) for v in learning_curve.split(",")] if learning_curve else None
     if sizes and not all(0 < v <= 1 for v in sizes):
@@ -170,11 +168,52 @@ def evaluate(
     names = [b.strip() for b in baselines.split(",") if b.strip()]
     path, metrics = evaluate_to_run(
         cs, out, protocol=protocol, group=group, n_folds=folds, repeats=repeats, config=config, baselines=names,
-        train_sizes=sorted(sizes) if sizes else None, final_model=final_model, force=force, resume=resume,
+        train_sizes=sorted(sizes) if sizes else None, final_model=final_model, force=force, resume=resume, tta=tta,
         data={"cells": str(cells), "channels": cs.channels, "merge_classes": merge_classes, "n_cells": len(cs)},
     )
     typer.echo(f"wrote {path}")
     typer.echo(metrics["headline"])
+
+
+@app.command()
+def compare(
+    cells: Path = typer.Argument(..., help="A CellSet folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for one run per condition and comparison.json."),
+    condition: List[str] = typer.Option([], "--condition", help="NAME=CHANNELS, e.g. bf=Ch3 or bfdf=Ch3,Ch6. Repeatable (default: all channels)."),
+    seeds: int = typer.Option(1, help="Repeat every condition with seeds 0..N-1 (spread over random initialisation)."),
+    protocol: Optional[str] = typer.Option(None, help="As for evaluate."),
+    folds: int = typer.Option(5, help="Folds."),
+    group: Optional[str] = typer.Option(None, help="Group column."),
+    merge_classes: Optional[str] = typer.Option(None, "--merge-classes", help="e.g. 'G1,S,G2=Interphase'."),
+    model: Optional[str] = _TRAIN_OPTIONS["model"],
+    epochs: Optional[int] = _TRAIN_OPTIONS["epochs"],
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+):
+    """Run the same protocol per channel set and seed, and tabulate balanced accuracy."""
+    from .cellset import open_cellset, parse_channel_list
+    from .runs import compare_to_run
+    from .train import TrainConfig
+
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    cs = open_cellset(cells)
+    if merge_classes:
+        cs = cs.merge_classes(merge_classes)
+    conditions = {}
+    for spec in condition:
+        name, sep, chans = spec.partition("=")
+        if not sep or not name.strip():
+            raise StainfreeError(f"condition {spec!r} is not of the form NAME=CH1,CH2")
+        conditions[name.strip()] = parse_channel_list(chans)
+    if seeds < 1:
+        raise StainfreeError(f"seeds must be at least 1, got {seeds}")
+    config = TrainConfig.for_data(cs, model=model, epochs=epochs)
+    config.validate()
+    _, body = compare_to_run(cs, out, conditions=conditions or None, seeds=list(range(seeds)), config=config, force=force, protocol=protocol, n_folds=folds, group=group, baselines=["majority"])
+    typer.echo(f"wrote {out}")
+    for name, r in body["conditions"].items():
+        ba = r["balanced_accuracy"]
+        typer.echo(f"{name} ({r['channels']}): balanced accuracy {ba['mean']:.3f} (sd {ba['std']:.3f} over {ba['seeds']} seed(s))")
 
 
 @app.command()
@@ -183,6 +222,7 @@ def predict(
     cells: Path = typer.Argument(..., help="A CellSet folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Predictions .parquet file to write."),
     tta: bool = typer.Option(False, "--tta", help="Average over the 8 rotations/flips of each cell."),
+    prior: str = typer.Option("balanced", help="balanced (equal class priors, the default) or train (the training class frequencies)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Apply a saved classifier to cells; writes one row per cell."""
@@ -195,7 +235,7 @@ def predict(
     if out.exists() and not force:
         raise StainfreeError(f"{out}: already exists; pass --force to replace it")
     clf = Classifier.load(model)
-    table = predict_cells(clf, open_cellset(cells), tta=tta)
+    table = predict_cells(clf, open_cellset(cells), tta=tta, prior=prior)
     buffer = _io.BytesIO()
     table.to_parquet(buffer, index=False)
     atomic_write_bytes(out, buffer.getvalue())
@@ -222,7 +262,7 @@ def models():
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run folder to write."),
-    epochs: int = typer.Option(40, help="Training epochs per fold (early stopping may end sooner)."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs per fold (default adapts to the number of cells)."),
     seed: int = typer.Option(0, help="Random seed."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):

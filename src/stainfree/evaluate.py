@@ -357,6 +357,7 @@ def evaluate(
     n_boot: int = 1000,
     work_dir: str | Path | None = None,
     features: pd.DataFrame | None = None,
+    tta: bool = False,
 ) -> Evaluation:
     """Train and test a classifier under a protocol; pool and summarise the predictions.
 
@@ -371,6 +372,7 @@ def evaluate(
     train_sizes : fractions of each training split (e.g. ``[0.1, 0.25, 0.5, 1]``) for a learning
         curve; the model is retrained at each size and tested on the same test cells.
     final_model : also train one model on all cells (returned as ``Evaluation.model``).
+    tta : average each test cell's prediction over its 8 rotations and flips.
     work_dir : a folder for per-split checkpoints and finished predictions, so an interrupted
         evaluation resumes where it stopped.
     """
@@ -448,7 +450,7 @@ def evaluate(
                 images[train], labels[train], channels=cells.channels, config=config, classes=classes,
                 checkpoint=(work / f"split{s_i:03d}_{frac:g}.pt") if work else None,
             )
-            proba = clf.predict_proba(images[split.test])
+            proba = clf.predict_proba(images[split.test], tta=tta)
             part = pd.DataFrame({"cell_id": table["cell_id"].to_numpy()[split.test], "split": split.name, "repeat": split.repeat, "label": labels[split.test]})
             if group:
                 part[group] = groups[split.test]
@@ -492,6 +494,7 @@ def evaluate(
         "group": group,
         "n_groups": int(len(set(groups))) if group else None,
         "seed": config.seed,
+        "tta": tta,
     }
     metrics = {
         "protocol": prot,

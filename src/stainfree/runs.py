@@ -26,7 +26,7 @@ from . import plotting
 from .cellset import CellSet, provenance_entry
 from .evaluate import BASELINES, Evaluation, evaluate
 from .train import TrainConfig
-from .utils import atomic_output_dir
+from .utils import StainfreeError, atomic_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ def evaluate_to_run(
     final_model: bool = True,
     force: bool = False,
     resume: bool = False,
+    tta: bool = False,
     data: dict | None = None,
 ) -> tuple[Path, dict]:
     """Evaluate and write the run folder; with ``resume``, finished splits of an interrupted run
@@ -134,7 +135,7 @@ def evaluate_to_run(
     ev = evaluate(
         cells, protocol=protocol, group=group, n_folds=n_folds, repeats=repeats, config=config,
         baselines=baselines, train_sizes=train_sizes, final_model=final_model and (protocol or "") not in ("cross-group", "audit-groups"),
-        work_dir=work,
+        work_dir=work, tta=tta,
     )
     run_config = {
         "command": "evaluate",
@@ -159,7 +160,7 @@ def run_demo(
     size: int = 48,
     flasks_per_line: int = 4,
     folds: int = 4,
-    epochs: int = 40,
+    epochs: int | None = None,
     seed: int = 0,
     force: bool = False,
 ) -> tuple[Path, dict]:
@@ -183,7 +184,7 @@ def run_demo(
             cells = import_cells(export, groups={"flask": r"(flask\d+)-"})
         cells.save(tmp / "cells.cells")
         logger.info("demo: %s", cells.describe().replace("\n", "; "))
-        config = TrainConfig(epochs=epochs, seed=seed)
+        config = TrainConfig.for_data(cells, epochs=epochs, seed=seed)
         ev = evaluate(cells, group="flask", n_folds=folds, config=config, final_model=True)
         run_config = {
             "command": "demo",
@@ -195,3 +196,55 @@ def run_demo(
         write_evaluation_run(ev, out, config=run_config, tmp=tmp)
     metrics = json.loads((out / RUN_MARKER).read_text())
     return out, metrics
+
+
+def compare_to_run(
+    cells: CellSet,
+    out: str | os.PathLike,
+    *,
+    conditions: dict[str, Sequence[str]] | None = None,
+    seeds: Sequence[int] = (0,),
+    config: TrainConfig | None = None,
+    force: bool = False,
+    **evaluate_kwargs,
+) -> tuple[Path, dict]:
+    """Run the same protocol per condition (a channel set: modality, focal plane...) and per
+    seed, and tabulate them (Ogawa et al. compared imaging methods and initial random numbers
+    this way). Writes ``OUT/<condition>-seed<k>/`` run folders and ``OUT/comparison.json``."""
+    import pandas as pd
+
+    config = config or TrainConfig()
+    conditions = conditions or {"all": list(cells.channels)}
+    for name, channels in conditions.items():
+        missing = [c for c in channels if c not in cells.channels]
+        if missing:
+            raise StainfreeError(f"condition {name}: channel {missing[0]!r} is not in the cells (channels: {', '.join(cells.channels)})")
+    rows = []
+    with atomic_output_dir(out, force=force, marker="comparison.json") as tmp:
+        for name, channels in conditions.items():
+            subset = cells.select_channels(list(channels))
+            for seed in seeds:
+                cfg = dataclasses.replace(config, seed=seed)
+                logger.info("condition %s (%s), seed %d", name, ",".join(channels), seed)
+                ev = evaluate(subset, config=cfg, **evaluate_kwargs)
+                write_evaluation_run(ev, None, config={"command": "compare", "condition": name, "channels": list(channels), "train": dataclasses.asdict(cfg)}, tmp=_mkdir(tmp / f"{name}-seed{seed}"))
+                s = ev.metrics["summary"]
+                rows.append({"condition": name, "channels": ",".join(channels), "seed": seed, **{k: s[k]["mean"] for k in ("balanced_accuracy", "accuracy", "roc_auc", "cohen_kappa")}})
+        table = pd.DataFrame(rows)
+        table.to_csv(tmp / "comparison.csv", index=False)
+        summary = {}
+        for name, part in table.groupby("condition", sort=False):
+            ba = part["balanced_accuracy"].astype(float)
+            summary[name] = {
+                "channels": part["channels"].iloc[0],
+                "balanced_accuracy": {"mean": round(float(ba.mean()), 4), "std": round(float(ba.std(ddof=1)), 4) if len(ba) > 1 else 0.0, "min": round(float(ba.min()), 4), "max": round(float(ba.max()), 4), "seeds": len(ba)},
+                "accuracy_mean": round(float(part["accuracy"].mean()), 4),
+            }
+        body = {"conditions": summary, "runs": rows}
+        (tmp / "comparison.json").write_text(json.dumps(body, indent=2, default=_json_default))
+    return Path(out), body
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

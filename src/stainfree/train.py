@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "adamw", "sgd")
 WEIGHTINGS = ("none", "sqrt", "inv")
 MONITORS = ("val_loss", "balanced_accuracy")
+SAMPLINGS = ("shuffle", "balanced", "sqrt")
 
 
 def robust_scaling(images: np.ndarray, **kwargs) -> dict:
@@ -44,24 +46,29 @@ class TrainConfig:
 
     ``model`` is a registry name; ``normalisation`` ``"auto"`` takes the model's own default;
     ``input_size`` ``None`` trains at the cells' own size (every model accepts any size).
-    ``sampling="balanced"`` draws each epoch's cells with probability inversely proportional to
-    their class count. Early stopping watches ``monitor`` on the validation cells, carved
-    (stratified) from the training cells only, and restores the best epoch.
+    ``sampling`` draws each epoch's cells with probability proportional to 1/sqrt(class count)
+    (``sqrt``, the default), 1/count (``balanced``) or uniformly (``shuffle``); the classifier
+    remembers that distribution and by default predicts under equal class priors (logit
+    adjustment). With ``val_fraction > 0`` a stratified validation set is carved from the
+    training cells only, early stopping watches ``monitor`` on it and the best epoch is
+    restored; with the default 0 every training cell is used and the last epoch of the one-cycle
+    schedule is kept.
     """
 
     model: str = DEFAULT_MODEL
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     input_size: int | None = None
     normalisation: str = "auto"
-    augment: str = "standard"
+    augment: str = "rotations"
     epochs: int = 30
     batch_size: int = 64
     optimizer: str = "adamw"
-    lr: float = 2e-3
+    lr: float = 3e-3
+    schedule: str = "cosine"  # cosine | constant
     weight_decay: float = 1e-4
-    loss_weighting: str = "sqrt"
-    sampling: str = "shuffle"  # shuffle | balanced
-    val_fraction: float = 0.15
+    loss_weighting: str = "none"
+    sampling: str = "sqrt"  # shuffle | balanced (p ~ 1/count) | sqrt (p ~ 1/sqrt(count))
+    val_fraction: float = 0.0
     monitor: str = "val_loss"
     patience: int = 8
     seed: int = 0
@@ -73,7 +80,8 @@ class TrainConfig:
             (self.loss_weighting in WEIGHTINGS, f"loss weighting {self.loss_weighting!r} is not one of {', '.join(WEIGHTINGS)}"),
             (self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"),
             (self.monitor in MONITORS, f"monitor {self.monitor!r} is not one of {', '.join(MONITORS)}"),
-            (self.sampling in ("shuffle", "balanced"), f"sampling {self.sampling!r} is not shuffle or balanced"),
+            (self.sampling in SAMPLINGS, f"sampling {self.sampling!r} is not one of {', '.join(SAMPLINGS)}"),
+            (self.schedule in ("cosine", "constant"), f"schedule {self.schedule!r} is not cosine or constant"),
             (self.augment in PRESETS, f"augmentation preset {self.augment!r} is not one of {', '.join(PRESETS)}"),
             (0 <= self.val_fraction < 1, f"validation fraction must be in [0, 1), got {self.val_fraction}"),
             (self.epochs >= 1 and self.batch_size >= 2, "epochs must be at least 1 and batch size at least 2"),
@@ -82,6 +90,26 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise StainfreeError(message)
+
+    @classmethod
+    def for_data(cls, cells, **overrides) -> "TrainConfig":
+        """Defaults adapted to a CellSet, then ``overrides`` (``None`` values are ignored).
+
+        Large crops (over 128 px, such as 224 px benchtop crops) are trained at half size; small
+        sets get smaller batches and more epochs so that training takes at least ~600 steps.
+        """
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        n = len(cells)
+        side = min(cells.shape[2:])
+        batch = 128 if n >= 2000 else 32
+        steps_per_epoch = max(1, int(n * 0.8) // batch)
+        defaults = {
+            "input_size": side // 2 if side > 128 else None,
+            "batch_size": batch,
+            "epochs": int(min(150, max(30, math.ceil(600 / steps_per_epoch)))),
+        }
+        defaults.update(overrides)
+        return cls(**defaults)
 
     def resolved_normalisation(self) -> str:
         return model_info(self.model).normalisation if self.normalisation == "auto" else self.normalisation
@@ -118,6 +146,7 @@ class Classifier:
     channels: list[str]
     input_size: tuple[int, int]
     normalisation: dict
+    train_prior: list[float] | None = None
 
     @property
     def metadata(self) -> dict:
@@ -130,6 +159,7 @@ class Classifier:
             "channels": self.channels,
             "input_size": list(self.input_size),
             "normalisation": self.normalisation,
+            "train_prior": self.train_prior,
         }
 
     def prepare(self, images: np.ndarray, *, resize: bool = True) -> np.ndarray:
@@ -145,20 +175,32 @@ class Classifier:
         x = apply_normalisation(images, self.normalisation)
         return resize_batch(x, self.input_size)
 
-    def predict_proba(self, images: np.ndarray, *, batch_size: int = 256, device: str = "auto", tta: bool = False) -> np.ndarray:
-        """Class probabilities (N x classes); ``tta`` averages over the 8 rotations/flips."""
+    def predict_proba(self, images: np.ndarray, *, batch_size: int = 256, device: str = "auto", tta: bool = False, prior: str = "balanced") -> np.ndarray:
+        """Class probabilities (N x classes).
+
+        ``tta`` averages over the 8 rotations/flips. ``prior="balanced"`` (the default) gives the
+        probabilities under equal class priors: the network's output divided by the class
+        distribution it was trained under (logit adjustment), which is the decision that
+        maximises balanced accuracy; ``prior="train"`` keeps the training distribution.
+        """
         import torch
 
+        if prior not in ("balanced", "train"):
+            raise StainfreeError(f"prior must be balanced or train, got {prior!r}")
         dev = pick_device(device)
         model = self.model.to(dev).eval()
         out = []
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                x = torch.from_numpy(self.prepare(images[start : start + batch_size])).to(dev)
+                x = torch.from_numpy(self.prepare(images[start : start + batch_size])).to(dev, memory_format=torch.channels_last)
                 views = dihedral_views(x) if tta else [x]
                 p = sum(torch.softmax(model(v), dim=1) for v in views) / len(views)
                 out.append(p.cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+        proba = np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+        if prior == "balanced" and self.train_prior is not None:
+            proba = proba / np.asarray(self.train_prior, np.float32)[None]
+            proba /= proba.sum(axis=1, keepdims=True)
+        return proba
 
     def embed(self, images: np.ndarray, *, batch_size: int = 256, device: str = "auto") -> np.ndarray:
         """The penultimate-layer features (``model.features``) of each cell."""
@@ -199,7 +241,7 @@ class Classifier:
         model = create_model(meta["arch"], len(meta["channels"]), len(meta["classes"]), meta["input_size"][0], **meta["arch_kwargs"])
         model.load_state_dict(state)
         model.eval()
-        return cls(model, meta["arch"], meta["arch_kwargs"], meta["classes"], meta["channels"], tuple(meta["input_size"]), meta["normalisation"])
+        return cls(model, meta["arch"], meta["arch_kwargs"], meta["classes"], meta["channels"], tuple(meta["input_size"]), meta["normalisation"], meta.get("train_prior"))
 
 
 def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
@@ -299,7 +341,7 @@ def fit(
     x_all = torch.from_numpy(resize_batch(apply_normalisation(images, norm), size))
     y_all = torch.from_numpy(y)
     device = pick_device(config.device)
-    model = create_model(config.model, images.shape[1], len(classes), size[0], **config.model_kwargs).to(device)
+    model = create_model(config.model, images.shape[1], len(classes), size[0], **config.model_kwargs).to(device, memory_format=torch.channels_last)
     train_counts = np.bincount(y[train_idx], minlength=len(classes)).clip(min=1)
     weights = torch.tensor(class_weights(train_counts, config.loss_weighting), dtype=torch.float32, device=device)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
@@ -309,8 +351,14 @@ def fit(
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(train_idx) // config.batch_size)
+    scheduler = (
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.15)
+        if config.schedule == "cosine"
+        else None
+    )
     gen = torch.Generator().manual_seed(config.seed)
-    sample_p = (1.0 / train_counts[y[train_idx]]) if config.sampling == "balanced" else None
+    sample_p = {"balanced": 1.0 / train_counts[y[train_idx]], "sqrt": 1.0 / np.sqrt(train_counts[y[train_idx]])}.get(config.sampling)
     if sample_p is not None:
         sample_p = sample_p / sample_p.sum()
 
@@ -323,6 +371,8 @@ def fit(
         if saved.get("signature") == signature:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
+            if scheduler is not None and saved.get("scheduler"):
+                scheduler.load_state_dict(saved["scheduler"])
             history, best, start_epoch = saved["history"], saved["best"], saved["epoch"] + 1
             rng.bit_generator.state = saved["rng"]
             gen.set_state(saved["gen"])
@@ -337,17 +387,19 @@ def fit(
         model.train()
         order = rng.choice(train_idx, size=len(train_idx), p=sample_p) if sample_p is not None else rng.permutation(train_idx)
         total, seen, correct = 0.0, 0, 0
-        for s in range(0, len(order), config.batch_size):
-            b = order[s : s + config.batch_size]
+        for step in range(steps_per_epoch):
+            b = order[step * config.batch_size : (step + 1) * config.batch_size]
             if len(b) < 2:  # batch norm needs two samples
                 continue
-            xb = augment(x_all[b], config.augment, generator=gen).to(device)
+            xb = augment(x_all[b], config.augment, generator=gen).to(device, memory_format=torch.channels_last)
             yb = y_all[b].to(device)
             logits = model(xb)
             loss = loss_fn(logits, yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if scheduler is not None:
+                scheduler.step()
             total += loss.item() * len(b)
             seen += len(b)
             correct += int((logits.argmax(1) == yb).sum())
@@ -366,7 +418,7 @@ def fit(
         if "val_loss" in record:
             score = -record["val_loss"] if config.monitor == "val_loss" else record["val_balanced_accuracy"] - 1e-3 * record["val_loss"]
         else:
-            score = -record["train_loss"]
+            score = float(epoch)  # no validation cells: keep the last epoch
         log.info(
             "epoch %d/%d  train loss %.3f  acc %.3f%s  (%.1f s)",
             epoch, config.epochs, record["train_loss"], record["train_accuracy"],
@@ -377,18 +429,26 @@ def fit(
             best = {"score": score, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, "epoch": epoch}
         if checkpoint is not None:
             tmp = Path(checkpoint).with_suffix(".tmp")
-            torch.save({"signature": signature, "model": model.state_dict(), "optimizer": opt.state_dict(), "history": history, "best": best, "epoch": epoch, "rng": rng.bit_generator.state, "gen": gen.get_state()}, tmp)
+            torch.save({"signature": signature, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict() if scheduler is not None else None, "history": history, "best": best, "epoch": epoch, "rng": rng.bit_generator.state, "gen": gen.get_state()}, tmp)
             os.replace(tmp, checkpoint)
     if best["state"] is not None:
         if best["epoch"] < len(history):
             log.info("restoring epoch %d (best %s)", best["epoch"], config.monitor if len(val_idx) else "train loss")
         model.load_state_dict(best["state"])
     model.eval().cpu()
-    clf = Classifier(model, config.model, dict(config.model_kwargs), list(classes), list(channels), size, norm)
+    # the class distribution the network effectively learnt under: sampling times loss weights
+    effective = train_counts.astype(np.float64)
+    if config.sampling == "balanced":
+        effective = np.ones_like(effective)
+    elif config.sampling == "sqrt":
+        effective = np.sqrt(effective)
+    effective = effective * class_weights(train_counts, config.loss_weighting)
+    prior = (effective / effective.sum()).round(6).tolist()
+    clf = Classifier(model, config.model, dict(config.model_kwargs), list(classes), list(channels), size, norm, prior)
     return clf, history
 
 
-def predict_cells(clf: Classifier, cells, *, tta: bool = False, batch_size: int = 1024):
+def predict_cells(clf: Classifier, cells, *, tta: bool = False, prior: str = "balanced", batch_size: int = 1024):
     """Apply a classifier to a CellSet (streamed in batches); returns a per-cell DataFrame with
     ``cell_id``, ``predicted``, ``prob_<class>`` and, when the cells are labelled, ``label``.
 
@@ -413,7 +473,7 @@ def predict_cells(clf: Classifier, cells, *, tta: bool = False, batch_size: int 
         if images.dtype.kind == "f" and not np.isfinite(images).all():
             bad = rows["cell_id"].iloc[int(np.flatnonzero(~np.isfinite(images).reshape(len(images), -1).all(1))[0])]
             raise StainfreeError(f"cell {bad!r} has NaN or infinite pixel values")
-        proba = clf.predict_proba(images, tta=tta)
+        proba = clf.predict_proba(images, tta=tta, prior=prior)
         part = pd.DataFrame({"cell_id": rows["cell_id"].to_numpy()})
         if rows["label"].notna().any():
             part["label"] = rows["label"].to_numpy()

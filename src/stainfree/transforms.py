@@ -240,6 +240,7 @@ PRESETS: dict[str, list[str]] = {
     "none": [],
     "flips": ["rot90", "flip"],
     "standard": ["rot90", "flip", "translate"],
+    "rotations": ["rotate", "flip"],
     "yao": ["rotate", "translate", "texture"],
     "engberg": ["rot90", "flip", "blur"],
     "strong": ["rotate", "flip", "translate", "crop", "blur", "texture"],
