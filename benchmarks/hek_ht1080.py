@@ -13,11 +13,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 import time
 from pathlib import Path
+
+from common import emit
 
 
 def main() -> None:
@@ -58,10 +59,7 @@ def main() -> None:
             result["baselines"] = {b: {"accuracy": v["summary"]["accuracy"], "balanced_accuracy": v["summary"]["balanced_accuracy"]} for b, v in ev.metrics["baselines"].items()}
         logging.getLogger("benchmark").warning("%s: accuracy %.3f (%.0f s)", model, s["accuracy"]["mean"], result["models"][model]["seconds"])
     result["seconds_total"] = round(time.monotonic() - t0, 1)
-    text = json.dumps(result, indent=2, default=str)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

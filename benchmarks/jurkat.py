@@ -18,11 +18,12 @@ are a subset (all mitotic cells, fewer interphase cells), so those are a referen
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 import time
 from pathlib import Path
+
+from common import emit
 
 SETTINGS = [
     ("5class_bf", "Ch3", "G1,S,G2=Interphase"),
@@ -87,10 +88,7 @@ def main() -> None:
             logging.getLogger("benchmark").warning("%s %s: balanced accuracy %.3f (%.0f s)", name, model, s["balanced_accuracy"]["mean"], entry["models"][model]["seconds"])
         result["settings"][name] = entry
     result["seconds_total"] = round(time.monotonic() - t0, 1)
-    text = json.dumps(result, indent=2, default=str)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

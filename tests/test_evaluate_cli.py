@@ -141,3 +141,25 @@ def test_compare_conditions_and_seeds(tmp_path):
     assert "both (bf,bf_flipped): balanced accuracy" in out.stdout
     bad = run("compare", tmp_path / "two.cells", "-o", tmp_path / "cmp2", "--condition", "x=Ch9")
     assert bad.returncode == 1 and "channel 'Ch9' is not in the cells" in bad.stderr
+
+
+def test_nan_pixels_are_named(tmp_path):
+    import numpy as np
+
+    from stainfree.cellset import CellSet
+
+    cs = make_cells(6, size=16, flasks_per_line=1, seed=0)
+    images = cs.images.astype(np.float32)
+    images[4, 0, 3, 3] = np.nan
+    bad = CellSet(images, cs.table, channels=cs.channels)
+    with pytest.raises(sf.StainfreeError, match=r"cell 'round-flask1/cell00004' has NaN"):
+        evaluate(bad, n_folds=2, config=TrainConfig(epochs=1), baselines=["majority"])
+
+
+def test_outline_only_baseline_runs_on_the_same_splits():
+    cs = make_cells(12, size=24, flasks_per_line=2, seed=0)
+    ev = evaluate(cs, group="flask", n_folds=2, config=TrainConfig(epochs=2), baselines=["outline_cnn"], n_boot=0)
+    assert "baseline_outline_cnn" in ev.predictions.columns
+    assert set(ev.metrics["baselines"]) == {"outline_cnn"}
+    with pytest.raises(sf.StainfreeError, match="unknown baseline 'cellsize'"):
+        evaluate(cs, baselines=["cellsize"])

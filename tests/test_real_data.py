@@ -57,3 +57,23 @@ def test_hek_import_with_fields_from_file_names(shared_data, tmp_path):
     assert fields == {"293A": 40, "HT1080": 22}
     assert cs.table["field"].nunique() == 62
     assert "group field: 62 distinct" in subprocess.run([sys.executable, "-m", "stainfree", "info", out], capture_output=True, text=True).stdout
+
+
+def _jurkat(shared_data, tmp_path_factory=None):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return sf.import_cells(shared_data / "jurkat-bbbc048", f"{tmp}/j.cells", layout="ifc", channels="Ch3,Ch6").load()
+
+
+def test_every_model_trains_one_epoch_on_jurkat(shared_data):
+    from stainfree.models import list_models
+    from stainfree.train import TrainConfig, fit
+
+    cells = _jurkat(shared_data).merge_classes("G1,S,G2=Interphase")
+    images, labels = cells.images, cells.labels
+    for name in list_models():
+        clf, history = fit(images, labels, channels=cells.channels, config=TrainConfig(model=name, epochs=1, batch_size=128))
+        assert len(history) == 1 and np.isfinite(history[0]["train_loss"]), name
+        proba = clf.predict_proba(images[:64])
+        assert proba.shape == (64, 5) and np.allclose(proba.sum(1), 1, atol=1e-4), name

@@ -122,7 +122,7 @@ def evaluate(
     group: Optional[str] = typer.Option(None, help="Group column (field, flask, dish...): evaluate on held-out groups."),
     channels: Optional[str] = typer.Option(None, help="Channels to use, e.g. Ch3,Ch6 (default: all)."),
     merge_classes: Optional[str] = typer.Option(None, "--merge-classes", help="e.g. 'G1,S,G2=Interphase'."),
-    baselines: str = typer.Option(",".join(("majority", "area_svm", "features_rf")), help="Baselines beside the model (comma-separated; '' for none)."),
+    baselines: str = typer.Option(",".join(("majority", "area_svm", "features_rf")), help="Baselines beside the model, comma-separated: majority, area_svm, features_rf, outline_cnn (a CNN on the cell outline only; slow). Empty for none."),
     learning_curve: Optional[str] = typer.Option(None, "--learning-curve", help="Training fractions, e.g. 0.1,0.25,0.5,1."),
     final_model: bool = typer.Option(True, "--final-model/--no-final-model", help="Also train a model on all cells (RUN/model.safetensors)."),
     resume: bool = typer.Option(False, "--resume", help="Reuse the finished splits of an interrupted run of the same OUT."),

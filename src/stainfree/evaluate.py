@@ -10,8 +10,8 @@ Protocols (:data:`PROTOCOLS`):
 ``holdout``              80/20 stratified split repeated ``repeats`` times (Yao et al.)
 ``group-kfold``          stratified group k-fold on a group column
 ``leave-one-group-out``  every group once as the test set (Ogawa's dish-wise validation)
-``cross-group``          train on every pool of 1, 2, ... groups, test on each remaining group
-                         (Yao's flask-pair matrix)
+``cross-group``          train on pools of 1, 2, 3 groups (at most 10 pools of each size, sampled),
+                         test on each remaining group (Yao's flask-pair matrix)
 ``audit-groups``         within each class, can a classifier tell its groups apart? (batch effects)
 """
 
@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 PROTOCOLS = ("kfold", "holdout", "group-kfold", "leave-one-group-out", "cross-group", "audit-groups")
 GROUP_PROTOCOLS = ("group-kfold", "leave-one-group-out", "cross-group", "audit-groups")
 BASELINES = ("majority", "area_svm", "features_rf")
+#: Baselines that are offered but not run by default (they cost as much as the model).
+OPTIONAL_BASELINES = ("outline_cnn",)
 HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "roc_auc", "cohen_kappa")
 
 
@@ -122,7 +124,8 @@ def make_splits(
     n_folds: int = 5,
     repeats: int = 1,
     seed: int = 0,
-    max_pools: int = 20,
+    max_pools: int = 10,
+    max_pool_size: int = 3,
 ) -> list[Split]:
     """The train/test splits of a protocol (see the module docstring)."""
     from sklearn.model_selection import StratifiedShuffleSplit
@@ -158,6 +161,8 @@ def make_splits(
         g = _check_groups(groups, min_groups=2, what="cross-group")
         rng = np.random.default_rng(seed)
         for size, pools in _cross_group_pools(g, labels):
+            if size > max_pool_size:
+                break
             if len(pools) > max_pools:
                 pick = rng.choice(len(pools), max_pools, replace=False)
                 pools = [pools[i] for i in sorted(pick)]
@@ -395,8 +400,8 @@ def evaluate(
         logger.warning(msg)
         warnings.append(msg)
     for b in baselines:
-        if b not in BASELINES:
-            raise StainfreeError(f"unknown baseline {b!r} (choose from {', '.join(BASELINES)})")
+        if b not in BASELINES + OPTIONAL_BASELINES:
+            raise StainfreeError(f"unknown baseline {b!r} (choose from {', '.join(BASELINES + OPTIONAL_BASELINES)})")
     labels = table["label"].astype(str).to_numpy(dtype=object)
     classes = sorted(set(labels))
     if len(classes) < 2:
@@ -406,11 +411,19 @@ def evaluate(
         raise StainfreeError(f"class {counts.idxmin()!r} has only one cell; every class needs at least 2")
     groups = table[group].astype(str).to_numpy(dtype=object) if group else None
     if protocol == "audit-groups":
+        _check_finite(cells.images, table)
         return _audit_groups(cells, labels, groups, group, config, n_folds, t_start)
 
     splits = make_splits(protocol, labels, groups=groups, n_folds=n_folds, repeats=repeats, seed=config.seed)
     images = cells.images
-    needs_features = [b for b in baselines if b != "majority"]
+    _check_finite(images, table)
+    outlines = None
+    if "outline_cnn" in baselines:
+        from .features import foreground_mask
+
+        logger.info("finding cell outlines for the outline-only baseline")
+        outlines = np.stack([foreground_mask(c) for c in images]).astype(np.float32)[:, None]
+    needs_features = [b for b in baselines if b in ("area_svm", "features_rf")]
     if needs_features and features is None:
         from .features import measure
 
@@ -464,6 +477,14 @@ def evaluate(
             part["seconds"] = round(time.monotonic() - t0, 2)
             if frac == sizes[-1]:
                 for b in baselines:
+                    if b == "outline_cnn":
+                        # Ogawa et al.'s contour input: the same network on the binary cell mask only
+                        outline_clf, _ = fit(outlines[train], labels[train], channels=["outline"], config=dataclasses.replace(config, normalisation="robust", augment="flips"), classes=classes)
+                        bp = outline_clf.predict_proba(outlines[split.test])
+                        part[f"baseline_{b}"] = np.asarray(classes, dtype=object)[bp.argmax(1)]
+                        for j, c in enumerate(classes):
+                            part[f"baseline_{b}_prob_{c}"] = bp[:, j]
+                        continue
                     x = None if b == "majority" else (area if b == "area_svm" else feature_matrix)
                     bp = run_baseline(b, x[train] if x is not None else np.zeros((len(train), 1)), labels[train], x[split.test] if x is not None else np.zeros((len(split.test), 1)), classes, seed=config.seed)
                     part[f"baseline_{b}"] = np.asarray(classes, dtype=object)[bp.argmax(1)]
@@ -511,6 +532,13 @@ def evaluate(
         model, _ = fit(images, labels, channels=cells.channels, config=config, classes=classes)
     metrics["seconds"] = round(time.monotonic() - t_start, 1)
     return Evaluation(pred, histories, classes, metrics, prot, model)
+
+
+def _check_finite(images: np.ndarray, table: pd.DataFrame) -> None:
+    if images.dtype.kind == "f":
+        bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
+        if bad.any():
+            raise StainfreeError(f"cell {table['cell_id'].iloc[int(np.flatnonzero(bad)[0])]!r} has NaN or infinite pixel values ({int(bad.sum())} cells do)")
 
 
 def _stratified_subsample(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

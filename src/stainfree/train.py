@@ -381,7 +381,7 @@ def fit(
             log.info("ignoring %s: it was written with other settings", checkpoint)
 
     for epoch in range(start_epoch, config.epochs + 1):
-        if epoch - best["epoch"] > config.patience and best["state"] is not None:
+        if len(val_idx) and best["state"] is not None and epoch - best["epoch"] > config.patience:
             break
         t0 = time.monotonic()
         model.train()
@@ -403,7 +403,8 @@ def fit(
             total += loss.item() * len(b)
             seen += len(b)
             correct += int((logits.argmax(1) == yb).sum())
-        recalibrate_batchnorm(model, x_all[train_idx], device=device)
+        if len(val_idx):  # without validation cells, once at the end is enough
+            recalibrate_batchnorm(model, x_all[train_idx], device=device)
         record = {"epoch": epoch, "train_loss": total / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
         if len(val_idx):
             model.eval()
@@ -418,22 +419,24 @@ def fit(
         if "val_loss" in record:
             score = -record["val_loss"] if config.monitor == "val_loss" else record["val_balanced_accuracy"] - 1e-3 * record["val_loss"]
         else:
-            score = float(epoch)  # no validation cells: keep the last epoch
+            score = -np.inf  # no validation cells: the last epoch is kept
         log.info(
             "epoch %d/%d  train loss %.3f  acc %.3f%s  (%.1f s)",
             epoch, config.epochs, record["train_loss"], record["train_accuracy"],
             f"  val loss {record['val_loss']:.3f}  acc {record['val_accuracy']:.3f}  bal {record['val_balanced_accuracy']:.3f}" if "val_loss" in record else "",
             record["seconds"],
         )
-        if score > best["score"]:
+        if len(val_idx) and score > best["score"]:
             best = {"score": score, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, "epoch": epoch}
         if checkpoint is not None:
             tmp = Path(checkpoint).with_suffix(".tmp")
             torch.save({"signature": signature, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict() if scheduler is not None else None, "history": history, "best": best, "epoch": epoch, "rng": rng.bit_generator.state, "gen": gen.get_state()}, tmp)
             os.replace(tmp, checkpoint)
-    if best["state"] is not None:
+    if not len(val_idx):
+        recalibrate_batchnorm(model, x_all[train_idx], device=device)
+    elif best["state"] is not None:
         if best["epoch"] < len(history):
-            log.info("restoring epoch %d (best %s)", best["epoch"], config.monitor if len(val_idx) else "train loss")
+            log.info("restoring epoch %d (best %s)", best["epoch"], config.monitor)
         model.load_state_dict(best["state"])
     model.eval().cpu()
     # the class distribution the network effectively learnt under: sampling times loss weights

@@ -9,6 +9,9 @@ Normalisations (fitted on training cells, stored in the model's metadata as a pl
     map every cell's intensity distribution, channel by channel, onto a reference cell's
     (Yao et al. 2019): the reference is the training cell whose quantiles are closest to the
     median quantiles; then robust scaling.
+``cell``
+    every cell and channel on its own: subtract its median, divide by its 1st-99th percentile
+    range (removes per-cell brightness and gain differences; nothing is fitted).
 ``circle``
     zero everything outside a centred disc of ``radius`` pixels and scale each channel so that the
     mean inside the disc is 1 (Ogawa et al. 2022; radius 50 at 150 px, i.e. a third of the crop).
@@ -26,7 +29,7 @@ import numpy as np
 
 from .utils import StainfreeError
 
-NORMALISATIONS = ("robust", "quantile", "circle")
+NORMALISATIONS = ("robust", "quantile", "circle", "cell")
 N_QUANTILES = 101
 
 
@@ -44,6 +47,8 @@ def fit_normalisation(images: np.ndarray, method: str = "robust", *, radius: flo
     if len(images) > max_cells:
         pick = np.random.default_rng(seed).choice(len(images), max_cells, replace=False)
         images = images[np.sort(pick)]
+    if method == "cell":
+        return {"method": "cell"}
     if method == "circle":
         side = min(images.shape[2:])
         return {"method": "circle", "radius": float(radius if radius is not None else side / 3)}
@@ -107,6 +112,13 @@ def apply_normalisation(images: np.ndarray, params: dict) -> np.ndarray:
         x = images.astype(np.float32) * mask
         inside = x.sum(axis=(2, 3), keepdims=True) / max(mask.sum(), 1)
         return np.divide(x, inside, out=np.zeros_like(x), where=inside != 0)
+    if method == "cell":
+        x = images.astype(np.float32)
+        flat = x.reshape(len(x), x.shape[1], -1)
+        center = np.median(flat, axis=2)[:, :, None, None]
+        lo, hi = np.percentile(flat, [1, 99], axis=2)
+        scale = np.where(hi - lo > 0, hi - lo, 1.0)[:, :, None, None]
+        return ((x - center) / scale).astype(np.float32)
     x = _match_quantiles(images, params["reference_quantiles"]) if method == "quantile" else images.astype(np.float32)
     center = np.asarray(params["center"], np.float32)[None, :, None, None]
     scale = np.asarray(params["scale"], np.float32)[None, :, None, None]
