@@ -8,6 +8,7 @@ as JSON and writes them to ``--out``. Yao et al. 2019 report over 95% within a f
 Usage::
 
     .venv/bin/python benchmarks/hek_ht1080.py --data ../shared/data/hek-ht1080 --out H.json
+    .venv/bin/python benchmarks/hek_ht1080.py --models yao2019 --epochs yao2019=30 --out H-yao.json
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--models", default="default,yao2019")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", default=None, help="per model, e.g. yao2019=30 (default: adapted to the data)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
@@ -43,7 +45,8 @@ def main() -> None:
     features = measure(cells)
     result = {"data": args.data, "cells": len(cells), "fields": int(cells.table["field"].nunique()), "folds": args.folds, "models": {}, "baselines": None}
     for model in [DEFAULT_MODEL if m == "default" else m for m in args.models.split(",")]:
-        config = TrainConfig.for_data(cells, model=model)
+        epochs = dict(item.split("=") for item in args.epochs.split(",")) if args.epochs else {}
+        config = TrainConfig.for_data(cells, model=model, epochs=int(epochs[model]) if model in epochs else None)
         t = time.monotonic()
         ev = evaluate(cells, group="field", n_folds=args.folds, config=config, features=features, baselines=["majority", "area_svm", "features_rf"] if result["baselines"] is None else [])
         s = ev.metrics["summary"]
