@@ -270,7 +270,7 @@ def demo(
     from .runs import run_demo
 
     path, metrics = run_demo(out, epochs=epochs, seed=seed, force=force)
-    typer.echo(f"wrote {path} (metrics.json, predictions.parquet, figures/, cells.cells)")
+    typer.echo(f"wrote {path} (metrics.json, predictions.parquet, model.safetensors, figures/, cells.cells)")
     typer.echo(metrics["headline"])
 
 
