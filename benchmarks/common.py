@@ -11,3 +11,14 @@ def emit(result: dict, out: str | None) -> None:
     print(text)
     if out:
         Path(out).write_text(text)
+
+
+def model_record(ev, seconds: float, config) -> dict:
+    """The headline metrics of one evaluation, its per-class recall, time and settings."""
+    s = ev.metrics["summary"]
+    return {
+        **{k: s[k] for k in ("balanced_accuracy", "accuracy", "roc_auc", "cohen_kappa")},
+        "per_class_recall": {c: v["recall"] for c, v in ev.metrics["pooled"]["per_class"].items()},
+        "seconds": round(seconds, 1),
+        "config": {k: v for k, v in config.__dict__.items() if k != "device"},
+    }

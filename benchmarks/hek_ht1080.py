@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import emit
+from common import emit, model_record
 
 
 def main() -> None:
@@ -50,14 +50,7 @@ def main() -> None:
         t = time.monotonic()
         ev = evaluate(cells, group="field", n_folds=args.folds, config=config, features=features, baselines=["majority", "area_svm", "features_rf"] if result["baselines"] is None else [])
         s = ev.metrics["summary"]
-        result["models"][model] = {
-            "accuracy": s["accuracy"],
-            "balanced_accuracy": s["balanced_accuracy"],
-            "roc_auc": s["roc_auc"],
-            "cohen_kappa": s["cohen_kappa"],
-            "seconds": round(time.monotonic() - t, 1),
-            "config": {k: v for k, v in config.__dict__.items() if k != "device"},
-        }
+        result["models"][model] = model_record(ev, time.monotonic() - t, config)
         if result["baselines"] is None:
             result["baselines"] = {b: {"accuracy": v["summary"]["accuracy"], "balanced_accuracy": v["summary"]["balanced_accuracy"]} for b, v in ev.metrics["baselines"].items()}
         logging.getLogger("benchmark").warning("%s: accuracy %.3f (%.0f s)", model, s["accuracy"]["mean"], result["models"][model]["seconds"])

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import emit
+from common import emit, model_record
 
 SETTINGS = [
     ("5class_bf", "Ch3", "G1,S,G2=Interphase"),
@@ -74,15 +74,7 @@ def main() -> None:
             t = time.monotonic()
             ev = evaluate(subset, protocol="kfold", n_folds=args.folds, config=config, baselines=baselines if entry["baselines"] is None else [], features=features_by_channels.get(channels), n_boot=1000)
             s = ev.metrics["summary"]
-            entry["models"][model] = {
-                "balanced_accuracy": s["balanced_accuracy"],
-                "accuracy": s["accuracy"],
-                "roc_auc": s["roc_auc"],
-                "cohen_kappa": s["cohen_kappa"],
-                "per_class_recall": {c: v["recall"] for c, v in ev.metrics["pooled"]["per_class"].items()},
-                "seconds": round(time.monotonic() - t, 1),
-                "config": {k: v for k, v in config.__dict__.items() if k not in ("device",)},
-            }
+            entry["models"][model] = model_record(ev, time.monotonic() - t, config)
             if entry["baselines"] is None:
                 entry["baselines"] = {b: v["summary"]["balanced_accuracy"] for b, v in ev.metrics["baselines"].items()}
             logging.getLogger("benchmark").warning("%s %s: balanced accuracy %.3f (%.0f s)", name, model, s["balanced_accuracy"]["mean"], entry["models"][model]["seconds"])
