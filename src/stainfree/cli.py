@@ -126,7 +126,7 @@ def evaluate(
     learning_curve: Optional[str] = typer.Option(None, "--learning-curve", help="Training fractions, e.g. 0.1,0.25,0.5,1."),
     final_model: bool = typer.Option(True, "--final-model/--no-final-model", help="Also train a model on all cells (RUN/model.safetensors)."),
     resume: bool = typer.Option(False, "--resume", help="Reuse the finished splits of an interrupted run of the same OUT."),
-    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average over the 8 rotations/flips of each test cell."),
+    tta: bool = typer.Option(True, "--tta/--no-tta", help="Test-time augmentation: average over the 8 rotations/flips of each test cell."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     model: Optional[str] = _TRAIN_OPTIONS["model"],
     epochs: Optional[int] = _TRAIN_OPTIONS["epochs"],
@@ -221,7 +221,7 @@ def predict(
     model: Path = typer.Argument(..., help="A model .safetensors file (e.g. RUN/model.safetensors)."),
     cells: Path = typer.Argument(..., help="A CellSet folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Predictions .parquet file to write."),
-    tta: bool = typer.Option(False, "--tta", help="Average over the 8 rotations/flips of each cell."),
+    tta: bool = typer.Option(True, "--tta/--no-tta", help="Average over the 8 rotations/flips of each cell (as evaluate does)."),
     prior: str = typer.Option("balanced", help="balanced (equal class priors, the default) or train (the training class frequencies)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):

@@ -362,7 +362,7 @@ def evaluate(
     n_boot: int = 1000,
     work_dir: str | Path | None = None,
     features: pd.DataFrame | None = None,
-    tta: bool = False,
+    tta: bool = True,
 ) -> Evaluation:
     """Train and test a classifier under a protocol; pool and summarise the predictions.
 
@@ -377,7 +377,8 @@ def evaluate(
     train_sizes : fractions of each training split (e.g. ``[0.1, 0.25, 0.5, 1]``) for a learning
         curve; the model is retrained at each size and tested on the same test cells.
     final_model : also train one model on all cells (returned as ``Evaluation.model``).
-    tta : average each test cell's prediction over its 8 rotations and flips.
+    tta : average each test cell's prediction over its 8 rotations and flips (the default: cells
+        have no preferred orientation, and it costs only inference).
     work_dir : a folder for per-split checkpoints and finished predictions, so an interrupted
         evaluation resumes where it stopped.
     """

@@ -120,7 +120,7 @@ def evaluate_to_run(
     final_model: bool = True,
     force: bool = False,
     resume: bool = False,
-    tta: bool = False,
+    tta: bool = True,
     data: dict | None = None,
 ) -> tuple[Path, dict]:
     """Evaluate and write the run folder; with ``resume``, finished splits of an interrupted run

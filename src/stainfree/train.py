@@ -451,12 +451,13 @@ def fit(
     return clf, history
 
 
-def predict_cells(clf: Classifier, cells, *, tta: bool = False, prior: str = "balanced", batch_size: int = 1024):
+def predict_cells(clf: Classifier, cells, *, tta: bool = True, prior: str = "balanced", batch_size: int = 1024):
     """Apply a classifier to a CellSet (streamed in batches); returns a per-cell DataFrame with
     ``cell_id``, ``predicted``, ``prob_<class>`` and, when the cells are labelled, ``label``.
 
     The model's channels are selected from the cells by name; cells of another size are resized
-    to the model's input size with a warning.
+    to the model's input size with a warning. ``tta`` (default) averages over the 8 rotations and
+    flips of each cell, as :func:`stainfree.evaluate.evaluate` does.
     """
     import pandas as pd
 
