@@ -171,7 +171,7 @@ def test_merge_classes_at_import(tmp_path):
 
 
 def test_manifest_with_per_channel_paths_labels_and_metadata(tmp_path):
-    src = ifc_folder(tmp_path / "ifc")
+    ifc_folder(tmp_path / "ifc")
     pd.DataFrame(
         {
             "path_Ch3": ["ifc/G1/00001_Ch3.tif", "ifc/M/00003_Ch3.tif"],

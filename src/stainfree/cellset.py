@@ -24,7 +24,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .utils import StainfreeError, atomic_output_dir, progress
+from .utils import StainfreeError, atomic_output_dir
 
 logger = logging.getLogger(__name__)
 

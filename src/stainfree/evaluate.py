@@ -436,7 +436,7 @@ def evaluate(
     if work:
         work.mkdir(parents=True, exist_ok=True)
 
-    rows, histories, fold_records = [], [], []
+    rows, histories = [], []
     sizes = list(train_sizes) if train_sizes else [1.0]
     for s_i, split in enumerate(splits, 1):
         done = work / f"split{s_i:03d}.parquet" if work else None

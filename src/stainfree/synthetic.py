@@ -169,7 +169,7 @@ def make_cells(
     rows = []
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     i = 0
-    for li, line in enumerate(lines):
+    for line in lines:
         line_flasks = [f for f in flasks if f.line == line]
         for j in range(n_per_class):
             flask = line_flasks[j % len(line_flasks)]
