@@ -51,8 +51,7 @@ class Split:
     train: np.ndarray
     test: np.ndarray
     repeat: int = 0
-    pool: tuple = ()
-    pool_size: int = 0
+    pool_size: int = 0  # cross-group: groups per class (or groups) in the training pool
 
 
 # ---------------------------------------------------------------------- splits
@@ -169,7 +168,7 @@ def make_splits(
             for pool in pools:
                 train = np.flatnonzero(np.isin(g, pool))
                 test = np.flatnonzero(~np.isin(g, pool))
-                splits.append(Split("+".join(pool), train, test, pool=pool, pool_size=size))
+                splits.append(Split("+".join(pool), train, test, pool_size=size))
     return splits
 
 

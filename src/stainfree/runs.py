@@ -91,6 +91,7 @@ def write_evaluation_run(ev: Evaluation, out: str | os.PathLike, *, config: dict
         (folder / RUN_MARKER).write_text(json.dumps(body, indent=2, default=_json_default))
 
     if tmp is not None:
+        tmp.mkdir(parents=True, exist_ok=True)
         write(tmp)
         return tmp
     with atomic_output_dir(out, force=force, marker=RUN_MARKER) as folder:
@@ -227,7 +228,7 @@ def compare_to_run(
                 cfg = dataclasses.replace(config, seed=seed)
                 logger.info("condition %s (%s), seed %d", name, ",".join(channels), seed)
                 ev = evaluate(subset, config=cfg, **evaluate_kwargs)
-                write_evaluation_run(ev, None, config={"command": "compare", "condition": name, "channels": list(channels), "train": dataclasses.asdict(cfg)}, tmp=_mkdir(tmp / f"{name}-seed{seed}"))
+                write_evaluation_run(ev, None, config={"command": "compare", "condition": name, "channels": list(channels), "train": dataclasses.asdict(cfg)}, tmp=tmp / f"{name}-seed{seed}")
                 s = ev.metrics["summary"]
                 rows.append({"condition": name, "channels": ",".join(channels), "seed": seed, **{k: s[k]["mean"] for k in ("balanced_accuracy", "accuracy", "roc_auc", "cohen_kappa")}})
         table = pd.DataFrame(rows)
@@ -244,7 +245,3 @@ def compare_to_run(
         (tmp / "comparison.json").write_text(json.dumps(body, indent=2, default=_json_default))
     return Path(out), body
 
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
