@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .cellset import CellSet
-from .train import Classifier, TrainConfig, fit
+from .train import Classifier, TrainConfig, check_finite, fit
 from .utils import StainfreeError
 
 logger = logging.getLogger(__name__)
@@ -384,7 +384,7 @@ def evaluate(
     t_start = time.monotonic()
     config = config or TrainConfig()
     config.validate()
-    cells = _select_labelled(cells)
+    cells = _select_labelled(cells).load()  # read once: training, features and baselines share it
     table = cells.table
     protocol = protocol or ("group-kfold" if group else "kfold")
     if protocol not in PROTOCOLS:
@@ -410,13 +410,12 @@ def evaluate(
     if counts.min() < 2:
         raise StainfreeError(f"class {counts.idxmin()!r} has only one cell; every class needs at least 2")
     groups = table[group].astype(str).to_numpy(dtype=object) if group else None
+    images = cells.images
+    check_finite(images, table["cell_id"])
     if protocol == "audit-groups":
-        _check_finite(cells.images, table)
         return _audit_groups(cells, labels, groups, group, config, n_folds, t_start)
 
     splits = make_splits(protocol, labels, groups=groups, n_folds=n_folds, repeats=repeats, seed=config.seed)
-    images = cells.images
-    _check_finite(images, table)
     outlines = None
     if "outline_cnn" in baselines:
         from .features import foreground_mask
@@ -532,13 +531,6 @@ def evaluate(
         model, _ = fit(images, labels, channels=cells.channels, config=config, classes=classes)
     metrics["seconds"] = round(time.monotonic() - t_start, 1)
     return Evaluation(pred, histories, classes, metrics, prot, model)
-
-
-def _check_finite(images: np.ndarray, table: pd.DataFrame) -> None:
-    if images.dtype.kind == "f":
-        bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
-        if bad.any():
-            raise StainfreeError(f"cell {table['cell_id'].iloc[int(np.flatnonzero(bad)[0])]!r} has NaN or infinite pixel values ({int(bad.sum())} cells do)")
 
 
 def _stratified_subsample(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

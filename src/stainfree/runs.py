@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -130,8 +131,6 @@ def evaluate_to_run(
     out = Path(out)
     work = out.with_name(f".{out.name}.work")
     if not resume and work.exists():
-        import shutil
-
         shutil.rmtree(work)
     ev = evaluate(
         cells, protocol=protocol, group=group, n_folds=n_folds, repeats=repeats, config=config,
@@ -148,8 +147,6 @@ def evaluate_to_run(
         "provenance": provenance_entry("evaluate"),
     }
     write_evaluation_run(ev, out, config=run_config, force=force)
-    import shutil
-
     shutil.rmtree(work, ignore_errors=True)
     return out, json.loads((out / RUN_MARKER).read_text())
 

@@ -162,16 +162,13 @@ class Classifier:
             "train_prior": self.train_prior,
         }
 
-    def prepare(self, images: np.ndarray, *, resize: bool = True) -> np.ndarray:
+    def prepare(self, images: np.ndarray) -> np.ndarray:
         """Normalise (and resize to the model's input size) images in this model's channels."""
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1] != len(self.channels):
             raise StainfreeError(
                 f"model expects {len(self.channels)} channels ({', '.join(self.channels)}), got images of shape {images.shape}"
             )
-        if tuple(images.shape[2:]) != tuple(self.input_size):
-            if not resize:
-                raise StainfreeError(f"cells are {images.shape[2]}x{images.shape[3]} px but the model expects {self.input_size[0]}x{self.input_size[1]}")
         x = apply_normalisation(images, self.normalisation)
         return resize_batch(x, self.input_size)
 
@@ -310,9 +307,7 @@ def fit(
     config = config or TrainConfig()
     config.validate()
     log = log or logger
-    images = np.asarray(images)
-    if images.dtype.kind == "f" and not np.isfinite(images).all():
-        raise StainfreeError("images contain NaN or infinite values")
+    images = np.asarray(images)  # NaN or infinite pixels are refused by apply_normalisation
     labels = np.asarray(labels, dtype=object)
     classes = sorted(set(labels)) if classes is None else list(classes)
     if len(classes) < 2:
@@ -451,6 +446,15 @@ def fit(
     return clf, history
 
 
+def check_finite(images: np.ndarray, cell_ids) -> None:
+    """Refuse float images with NaN or infinite pixels, naming the first such cell."""
+    if images.dtype.kind == "f":
+        bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
+        if bad.any():
+            first = np.asarray(cell_ids)[int(np.flatnonzero(bad)[0])]
+            raise StainfreeError(f"cell {first!r} has NaN or infinite pixel values ({int(bad.sum())} cells do)")
+
+
 def predict_cells(clf: Classifier, cells, *, tta: bool = True, prior: str = "balanced", batch_size: int = 1024):
     """Apply a classifier to a CellSet (streamed in batches); returns a per-cell DataFrame with
     ``cell_id``, ``predicted``, ``prob_<class>`` and, when the cells are labelled, ``label``.
@@ -474,9 +478,7 @@ def predict_cells(clf: Classifier, cells, *, tta: bool = True, prior: str = "bal
         )
     parts = []
     for images, rows in cells.batches(batch_size):
-        if images.dtype.kind == "f" and not np.isfinite(images).all():
-            bad = rows["cell_id"].iloc[int(np.flatnonzero(~np.isfinite(images).reshape(len(images), -1).all(1))[0])]
-            raise StainfreeError(f"cell {bad!r} has NaN or infinite pixel values")
+        check_finite(images, rows["cell_id"])
         proba = clf.predict_proba(images, tta=tta, prior=prior)
         part = pd.DataFrame({"cell_id": rows["cell_id"].to_numpy()})
         if rows["label"].notna().any():
