@@ -6,6 +6,7 @@ On disk a CellSet is a folder (by convention named ``*.cells``)::
         cellset.json    header: channel names, shape, dtype, pixel size, groups, provenance
         cells.parquet   the per-cell table, one row per cell, in image order
         images.zarr/    chunked zarr array (zarr format 2) of shape N x C x H x W
+        masks.zarr/     optional: uint8 N x H x W, 1 where the cell is (from segmentation)
 
 Other tools can read it without stainfree: ``pandas.read_parquet`` and ``zarr.open_array``.
 The header is written last and the folder is moved into place atomically, so a folder with a
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 HEADER = "cellset.json"
 TABLE = "cells.parquet"
 IMAGES = "images.zarr"
+MASKS = "masks.zarr"
 FORMAT = "stainfree.cellset"
 FORMAT_VERSION = 1
 CHUNK_BYTES = 2**21  # about 2 MiB of pixels per zarr chunk
@@ -73,6 +75,9 @@ class CellSet:
         Micrometres per pixel, where known.
     provenance : list of dict, optional
         What produced the set, oldest first.
+    masks : array-like, shape (N, H, W), optional
+        Each cell's object mask (nonzero inside the cell), for example from segmentation. Used by
+        blackout augmentation, the outline baseline and the features; absent for most imports.
 
     Examples
     --------
@@ -91,6 +96,7 @@ class CellSet:
         groups: Sequence[str] = (),
         pixel_size: float | None = None,
         provenance: list[dict] | None = None,
+        masks=None,
         _rows: np.ndarray | None = None,
         _channel_index: Sequence[int] | None = None,
         path: Path | None = None,
@@ -107,6 +113,13 @@ class CellSet:
             images = np.asarray(images, dtype=np.uint8)
         elif dtype.kind not in "uif":
             raise StainfreeError(f"images must be integer or float, got dtype {dtype}")
+        if masks is not None:
+            if isinstance(masks, (list, tuple)):
+                masks = np.asarray(masks)
+            expected = (images.shape[0], *images.shape[2:])
+            if tuple(masks.shape) != expected:
+                raise StainfreeError(f"masks have shape {tuple(masks.shape)}, expected {expected} to match the images")
+        self._masks = masks
         self._source = images
         self._rows = None if _rows is None else np.asarray(_rows, dtype=np.int64)
         n_source_channels = images.shape[1]
@@ -204,6 +217,24 @@ class CellSet:
         """All images as one numpy array (reads everything into memory; see :meth:`batches`)."""
         return self.read(slice(None))
 
+    @property
+    def has_masks(self) -> bool:
+        return self._masks is not None
+
+    def read_masks(self, index=slice(None)) -> np.ndarray:
+        """Boolean object masks (n x H x W) of the cells at positions ``index``."""
+        if self._masks is None:
+            raise StainfreeError("this set has no cell masks (they come from `stainfree segment`)")
+        positions = np.atleast_1d(np.arange(len(self))[index])
+        rows = positions if self._rows is None else self._rows[positions]
+        if isinstance(self._masks, np.ndarray):
+            return self._masks[rows] > 0
+        order = np.argsort(rows, kind="stable")
+        out = np.empty((len(rows), *self._masks.shape[1:]), bool)
+        if len(rows):
+            out[order] = np.asarray(self._masks.oindex[rows[order]]) > 0
+        return out
+
     def batches(self, batch_size: int = 1024) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
         """Yield ``(images, table_rows)`` in order, ``batch_size`` cells at a time.
 
@@ -215,7 +246,8 @@ class CellSet:
 
     def load(self) -> "CellSet":
         """An in-memory copy (images read into a numpy array)."""
-        return self._derive(images=self.images, _rows=None, _channel_index=None)
+        masks = self.read_masks().astype(np.uint8) if self.has_masks else None
+        return self._derive(images=self.images, masks=masks, _rows=None, _channel_index=None)
 
     def _derive(self, **changes) -> "CellSet":
         kwargs = dict(
@@ -225,6 +257,7 @@ class CellSet:
             groups=self.groups,
             pixel_size=self.pixel_size,
             provenance=self.provenance,
+            masks=self._masks,
             _rows=self._rows,
             _channel_index=self._channel_index,
             path=self.path,
@@ -367,10 +400,12 @@ class CellSet:
             height=self.shape[2],
             width=self.shape[3],
             dtype=self.dtype,
+            masks=self.has_masks,
             force=force,
         ) as writer:
             for start in range(0, len(self), batch_size):
-                writer.write(start, self.read(slice(start, min(start + batch_size, len(self)))))
+                part = slice(start, min(start + batch_size, len(self)))
+                writer.write(start, self.read(part), masks=self.read_masks(part) if self.has_masks else None)
             writer.finish(
                 self.table,
                 groups=self.groups,
@@ -406,9 +441,11 @@ class CellSetWriter:
         height: int,
         width: int,
         dtype,
+        masks: bool = False,
         force: bool = False,
     ):
         self.path = Path(path)
+        self.with_masks = masks
         self.channels = list(channels)
         self.shape = (int(n_cells), len(self.channels), int(height), int(width))
         self.dtype = np.dtype(dtype)
@@ -431,14 +468,28 @@ class CellSetWriter:
             zarr_format=2,
             fill_value=0,
         )
+        if self.with_masks:
+            n, _, h, w = self.shape
+            self.masks = zarr.create_array(
+                store=str(self.tmp / MASKS),
+                shape=(n, h, w),
+                chunks=(_chunk_cells(1, h, w, np.uint8), h, w),
+                dtype=np.uint8,
+                zarr_format=2,
+                fill_value=0,
+            )
         return self
 
-    def write(self, start: int, batch: np.ndarray) -> None:
-        """Write ``batch`` (b x C x H x W) at cell position ``start``."""
+    def write(self, start: int, batch: np.ndarray, masks: np.ndarray | None = None) -> None:
+        """Write ``batch`` (b x C x H x W), and its masks (b x H x W) when the set has them."""
         batch = np.asarray(batch)
         if batch.shape[1:] != self.shape[1:]:
             raise StainfreeError(f"batch of shape {batch.shape[1:]} for a set of {self.shape[1:]}")
+        if self.with_masks != (masks is not None):
+            raise StainfreeError(f"{self.path}: masks {'missing' if self.with_masks else 'given'} for a set {'with' if self.with_masks else 'without'} masks")
         self.array[start : start + len(batch)] = batch.astype(self.dtype, copy=False)
+        if masks is not None:
+            self.masks[start : start + len(batch)] = (np.asarray(masks) > 0).astype(np.uint8)
         self._written += len(batch)
 
     def finish(
@@ -469,6 +520,7 @@ class CellSetWriter:
             "dtype": self.dtype.str,
             "pixel_size_um": pixel_size,
             "groups": list(groups),
+            "masks": self.with_masks,
             "created": _now(),
             "provenance": list(provenance or []),
         }
@@ -514,6 +566,12 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
         images = zarr.open_array(str(path / IMAGES), mode="r")
     except Exception as exc:
         raise StainfreeError(f"{path / IMAGES}: unreadable image array ({exc})") from None
+    masks = None
+    if header.get("masks"):
+        try:
+            masks = zarr.open_array(str(path / MASKS), mode="r")
+        except Exception as exc:
+            raise StainfreeError(f"{path / MASKS}: unreadable mask array ({exc})") from None
     if tuple(images.shape) != tuple(header["shape"]) or len(table) != images.shape[0]:
         raise StainfreeError(
             f"{path}: image array {tuple(images.shape)}, table {len(table)} rows and header "
@@ -526,6 +584,7 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
         groups=header.get("groups", []),
         pixel_size=header.get("pixel_size_um"),
         provenance=header.get("provenance", []),
+        masks=masks,
         path=path,
     )
 
@@ -556,7 +615,8 @@ def concat(sets: Sequence[CellSet], *, source_column: str | None = None) -> Cell
     images = np.concatenate([s.images.astype(dtype, copy=False) for s in sets])
     groups = [g for g in first.groups if all(g in s.groups for s in sets)]
     prov = [provenance_entry("concat", inputs=[s.provenance for s in sets])]
-    return CellSet(images, table, channels=first.channels, groups=groups, pixel_size=first.pixel_size, provenance=prov)
+    masks = np.concatenate([s.read_masks().astype(np.uint8) for s in sets]) if all(s.has_masks for s in sets) else None
+    return CellSet(images, table, channels=first.channels, groups=groups, pixel_size=first.pixel_size, provenance=prov, masks=masks)
 
 
 # ---------------------------------------------------------------------- small parsers

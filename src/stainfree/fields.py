@@ -1,0 +1,700 @@
+"""Whole fields of view: reading, classical segmentation, cropping and fluorescence labels.
+
+The path from a microscope field to single cells (DESIGN.md, left branch of the data flow)::
+
+    read_fields  ->  segment  ->  crop_objects / crop_points  ->  fluorescence_labels  ->  CellSet
+
+Every step is a plain function on numpy arrays; :func:`cells_from_fields` chains them over
+many files and writes a CellSet with one mask per cell.
+
+The default segmentation (documented in docs/decisions.md) is tuned on nothing but the idea of an
+expected object diameter ``d`` (estimated from the image when not given):
+
+1. smooth with a Gaussian (``smoothing`` px);
+2. foreground = above a global floor (``threshold_scale`` x Otsu, so dim objects survive) AND
+   above a local threshold (the Gaussian-weighted mean over a window of ``local_window`` x d),
+   which cuts the darker seams between touching objects that one global threshold merges;
+3. closing (disk of ``closing`` px), hole filling, optional removal of objects touching the border;
+4. Euclidean distance transform smoothed by a Gaussian, local maxima at least
+   ``min_distance`` (0.3 d) apart as markers, watershed;
+5. removal of objects outside the area range, with counts of what was dropped.
+
+In brightfield mode cells are not brighter than the background, so step 2 runs on the local
+standard deviation of the image (edges and texture; window ``smoothing`` px) with a floor of 1.5 x
+Otsu and no local threshold, and the filled objects are eroded by ``shrink`` (2 px) to take
+back the halo that the variance window adds around each cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .utils import StainfreeError
+
+logger = logging.getLogger(__name__)
+
+FIELD_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+
+# ---------------------------------------------------------------------- reading fields
+@dataclasses.dataclass
+class Field:
+    """One field of view: ``C x H x W`` pixels, channel names and where it came from."""
+
+    image: np.ndarray
+    channels: list[str]
+    name: str
+    source: str
+    pixel_size: float | None = None
+
+    def channel(self, name: str) -> np.ndarray:
+        if name not in self.channels:
+            raise StainfreeError(f"{self.source}: no channel {name!r} (channels: {', '.join(self.channels)})")
+        return self.image[self.channels.index(name)]
+
+
+def _tiff_pixel_size(tif) -> float | None:
+    """Micrometres per pixel from OME or ImageJ metadata or the resolution tags, else None."""
+    if tif.is_ome and tif.ome_metadata:
+        m = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata)
+        unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
+        if m:
+            scale = {"nm": 1e-3, "mm": 1e3, "m": 1e6}.get(unit.group(1) if unit else "µm", 1.0)
+            return float(m.group(1)) * scale
+    page = tif.pages[0]
+    tag = page.tags.get("XResolution")
+    if tag is None:
+        return None
+    num, den = tag.value
+    if not num:
+        return None
+    per_unit = den / num  # units per pixel
+    unit_tag = page.tags.get("ResolutionUnit")
+    unit = int(unit_tag.value) if unit_tag is not None else 2
+    ij = tif.imagej_metadata or {}
+    if ij.get("unit") in ("micron", "um", "µm", "\\u00B5m"):
+        return per_unit
+    if unit == 3:  # centimetre
+        return per_unit * 1e4
+    return None  # inches: almost always a meaningless 72 dpi default
+
+
+def _ome_channel_names(tif) -> list[str] | None:
+    if not (tif.is_ome and tif.ome_metadata):
+        return None
+    names = re.findall(r'<Channel [^>]*?Name="([^"]*)"', tif.ome_metadata)
+    return names or None
+
+
+def _read_tiff(path: Path, planes: str) -> tuple[list[tuple[str, np.ndarray]], list[str] | None, float | None]:
+    """(suffix, C x H x W) pieces of a TIFF, its channel names when stored, and its pixel size."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            data = series.asarray()
+            axes = series.axes
+            names = _ome_channel_names(tif)
+            pixel_size = _tiff_pixel_size(tif)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StainfreeError(f"{path}: unreadable image ({reason})") from None
+    if "Y" not in axes or "X" not in axes:
+        raise StainfreeError(f"{path}: no Y and X axes in the image (axes {axes})")
+    # Colour samples are channels; any other axis (Z, T, pages) is a "plane".
+    axes = axes.replace("S", "C") if "C" not in axes else axes.replace("S", "Q")
+    if "C" not in axes:
+        data, axes = data[None], "C" + axes
+    plane_axes = [a for a in axes if a not in "CYX"]
+    order = [axes.index(a) for a in plane_axes] + [axes.index("C"), axes.index("Y"), axes.index("X")]
+    data = np.transpose(data, order)
+    plane_shape = data.shape[: len(plane_axes)]
+    data = data.reshape(-1, *data.shape[-3:])
+    plane_names = [
+        "_".join(f"{a.lower()}{i}" for a, i in zip(plane_axes, idx)) for idx in np.ndindex(*plane_shape)
+    ] if plane_axes else [""]
+    if data.shape[1] != len(names or []):
+        names = None
+    if planes == "fields" or len(plane_names) == 1:
+        return [(p, d) for p, d in zip(plane_names, data)], names, pixel_size
+    base = names or [f"ch{i}" for i in range(data.shape[1])]
+    stacked = data.reshape(-1, *data.shape[-2:])
+    stacked_names = [f"{c}_{p}" for p in plane_names for c in base]
+    return [("", stacked)], stacked_names, pixel_size
+
+
+def read_fields(
+    path: str | os.PathLike,
+    *,
+    channels: Sequence[str] | None = None,
+    grey: bool = False,
+    planes: str = "channels",
+    pixel_size: float | None = None,
+) -> list[Field]:
+    """Read one field file (TIFF/OME-TIFF, PNG, JPG) as one or more :class:`Field`.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    channels : sequence of str, optional
+        Names for the channels, in file order. Default: the names stored in an OME-TIFF, else
+        ``ch0``, ``ch1``, ... (``red``, ``green``, ``blue`` for colour images).
+    grey : bool
+        Convert a colour image to one grey channel (``grey``).
+    planes : {"channels", "fields"}
+        What z-slices, time points and extra pages become: extra channels named
+        ``<channel>_z0``, ``<channel>_t3`` ... (default), or separate fields named
+        ``<stem>_z0`` ....
+    pixel_size : float, optional
+        Micrometres per pixel; overrides what the file says.
+
+    Examples
+    --------
+    >>> import tempfile, tifffile
+    >>> p = Path(tempfile.mkdtemp()) / "f.tif"
+    >>> tifffile.imwrite(p, np.zeros((2, 8, 8), np.uint16))
+    >>> [(f.name, f.image.shape, f.channels) for f in read_fields(p, channels=["bf", "gfp"])]
+    [('f', (2, 8, 8), ['bf', 'gfp'])]
+    """
+    from .io import read_image, to_channels_first
+
+    if planes not in ("channels", "fields"):
+        raise StainfreeError(f"planes must be 'channels' or 'fields', not {planes!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise StainfreeError(f"{path}: no such file")
+    if path.suffix.lower() in (".tif", ".tiff"):
+        pieces, stored, file_pixel_size = _read_tiff(path, planes)
+        if grey and pieces[0][1].shape[0] == 3:
+            pieces = [(p, to_channels_first(np.moveaxis(d, 0, -1), grey=True)) for p, d in pieces]
+            stored = ["grey"]
+    else:
+        img = read_image(path)
+        pieces = [("", to_channels_first(img, grey=grey) if img.ndim == 3 else img[None])]
+        stored = (["grey"] if grey else ["red", "green", "blue"]) if img.ndim == 3 else None
+        file_pixel_size = None
+    n_channels = pieces[0][1].shape[0]
+    if channels is not None:
+        channels = list(channels)
+        if len(channels) != n_channels:
+            raise StainfreeError(f"{path}: {len(channels)} channel names given for {n_channels} channels")
+    else:
+        channels = stored if stored and len(stored) == n_channels else [f"ch{i}" for i in range(n_channels)]
+    if pieces[0][1].shape[-2] < 2 or pieces[0][1].shape[-1] < 2:
+        raise StainfreeError(f"{path}: not a field of view (shape {pieces[0][1].shape})")
+    return [
+        Field(
+            image=np.ascontiguousarray(data),
+            channels=list(channels),
+            name=f"{path.stem}_{suffix}" if suffix else path.stem,
+            source=str(path),
+            pixel_size=pixel_size if pixel_size is not None else file_pixel_size,
+        )
+        for suffix, data in pieces
+    ]
+
+
+# ---------------------------------------------------------------------- segmentation
+@dataclasses.dataclass
+class SegmentationParams:
+    """Every step of the classical pipeline; ``None`` means "derive from the diameter"."""
+
+    mode: str = "fluorescence"  # or "brightfield"
+    diameter: float | None = None  # expected object diameter in px; estimated when None
+    smoothing: float = 1.0  # Gaussian sigma (px) before thresholding; the variance window in brightfield
+    threshold_scale: float | None = None  # global floor = this x Otsu; default 0.75 (fluorescence), 1.5 (brightfield)
+    local_window: float = 2.0  # local threshold window, in diameters; 0 turns it off
+    closing: int = 1  # disk radius (px) of the morphological closing; 0 turns it off
+    fill_holes: bool = True
+    shrink: int | None = None  # erosion (px) after filling; default 0, or 2 in brightfield (the variance halo)
+    clear_border: bool = False
+    distance_smoothing: float = 1.0  # Gaussian sigma (px) on the distance transform
+    min_distance: float | None = None  # between markers, px; default 0.3 x diameter
+    min_area: float | None = None  # px; default the area of a disk of 0.2 x diameter radius
+    max_area: float | None = None  # px; default no upper limit
+
+    def validate(self) -> None:
+        if self.mode not in ("fluorescence", "brightfield"):
+            raise StainfreeError(f"segmentation mode must be 'fluorescence' or 'brightfield', not {self.mode!r}")
+        for name in ("smoothing", "threshold_scale", "local_window", "closing", "shrink", "distance_smoothing"):
+            if (getattr(self, name) or 0) < 0:
+                raise StainfreeError(f"{name} must be >= 0")
+        if self.diameter is not None and self.diameter <= 2:
+            raise StainfreeError(f"diameter must be more than 2 px, got {self.diameter}")
+        if self.min_area is not None and self.max_area is not None and self.min_area > self.max_area:
+            raise StainfreeError(f"min area {self.min_area} is above max area {self.max_area}")
+
+
+@dataclasses.dataclass
+class SegmentationResult:
+    labels: np.ndarray  # H x W int32, 0 = background, objects numbered 1..n
+    diameter: float
+    threshold: float
+    dropped_small: int = 0
+    dropped_large: int = 0
+    dropped_border: int = 0
+
+    @property
+    def n_objects(self) -> int:
+        return int(self.labels.max())
+
+
+def enhance_brightfield(image: np.ndarray, *, sigma: float = 2.0) -> np.ndarray:
+    """Local standard deviation (Gaussian window ``sigma``): high on cell edges and texture.
+
+    >>> flat = np.full((15, 15), 5.0); flat[7, 7] = 9.0
+    >>> v = enhance_brightfield(flat, sigma=1.0)
+    >>> bool(v[7, 7] > 0.5), float(v[0, 0]) < 1e-3
+    (True, True)
+    """
+    from scipy import ndimage
+
+    x = np.asarray(image, np.float64)
+    mean = ndimage.gaussian_filter(x, sigma)
+    var = ndimage.gaussian_filter(x * x, sigma) - mean * mean
+    return np.sqrt(np.clip(var, 0, None))
+
+
+def _estimate_diameter(mask: np.ndarray) -> float | None:
+    from skimage import measure
+
+    areas = np.bincount(measure.label(mask).ravel())[1:]
+    areas = areas[areas >= 16]
+    if len(areas) == 0:
+        return None
+    return float(2 * np.sqrt(np.median(areas) / np.pi))
+
+
+def segment(image: np.ndarray, params: SegmentationParams | None = None, **overrides) -> SegmentationResult:
+    """Label the objects of a 2-D field with the classical pipeline (see the module docstring).
+
+    Parameters
+    ----------
+    image : (H, W) array
+        One channel (fluorescence, or brightfield/phase with ``mode="brightfield"``).
+    params : SegmentationParams, optional
+        The settings; keyword arguments override single fields.
+
+    Returns
+    -------
+    SegmentationResult
+        ``labels`` (int32, 0 = background) plus the diameter and threshold used and how many
+        objects each filter dropped.
+
+    Examples
+    --------
+    >>> img = np.zeros((40, 40)); img[5:15, 5:15] = 100; img[25:35, 22:34] = 80
+    >>> r = segment(img, diameter=10)
+    >>> r.n_objects, sorted(np.bincount(r.labels.ravel())[1:].tolist())
+    (2, [100, 120])
+    """
+    from scipy import ndimage
+    from skimage import feature, filters, measure, morphology, segmentation
+
+    params = dataclasses.replace(params or SegmentationParams(), **overrides)
+    params.validate()
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise StainfreeError(f"segment needs one 2-D channel, got shape {image.shape}")
+    x = image.astype(np.float32)
+    if params.mode == "brightfield":
+        x = enhance_brightfield(x, sigma=params.smoothing or 1.0)
+    elif params.smoothing:
+        x = ndimage.gaussian_filter(x, params.smoothing)
+    empty = SegmentationResult(np.zeros(image.shape, np.int32), diameter=params.diameter or 0.0, threshold=float("nan"))
+    if float(x.max()) == float(x.min()):
+        return empty
+    otsu = float(filters.threshold_otsu(x))
+    brightfield = params.mode == "brightfield"
+    scale = params.threshold_scale if params.threshold_scale is not None else (1.5 if brightfield else 0.75)
+    threshold = otsu * scale
+    diameter = params.diameter or _estimate_diameter(x > otsu)
+    if diameter is None:
+        return empty
+    empty.diameter = diameter
+    foreground = x > threshold
+    if params.local_window and not brightfield:
+        window = int(2 * round(params.local_window * diameter / 2) + 1)
+        foreground &= x > filters.threshold_local(x, window, method="gaussian")
+    if params.closing:
+        foreground = ndimage.binary_closing(foreground, morphology.disk(params.closing), border_value=0)
+    if params.fill_holes:
+        foreground = ndimage.binary_fill_holes(foreground)
+    shrink = params.shrink if params.shrink is not None else (2 if brightfield else 0)
+    if shrink:
+        foreground = ndimage.binary_erosion(foreground, morphology.disk(shrink))
+    min_area = params.min_area if params.min_area is not None else np.pi * (0.2 * diameter) ** 2
+    # Specks far below the area range only cost time in the watershed; drop them first.
+    foreground = morphology.remove_small_objects(foreground, max_size=max(1, int(min_area / 4)))
+    if not foreground.any():
+        return empty
+    distance = ndimage.distance_transform_edt(foreground).astype(np.float32)
+    if params.distance_smoothing:
+        distance = ndimage.gaussian_filter(distance, params.distance_smoothing)
+    components = measure.label(foreground)
+    min_distance = params.min_distance if params.min_distance is not None else 0.3 * diameter
+    peaks = feature.peak_local_max(distance, min_distance=max(1, int(round(min_distance))), labels=components, exclude_border=False)
+    markers = np.zeros(image.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    labels = segmentation.watershed(-distance, markers, mask=foreground)
+    dropped_border = 0
+    if params.clear_border:
+        before = len(np.unique(labels)) - 1
+        labels = segmentation.clear_border(labels)
+        dropped_border = before - (len(np.unique(labels)) - 1)
+    areas = np.bincount(labels.ravel())
+    areas[0] = 0
+    present = areas > 0
+    small = present & (areas < min_area)
+    large = present & (areas > params.max_area) if params.max_area is not None else np.zeros_like(present)
+    keep = present & ~small & ~large
+    relabel = np.zeros(len(areas), np.int32)
+    relabel[keep] = np.arange(1, int(keep.sum()) + 1)
+    return SegmentationResult(
+        labels=relabel[labels],
+        diameter=float(diameter),
+        threshold=float(threshold),
+        dropped_small=int(small.sum()),
+        dropped_large=int(large.sum()),
+        dropped_border=dropped_border,
+    )
+
+
+def segment_cellpose(image: np.ndarray, *, diameter: float | None = None, model: str = "cyto3") -> SegmentationResult:
+    """Deep segmentation with cellpose, when it is installed (it is an optional extra)."""
+    try:
+        from cellpose import models as cp_models
+    except Exception:
+        raise StainfreeError(
+            "cellpose is not installed (it needs torchvision, which stainfree does not depend on); "
+            "install it with `pip install cellpose` where torchvision is available, or use the classical method"
+        ) from None
+    net = cp_models.CellposeModel(model_type=model)
+    masks = net.eval(np.asarray(image), diameter=diameter)[0]
+    return SegmentationResult(np.asarray(masks, np.int32), diameter=float(diameter or 0.0), threshold=float("nan"))
+
+
+def instance_scores(truth: np.ndarray, predicted: np.ndarray, *, iou: float = 0.5) -> dict:
+    """Object-level precision, recall and F1 at an IoU threshold, and the mean IoU of matches.
+
+    A predicted object matches a true one when their IoU exceeds ``iou`` (above 0.5 a match is
+    necessarily one-to-one).
+
+    >>> t = np.array([[1, 1, 0, 2, 2]]); p = np.array([[3, 3, 0, 0, 4]])
+    >>> s = instance_scores(t, p)
+    >>> s["true_positives"], s["precision"], s["recall"], s["mean_matched_iou"]
+    (1, 0.5, 0.5, 1.0)
+    """
+    if iou < 0.5:
+        raise StainfreeError("instance matching needs an IoU threshold of at least 0.5")
+    t = np.asarray(truth).ravel().astype(np.int64)
+    p = np.asarray(predicted).ravel().astype(np.int64)
+    both = (t > 0) & (p > 0)
+    pairs, inter = np.unique(np.stack([t[both], p[both]]), axis=1, return_counts=True)
+    t_area, p_area = np.bincount(t), np.bincount(p)
+    ious = inter / (t_area[pairs[0]] + p_area[pairs[1]] - inter) if len(inter) else np.zeros(0)
+    matched = ious > iou
+    n_true, n_pred = len(np.unique(t[t > 0])), len(np.unique(p[p > 0]))
+    tp = int(matched.sum())
+    return {
+        "true_objects": n_true,
+        "predicted_objects": n_pred,
+        "true_positives": tp,
+        "precision": tp / n_pred if n_pred else 0.0,
+        "recall": tp / n_true if n_true else 0.0,
+        "f1": 2 * tp / (n_true + n_pred) if n_true + n_pred else 0.0,
+        "mean_matched_iou": float(ious[matched].mean()) if tp else 0.0,
+    }
+
+
+# ---------------------------------------------------------------------- cropping
+def _crop_windows(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int, pad: bool):
+    """Top-left corners of ``size`` windows centred on (y, x), and which windows are kept."""
+    h, w = image.shape[-2:]
+    top = np.rint(ys).astype(int) - size // 2
+    left = np.rint(xs).astype(int) - size // 2
+    inside = (top >= 0) & (left >= 0) & (top + size <= h) & (left + size <= w)
+    return top, left, (np.ones_like(inside) if pad else inside)
+
+
+def _padded(image: np.ndarray, size: int) -> np.ndarray:
+    """The field padded by ``size`` on every side with each channel's median (as crop_or_pad does)."""
+    fill = np.median(image.reshape(image.shape[0], -1), axis=1).astype(image.dtype)
+    out = np.empty((image.shape[0], image.shape[1] + 2 * size, image.shape[2] + 2 * size), image.dtype)
+    out[:] = fill[:, None, None]
+    out[:, size:-size, size:-size] = image
+    return out
+
+
+def crop_objects(image: np.ndarray, labels: np.ndarray, *, size: int, pad: bool = False):
+    """Square crops of ``size`` px centred on each labelled object, with each object's own mask.
+
+    Parameters
+    ----------
+    image : (C, H, W) array
+    labels : (H, W) int array, 0 = background
+    size : int
+        Crop side in pixels.
+    pad : bool
+        Keep objects whose crop leaves the field, padding with each channel's median; by default
+        they are skipped (and counted).
+
+    Returns
+    -------
+    crops : (n, C, size, size) array, same dtype as ``image``
+    masks : (n, size, size) bool array, True on the object itself (not its neighbours)
+    table : DataFrame with ``label_id``, ``centroid_x``, ``centroid_y``, ``area``
+    skipped : int, objects whose crop left the field
+
+    Examples
+    --------
+    >>> img = np.arange(100, dtype=np.uint8).reshape(1, 10, 10)
+    >>> lab = np.zeros((10, 10), int); lab[4:6, 4:6] = 1; lab[0, 0] = 2
+    >>> crops, masks, table, skipped = crop_objects(img, lab, size=4)
+    >>> crops.shape, int(masks.sum()), table["area"].tolist(), skipped
+    ((1, 1, 4, 4), 4, [4], 1)
+    """
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    if labels.shape != image.shape[-2:]:
+        raise StainfreeError(f"labels of shape {labels.shape} for a field of {image.shape[-2:]}")
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if len(ids) == 0:
+        return np.empty((0, image.shape[0], size, size), image.dtype), np.empty((0, size, size), bool), pd.DataFrame(columns=["label_id", "centroid_x", "centroid_y", "area"]), 0
+    centres = np.asarray(ndimage.center_of_mass(np.ones(labels.shape), labels, ids)).reshape(-1, 2)
+    areas = np.bincount(labels.ravel())[ids]
+    top, left, keep = _crop_windows(image, centres[:, 0], centres[:, 1], size, pad)
+    source, lab = image, labels
+    if pad:
+        source, lab = _padded(image, size), np.pad(labels, size)
+        top, left = top + size, left + size
+    idx = np.flatnonzero(keep)
+    crops = np.empty((len(idx), image.shape[0], size, size), image.dtype)
+    masks = np.empty((len(idx), size, size), bool)
+    for k, i in enumerate(idx):
+        crops[k] = source[:, top[i] : top[i] + size, left[i] : left[i] + size]
+        masks[k] = lab[top[i] : top[i] + size, left[i] : left[i] + size] == ids[i]
+    table = pd.DataFrame(
+        {"label_id": ids[idx].astype(np.int64), "centroid_x": centres[idx, 1], "centroid_y": centres[idx, 0], "area": areas[idx].astype(np.int64)}
+    )
+    return crops, masks, table, int((~keep).sum())
+
+
+def crop_points(image: np.ndarray, xs, ys, *, size: int, pad: bool = False):
+    """Square crops of ``size`` px centred on given points (x = column, y = row).
+
+    Returns the crops, the positions (into ``xs``) that were kept, and how many were skipped
+    because their crop left the field (none with ``pad``).
+
+    >>> img = np.arange(100, dtype=np.uint8).reshape(1, 10, 10)
+    >>> crops, kept, skipped = crop_points(img, [5, 0], [5, 0], size=2)
+    >>> crops[0, 0].tolist(), kept.tolist(), skipped
+    ([[44, 45], [54, 55]], [0], 1)
+    """
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    top, left, keep = _crop_windows(image, ys, xs, size, pad)
+    source = image
+    if pad:
+        source = _padded(image, size)
+        top, left = top + size, left + size
+    idx = np.flatnonzero(keep)
+    crops = np.empty((len(idx), image.shape[0], size, size), image.dtype)
+    for k, i in enumerate(idx):
+        crops[k] = source[:, top[i] : top[i] + size, left[i] : left[i] + size]
+    return crops, idx, int((~keep).sum())
+
+
+# ---------------------------------------------------------------------- labels from fluorescence
+def correct_background(image: np.ndarray, *, sigma: float = 200.0) -> np.ndarray:
+    """Divide by a strongly blurred copy (Ogawa et al.: Gaussian, sigma 200 px).
+
+    The blur is computed on a block-averaged copy and interpolated back, which is the same to
+    within a fraction of a percent for such wide kernels and hundreds of times faster.
+
+    >>> field = np.full((64, 64), 50.0); field[:, 32:] = 100.0  # two halves, one twice as bright
+    >>> out = correct_background(field, sigma=4)
+    >>> round(float(out[10, 5]), 3), round(float(out[10, 60]), 3)
+    (1.0, 1.0)
+    """
+    from scipy import ndimage
+
+    x = np.asarray(image, np.float64)
+    factor = int(max(1, sigma // 8))
+    h, w = x.shape
+    hb, wb = -(-h // factor), -(-w // factor)
+    padded = np.pad(x, ((0, hb * factor - h), (0, wb * factor - w)), mode="edge")
+    small = padded.reshape(hb, factor, wb, factor).mean(axis=(1, 3))
+    blurred = ndimage.gaussian_filter(small, sigma / factor, mode="reflect")
+    if factor > 1:
+        blurred = ndimage.zoom(blurred, factor, order=1, grid_mode=True, mode="nearest")[:h, :w]
+    return x / np.maximum(blurred, 1e-6 * max(float(blurred.max()), 1e-12))
+
+
+def disk_intensity(image: np.ndarray, xs, ys, *, radius: float) -> np.ndarray:
+    """Total intensity within ``radius`` px of each centre (Ogawa et al.: 30 px).
+
+    >>> img = np.zeros((9, 9)); img[4, 4] = 2.0; img[4, 5] = 1.0
+    >>> disk_intensity(img, [4], [4], radius=0.5).tolist(), disk_intensity(img, [4], [4], radius=1).tolist()
+    ([2.0], [3.0])
+    """
+    r = int(np.ceil(radius))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = (yy**2 + xx**2) <= radius**2
+    padded = np.pad(np.asarray(image, np.float64), r)
+    out = np.empty(len(xs))
+    for k, (x, y) in enumerate(zip(np.rint(xs).astype(int), np.rint(ys).astype(int))):
+        out[k] = padded[y : y + 2 * r + 1, x : x + 2 * r + 1][disk].sum()
+    return out
+
+
+@dataclasses.dataclass
+class MixtureFit:
+    """A two-component Gaussian mixture on log intensities and the labels it gives."""
+
+    log_intensity: np.ndarray
+    labels: np.ndarray  # object array: a class name, or None for "unused"
+    posterior: np.ndarray  # n x 2, columns in the order of ``names`` (dim, bright)
+    names: tuple[str, str]
+    means: tuple[float, float]
+    sds: tuple[float, float]
+    weights: tuple[float, float]
+    threshold: float  # log intensity where the two posteriors are equal
+    separation: float  # Ashman's D
+    min_posterior: float
+
+    @property
+    def counts(self) -> dict:
+        s = pd.Series(self.labels).fillna("unused")
+        return {k: int(v) for k, v in s.value_counts().items()}
+
+    def summary(self) -> str:
+        c = self.counts
+        return (
+            f"fluorescence mixture: {self.names[0]} {c.get(self.names[0], 0)}, {self.names[1]} {c.get(self.names[1], 0)}, "
+            f"unused {c.get('unused', 0)} (posterior < {self.min_posterior} for both); threshold "
+            f"{np.exp(self.threshold):.4g}, separation (Ashman's D) {self.separation:.2f}"
+        )
+
+
+#: Below this Ashman's D two Gaussians are not two populations (D > 2 is the usual criterion).
+MIN_SEPARATION = 2.0
+
+
+def fit_two_populations(
+    intensity: np.ndarray,
+    *,
+    names: Sequence[str] = ("negative", "positive"),
+    min_posterior: float = 0.8,
+    seed: int = 0,
+    what: str = "fluorescence",
+) -> MixtureFit:
+    """Label cells dim/bright from a two-component Gaussian mixture on log intensities.
+
+    The first name goes to the dim component, the second to the bright one. Cells whose
+    posterior is below ``min_posterior`` for both components get no label (``None``). When the
+    two components do not separate (Ashman's D below 2, or one of them empty), a
+    :class:`StainfreeError` says so instead of inventing labels.
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.r_[rng.lognormal(3, 0.3, 200), rng.lognormal(6, 0.3, 100)]
+    >>> fit = fit_two_populations(x, names=("HEK", "HT1080"))
+    >>> fit.counts["HEK"], fit.counts["HT1080"]
+    (200, 100)
+    """
+    from sklearn.mixture import GaussianMixture
+
+    names = tuple(names)
+    if len(names) != 2 or names[0] == names[1]:
+        raise StainfreeError(f"two different class names are needed for the mixture, got {list(names)}")
+    x = np.asarray(intensity, np.float64)
+    if len(x) < 10:
+        raise StainfreeError(f"{what}: {len(x)} cells are too few to fit a two-population mixture (at least 10)")
+    if (x <= 0).any() or not np.isfinite(x).all():
+        x = np.where(np.isfinite(x), x, 0.0)
+        x = np.maximum(x, max(np.min(x[x > 0]) if (x > 0).any() else 1e-6, 1e-12) / 2)
+    logx = np.log(x)
+    if np.ptp(logx) == 0:
+        raise StainfreeError(f"{what}: every cell has the same intensity; the mixture does not separate, so no labels were made")
+    gm = GaussianMixture(2, random_state=seed, n_init=3).fit(logx[:, None])
+    order = np.argsort(gm.means_.ravel())
+    means = gm.means_.ravel()[order]
+    sds = np.sqrt(gm.covariances_.ravel()[order])
+    weights = gm.weights_[order]
+    post = gm.predict_proba(logx[:, None])[:, order]
+    separation = float(np.sqrt(2) * abs(means[1] - means[0]) / np.sqrt(sds[0] ** 2 + sds[1] ** 2))
+    if separation < MIN_SEPARATION or weights.min() < 0.01:
+        raise StainfreeError(
+            f"{what}: the two-population mixture does not separate (Ashman's D {separation:.2f} < {MIN_SEPARATION}, "
+            f"component weights {weights[0]:.2f}/{weights[1]:.2f}), so no labels were made"
+        )
+    grid = np.linspace(means[0], means[1], 2001)
+    gp = gm.predict_proba(grid[:, None])[:, order]
+    threshold = float(grid[np.argmin(np.abs(gp[:, 0] - gp[:, 1]))])
+    labels = np.full(len(x), None, dtype=object)
+    labels[post[:, 0] >= min_posterior] = names[0]
+    labels[post[:, 1] >= min_posterior] = names[1]
+    return MixtureFit(logx, labels, post, names, tuple(map(float, means)), tuple(map(float, sds)), tuple(map(float, weights)), threshold, separation, min_posterior)
+
+
+def plot_mixture(fit: MixtureFit, path: str | os.PathLike, *, title: str = "") -> None:
+    """Histogram of log intensities with the two fitted Gaussians and the threshold (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(fit.log_intensity, bins=max(10, min(80, len(fit.log_intensity) // 5)), density=True, color="0.75", label="cells")
+    grid = np.linspace(fit.log_intensity.min(), fit.log_intensity.max(), 400)
+    for k, colour in enumerate(("tab:blue", "tab:red")):
+        pdf = fit.weights[k] * np.exp(-0.5 * ((grid - fit.means[k]) / fit.sds[k]) ** 2) / (fit.sds[k] * np.sqrt(2 * np.pi))
+        ax.plot(grid, pdf, color=colour, label=fit.names[k])
+    ax.axvline(fit.threshold, color="k", ls="--", lw=1, label="threshold")
+    used = np.array([lab is None for lab in fit.labels])
+    if used.any():
+        lo, hi = fit.log_intensity[used].min(), fit.log_intensity[used].max()
+        ax.axvspan(lo, hi, color="0.9", zorder=0, label="unused")
+    ax.set_xlabel("log total intensity (background corrected)")
+    ax.set_ylabel("density")
+    ax.set_title(title or f"two-population fit, Ashman's D {fit.separation:.2f}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def balance_per_group(labels: pd.Series, groups: pd.Series, *, seed: int = 0) -> np.ndarray:
+    """Positions of a random subsample with equal class counts within each group (Ogawa et al.).
+
+    Cells without a label are dropped. A group where some class is absent keeps nothing, since
+    it cannot be balanced.
+
+    >>> keep = balance_per_group(pd.Series(["a", "a", "b", "a", "b"]), pd.Series([1, 1, 1, 2, 2]))
+    >>> len(keep), keep[-3:].tolist()
+    (4, [2, 3, 4])
+    """
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"label": labels.to_numpy(), "group": groups.to_numpy()}).dropna(subset=["label"])
+    classes = df["label"].unique()
+    keep = []
+    for _, g in df.groupby("group", sort=False):
+        counts = g["label"].value_counts()
+        if len(counts) < len(classes):
+            continue
+        n = counts.min()
+        for c in classes:
+            idx = g.index[g["label"] == c].to_numpy()
+            keep.extend(rng.choice(idx, n, replace=False) if len(idx) > n else idx)
+    return np.sort(np.asarray(keep, dtype=np.int64))
