@@ -216,16 +216,159 @@ def compare(
         typer.echo(f"{name} ({r['channels']}): balanced accuracy {ba['mean']:.3f} (sd {ba['std']:.3f} over {ba['seeds']} seed(s))")
 
 
+_FIELD_OPTIONS = dict(
+    channels=typer.Option(None, help="Names for the fields' channels in file order, e.g. bf,mCherry (default: stored OME names, else ch0, ch1...)."),
+    grey=typer.Option(False, "--grey", help="Convert colour fields to one grey channel."),
+    planes=typer.Option("channels", help="Z-slices/time points become extra channels (channels) or separate fields (fields)."),
+    pixel_size=typer.Option(None, "--pixel-size", help="Micrometres per pixel (default: from the file, where stored)."),
+    mode=typer.Option("auto", help="Segmentation mode: auto (per field: dark background = fluorescence), fluorescence or brightfield."),
+    method=typer.Option("classical", help="classical (Otsu/local threshold + watershed) or cellpose (optional extra)."),
+    segment_channel=typer.Option(None, "--segment-channel", help="Channel to segment (default: the first that is not the label channel)."),
+    diameter=typer.Option(None, help="Expected object diameter in pixels (default: estimated per field)."),
+    min_area=typer.Option(None, "--min-area", help="Drop smaller objects: pixels (30) or square micrometres (20um2). Default: a disk of 0.2 diameters radius."),
+    max_area=typer.Option(None, "--max-area", help="Drop larger objects: pixels or square micrometres. Default: no limit."),
+    clear_border=typer.Option(False, "--clear-border", help="Drop objects touching the field's border."),
+    smoothing=typer.Option(1.0, help="Gaussian sigma (px) before thresholding; the variance window in brightfield mode."),
+    threshold_scale=typer.Option(None, "--threshold-scale", help="Global floor as a multiple of Otsu (default 0.75 fluorescence, 1.5 brightfield)."),
+    local_window=typer.Option(2.0, "--local-window", help="Local threshold window in diameters (0 = global threshold only)."),
+    min_distance=typer.Option(None, "--min-distance", help="Minimum distance between watershed markers in px (default 0.3 diameter)."),
+    pad=typer.Option(False, "--pad", help="Keep objects whose crop leaves the field, padding with the median (default: skip and count them)."),
+    points=typer.Option(None, "--points", help="CSV of x, y (and field, label/class, metadata) to crop at instead of segmenting."),
+    label_channel=typer.Option(None, "--label-channel", help="Fluorescence channel that labels the cells (two-population Gaussian mixture)."),
+    label_names=typer.Option(None, "--label-names", help="Class names for the dim and the bright population, e.g. HEK,HT1080."),
+    label_radius=typer.Option(None, "--label-radius", help="Radius (px) of the per-cell intensity disk (default: half the diameter; 30 with --points)."),
+    background_sigma=typer.Option(200.0, "--background-sigma", help="Sigma (px) of the blur the label channel is divided by."),
+    min_posterior=typer.Option(0.8, "--min-posterior", help="Cells below this posterior for both populations stay unlabelled."),
+)
+
+
+def _segmentation_params(mode, diameter, clear_border, smoothing, threshold_scale, local_window, min_distance):
+    from .fields import SegmentationParams
+
+    params = SegmentationParams(
+        mode=mode, diameter=diameter, clear_border=clear_border, smoothing=smoothing,
+        threshold_scale=threshold_scale, local_window=local_window, min_distance=min_distance,
+    )
+    params.validate()
+    return params
+
+
+def _names(value: Optional[str]) -> Optional[list]:
+    from .cellset import parse_channel_list
+
+    return parse_channel_list(value) if value else None
+
+
+@app.command()
+def segment(
+    fields: List[Path] = typer.Argument(..., help="Field images: TIFF/OME-TIFF (multi-channel, z, t), PNG or JPG."),
+    out: Path = typer.Option(..., "--out", "-o", help="CellSet folder to write (e.g. cells.cells)."),
+    size: int = typer.Option(64, help="Crop size in pixels (224 for benchtop flask images, 150, 128, 64...)."),
+    save_labels: Optional[Path] = typer.Option(None, "--save-labels", help="Also write each field's label image as DIR/<field>_labels.tif."),
+    keep_label_channel: bool = typer.Option(False, "--keep-label-channel", help="Keep the label channel in the crops (default: left out, so no classifier sees the stain)."),
+    balance: bool = typer.Option(False, "--balance", help="Subsample classes to equal counts within each field."),
+    seed: int = typer.Option(0, help="Random seed (mixture fit, balancing)."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT (and label images) if they exist."),
+    channels: Optional[str] = _FIELD_OPTIONS["channels"],
+    grey: bool = _FIELD_OPTIONS["grey"],
+    planes: str = _FIELD_OPTIONS["planes"],
+    pixel_size: Optional[float] = _FIELD_OPTIONS["pixel_size"],
+    mode: str = _FIELD_OPTIONS["mode"],
+    method: str = _FIELD_OPTIONS["method"],
+    segment_channel: Optional[str] = _FIELD_OPTIONS["segment_channel"],
+    diameter: Optional[float] = _FIELD_OPTIONS["diameter"],
+    min_area: Optional[str] = _FIELD_OPTIONS["min_area"],
+    max_area: Optional[str] = _FIELD_OPTIONS["max_area"],
+    clear_border: bool = _FIELD_OPTIONS["clear_border"],
+    smoothing: float = _FIELD_OPTIONS["smoothing"],
+    threshold_scale: Optional[float] = _FIELD_OPTIONS["threshold_scale"],
+    local_window: float = _FIELD_OPTIONS["local_window"],
+    min_distance: Optional[float] = _FIELD_OPTIONS["min_distance"],
+    pad: bool = _FIELD_OPTIONS["pad"],
+    points: Optional[Path] = _FIELD_OPTIONS["points"],
+    label_channel: Optional[str] = _FIELD_OPTIONS["label_channel"],
+    label_names: Optional[str] = _FIELD_OPTIONS["label_names"],
+    label_radius: Optional[float] = _FIELD_OPTIONS["label_radius"],
+    background_sigma: float = _FIELD_OPTIONS["background_sigma"],
+    min_posterior: float = _FIELD_OPTIONS["min_posterior"],
+):
+    """Segment fields of view (or crop at given points) into a CellSet with one mask per cell."""
+    from .fields import segment_to_cellset
+
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    params = _segmentation_params(mode, diameter, clear_border, smoothing, threshold_scale, local_window, min_distance)
+    path, result, cells = segment_to_cellset(
+        fields, out, channels=_names(channels), grey=grey, planes=planes, pixel_size=pixel_size, params=params,
+        min_area=min_area, max_area=max_area, save_labels=save_labels, balance=balance, force=force,
+        size=size, pad=pad, segment_channel=segment_channel, method=method, points=points,
+        label_channel=label_channel, label_names=_names(label_names) or ("negative", "positive"), label_radius=label_radius,
+        background_sigma=background_sigma, min_posterior=min_posterior, keep_label_channel=keep_label_channel, seed=seed,
+    )
+    for line in result.summary_lines():
+        typer.echo(line)
+    typer.echo(f"wrote {path}: {cells.describe().splitlines()[0]}")
+    if save_labels is not None:
+        typer.echo(f"wrote {len(result.label_images)} label image(s) to {save_labels}")
+
+
 @app.command()
 def predict(
     model: Path = typer.Argument(..., help="A model .safetensors file (e.g. RUN/model.safetensors)."),
-    cells: Path = typer.Argument(..., help="A CellSet folder."),
-    out: Path = typer.Option(..., "--out", "-o", help="Predictions .parquet file to write."),
+    inputs: List[Path] = typer.Argument(..., help="A CellSet folder, or field images to segment, crop and classify."),
+    out: Path = typer.Option(..., "--out", "-o", help="Predictions .parquet file (for a CellSet) or output folder (for fields)."),
     tta: bool = typer.Option(True, "--tta/--no-tta", help="Average over the 8 rotations/flips of each cell (as evaluate does)."),
     prior: str = typer.Option("balanced", help="balanced (equal class priors, the default) or train (the training class frequencies)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    channels: Optional[str] = _FIELD_OPTIONS["channels"],
+    grey: bool = _FIELD_OPTIONS["grey"],
+    planes: str = _FIELD_OPTIONS["planes"],
+    pixel_size: Optional[float] = _FIELD_OPTIONS["pixel_size"],
+    mode: str = _FIELD_OPTIONS["mode"],
+    method: str = _FIELD_OPTIONS["method"],
+    segment_channel: Optional[str] = _FIELD_OPTIONS["segment_channel"],
+    diameter: Optional[float] = _FIELD_OPTIONS["diameter"],
+    min_area: Optional[str] = _FIELD_OPTIONS["min_area"],
+    max_area: Optional[str] = _FIELD_OPTIONS["max_area"],
+    clear_border: bool = _FIELD_OPTIONS["clear_border"],
+    smoothing: float = _FIELD_OPTIONS["smoothing"],
+    threshold_scale: Optional[float] = _FIELD_OPTIONS["threshold_scale"],
+    local_window: float = _FIELD_OPTIONS["local_window"],
+    min_distance: Optional[float] = _FIELD_OPTIONS["min_distance"],
+    pad: bool = _FIELD_OPTIONS["pad"],
+    points: Optional[Path] = _FIELD_OPTIONS["points"],
+    label_channel: Optional[str] = _FIELD_OPTIONS["label_channel"],
+    label_names: Optional[str] = _FIELD_OPTIONS["label_names"],
+    label_radius: Optional[float] = _FIELD_OPTIONS["label_radius"],
+    background_sigma: float = _FIELD_OPTIONS["background_sigma"],
+    min_posterior: float = _FIELD_OPTIONS["min_posterior"],
 ):
-    """Apply a saved classifier to cells; writes one row per cell."""
+    """Apply a saved classifier to a CellSet, or to whole fields (segment, crop, classify)."""
+    if len(inputs) == 1 and (inputs[0] / "cellset.json").is_file():
+        _predict_cellset(model, inputs[0], out, tta=tta, prior=prior, force=force)
+        return
+    if len(inputs) == 1 and inputs[0].is_dir():
+        raise StainfreeError(f"{inputs[0]}: not a CellSet (no cellset.json) and not a field image")
+    from .fields import predict_fields
+
+    params = _segmentation_params(mode, diameter, clear_border, smoothing, threshold_scale, local_window, min_distance)
+    path, summary = predict_fields(
+        model, inputs, out, channels=_names(channels), grey=grey, planes=planes, pixel_size=pixel_size, params=params,
+        min_area=min_area, max_area=max_area, label_channel=label_channel, label_names=_names(label_names), tta=tta,
+        prior=prior, force=force, pad=pad, segment_channel=segment_channel, method=method, points=points,
+        label_radius=label_radius, background_sigma=background_sigma, min_posterior=min_posterior,
+    )
+    typer.echo(f"wrote {path} (cells.parquet, composition.csv, overlays/, fields.json)")
+    typer.echo(f"{summary['cells']} cells in {len(summary['fields'])} field(s); predicted " + ", ".join(f"{k} {v}" for k, v in summary["predicted"].items()))
+    if "against_labels" in summary:
+        a = summary["against_labels"]
+        line = f"against the {label_channel or 'given'} labels ({a['cells']} cells): accuracy {a['accuracy']:.3f}, balanced accuracy {a['balanced_accuracy']:.3f}"
+        if "sensitivity" in a:
+            line += f", sensitivity {a['sensitivity']:.3f} and specificity {a['specificity']:.3f} for {a['positive_class']}"
+        typer.echo(line)
+
+
+def _predict_cellset(model: Path, cells: Path, out: Path, *, tta: bool, prior: str, force: bool) -> None:
     import io as _io
 
     from .cellset import open_cellset

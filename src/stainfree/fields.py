@@ -209,7 +209,7 @@ def read_fields(
 class SegmentationParams:
     """Every step of the classical pipeline; ``None`` means "derive from the diameter"."""
 
-    mode: str = "fluorescence"  # or "brightfield"
+    mode: str = "auto"  # "fluorescence", "brightfield", or "auto" (guess_mode per field)
     diameter: float | None = None  # expected object diameter in px; estimated when None
     smoothing: float = 1.0  # Gaussian sigma (px) before thresholding; the variance window in brightfield
     threshold_scale: float | None = None  # global floor = this x Otsu; default 0.75 (fluorescence), 1.5 (brightfield)
@@ -224,8 +224,8 @@ class SegmentationParams:
     max_area: float | None = None  # px; default no upper limit
 
     def validate(self) -> None:
-        if self.mode not in ("fluorescence", "brightfield"):
-            raise StainfreeError(f"segmentation mode must be 'fluorescence' or 'brightfield', not {self.mode!r}")
+        if self.mode not in ("fluorescence", "brightfield", "auto"):
+            raise StainfreeError(f"segmentation mode must be auto, fluorescence or brightfield, not {self.mode!r}")
         for name in ("smoothing", "threshold_scale", "local_window", "closing", "shrink", "distance_smoothing"):
             if (getattr(self, name) or 0) < 0:
                 raise StainfreeError(f"{name} must be >= 0")
@@ -304,6 +304,8 @@ def segment(image: np.ndarray, params: SegmentationParams | None = None, **overr
     params = dataclasses.replace(params or SegmentationParams(), **overrides)
     params.validate()
     image = np.asarray(image)
+    if params.mode == "auto":
+        params = dataclasses.replace(params, mode=guess_mode(image))
     if image.ndim != 2:
         raise StainfreeError(f"segment needs one 2-D channel, got shape {image.shape}")
     x = image.astype(np.float32)
@@ -698,3 +700,514 @@ def balance_per_group(labels: pd.Series, groups: pd.Series, *, seed: int = 0) ->
             idx = g.index[g["label"] == c].to_numpy()
             keep.extend(rng.choice(idx, n, replace=False) if len(idx) > n else idx)
     return np.sort(np.asarray(keep, dtype=np.int64))
+
+
+# ---------------------------------------------------------------------- the whole path, many fields
+def guess_mode(image: np.ndarray) -> str:
+    """``"fluorescence"`` when the background is dark (the median pixel sits in the lowest
+    quarter of the 1st-99th percentile range), else ``"brightfield"``.
+
+    >>> dark = np.zeros((20, 20)); dark[5:9, 5:9] = 100
+    >>> grey = np.full((20, 20), 120.0); grey[5:9, 5:9] = 60; grey[12:16, 12:16] = 200
+    >>> guess_mode(dark), guess_mode(grey)
+    ('fluorescence', 'brightfield')
+    """
+    lo, med, hi = np.percentile(np.asarray(image, np.float64), [1, 50, 99])
+    if hi <= lo:
+        return "fluorescence"
+    return "fluorescence" if (med - lo) / (hi - lo) < 0.25 else "brightfield"
+
+
+def area_in_pixels(value: str | float | None, pixel_size: float | None, *, what: str = "area") -> float | None:
+    """``"30"`` -> 30 px; ``"20um2"`` (square micrometres) -> pixels, given the pixel size.
+
+    >>> area_in_pixels("30", None), area_in_pixels("8um2", 0.5)
+    (30.0, 32.0)
+    """
+    if value is None or value == "":
+        return None
+    text = str(value).strip().lower().replace("µ", "u")
+    m = re.fullmatch(r"([0-9.eE+-]+)\s*(px|um2|um\^2)?", text)
+    if not m:
+        raise StainfreeError(f"{what} {value!r} is not a number of pixels or of square micrometres (e.g. 30 or 20um2)")
+    number = float(m.group(1))
+    if m.group(2) in ("um2", "um^2"):
+        if not pixel_size:
+            raise StainfreeError(f"{what} {value!r} is in square micrometres but the pixel size is unknown; pass --pixel-size")
+        return number / pixel_size**2
+    return number
+
+
+def read_points(path: str | os.PathLike | pd.DataFrame, fields: Sequence[Field]) -> dict[int, pd.DataFrame]:
+    """Points to crop at, per field (position in ``fields``): columns ``x``, ``y`` (pixels),
+    ``field`` (the field's file name, stem or path; needed when there are several fields),
+    optional ``label``/``class`` and any metadata columns.
+    """
+    where = "points" if isinstance(path, pd.DataFrame) else str(path)
+    if isinstance(path, pd.DataFrame):
+        points = path.copy()
+    else:
+        try:
+            points = pd.read_csv(path)
+        except Exception as exc:
+            raise StainfreeError(f"{path}: unreadable points file ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in ("x", "y") if c not in points]
+    if missing:
+        raise StainfreeError(f"{where}: missing column {missing[0]!r} (columns: {', '.join(map(str, points.columns))})")
+    if "class" in points and "label" not in points:
+        points = points.rename(columns={"class": "label"})
+    for c in ("x", "y"):
+        if not pd.api.types.is_numeric_dtype(points[c]) or points[c].isna().any():
+            raise StainfreeError(f"{where}: column {c!r} must hold a number on every row")
+    keys: dict[str, int] = {}
+    for i, f in enumerate(fields):
+        for key in {f.source, Path(f.source).name, Path(f.source).stem, f.name}:
+            keys.setdefault(key, i)
+    if "field" not in points:
+        if len({f.source for f in fields}) > 1:
+            raise StainfreeError(f"{where}: several fields were given, so the points need a 'field' column naming each point's file")
+        which = np.zeros(len(points), int)
+    else:
+        names = points["field"].astype(str)
+        unknown = sorted(set(names) - set(keys))
+        if unknown:
+            raise StainfreeError(f"{where}: field {unknown[0]!r} is not one of the fields given ({', '.join(Path(f.source).name for f in fields)})")
+        which = names.map(keys).to_numpy()
+    out = {}
+    for i, f in enumerate(fields):
+        rows = points[which == i]
+        h, w = f.image.shape[-2:]
+        outside = (rows["x"] < 0) | (rows["x"] > w - 1) | (rows["y"] < 0) | (rows["y"] > h - 1)
+        if outside.any():
+            r = rows[outside].iloc[0]
+            raise StainfreeError(
+                f"{where}: point (x={r['x']}, y={r['y']}) on row {int(rows.index[outside][0]) + 2} is outside "
+                f"{Path(f.source).name} ({w}x{h} px); {int(outside.sum())} point(s) are"
+            )
+        out[i] = rows.drop(columns=[c for c in ("field",) if c in rows])
+    return out
+
+
+def _check_same_channels(fields: Sequence[Field]) -> None:
+    first = fields[0]
+    for f in fields[1:]:
+        if f.channels != first.channels:
+            raise StainfreeError(
+                f"fields of different channels in one call: {Path(first.source).name} has {len(first.channels)} "
+                f"({', '.join(first.channels)}), {Path(f.source).name} has {len(f.channels)} ({', '.join(f.channels)})"
+            )
+
+
+def _write_label_image(labels: np.ndarray, path: Path, force: bool) -> None:
+    import io as _io
+
+    import tifffile
+
+    from .utils import atomic_write_bytes
+
+    if path.exists() and not force:
+        raise StainfreeError(f"{path}: already exists; pass --force to replace it")
+    buffer = _io.BytesIO()
+    tifffile.imwrite(buffer, labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32))
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+@dataclasses.dataclass
+class FieldCells:
+    """Single cells cut from fields, before they are written: images, masks, one row per cell."""
+
+    images: np.ndarray
+    masks: np.ndarray | None
+    table: pd.DataFrame
+    channels: list[str]
+    pixel_size: float | None
+    per_field: list[dict]
+    label_fit: MixtureFit | None = None
+    label_images: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        for s in self.per_field:
+            dropped = [f"{s[k]} {what}" for k, what in (
+                ("dropped_small", "below the minimum area"),
+                ("dropped_large", "above the maximum area"),
+                ("dropped_border", "touching the border"),
+                ("skipped_edge", "whose crop leaves the field"),
+            ) if s.get(k)]
+            found = f"{s['objects']} objects" if "objects" in s else f"{s['points']} points"
+            lines.append(f"{s['field']}: {found}, {s['cells']} cells kept" + (f"; dropped {', '.join(dropped)}" if dropped else ""))
+        if self.label_fit is not None:
+            lines.append(self.label_fit.summary())
+        return lines
+
+
+def cells_from_fields(
+    fields: Sequence[Field],
+    *,
+    size: int = 64,
+    pad: bool = False,
+    segment_channel: str | None = None,
+    params: SegmentationParams | None = None,
+    method: str = "classical",
+    points: str | os.PathLike | pd.DataFrame | None = None,
+    label_channel: str | None = None,
+    label_names: Sequence[str] = ("negative", "positive"),
+    label_radius: float | None = None,
+    background_sigma: float = 200.0,
+    min_posterior: float = 0.8,
+    keep_label_channel: bool = False,
+    keep_labels: bool = False,
+    seed: int = 0,
+) -> FieldCells:
+    """Segment (or take given points), crop and optionally label the cells of several fields.
+
+    The fields must have the same channels. Objects are found on ``segment_channel`` (default:
+    the first channel that is not the label channel), with ``params`` (mode ``"auto"`` picks
+    fluorescence or brightfield per field with :func:`guess_mode`). With ``label_channel``,
+    each cell's background-corrected total intensity within ``label_radius`` px (default: half
+    the segmentation diameter, or 30 px with points, as Ogawa et al.) feeds a two-population
+    mixture fitted over all fields; the label channel is left out of the crops unless
+    ``keep_label_channel``, so no classifier sees the stain by accident.
+    """
+    if not fields:
+        raise StainfreeError("no fields given")
+    if size < 4:
+        raise StainfreeError(f"crop size must be at least 4 px, got {size}")
+    _check_same_channels(fields)
+    channels = list(fields[0].channels)
+    if label_channel is not None and label_channel not in channels:
+        raise StainfreeError(f"label channel {label_channel!r} is not in the fields (channels: {', '.join(channels)})")
+    crop_channels = [c for c in channels if keep_label_channel or c != label_channel]
+    if not crop_channels:
+        raise StainfreeError(f"the only channel is the label channel {label_channel!r}; nothing label-free is left to crop")
+    if segment_channel is None:
+        segment_channel = crop_channels[0]
+    elif segment_channel not in channels:
+        raise StainfreeError(f"segmentation channel {segment_channel!r} is not in the fields (channels: {', '.join(channels)})")
+    if method not in ("classical", "cellpose"):
+        raise StainfreeError(f"segmentation method must be classical or cellpose, not {method!r}")
+    params = params or SegmentationParams(mode="auto")
+    point_sets = read_points(points, fields) if points is not None else None
+    crop_index = [channels.index(c) for c in crop_channels]
+    from .utils import progress
+
+    images, masks, tables, per_field, intensities, labels_out = [], [], [], [], [], {}
+    for i, f in enumerate(progress(fields, desc="fields", unit="fields", log=logger)):
+        stats: dict = {"field": f.name, "source": f.source}
+        if point_sets is not None:
+            rows = point_sets[i].reset_index(drop=True)
+            crops, kept, skipped = crop_points(f.image[crop_index], rows["x"], rows["y"], size=size, pad=pad)
+            table = rows.iloc[kept].reset_index(drop=True).rename(columns={"x": "centroid_x", "y": "centroid_y"})
+            table.insert(0, "cell_id", [f"{f.name}:p{k}" for k in kept])
+            field_masks = None
+            stats.update(points=len(rows), skipped_edge=skipped)
+            radius = label_radius or 30.0
+        else:
+            channel = f.channel(segment_channel)
+            if method == "cellpose":
+                result = segment_cellpose(channel, diameter=params.diameter)
+            else:
+                mode = guess_mode(channel) if params.mode == "auto" else params.mode
+                result = segment(channel, dataclasses.replace(params, mode=mode))
+                stats["mode"] = mode
+            crops, field_masks, table, skipped = crop_objects(f.image[crop_index], result.labels, size=size, pad=pad)
+            table.insert(0, "cell_id", [f"{f.name}:{k}" for k in table["label_id"]])
+            stats.update(objects=result.n_objects, diameter=round(result.diameter, 2), dropped_small=result.dropped_small,
+                         dropped_large=result.dropped_large, dropped_border=result.dropped_border, skipped_edge=skipped)
+            if keep_labels:
+                labels_out[f.name] = result.labels
+            radius = label_radius or max(result.diameter / 2, 1.0)
+            if result.n_objects == 0:
+                logger.warning("%s: no objects found", f.source)
+        table.insert(1, "source", f.source)
+        table.insert(2, "field", f.name)
+        if label_channel is not None:
+            corrected = correct_background(f.channel(label_channel), sigma=background_sigma)
+            intensities.append(disk_intensity(corrected, table["centroid_x"], table["centroid_y"], radius=radius))
+        stats["cells"] = len(table)
+        per_field.append(stats)
+        images.append(crops)
+        masks.append(field_masks)
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    if len(table) == 0:
+        detail = "; ".join(f"{s['field']}: {s.get('objects', s.get('points'))} found" for s in per_field)
+        raise StainfreeError(f"no cells in any field ({detail}); check the segmentation mode, diameter and area range")
+    fit = None
+    if label_channel is not None:
+        intensity = np.concatenate(intensities)
+        fit = fit_two_populations(intensity, names=label_names, min_posterior=min_posterior, seed=seed, what=f"label channel {label_channel}")
+        table["label_intensity"] = intensity
+        table["label_posterior"] = fit.posterior.max(axis=1)
+        table["label"] = fit.labels
+    all_masks = None if any(m is None for m in masks) else np.concatenate(masks)
+    return FieldCells(np.concatenate(images), all_masks, table, crop_channels, fields[0].pixel_size, per_field, fit, labels_out)
+
+
+def segment_to_cellset(
+    paths: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    channels: Sequence[str] | None = None,
+    grey: bool = False,
+    planes: str = "channels",
+    pixel_size: float | None = None,
+    min_area: str | float | None = None,
+    max_area: str | float | None = None,
+    save_labels: str | os.PathLike | None = None,
+    balance: bool = False,
+    force: bool = False,
+    params: SegmentationParams | None = None,
+    **options,
+):
+    """``stainfree segment``: fields on disk -> a ``.cells`` folder with a mask per cell.
+
+    ``min_area``/``max_area`` accept pixels or square micrometres (``"20um2"``). With
+    ``save_labels``, each field's label image is written as ``<dir>/<field>_labels.tif``. With
+    ``balance``, classes are subsampled to equal counts within each field. The mixture
+    histogram (``label_fit.png``) and the per-field counts (``segmentation.json``) are written
+    inside the output. Returns the path and the :class:`FieldCells` summary.
+    """
+    import json
+
+    from .cellset import CellSet, provenance_entry
+
+    out = Path(out)
+    if save_labels is not None and options.get("points") is not None:
+        raise StainfreeError("--save-labels needs segmentation; it cannot be used with --points")
+    fields = [f for p in paths for f in read_fields(p, channels=channels, grey=grey, planes=planes, pixel_size=pixel_size)]
+    if not fields:
+        raise StainfreeError("no fields given")
+    names = [f.name for f in fields]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise StainfreeError(f"two fields are both named {dup!r}; rename one of the files")
+    size_px = fields[0].pixel_size
+    params = params or SegmentationParams(mode="auto")
+    if min_area is not None:
+        params = dataclasses.replace(params, min_area=area_in_pixels(min_area, size_px, what="min area"))
+    if max_area is not None:
+        params = dataclasses.replace(params, max_area=area_in_pixels(max_area, size_px, what="max area"))
+    result = cells_from_fields(fields, params=params, keep_labels=save_labels is not None, **options)
+    keep = np.arange(len(result.table))
+    if balance:
+        if result.table["label"].isna().all():
+            raise StainfreeError("--balance needs labels (from --label-channel or a points file's label column)")
+        keep = balance_per_group(result.table["label"], result.table["field"], seed=options.get("seed", 0))
+        logger.info("balanced per field: %d of %d cells kept", len(keep), len(result.table))
+    details = {k: v for k, v in options.items() if k != "points" or isinstance(v, (str, os.PathLike))}
+    record = provenance_entry(
+        "fields.segment_to_cellset",
+        fields=[str(p) for p in paths],
+        params=dataclasses.asdict(params),
+        options={k: str(v) if isinstance(v, os.PathLike) else v for k, v in details.items()},
+        per_field=result.per_field,
+        balanced=balance,
+    )
+    cells = CellSet(
+        result.images[keep],
+        result.table.iloc[keep].reset_index(drop=True),
+        channels=result.channels,
+        groups=["field"],
+        pixel_size=result.pixel_size,
+        provenance=[record],
+        masks=None if result.masks is None else result.masks[keep].astype(np.uint8),
+    )
+    from .cellset import CellSetWriter
+
+    n, _, h, w = cells.shape
+    with CellSetWriter(out, n_cells=n, channels=cells.channels, height=h, width=w, dtype=cells.dtype, masks=cells.has_masks, force=force) as writer:
+        writer.write(0, cells.images, masks=cells.read_masks() if cells.has_masks else None)
+        if save_labels is not None:
+            folder = Path(save_labels)
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, labels in result.label_images.items():
+                _write_label_image(labels, folder / f"{name}_labels.tif", force)
+        summary = {"per_field": result.per_field, "cells": len(cells), "balanced": balance}
+        if result.label_fit is not None:
+            fit = result.label_fit
+            plot_mixture(fit, writer.tmp / "label_fit.png", title=f"{options.get('label_channel')}: {fit.summary().split(':', 1)[1].split('; threshold')[0]}")
+            summary["label_fit"] = {"names": list(fit.names), "means_log": list(fit.means), "sds_log": list(fit.sds), "weights": list(fit.weights), "threshold": float(np.exp(fit.threshold)), "separation": fit.separation, "counts": fit.counts}
+        (writer.tmp / "segmentation.json").write_text(json.dumps(summary, indent=2, default=str))
+        writer.finish(cells.table, groups=cells.groups, pixel_size=cells.pixel_size, provenance=cells.provenance)
+    return out, result, cells
+
+
+
+# ---------------------------------------------------------------------- mixed populations
+PREDICT_MARKER = "fields.json"
+
+
+def labelled_scores(table: pd.DataFrame, classes: Sequence[str], positive: str | None = None) -> dict:
+    """Accuracy, balanced accuracy and each class's sensitivity and specificity, for cells with a
+    ``label``; ``sensitivity``/``specificity`` at the top level refer to ``positive``.
+
+    >>> t = pd.DataFrame({"label": ["a", "a", "b", "b"], "predicted": ["a", "b", "b", "b"]})
+    >>> s = labelled_scores(t, ["a", "b"], positive="b")
+    >>> s["accuracy"], s["sensitivity"], s["specificity"]
+    (0.75, 1.0, 0.5)
+    """
+    t = table.dropna(subset=["label"])
+    y, p = t["label"].astype(str).to_numpy(), t["predicted"].astype(str).to_numpy()
+    out: dict = {"cells": int(len(t)), "accuracy": float((y == p).mean()) if len(t) else float("nan")}
+    per_class = {}
+    for c in classes:
+        pos, neg = y == c, y != c
+        per_class[c] = {
+            "cells": int(pos.sum()),
+            "sensitivity": float((p[pos] == c).mean()) if pos.any() else float("nan"),
+            "specificity": float((p[neg] != c).mean()) if neg.any() else float("nan"),
+        }
+    recalls = [v["sensitivity"] for v in per_class.values() if v["cells"]]
+    out["balanced_accuracy"] = float(np.mean(recalls)) if recalls else float("nan")
+    out["per_class"] = per_class
+    if positive is not None:
+        out["positive_class"] = positive
+        out["sensitivity"] = per_class[positive]["sensitivity"]
+        out["specificity"] = per_class[positive]["specificity"]
+    return out
+
+
+def plot_overlay(image: np.ndarray, labels: np.ndarray, classes_by_id: dict, classes: Sequence[str], path, *, title: str = "") -> None:
+    """A field (1st-99.5th percentile stretch) with each object's outline coloured by its class;
+    objects without a class (not classified) in white."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from skimage.segmentation import find_boundaries
+
+    lo, hi = np.percentile(image, [1, 99.5])
+    grey = np.clip((image.astype(np.float64) - lo) / max(hi - lo, 1e-9), 0, 1)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    palette = plt.get_cmap("tab10")
+    colours = {c: np.array(palette(i % 10)[:3]) for i, c in enumerate(classes)}
+    lut = np.ones((int(labels.max()) + 1, 3))
+    for label_id, cls in classes_by_id.items():
+        if cls in colours:
+            lut[int(label_id)] = colours[cls]
+    edges = find_boundaries(labels, mode="inner")
+    rgb[edges] = lut[labels[edges]]
+    h, w = labels.shape
+    fig = plt.figure(figsize=(min(12, 6 * w / max(h, w) + 0.5), min(12, 6 * h / max(h, w) + 0.8)))
+    ax = fig.add_axes([0, 0, 1, 0.93])
+    ax.imshow(rgb, interpolation="nearest")
+    ax.axis("off")
+    handles = [Patch(color=colours[c], label=c) for c in classes] + [Patch(facecolor="white", edgecolor="k", label="not classified")]
+    ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.8)
+    fig.suptitle(title, fontsize=9)
+    fig.savefig(path, dpi=max(100, min(200, int(max(h, w) / 6))))
+    plt.close(fig)
+
+
+def predict_fields(
+    model: str | os.PathLike,
+    paths: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    channels: Sequence[str] | None = None,
+    grey: bool = False,
+    planes: str = "channels",
+    pixel_size: float | None = None,
+    params: SegmentationParams | None = None,
+    min_area: str | float | None = None,
+    max_area: str | float | None = None,
+    label_channel: str | None = None,
+    label_names: Sequence[str] | None = None,
+    tta: bool = True,
+    prior: str = "balanced",
+    force: bool = False,
+    **options,
+) -> tuple[Path, dict]:
+    """Segment, crop and classify every cell of mixed-population fields (Yao et al., Fig. 4).
+
+    Writes ``out/`` with ``cells.parquet`` (one row per cell: field, centroid, area, predicted
+    class and probabilities, and the fluorescence label when ``label_channel`` is given),
+    ``composition.csv`` (cells and fractions of each predicted class per field),
+    ``overlays/<field>.png`` and ``fields.json`` (settings, per-field counts and, with a label
+    channel, overall and per-field accuracy, sensitivity and specificity). Cells are cut at the
+    size the model was trained on. With a label channel, ``label_names`` (dim, bright) must be
+    the model's class names; they default to the model's classes in order.
+    """
+    import json
+
+    from .cellset import CellSet
+    from .train import Classifier, predict_cells
+    from .utils import atomic_output_dir
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    clf = Classifier.load(model)
+    if label_channel is not None:
+        label_names = list(label_names) if label_names else list(clf.classes)
+        if len(label_names) != 2:
+            raise StainfreeError(f"a fluorescence label gives two classes, but the model has {len(clf.classes)} ({', '.join(clf.classes)}); pass --label-names")
+        unknown = [n for n in label_names if n not in clf.classes]
+        if unknown:
+            raise StainfreeError(f"label name {unknown[0]!r} is not one of the model's classes ({', '.join(clf.classes)})")
+    fields = [f for p in paths for f in read_fields(p, channels=channels, grey=grey, planes=planes, pixel_size=pixel_size)]
+    if not fields:
+        raise StainfreeError("no fields given")
+    missing = [c for c in clf.channels if c not in fields[0].channels]
+    if missing:
+        raise StainfreeError(
+            f"the model was trained on channels {', '.join(clf.channels)}, but {Path(fields[0].source).name} has "
+            f"{', '.join(fields[0].channels)} (name the channels with --channels)"
+        )
+    size = int((clf.cell_size or clf.input_size)[0])
+    params = params or SegmentationParams(mode="auto")
+    if min_area is not None:
+        params = dataclasses.replace(params, min_area=area_in_pixels(min_area, fields[0].pixel_size, what="min area"))
+    if max_area is not None:
+        params = dataclasses.replace(params, max_area=area_in_pixels(max_area, fields[0].pixel_size, what="max area"))
+    result = cells_from_fields(
+        fields, size=size, params=params, label_channel=label_channel, label_names=label_names or ("negative", "positive"),
+        keep_labels=options.get("points") is None, **options,
+    )
+    cells = CellSet(result.images, result.table, channels=result.channels, groups=["field"])
+    predictions = predict_cells(clf, cells, tta=tta, prior=prior)
+    table = result.table.drop(columns=["label"] if label_channel is None and result.table["label"].isna().all() else []).copy()
+    table["predicted"] = predictions["predicted"].to_numpy()
+    for c in clf.classes:
+        table[f"prob_{c}"] = predictions[f"prob_{c}"].to_numpy()
+    counts = pd.crosstab(table["field"], table["predicted"]).reindex(columns=clf.classes, fill_value=0)
+    counts = counts.reindex([f.name for f in fields], fill_value=0)
+    composition = counts.add_prefix("cells_")
+    fractions = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).add_prefix("fraction_")
+    composition = pd.concat([composition, fractions], axis=1).reset_index().rename(columns={"index": "field"})
+    summary: dict = {
+        "model": str(model),
+        "classes": list(clf.classes),
+        "crop_size": size,
+        "segmentation": dataclasses.asdict(params),
+        "fields": result.per_field,
+        "cells": int(len(table)),
+        "predicted": {c: int(counts[c].sum()) for c in clf.classes},
+    }
+    if "label" in table and table["label"].notna().any():
+        positive = label_names[1] if label_channel is not None else None
+        summary["against_labels"] = labelled_scores(table, clf.classes, positive)
+        summary["against_labels"]["per_field"] = {
+            name: labelled_scores(group, clf.classes, positive) for name, group in table.groupby("field", sort=False)
+        }
+        if result.label_fit is not None:
+            summary["label_fit"] = {"names": list(result.label_fit.names), "separation": result.label_fit.separation, "counts": result.label_fit.counts}
+    import io as _io
+
+    with atomic_output_dir(out, force=force, marker=PREDICT_MARKER) as tmp:
+        buffer = _io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        (tmp / "cells.parquet").write_bytes(buffer.getvalue())
+        composition.to_csv(tmp / "composition.csv", index=False)
+        if result.label_images:
+            (tmp / "overlays").mkdir()
+            by_field = {name: dict(zip(g["label_id"], g["predicted"])) for name, g in table.groupby("field", sort=False)}
+            seg_channel = options.get("segment_channel") or next(c for c in fields[0].channels if c != label_channel)
+            for f in fields:
+                plot_overlay(f.channel(seg_channel), result.label_images[f.name], by_field.get(f.name, {}), clf.classes, tmp / "overlays" / f"{f.name}.png", title=f.name)
+        if result.label_fit is not None:
+            plot_mixture(result.label_fit, tmp / "label_fit.png", title=f"{label_channel}: two-population fit")
+        (tmp / PREDICT_MARKER).write_text(json.dumps(summary, indent=2, default=str))
+    return out, summary

@@ -147,6 +147,7 @@ class Classifier:
     input_size: tuple[int, int]
     normalisation: dict
     train_prior: list[float] | None = None
+    cell_size: tuple[int, int] | None = None  # crop size of the training cells, before resizing
 
     @property
     def metadata(self) -> dict:
@@ -160,6 +161,7 @@ class Classifier:
             "input_size": list(self.input_size),
             "normalisation": self.normalisation,
             "train_prior": self.train_prior,
+            "cell_size": None if self.cell_size is None else list(self.cell_size),
         }
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
@@ -238,7 +240,8 @@ class Classifier:
         model = create_model(meta["arch"], len(meta["channels"]), len(meta["classes"]), meta["input_size"][0], **meta["arch_kwargs"])
         model.load_state_dict(state)
         model.eval()
-        return cls(model, meta["arch"], meta["arch_kwargs"], meta["classes"], meta["channels"], tuple(meta["input_size"]), meta["normalisation"], meta.get("train_prior"))
+        return cls(model, meta["arch"], meta["arch_kwargs"], meta["classes"], meta["channels"], tuple(meta["input_size"]), meta["normalisation"], meta.get("train_prior"),
+            tuple(meta["cell_size"]) if meta.get("cell_size") else None)
 
 
 def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
@@ -442,7 +445,7 @@ def fit(
         effective = np.sqrt(effective)
     effective = effective * class_weights(train_counts, config.loss_weighting)
     prior = (effective / effective.sum()).round(6).tolist()
-    clf = Classifier(model, config.model, dict(config.model_kwargs), list(classes), list(channels), size, norm, prior)
+    clf = Classifier(model, config.model, dict(config.model_kwargs), list(classes), list(channels), size, norm, prior, tuple(images.shape[2:]))
     return clf, history
 
 
