@@ -112,6 +112,10 @@ def _read_tiff(path: Path, planes: str) -> tuple[list[tuple[str, np.ndarray]], l
         raise StainfreeError(f"{path}: no Y and X axes in the image (axes {axes})")
     # Colour samples are channels; any other axis (Z, T, pages) is a "plane".
     axes = axes.replace("S", "C") if "C" not in axes else axes.replace("S", "Q")
+    # Pages of unknown meaning (a plain multi-page TIFF) are channels, as in the importers.
+    generic = next((a for a in axes if a in "QI"), None)
+    if "C" not in axes and generic and planes == "channels":
+        axes = axes.replace(generic, "C", 1)
     if "C" not in axes:
         data, axes = data[None], "C" + axes
     plane_axes = [a for a in axes if a not in "CYX"]
@@ -336,14 +340,21 @@ def segment(image: np.ndarray, params: SegmentationParams | None = None, **overr
     if shrink:
         foreground = ndimage.binary_erosion(foreground, morphology.disk(shrink))
     min_area = params.min_area if params.min_area is not None else np.pi * (0.2 * diameter) ** 2
-    # Specks far below the area range only cost time in the watershed; drop them first.
-    foreground = morphology.remove_small_objects(foreground, max_size=max(1, int(min_area / 4)))
+    # Specks far below the area range only cost time in the watershed; drop (and count) them first.
+    components = measure.label(foreground)
+    sizes = np.bincount(components.ravel())
+    specks = sizes < min_area / 4
+    specks[0] = False
+    n_specks = int(specks.sum())
+    if n_specks:
+        components[specks[components]] = 0
+        foreground = components > 0
+    empty.dropped_small = n_specks
     if not foreground.any():
         return empty
     distance = ndimage.distance_transform_edt(foreground).astype(np.float32)
     if params.distance_smoothing:
         distance = ndimage.gaussian_filter(distance, params.distance_smoothing)
-    components = measure.label(foreground)
     min_distance = params.min_distance if params.min_distance is not None else 0.3 * diameter
     peaks = feature.peak_local_max(distance, min_distance=max(1, int(round(min_distance))), labels=components, exclude_border=False)
     markers = np.zeros(image.shape, np.int32)
@@ -366,7 +377,7 @@ def segment(image: np.ndarray, params: SegmentationParams | None = None, **overr
         labels=relabel[labels],
         diameter=float(diameter),
         threshold=float(threshold),
-        dropped_small=int(small.sum()),
+        dropped_small=n_specks + int(small.sum()),
         dropped_large=int(large.sum()),
         dropped_border=dropped_border,
     )
@@ -431,7 +442,8 @@ def _crop_windows(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int, 
 
 def _padded(image: np.ndarray, size: int) -> np.ndarray:
     """The field padded by ``size`` on every side with each channel's median (as crop_or_pad does)."""
-    fill = np.median(image.reshape(image.shape[0], -1), axis=1).astype(image.dtype)
+    fill = np.median(image.reshape(image.shape[0], -1), axis=1)
+    fill = (np.rint(fill) if image.dtype.kind in "ui" else fill).astype(image.dtype)
     out = np.empty((image.shape[0], image.shape[1] + 2 * size, image.shape[2] + 2 * size), image.dtype)
     out[:] = fill[:, None, None]
     out[:, size:-size, size:-size] = image
@@ -1168,7 +1180,9 @@ def predict_fields(
     )
     cells = CellSet(result.images, result.table, channels=result.channels, groups=["field"])
     predictions = predict_cells(clf, cells, tta=tta, prior=prior)
-    table = result.table.drop(columns=["label"] if label_channel is None and result.table["label"].isna().all() else []).copy()
+    table = result.table.copy()
+    if "label" in table and table["label"].isna().all():
+        table = table.drop(columns=["label"])
     table["predicted"] = predictions["predicted"].to_numpy()
     for c in clf.classes:
         table[f"prob_{c}"] = predictions[f"prob_{c}"].to_numpy()
