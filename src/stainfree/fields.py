@@ -296,10 +296,15 @@ def _markers(distance: np.ndarray, components: np.ndarray, min_distance: int) ->
     covered[components[markers > 0]] = True
     missing = np.flatnonzero(~covered[1:]) + 1
     if len(missing):
-        top = ndimage.maximum_position(distance, components, missing)
+        boxes = ndimage.find_objects(components)
         start = int(markers.max())
-        for k, (y, x) in enumerate(top, 1):
-            markers[y, x] = start + k
+        for k, label_id in enumerate(missing, 1):
+            box = boxes[label_id - 1]
+            if box is None:  # an id left empty when specks were removed
+                continue
+            local = np.where(components[box] == label_id, distance[box], -np.inf)
+            y, x = np.unravel_index(int(np.argmax(local)), local.shape)
+            markers[box[0].start + y, box[1].start + x] = start + k
     return markers
 
 
