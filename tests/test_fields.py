@@ -313,3 +313,22 @@ def test_mixed_population_fields_are_classified_against_the_fluorescence_label(t
     good = run("predict", tmp_path / "model.safetensors", *paths[:1], "--channels", "bf,fluo", "-o", tmp_path / "p3")
     assert good.returncode == 0, good.stderr
     assert "cells in 1 field(s); predicted round" in good.stdout
+
+
+def test_features_and_blackout_training_use_the_cells_own_masks():
+    from stainfree.features import measure
+    from stainfree.train import TrainConfig, fit
+
+    images = np.zeros((4, 1, 16, 16), np.uint8)
+    masks = np.zeros((4, 16, 16), np.uint8)
+    masks[0, 2:4, 2:4] = 1
+    masks[1:, 4:9, 4:9] = 1
+    cells = CellSet(images, pd.DataFrame({"label": ["a", "b", "a", "b"]}), masks=masks)
+    assert measure(cells)["AreaShape_Area"].tolist() == [4, 25, 25, 25]
+    config = TrainConfig(epochs=1, batch_size=4, blackout="full")
+    clf, history = fit(cells.images, cells.labels, channels=["ch0"], config=config, masks=cells.read_masks())
+    assert len(history) == 1
+    with pytest.raises(StainfreeError, match="blackout augmentation needs cell masks"):
+        fit(cells.images, cells.labels, channels=["ch0"], config=config)
+    with pytest.raises(StainfreeError, match="blackout 'half' is not none, full or partial"):
+        TrainConfig(blackout="half").validate()

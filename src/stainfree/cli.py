@@ -106,6 +106,7 @@ _TRAIN_OPTIONS = dict(
     patience=typer.Option(None, help="Epochs without improvement before stopping."),
     val_fraction=typer.Option(None, "--val-fraction", help="Fraction of the training cells held out for early stopping (default 0: train on all, keep the last epoch)."),
     augment=typer.Option(None, help="Augmentation preset: none, flips, standard, rotations (default), yao, engberg, strong."),
+    blackout=typer.Option(None, help="none (default), full or partial: black out the background outside half the cells' masks while training (cells from `stainfree segment`)."),
     normalisation=typer.Option(None, help="auto (the model's), robust, quantile or circle."),
     input_size=typer.Option(None, "--input-size", help="Resize cells to N x N for the model (default: their own size, half above 128 px)."),
     seed=typer.Option(None, help="Random seed (default 0)."),
@@ -139,6 +140,7 @@ def evaluate(
     patience: Optional[int] = _TRAIN_OPTIONS["patience"],
     val_fraction: Optional[float] = _TRAIN_OPTIONS["val_fraction"],
     augment: Optional[str] = _TRAIN_OPTIONS["augment"],
+    blackout: Optional[str] = _TRAIN_OPTIONS["blackout"],
     normalisation: Optional[str] = _TRAIN_OPTIONS["normalisation"],
     input_size: Optional[int] = _TRAIN_OPTIONS["input_size"],
     seed: Optional[int] = _TRAIN_OPTIONS["seed"],
@@ -158,7 +160,7 @@ def evaluate(
 
     config = TrainConfig.for_data(
         cs, model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, loss_weighting=loss_weighting,
-        sampling=sampling, monitor=monitor, patience=patience, val_fraction=val_fraction, augment=augment,
+        sampling=sampling, monitor=monitor, patience=patience, val_fraction=val_fraction, augment=augment, blackout=blackout,
         normalisation=normalisation, input_size=input_size, seed=seed,
     )
     config.validate()

@@ -411,6 +411,7 @@ def evaluate(
         raise StainfreeError(f"class {counts.idxmin()!r} has only one cell; every class needs at least 2")
     groups = table[group].astype(str).to_numpy(dtype=object) if group else None
     images = cells.images
+    masks = cells.read_masks() if cells.has_masks else None
     check_finite(images, table["cell_id"])
     if protocol == "audit-groups":
         return _audit_groups(cells, labels, groups, group, config, n_folds, t_start)
@@ -420,8 +421,11 @@ def evaluate(
     if "outline_cnn" in baselines:
         from .features import foreground_mask
 
-        logger.info("finding cell outlines for the outline-only baseline")
-        outlines = np.stack([foreground_mask(c) for c in images]).astype(np.float32)[:, None]
+        if cells.has_masks:
+            outlines = cells.read_masks().astype(np.float32)[:, None]
+        else:
+            logger.info("finding cell outlines for the outline-only baseline")
+            outlines = np.stack([foreground_mask(c) for c in images]).astype(np.float32)[:, None]
     needs_features = [b for b in baselines if b in ("area_svm", "features_rf")]
     if needs_features and features is None:
         from .features import measure
@@ -461,6 +465,7 @@ def evaluate(
             clf, history = fit(
                 images[train], labels[train], channels=cells.channels, config=config, classes=classes,
                 checkpoint=(work / f"split{s_i:03d}_{frac:g}.pt") if work else None,
+                masks=masks[train] if masks is not None else None,
             )
             proba = clf.predict_proba(images[split.test], tta=tta)
             part = pd.DataFrame({"cell_id": table["cell_id"].to_numpy()[split.test], "split": split.name, "repeat": split.repeat, "label": labels[split.test]})
@@ -528,7 +533,7 @@ def evaluate(
     model = None
     if final_model:
         logger.info("training the final model on all %d cells", len(labels))
-        model, _ = fit(images, labels, channels=cells.channels, config=config, classes=classes)
+        model, _ = fit(images, labels, channels=cells.channels, config=config, classes=classes, masks=masks)
     metrics["seconds"] = round(time.monotonic() - t_start, 1)
     return Evaluation(pred, histories, classes, metrics, prot, model)
 

@@ -119,8 +119,11 @@ def cell_features(cell: np.ndarray, mask: np.ndarray, channels: Sequence[str]) -
 def measure(cells: CellSet, *, masks: np.ndarray | None = None, batch_size: int = 512) -> pd.DataFrame:
     """One row of measurements per cell, with its ``cell_id``, in cell order.
 
-    ``masks`` (N x H x W) are used when given; otherwise :func:`foreground_mask` finds each cell.
+    ``masks`` (N x H x W) are used when given, else the set's own masks (cells cut from
+    segmented fields); otherwise :func:`foreground_mask` finds each cell.
     """
+    if masks is None and cells.has_masks:
+        masks = cells.read_masks()
     rows = []
     start = 0
     batches = progress(cells.batches(batch_size), total=(len(cells) + batch_size - 1) // batch_size, desc="features", unit="batches", log=logger)

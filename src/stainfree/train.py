@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from .models import DEFAULT_MODEL, create_model, model_info
-from .transforms import PRESETS, apply_normalisation, augment, dihedral_views, fit_normalisation
+from .transforms import PRESETS, apply_normalisation, augment, blackout_outside, dihedral_views, fit_normalisation
 from .utils import StainfreeError, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class TrainConfig:
     input_size: int | None = None
     normalisation: str = "auto"
     augment: str = "rotations"
+    blackout: str = "none"  # none | full | partial: Engberg's FBR/PBR on half the cells, needs masks
     epochs: int = 30
     batch_size: int = 64
     optimizer: str = "adamw"
@@ -83,6 +84,7 @@ class TrainConfig:
             (self.sampling in SAMPLINGS, f"sampling {self.sampling!r} is not one of {', '.join(SAMPLINGS)}"),
             (self.schedule in ("cosine", "constant"), f"schedule {self.schedule!r} is not cosine or constant"),
             (self.augment in PRESETS, f"augmentation preset {self.augment!r} is not one of {', '.join(PRESETS)}"),
+            (self.blackout in ("none", "full", "partial"), f"blackout {self.blackout!r} is not none, full or partial"),
             (0 <= self.val_fraction < 1, f"validation fraction must be in [0, 1), got {self.val_fraction}"),
             (self.epochs >= 1 and self.batch_size >= 2, "epochs must be at least 1 and batch size at least 2"),
             (self.input_size is None or self.input_size >= 8, f"input size must be at least 8 pixels, got {self.input_size}"),
@@ -298,8 +300,13 @@ def fit(
     classes: Sequence[str] | None = None,
     checkpoint: str | os.PathLike | None = None,
     log: logging.Logger | None = None,
+    masks: np.ndarray | None = None,
 ) -> tuple[Classifier, list[dict]]:
     """Train a classifier on images N x C x H x W and their labels.
+
+    ``masks`` (N x H x W, the cells' own objects) are needed for ``config.blackout``: each
+    training batch then has the background outside the dilated mask of half its cells blacked
+    out (full) or half-blacked out (partial), as Engberg's FBR/PBR augmentation.
 
     With ``checkpoint``, the state is saved after every epoch and an existing checkpoint of the
     same settings is resumed. Returns the classifier (best epoch restored) and the history.
@@ -337,6 +344,11 @@ def fit(
     size = (config.input_size, config.input_size) if config.input_size else tuple(images.shape[2:])
     norm = fit_normalisation(images[train_idx], config.resolved_normalisation(), seed=config.seed)
     x_all = torch.from_numpy(resize_batch(apply_normalisation(images, norm), size))
+    m_all = None
+    if config.blackout != "none":
+        if masks is None:
+            raise StainfreeError("blackout augmentation needs cell masks; cells cut from fields by `stainfree segment` have them")
+        m_all = torch.from_numpy(resize_batch(np.asarray(masks, np.float32)[:, None], size) > 0.5)
     y_all = torch.from_numpy(y)
     device = pick_device(config.device)
     model = create_model(config.model, images.shape[1], len(classes), size[0], **config.model_kwargs).to(device, memory_format=torch.channels_last)
@@ -389,7 +401,11 @@ def fit(
             b = order[step * config.batch_size : (step + 1) * config.batch_size]
             if len(b) < 2:  # batch norm needs two samples
                 continue
-            xb = augment(x_all[b], config.augment, generator=gen).to(device, memory_format=torch.channels_last)
+            xb = x_all[b]
+            if m_all is not None:
+                blacked = blackout_outside(xb, m_all[b], mode=config.blackout, generator=gen)
+                xb = torch.where(torch.rand(len(b), 1, 1, 1, generator=gen) < 0.5, blacked, xb)
+            xb = augment(xb, config.augment, generator=gen).to(device, memory_format=torch.channels_last)
             yb = y_all[b].to(device)
             logits = model(xb)
             loss = loss_fn(logits, yb)
