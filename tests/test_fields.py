@@ -12,10 +12,8 @@ import tifffile
 from stainfree.cellset import CellSet, concat, open_cellset
 from stainfree.fields import (
     Field,
-    cells_from_fields,
     correct_background,
     crop_objects,
-    crop_points,
     fit_two_populations,
     instance_scores,
     predict_fields,

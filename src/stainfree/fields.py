@@ -332,7 +332,7 @@ def segment(image: np.ndarray, params: SegmentationParams | None = None, **overr
     (2, [100, 120])
     """
     from scipy import ndimage
-    from skimage import feature, filters, measure, morphology, segmentation
+    from skimage import filters, measure, morphology, segmentation
 
     params = dataclasses.replace(params or SegmentationParams(), **overrides)
     params.validate()
@@ -983,6 +983,23 @@ def cells_from_fields(
     return FieldCells(np.concatenate(images), all_masks, table, crop_channels, fields[0].pixel_size, per_field, fit, labels_out)
 
 
+def _read_with_params(paths, params, min_area, max_area, **read_options) -> tuple[list[Field], SegmentationParams]:
+    """Every field of every file (names must differ), and the parameters with the area range in
+    pixels (given in pixels or square micrometres)."""
+    fields = [f for p in paths for f in read_fields(p, **read_options)]
+    if not fields:
+        raise StainfreeError("no fields given")
+    names = [f.name for f in fields]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise StainfreeError(f"two fields are both named {dup!r}; rename one of the files")
+    params = params or SegmentationParams(mode="auto")
+    for name, value in (("min_area", min_area), ("max_area", max_area)):
+        if value is not None:
+            params = dataclasses.replace(params, **{name: area_in_pixels(value, fields[0].pixel_size, what=name.replace("_", " "))})
+    return fields, params
+
+
 def segment_to_cellset(
     paths: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -1014,19 +1031,7 @@ def segment_to_cellset(
     out = Path(out)
     if save_labels is not None and options.get("points") is not None:
         raise StainfreeError("--save-labels needs segmentation; it cannot be used with --points")
-    fields = [f for p in paths for f in read_fields(p, channels=channels, grey=grey, planes=planes, pixel_size=pixel_size)]
-    if not fields:
-        raise StainfreeError("no fields given")
-    names = [f.name for f in fields]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise StainfreeError(f"two fields are both named {dup!r}; rename one of the files")
-    size_px = fields[0].pixel_size
-    params = params or SegmentationParams(mode="auto")
-    if min_area is not None:
-        params = dataclasses.replace(params, min_area=area_in_pixels(min_area, size_px, what="min area"))
-    if max_area is not None:
-        params = dataclasses.replace(params, max_area=area_in_pixels(max_area, size_px, what="max area"))
+    fields, params = _read_with_params(paths, params, min_area, max_area, channels=channels, grey=grey, planes=planes, pixel_size=pixel_size)
     result = cells_from_fields(fields, params=params, keep_labels=save_labels is not None, **options)
     keep = np.arange(len(result.table))
     if balance:
@@ -1186,9 +1191,7 @@ def predict_fields(
         unknown = [n for n in label_names if n not in clf.classes]
         if unknown:
             raise StainfreeError(f"label name {unknown[0]!r} is not one of the model's classes ({', '.join(clf.classes)})")
-    fields = [f for p in paths for f in read_fields(p, channels=channels, grey=grey, planes=planes, pixel_size=pixel_size)]
-    if not fields:
-        raise StainfreeError("no fields given")
+    fields, params = _read_with_params(paths, params, min_area, max_area, channels=channels, grey=grey, planes=planes, pixel_size=pixel_size)
     missing = [c for c in clf.channels if c not in fields[0].channels]
     if missing:
         raise StainfreeError(
@@ -1196,11 +1199,6 @@ def predict_fields(
             f"{', '.join(fields[0].channels)} (name the channels with --channels)"
         )
     size = int((clf.cell_size or clf.input_size)[0])
-    params = params or SegmentationParams(mode="auto")
-    if min_area is not None:
-        params = dataclasses.replace(params, min_area=area_in_pixels(min_area, fields[0].pixel_size, what="min area"))
-    if max_area is not None:
-        params = dataclasses.replace(params, max_area=area_in_pixels(max_area, fields[0].pixel_size, what="max area"))
     result = cells_from_fields(
         fields, size=size, params=params, label_channel=label_channel, label_names=label_names or ("negative", "positive"),
         keep_labels=options.get("points") is None, **options,
