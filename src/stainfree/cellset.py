@@ -193,24 +193,9 @@ class CellSet:
         scalar = positions.ndim == 0
         positions = np.atleast_1d(positions)
         rows = positions if self._rows is None else self._rows[positions]
-        out = self._read_source_rows(rows)
+        chans = self._channel_index
+        out = _take_rows(self._source, rows, None if chans == list(range(self._source.shape[1])) else chans)
         return out[0] if scalar else out
-
-    def _read_source_rows(self, rows: np.ndarray) -> np.ndarray:
-        src, chans = self._source, self._channel_index
-        if len(rows) == 0:
-            return np.empty((0, len(chans), *src.shape[2:]), dtype=src.dtype)
-        all_channels = chans == list(range(src.shape[1]))
-        if len(rows) and np.all(np.diff(rows) == 1):
-            block = np.asarray(src[int(rows[0]) : int(rows[-1]) + 1])
-            return block if all_channels else block[:, chans]
-        if isinstance(src, np.ndarray):
-            return src[rows][:, chans]
-        order = np.argsort(rows, kind="stable")
-        block = np.asarray(src.oindex[rows[order], chans])
-        out = np.empty_like(block)
-        out[order] = block
-        return out
 
     @property
     def images(self) -> np.ndarray:
@@ -227,13 +212,7 @@ class CellSet:
             raise StainfreeError("this set has no cell masks (they come from `stainfree segment`)")
         positions = np.atleast_1d(np.arange(len(self))[index])
         rows = positions if self._rows is None else self._rows[positions]
-        if isinstance(self._masks, np.ndarray):
-            return self._masks[rows] > 0
-        order = np.argsort(rows, kind="stable")
-        out = np.empty((len(rows), *self._masks.shape[1:]), bool)
-        if len(rows):
-            out[order] = np.asarray(self._masks.oindex[rows[order]]) > 0
-        return out
+        return _take_rows(self._masks, rows) > 0
 
     def batches(self, batch_size: int = 1024) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
         """Yield ``(images, table_rows)`` in order, ``batch_size`` cells at a time.
@@ -413,6 +392,24 @@ class CellSet:
                 provenance=self.provenance,
             )
         return Path(path)
+
+
+def _take_rows(src, rows: np.ndarray, channels: Sequence[int] | None = None) -> np.ndarray:
+    """``src[rows]`` (then ``[:, channels]``) of a numpy or zarr array; zarr is read in row order
+    (one slice when the rows are consecutive) and put back in the order asked for."""
+    if len(rows) == 0:
+        shape = src.shape[1:] if channels is None else (len(channels), *src.shape[2:])
+        return np.empty((0, *shape), dtype=src.dtype)
+    if np.all(np.diff(rows) == 1):
+        block = np.asarray(src[int(rows[0]) : int(rows[-1]) + 1])
+        return block if channels is None else block[:, channels]
+    if isinstance(src, np.ndarray):
+        return src[rows] if channels is None else src[rows][:, channels]
+    order = np.argsort(rows, kind="stable")
+    block = np.asarray(src.oindex[(rows[order],) if channels is None else (rows[order], channels)])
+    out = np.empty_like(block)
+    out[order] = block
+    return out
 
 
 # ---------------------------------------------------------------------- writing and opening

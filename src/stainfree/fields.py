@@ -37,7 +37,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .utils import StainfreeError
+from .utils import StainfreeError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,7 @@ def _read_tiff(path: Path, planes: str) -> tuple[list[tuple[str, np.ndarray]], l
             names = _ome_channel_names(tif)
             pixel_size = _tiff_pixel_size(tif)
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise StainfreeError(f"{path}: unreadable image ({reason})") from None
+        raise StainfreeError(f"{path}: unreadable image ({first_line(exc)})") from None
     if "Y" not in axes or "X" not in axes:
         raise StainfreeError(f"{path}: no Y and X axes in the image (axes {axes})")
     # Colour samples are channels; any other axis (Z, T, pages) is a "plane".
@@ -789,7 +788,7 @@ def read_points(path: str | os.PathLike | pd.DataFrame, fields: Sequence[Field])
         try:
             points = pd.read_csv(path)
         except Exception as exc:
-            raise StainfreeError(f"{path}: unreadable points file ({str(exc).splitlines()[0]})") from None
+            raise StainfreeError(f"{path}: unreadable points file ({first_line(exc)})") from None
     missing = [c for c in ("x", "y") if c not in points]
     if missing:
         raise StainfreeError(f"{where}: missing column {missing[0]!r} (columns: {', '.join(map(str, points.columns))})")

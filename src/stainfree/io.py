@@ -40,7 +40,7 @@ from .cellset import (
     merge_labels,
     provenance_entry,
 )
-from .utils import StainfreeError, progress
+from .utils import StainfreeError, first_line, progress
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except StainfreeError:
         raise
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise StainfreeError(f"{path}: unreadable image ({reason})") from None
+        raise StainfreeError(f"{path}: unreadable image ({first_line(exc)})") from None
     img = np.asarray(img)
     if img.size == 0:
         raise StainfreeError(f"{path}: empty image")
@@ -352,7 +351,7 @@ def _scan_manifest(src: Path, channels: Sequence[str] | None) -> tuple[pd.DataFr
     try:
         df = pd.read_csv(src, sep=sep)
     except Exception as exc:
-        raise StainfreeError(f"{src}: unreadable CSV ({str(exc).splitlines()[0]})") from None
+        raise StainfreeError(f"{src}: unreadable CSV ({first_line(exc)})") from None
     if df.empty:
         raise StainfreeError(f"{src}: manifest has no rows")
     df = df.rename(columns=lambda c: c[len("Metadata_"):] if str(c).startswith("Metadata_") else c)
@@ -510,7 +509,7 @@ def _peek_size(path: Path) -> tuple[int, int, int]:
                 w, h = im.size
                 return (h, w, 3 if len(im.getbands()) >= 3 else 1)
     except Exception as exc:
-        raise StainfreeError(f"{path}: unreadable image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise StainfreeError(f"{path}: unreadable image ({first_line(exc)})") from None
     if len(shape) == 2:
         return (shape[0], shape[1], 1)
     if shape[-1] in (3, 4):

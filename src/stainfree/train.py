@@ -20,7 +20,7 @@ import numpy as np
 
 from .models import DEFAULT_MODEL, create_model, model_info
 from .transforms import PRESETS, apply_normalisation, augment, blackout_outside, dihedral_views, fit_normalisation
-from .utils import StainfreeError, atomic_write_bytes
+from .utils import StainfreeError, atomic_write_bytes, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ class Classifier:
                 meta = json.loads((f.metadata() or {})["stainfree"])
             state = load_file(str(path))
         except Exception as exc:
-            raise StainfreeError(f"{path}: not a stainfree model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+            raise StainfreeError(f"{path}: not a stainfree model ({first_line(exc)})") from None
         model = create_model(meta["arch"], len(meta["channels"]), len(meta["classes"]), meta["input_size"][0], **meta["arch_kwargs"])
         model.load_state_dict(state)
         model.eval()

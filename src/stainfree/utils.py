@@ -20,6 +20,16 @@ class StainfreeError(ValueError):
     """A problem with the user's input, reported as one line (the CLI prints it and exits 1)."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty.
+
+    >>> first_line(ValueError("bad\\nmore")), first_line(KeyError())
+    ('bad', 'KeyError')
+    """
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
 def progress(
     iterable: Iterable[T],
     *,
