@@ -20,7 +20,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -370,8 +370,12 @@ class CellSet:
         }
         return adata
 
-    def save(self, path: str | os.PathLike, *, force: bool = False, batch_size: int = 4096) -> Path:
-        """Write the set to a ``.cells`` folder (atomically; refuses to overwrite without force)."""
+    def save(self, path: str | os.PathLike, *, force: bool = False, batch_size: int = 4096, extra: Callable[[Path], None] | None = None) -> Path:
+        """Write the set to a ``.cells`` folder (atomically; refuses to overwrite without force).
+
+        ``extra`` is called with the temporary folder before it is published, to add files that
+        belong with the cells (a figure, a summary); if it raises, nothing is written.
+        """
         with CellSetWriter(
             path,
             n_cells=len(self),
@@ -385,6 +389,8 @@ class CellSet:
             for start in range(0, len(self), batch_size):
                 part = slice(start, min(start + batch_size, len(self)))
                 writer.write(start, self.read(part), masks=self.read_masks(part) if self.has_masks else None)
+            if extra is not None:
+                extra(writer.tmp)
             writer.finish(
                 self.table,
                 groups=self.groups,
