@@ -28,3 +28,11 @@ def write_tif(path: Path, array: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(path, array)
     return path
+
+
+def run_cli(*args, cwd=None):
+    """Run ``python -m stainfree ARGS``; returns the CompletedProcess (stdout, stderr, returncode)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "stainfree", *map(str, args)], capture_output=True, text=True, cwd=cwd)

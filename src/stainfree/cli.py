@@ -124,6 +124,7 @@ def evaluate(
     channels: Optional[str] = typer.Option(None, help="Channels to use, e.g. Ch3,Ch6 (default: all)."),
     merge_classes: Optional[str] = typer.Option(None, "--merge-classes", help="e.g. 'G1,S,G2=Interphase'."),
     baselines: str = typer.Option(",".join(("majority", "area_svm", "features_rf")), help="Baselines beside the model, comma-separated: majority, area_svm, features_rf, outline_cnn (a CNN on the cell outline only; slow). Empty for none."),
+    features: Optional[Path] = typer.Option(None, "--features", help="Features .parquet from `stainfree features` for the area_svm and features_rf baselines (default: measured now)."),
     learning_curve: Optional[str] = typer.Option(None, "--learning-curve", help="Training fractions, e.g. 0.1,0.25,0.5,1."),
     final_model: bool = typer.Option(True, "--final-model/--no-final-model", help="Also train a model on all cells (RUN/model.safetensors)."),
     resume: bool = typer.Option(False, "--resume", help="Reuse the finished splits of an interrupted run of the same OUT."),
@@ -171,6 +172,7 @@ def evaluate(
     path, metrics = evaluate_to_run(
         cs, out, protocol=protocol, group=group, n_folds=folds, repeats=repeats, config=config, baselines=names,
         train_sizes=sorted(sizes) if sizes else None, final_model=final_model, force=force, resume=resume, tta=tta,
+        features=_read_table(features) if features else None,
         data={"cells": str(cells), "channels": cs.channels, "merge_classes": merge_classes, "n_cells": len(cs)},
     )
     typer.echo(f"wrote {path}")
@@ -253,6 +255,17 @@ def _segmentation_params(mode, diameter, clear_border, smoothing, threshold_scal
     )
     params.validate()
     return params
+
+
+def _read_table(path: Path):
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several kinds for a file that is not parquet
+        from .utils import first_line
+
+        raise StainfreeError(f"{path}: not a readable parquet table ({first_line(exc)})") from None
 
 
 def _names(value: Optional[str]) -> Optional[list]:
@@ -371,19 +384,15 @@ def predict(
 
 
 def _predict_cellset(model: Path, cells: Path, out: Path, *, tta: bool, prior: str, force: bool) -> None:
-    import io as _io
-
     from .cellset import open_cellset
     from .train import Classifier, predict_cells
-    from .utils import atomic_write_bytes
+    from .utils import write_parquet
 
     if out.exists() and not force:
         raise StainfreeError(f"{out}: already exists; pass --force to replace it")
     clf = Classifier.load(model)
     table = predict_cells(clf, open_cellset(cells), tta=tta, prior=prior)
-    buffer = _io.BytesIO()
-    table.to_parquet(buffer, index=False)
-    atomic_write_bytes(out, buffer.getvalue())
+    write_parquet(table, out, force=force)
     counts = table["predicted"].value_counts()
     typer.echo(f"wrote {out}: {len(table)} cells; predicted " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if "label" in table:
@@ -391,6 +400,100 @@ def _predict_cellset(model: Path, cells: Path, out: Path, *, tta: bool, prior: s
 
         m = classification_metrics(table["label"].astype(str), table["predicted"], classes=clf.classes)
         typer.echo(f"against the labels: accuracy {m['accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}")
+
+
+@app.command()
+def features(
+    cells: Path = typer.Argument(..., help="A CellSet folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Features .parquet file to write (one row per cell, with cell_id)."),
+    channels: Optional[str] = typer.Option(None, help="Channels to measure, e.g. Ch3,Ch6 (default: all)."),
+    mask_channel: Optional[str] = typer.Option(None, "--mask-channel", help="Channel the cell outline is found in when the set has no masks (default: the first)."),
+    scales: str = typer.Option("3,5", help="Haralick texture scales in pixels, comma-separated."),
+    gray_levels: int = typer.Option(32, "--gray-levels", help="Grey levels for texture."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+):
+    """Measure CellProfiler-style shape, intensity, texture and skeleton features per cell."""
+    from .cellset import open_cellset
+    from .features import measure
+    from .utils import write_parquet
+
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    try:
+        texture_scales = [int(v) for v in scales.split(",") if v.strip()]
+    except ValueError:
+        raise StainfreeError(f"--scales must be whole numbers of pixels, e.g. 3,5 (got {scales!r})") from None
+    if any(v < 1 for v in texture_scales) or gray_levels < 2:
+        raise StainfreeError("texture scales must be >= 1 pixel and --gray-levels >= 2")
+    table = measure(open_cellset(cells), channels=channels, mask_channel=mask_channel, texture_scales=texture_scales, gray_levels=gray_levels)
+    write_parquet(table, out, force=force)
+    typer.echo(f"wrote {out}: {len(table)} cells x {table.shape[1] - 1} features")
+
+
+@app.command()
+def explain(
+    features: Path = typer.Argument(..., help="Features .parquet from `stainfree features`."),
+    by: str = typer.Option(..., "--by", help="The column that defines the groups: label, cluster, a condition..."),
+    source: Optional[Path] = typer.Option(None, "--from", help="Where the column is: a CellSet folder, a .parquet/.csv with cell_id (e.g. predictions), or an .h5ad (default: the features table)."),
+    groups: Optional[str] = typer.Option(None, "--groups", help="The two groups, A,B, or A,rest for A against every other cell (default: the column's two values)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write (ranking.csv, pairs.csv, scatter.png, ranking.png, explain.json)."),
+    svm_top: int = typer.Option(10, "--svm-top", help="Score linear-SVM separability of every pair of the N best features (0: skip)."),
+    weak: float = typer.Option(0.5, help="The partner feature's |Spearman| with the top feature stays below this."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+):
+    """Rank the features that separate two groups of cells (Jensen-Shannon), with a scatter."""
+    from .explain import explain_groups, read_groups
+
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    table = _read_table(features)
+    if "cell_id" not in table:
+        raise StainfreeError(f"{features}: has no cell_id column (write it with `stainfree features`)")
+    if source is None:
+        if by not in table:
+            raise StainfreeError(f"column {by!r} is not in {features}; name the table that holds it with --from CELLS (or predictions.parquet, or an .h5ad)")
+        values = table[by]
+        table = table.drop(columns=[by])
+    else:
+        values = read_groups(source, by, table["cell_id"].astype(str).tolist())
+    a = b = None
+    if groups:
+        names = [g.strip() for g in groups.split(",")]
+        if len(names) != 2 or not all(names):
+            raise StainfreeError(f"--groups takes two names, A,B or A,rest (got {groups!r})")
+        a, b = names
+    path, sep = explain_groups(table, values, out, column=by, a=a, b=b, svm_top=svm_top, weak=weak, force=force)
+    typer.echo(f"wrote {path}: {sep.a} (n={sep.n_a}) vs {sep.b} (n={sep.n_b})")
+    for row in sep.ranking.head(5).itertuples():
+        typer.echo(f"  {row.rank}. {row.feature}: JSD {row.jsd:.3f}")
+    if sep.partner:
+        rho = sep.ranking.set_index("feature").loc[sep.partner, "spearman_with_top"]
+        typer.echo(f"scatter: {sep.top} against {sep.partner} (Spearman {rho:.2f} with the top feature)")
+
+
+@app.command()
+def saliency(
+    model: Path = typer.Argument(..., help="A model .safetensors file (e.g. RUN/model.safetensors)."),
+    cells: Path = typer.Argument(..., help="A CellSet folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write (saliency.png, activations.png, saliency.json)."),
+    per_class: int = typer.Option(3, "--cells-per-class", help="Random cells shown per class."),
+    cell_id: List[str] = typer.Option([], "--cell-id", help="Show these cells instead (repeatable)."),
+    samples: int = typer.Option(25, help="Noisy copies averaged by SmoothGrad."),
+    noise: float = typer.Option(0.15, help="SmoothGrad noise, as a fraction of each cell's value range."),
+    seed: int = typer.Option(0, help="Random seed (cell choice, noise)."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+):
+    """Saliency maps (vanilla gradient, SmoothGrad) and layer activations of a trained model."""
+    from .cellset import open_cellset
+    from .explain import saliency_panels
+    from .train import Classifier
+
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    if per_class < 1 or samples < 1 or noise < 0:
+        raise StainfreeError("--cells-per-class and --samples must be at least 1, --noise at least 0")
+    path, info = saliency_panels(Classifier.load(model), open_cellset(cells), out, n_per_class=per_class, cell_ids=cell_id or None, n_samples=samples, noise=noise, seed=seed, force=force)
+    typer.echo(f"wrote {path}: saliency of {len(info['cells'])} cells, activations of {len(info['layers'])} convolutional layers")
 
 
 @app.command()

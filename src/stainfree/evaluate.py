@@ -288,9 +288,11 @@ def run_baseline(name: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np
 
     ``majority`` predicts the training class frequencies; ``area_svm`` is an RBF SVM (gamma 1)
     on the standardised log cell area (Ogawa et al.); ``features_rf`` a class-balanced random
-    forest on all handcrafted features.
+    forest on all handcrafted features. Missing measurements (NaN: an empty mask, undefined
+    texture) are filled with the training cells' median.
     """
     from sklearn.ensemble import RandomForestClassifier
+    from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
@@ -303,7 +305,7 @@ def run_baseline(name: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np
     if name == "area_svm":
         # SVC's own probabilities are deprecated; a softmax of the one-vs-rest decision values
         # ranks cells the same way for the ROC and picks the same class as predict()
-        model = make_pipeline(StandardScaler(), SVC(kernel="rbf", gamma=1.0, class_weight="balanced", decision_function_shape="ovr", random_state=seed))
+        model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), SVC(kernel="rbf", gamma=1.0, class_weight="balanced", decision_function_shape="ovr", random_state=seed))
         model.fit(np.log1p(train_x), train_y)
         d = model.decision_function(np.log1p(test_x))
         d = np.stack([-d, d], axis=1) if d.ndim == 1 else d
@@ -314,7 +316,10 @@ def run_baseline(name: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np
             proba[:, classes.index(c)] = svm_p[:, j]
         return proba
     elif name == "features_rf":
-        model = RandomForestClassifier(n_estimators=300, class_weight="balanced_subsample", min_samples_leaf=2, n_jobs=-1, random_state=seed)
+        model = make_pipeline(
+            SimpleImputer(strategy="median", keep_empty_features=True),
+            RandomForestClassifier(n_estimators=300, class_weight="balanced_subsample", min_samples_leaf=2, n_jobs=-1, random_state=seed),
+        )
     else:
         raise StainfreeError(f"unknown baseline {name!r} (choose from {', '.join(BASELINES)})")
     model.fit(train_x, train_y)
@@ -322,6 +327,17 @@ def run_baseline(name: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np
     for j, c in enumerate(model.classes_):
         proba[:, classes.index(c)] = model.predict_proba(test_x)[:, j]
     return proba
+
+
+def align_features(features: pd.DataFrame, cell_ids: Sequence[str], *, source: str = "the features") -> pd.DataFrame:
+    """The rows of a feature table (with ``cell_id``) for ``cell_ids``, in that order."""
+    if "cell_id" not in features.columns:
+        raise StainfreeError(f"{source} have no cell_id column")
+    indexed = features.drop_duplicates("cell_id").set_index(features["cell_id"].drop_duplicates().astype(str))
+    missing = [c for c in cell_ids if c not in indexed.index]
+    if missing:
+        raise StainfreeError(f"{source} lack {len(missing)} of the cells (first: {missing[0]}); measure this set with `stainfree features`")
+    return indexed.loc[list(cell_ids)].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------- the evaluation
@@ -432,6 +448,8 @@ def evaluate(
 
         logger.info("measuring handcrafted features for the baselines")
         features = measure(cells)
+    elif features is not None:
+        features = align_features(features, cells.cell_ids)
     feature_matrix = features.drop(columns=["cell_id"]).to_numpy(np.float64) if features is not None else None
     area = features["AreaShape_Area"].to_numpy(np.float64)[:, None] if features is not None else None
     work = Path(work_dir) if work_dir else None

@@ -1,7 +1,16 @@
 """Handcrafted per-cell measurements, named the CellProfiler way.
 
-A first set (shape, intensity, texture) that feeds the classifier baselines: cell size alone
-(``AreaShape_Area``) and a random forest on everything. The explanation issue extends it.
+One row per cell: shape (``AreaShape_*``: area, perimeter, form factor, eccentricity,
+solidity, extent, axis lengths, Feret diameters, Hu and central moments, Zernike moments),
+skeleton (``ObjectSkeleton_*``: branch ends, branch points, length), and per channel
+intensity (``Intensity_*_<Channel>``) and Haralick texture
+(``Texture_<Feature>_<Channel>_<scale>_<direction>``, e.g. ``Texture_SumVariance_Ch3_5_00``).
+
+Shape and intensity come from cp-measure (the CellProfiler team's re-implementation), called
+once per batch on a mosaic of the batch's cells so that its per-image work is shared. Texture
+is computed here, vectorised over cells, with mahotas' formulas (which CellProfiler uses): the
+grey levels are set once for the whole set from each channel's 0.5-99.5 percentiles, as
+CellProfiler scales a whole image, so texture carries the cell's contrast too.
 
 Unstained cells are not brighter than their background, so the default foreground mask looks for
 pixels that *differ* from the background: per channel, the deviation from the crop border's
@@ -18,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .cellset import CellSet
-from .utils import progress
+from .utils import StainfreeError, progress
 
 logger = logging.getLogger(__name__)
 
@@ -66,72 +75,259 @@ def foreground_mask(cell: np.ndarray, *, min_deviation: float = 2.5, smooth: flo
     return mask
 
 
-SHAPE_PROPS = {
-    "Area": "area",
-    "Perimeter": "perimeter",
-    "Eccentricity": "eccentricity",
-    "Solidity": "solidity",
-    "Extent": "extent",
-    "MajorAxisLength": "axis_major_length",
-    "MinorAxisLength": "axis_minor_length",
-}
-TEXTURE_PROPS = ("contrast", "homogeneity", "energy", "correlation")
-TEXTURE_SCALES = (1, 3, 5)
+# position in the mosaic, not shape; normalised moments below order 2 are undefined
+SHAPE_DROP_PREFIXES = ("Center_", "BoundingBoxMinimum_", "BoundingBoxMaximum_", "SpatialMoment_", "NormalizedMoment_0_0", "NormalizedMoment_0_1", "NormalizedMoment_1_0")
+HARALICK_NAMES = (
+    "AngularSecondMoment", "Contrast", "Correlation", "Variance", "InverseDifferenceMoment",
+    "SumAverage", "SumVariance", "SumEntropy", "Entropy", "DifferenceVariance",
+    "DifferenceEntropy", "InfoMeas1", "InfoMeas2",
+)
+# CellProfiler's (and mahotas') four directions: 00 right, 01 down-right, 02 down, 03 down-left
+DIRECTIONS = ((0, 1), (1, 1), (1, 0), (1, -1))
+TEXTURE_SCALES = (3, 5)
+GRAY_LEVELS = 32
 
 
-def cell_features(cell: np.ndarray, mask: np.ndarray, channels: Sequence[str]) -> dict:
-    """Shape, intensity and Haralick texture measurements of one cell (CellProfiler names)."""
-    from skimage.feature import graycomatrix, graycoprops
-    from skimage.measure import regionprops
+def cooccurrence(levels: np.ndarray, offset: tuple[int, int], n_levels: int) -> np.ndarray:
+    """Symmetric grey-level co-occurrence counts of a stack of quantised images.
 
-    out: dict[str, float] = {}
-    props = regionprops(mask.astype(np.uint8))
-    if props:
-        p = props[0]
-        for name, attr in SHAPE_PROPS.items():
-            out[f"AreaShape_{name}"] = float(getattr(p, attr))
-        perimeter = out["AreaShape_Perimeter"]
-        out["AreaShape_FormFactor"] = float(4 * np.pi * p.area / perimeter**2) if perimeter > 0 else 0.0
-    else:
-        for name in SHAPE_PROPS:
-            out[f"AreaShape_{name}"] = 0.0
-        out["AreaShape_FormFactor"] = 0.0
-    region = mask if mask.any() else np.ones_like(mask, bool)
-    for ch, img in zip(channels, np.asarray(cell, np.float64)):
-        values = img[region]
-        q = np.percentile(values, [25, 50, 75])
-        out[f"Intensity_MeanIntensity_{ch}"] = float(values.mean())
-        out[f"Intensity_StdIntensity_{ch}"] = float(values.std())
-        out[f"Intensity_IntegratedIntensity_{ch}"] = float(values.sum())
-        out[f"Intensity_LowerQuartileIntensity_{ch}"] = float(q[0])
-        out[f"Intensity_MedianIntensity_{ch}"] = float(q[1])
-        out[f"Intensity_UpperQuartileIntensity_{ch}"] = float(q[2])
-        lo, hi = np.percentile(img, [1, 99])
-        levels = np.clip(((img - lo) / max(hi - lo, 1e-9) * 15).round(), 0, 15).astype(np.uint8)
-        glcm = graycomatrix(levels, distances=list(TEXTURE_SCALES), angles=[0, np.pi / 2], levels=16, symmetric=True, normed=True)
-        for prop in TEXTURE_PROPS:
-            values = graycoprops(glcm, prop)  # distances x angles
-            for i, scale in enumerate(TEXTURE_SCALES):
-                out[f"Texture_{prop.capitalize()}_{ch}_{scale}_00"] = float(np.nan_to_num(values[i].mean()))
+    ``levels`` is ``N x H x W`` with values ``1..n_levels`` inside the object and 0 outside;
+    a pair counts when both pixels are inside. Returns ``N x n_levels x n_levels`` counts.
+
+    >>> img = np.array([[[1, 1, 2], [0, 2, 2]]])
+    >>> cooccurrence(img, (0, 1), 2)[0]
+    array([[2, 1],
+           [1, 2]])
+    """
+    levels = np.asarray(levels)
+    n, h, w = levels.shape
+    dy, dx = offset
+    a = levels[:, : h - dy, max(0, -dx) : w - max(0, dx)]
+    b = levels[:, dy:, max(0, dx) : w - max(0, -dx)]
+    valid = (a > 0) & (b > 0)
+    cell = np.broadcast_to(np.arange(n)[:, None, None], a.shape)
+    index = (cell[valid].astype(np.int64) * n_levels + (a[valid] - 1)) * n_levels + (b[valid] - 1)
+    counts = np.bincount(index, minlength=n * n_levels * n_levels).reshape(n, n_levels, n_levels)
+    return counts + counts.transpose(0, 2, 1)
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """Base-2 entropy over the last axis, with 0 log 0 = 0."""
+    return -np.sum(p * np.log2(np.where(p > 0, p, 1.0)), axis=-1)
+
+
+def haralick(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Haralick's 13 texture features of a stack of co-occurrence matrices (``N x L x L``).
+
+    The formulas are mahotas' (which CellProfiler calls), vectorised over cells. Where a
+    matrix is empty every feature is NaN; where the object has one grey level only (no
+    variation), Correlation and InfoMeas1 are NaN (mahotas gives 1 and 0).
+
+    >>> f = haralick(np.array([[[2, 1], [1, 2]]]))
+    >>> float(f["AngularSecondMoment"][0]), float(f["Contrast"][0])
+    (0.2777777777777778, 0.3333333333333333)
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    n, L, _ = counts.shape
+    total = counts.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = counts / total[:, None, None]
+    k = np.arange(L, dtype=np.float64)
+    i, j = np.meshgrid(k, k, indexing="ij")
+    flat = p.reshape(n, L * L)
+    plus = np.zeros((L * L, 2 * L))
+    plus[np.arange(L * L), (i + j).ravel().astype(int)] = 1
+    minus = np.zeros((L * L, L))
+    minus[np.arange(L * L), np.abs(i - j).ravel().astype(int)] = 1
+    p_plus, p_minus = flat @ plus, flat @ minus
+    px, py = p.sum(axis=1), p.sum(axis=2)
+    ux, uy = px @ k, py @ k
+    vx, vy = px @ k**2 - ux**2, py @ k**2 - uy**2
+    sxy = np.sqrt(np.maximum(vx, 0) * np.maximum(vy, 0))
+    flat_var = sxy <= 1e-12
+    out: dict[str, np.ndarray] = {}
+    out["AngularSecondMoment"] = np.sum(flat**2, axis=1)
+    out["Contrast"] = p_minus @ k**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["Correlation"] = np.where(flat_var, np.nan, (flat @ (i * j).ravel() - ux * uy) / np.where(flat_var, 1, sxy))
+    out["Variance"] = vx
+    out["InverseDifferenceMoment"] = flat @ (1.0 / (1.0 + (i - j) ** 2)).ravel()
+    tk = np.arange(2 * L, dtype=np.float64)
+    out["SumAverage"] = p_plus @ tk
+    out["SumVariance"] = p_plus @ tk**2 - out["SumAverage"] ** 2
+    out["SumEntropy"] = _entropy(p_plus)
+    out["Entropy"] = _entropy(flat)
+    out["DifferenceVariance"] = p_minus.var(axis=1)
+    out["DifferenceEntropy"] = _entropy(p_minus)
+    hx, hy = _entropy(px), _entropy(py)
+    cross = (px[:, :, None] * py[:, None, :]).reshape(n, L * L)
+    hxy1 = -np.sum(flat * np.log2(np.where(cross > 0, cross, 1.0)), axis=1)
+    hxy2 = _entropy(cross)
+    h_max = np.maximum(hx, hy)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["InfoMeas1"] = np.where(h_max > 0, (out["Entropy"] - hxy1) / np.where(h_max > 0, h_max, 1), np.nan)
+    out["InfoMeas2"] = np.sqrt(np.maximum(0.0, 1.0 - np.exp(-2.0 * (hxy2 - out["Entropy"]))))
+    empty = total == 0
+    for name in out:
+        out[name] = np.where(empty, np.nan, out[name])
+    return {name: out[name] for name in HARALICK_NAMES}
+
+
+def texture_features(images: np.ndarray, masks: np.ndarray, *, value_range: tuple[float, float], scales: Sequence[int] = TEXTURE_SCALES, gray_levels: int = GRAY_LEVELS, name: str = "ch0") -> dict[str, np.ndarray]:
+    """Haralick texture of one channel of a stack of cells (``N x H x W``) within their masks.
+
+    Intensities are binned into ``gray_levels`` between ``value_range``; names follow
+    CellProfiler: ``Texture_<Feature>_<name>_<scale>_<direction 00..03>``.
+    """
+    lo, hi = value_range
+    scaled = (np.asarray(images, np.float64) - lo) / max(hi - lo, 1e-12)
+    levels = np.clip(np.floor(scaled * gray_levels), 0, gray_levels - 1).astype(np.int64) + 1
+    levels[~np.asarray(masks, bool)] = 0
+    out: dict[str, np.ndarray] = {}
+    for scale in scales:
+        for d, (dy, dx) in enumerate(DIRECTIONS):
+            values = haralick(cooccurrence(levels, (dy * scale, dx * scale), gray_levels))
+            for feature, column in values.items():
+                out[f"Texture_{feature}_{name}_{scale}_{d:02d}"] = column
     return out
 
 
-def measure(cells: CellSet, *, masks: np.ndarray | None = None, batch_size: int = 512) -> pd.DataFrame:
+def skeleton_features(labels: np.ndarray, n_objects: int) -> dict[str, np.ndarray]:
+    """Branch ends, branch points and length (pixels) of each labelled object's skeleton.
+
+    >>> lab = np.zeros((7, 9), int); lab[3, 1:8] = 1; lab[1:6, 4] = 1
+    >>> {k: v.tolist() for k, v in skeleton_features(lab, 1).items()}
+    {'ObjectSkeleton_NumberBranchEnds': [4.0], 'ObjectSkeleton_NumberBranchPoints': [1.0], 'ObjectSkeleton_TotalObjectSkeletonLength': [11.0]}
+    """
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    skeleton = skeletonize(labels > 0)
+    neighbours = ndimage.convolve(skeleton.astype(np.int32), np.ones((3, 3), np.int32), mode="constant") - 1
+    index = np.arange(1, n_objects + 1)
+    on = np.where(skeleton, labels, 0)
+    ends = ndimage.sum(skeleton & (neighbours == 1), on, index)
+    # a junction is a cluster of touching pixels with three or more neighbours each
+    junctions, n_junctions = ndimage.label(skeleton & (neighbours >= 3), structure=np.ones((3, 3)))
+    owner = ndimage.maximum(on, junctions, np.arange(1, n_junctions + 1)) if n_junctions else np.zeros(0)
+    points = np.bincount(np.asarray(owner, np.int64), minlength=n_objects + 1)[1:]
+    length = ndimage.sum(skeleton, on, index)
+    return {
+        "ObjectSkeleton_NumberBranchEnds": np.asarray(ends, np.float64),
+        "ObjectSkeleton_NumberBranchPoints": np.asarray(points, np.float64),
+        "ObjectSkeleton_TotalObjectSkeletonLength": np.asarray(length, np.float64),
+    }
+
+
+def _mosaic(stack: np.ndarray, columns: int, fill=0) -> np.ndarray:
+    """Tile ``N x H x W`` into one image, one pixel of ``fill`` between tiles."""
+    n, h, w = stack.shape
+    rows = -(-n // columns)
+    out = np.full((rows * (h + 1), columns * (w + 1)), fill, dtype=stack.dtype)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        out[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = stack[i]
+    return out
+
+
+def _shape_and_intensity(images: np.ndarray, masks: np.ndarray, channels: Sequence[str]) -> dict[str, np.ndarray]:
+    """cp-measure's shape, Zernike, Feret and intensity features of cells with non-empty masks."""
+    from cp_measure.bulk import get_core_measurements
+
+    core = get_core_measurements(sanitize=False)
+    n = len(masks)
+    columns = int(np.ceil(np.sqrt(n)))
+    labels = _mosaic(masks.astype(np.int32) * np.arange(1, n + 1, dtype=np.int32)[:, None, None], columns)
+    out: dict[str, np.ndarray] = {}
+    for group in ("sizeshape", "zernike", "feret"):
+        for name, values in core[group](labels, None).items():
+            if not name.startswith(SHAPE_DROP_PREFIXES):
+                out[f"AreaShape_{name}"] = np.asarray(values, np.float64)
+    out.update(skeleton_features(labels, n))
+    for c, ch in enumerate(channels):
+        pixels = _mosaic(images[:, c].astype(np.float64), columns)
+        for name, values in core["intensity"](labels, pixels).items():
+            if name.startswith("Intensity_"):
+                out[f"{name}_{ch}"] = np.asarray(values, np.float64)
+    return out
+
+
+def intensity_range(cells: CellSet, *, sample: int = 1000, percentiles=(0.5, 99.5)) -> dict[str, tuple[float, float]]:
+    """Each channel's ``percentiles`` over up to ``sample`` cells spread through the set."""
+    index = np.unique(np.linspace(0, len(cells) - 1, min(sample, len(cells))).round().astype(int))
+    images = cells.read(index).astype(np.float64)
+    out = {}
+    for c, ch in enumerate(cells.channels):
+        lo, hi = np.percentile(images[:, c], percentiles)
+        out[ch] = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+    return out
+
+
+def measure(
+    cells: CellSet,
+    *,
+    channels: Sequence[str] | str | None = None,
+    masks: np.ndarray | None = None,
+    mask_channel: str | None = None,
+    texture_scales: Sequence[int] = TEXTURE_SCALES,
+    gray_levels: int = GRAY_LEVELS,
+    batch_size: int = 1024,
+) -> pd.DataFrame:
     """One row of measurements per cell, with its ``cell_id``, in cell order.
 
     ``masks`` (N x H x W) are used when given, else the set's own masks (cells cut from
-    segmented fields); otherwise :func:`foreground_mask` finds each cell.
+    segmented fields); otherwise :func:`foreground_mask` finds each cell in ``mask_channel``
+    (default: the first channel, conventionally the brightfield; a darkfield or fluorescence
+    channel's speckles make poor outlines). A cell whose mask is empty gets NaN everywhere, and
+    one warning says how many there were.
+
+    >>> from stainfree.synthetic import make_cells
+    >>> table = measure(make_cells(2, size=32, seed=0))
+    >>> table.shape[0], "Texture_SumVariance_bf_5_00" in table
+    (4, True)
     """
+    if channels is not None:
+        cells = cells.select_channels(channels)
+    if len(cells) == 0:
+        raise StainfreeError("there are no cells to measure")
     if masks is None and cells.has_masks:
         masks = cells.read_masks()
-    rows = []
+    mask_index = [0] if mask_channel is None else [list(cells.channels).index(mask_channel)] if mask_channel in cells.channels else None
+    if mask_index is None:
+        raise StainfreeError(f"mask channel {mask_channel!r} is not among the measured channels ({', '.join(cells.channels)})")
+    if masks is not None and (len(masks) != len(cells) or masks.shape[1:] != cells.shape[2:]):
+        raise StainfreeError(f"{len(masks)} masks of {masks.shape[1:]} do not match {len(cells)} cells of {cells.shape[2:]}")
+    ranges = intensity_range(cells)
+    parts: list[pd.DataFrame] = []
+    empty_ids: list[str] = []
+    flat_cells = 0
     start = 0
-    batches = progress(cells.batches(batch_size), total=(len(cells) + batch_size - 1) // batch_size, desc="features", unit="batches", log=logger)
-    for images, _ in batches:
-        for i, cell in enumerate(images):
-            mask = masks[start + i] if masks is not None else foreground_mask(cell)
-            rows.append(cell_features(cell, mask, cells.channels))
+    n_batches = (len(cells) + batch_size - 1) // batch_size
+    for images, rows in progress(cells.batches(batch_size), total=n_batches, desc="features", unit="batches", log=logger):
+        images = images.astype(np.float64)
+        batch_masks = masks[start : start + len(images)] if masks is not None else np.stack([foreground_mask(c[mask_index]) for c in images])
+        batch_masks = np.asarray(batch_masks, bool)
         start += len(images)
-    table = pd.DataFrame(rows)
+        present = batch_masks.any(axis=(1, 2))
+        empty_ids += rows["cell_id"][~present].astype(str).tolist()
+        values: dict[str, np.ndarray] = {}
+        if present.any():
+            kept_images, kept_masks = images[present], batch_masks[present]
+            values.update(_shape_and_intensity(kept_images, kept_masks, cells.channels))
+            for c, ch in enumerate(cells.channels):
+                values.update(texture_features(kept_images[:, c], kept_masks, value_range=ranges[ch], scales=texture_scales, gray_levels=gray_levels, name=ch))
+            first = f"Texture_Correlation_{cells.channels[0]}_{texture_scales[0]}_00" if texture_scales else None
+            if first:
+                flat_cells += int(np.isnan(values[first]).sum())
+        columns = {}
+        for name, column in values.items():
+            columns[name] = np.full(len(images), np.nan)
+            columns[name][present] = np.where(np.isfinite(column), column, np.nan)  # e.g. a 1-pixel object's form factor
+        parts.append(pd.DataFrame(columns, index=np.arange(len(images))))
+    table = pd.concat(parts, ignore_index=True)
+    if empty_ids:
+        logger.warning("%d cell(s) have an empty mask; their features are NaN (first: %s)", len(empty_ids), ", ".join(empty_ids[:3]))
+    if flat_cells:
+        logger.warning("%d cell(s) have one grey level inside the mask: texture Correlation and InfoMeas1 are NaN", flat_cells)
     table.insert(0, "cell_id", cells.cell_ids)
     return table

@@ -124,6 +124,7 @@ def evaluate_to_run(
     resume: bool = False,
     tta: bool = True,
     data: dict | None = None,
+    features=None,
 ) -> tuple[Path, dict]:
     """Evaluate and write the run folder; with ``resume``, finished splits of an interrupted run
     of the same output are reused. Returns the folder and its metrics."""
@@ -135,7 +136,7 @@ def evaluate_to_run(
     ev = evaluate(
         cells, protocol=protocol, group=group, n_folds=n_folds, repeats=repeats, config=config,
         baselines=baselines, train_sizes=train_sizes, final_model=final_model and (protocol or "") not in ("cross-group", "audit-groups"),
-        work_dir=work, tta=tta,
+        work_dir=work, tta=tta, features=features,
     )
     run_config = {
         "command": "evaluate",

@@ -117,3 +117,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_parquet(table, path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write a DataFrame to ``path`` atomically; an existing file needs ``force``."""
+    import io
+
+    path = Path(path)
+    if path.exists() and not force:
+        raise StainfreeError(f"{path}: already exists; pass --force to replace it")
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
