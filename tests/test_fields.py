@@ -305,6 +305,9 @@ def test_mixed_population_fields_are_classified_against_the_fluorescence_label(t
     assert {"field", "centroid_x", "centroid_y", "area", "label", "predicted", "prob_round"} <= set(cells.columns)
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["field0.png", "field1.png", "field2.png"]
     assert json.loads((out / "fields.json").read_text())["crop_size"] == 32
+    report = (out / "report.html").read_text()
+    assert report.count("<img") == 1 + 1 + 3  # the label fit, the composition chart, one overlay per field
+    assert "Not in this report" not in report
     # the same through the CLI, and a label name the model does not know
     bad = run("predict", tmp_path / "model.safetensors", *paths, "--channels", "bf,fluo", "--label-channel", "fluo", "--label-names", "HEK,HT1080", "-o", tmp_path / "p2")
     assert bad.returncode == 1 and "label name 'HEK' is not one of the model's classes (round, spindle)" in bad.stderr

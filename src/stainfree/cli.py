@@ -373,7 +373,7 @@ def predict(
         prior=prior, force=force, pad=pad, segment_channel=segment_channel, method=method, points=points,
         label_radius=label_radius, background_sigma=background_sigma, min_posterior=min_posterior,
     )
-    typer.echo(f"wrote {path} (cells.parquet, composition.csv, overlays/, fields.json)")
+    typer.echo(f"wrote {path} (cells.parquet, composition.csv, overlays/, fields.json, report.html)")
     typer.echo(f"{summary['cells']} cells in {len(summary['fields'])} field(s); predicted " + ", ".join(f"{k} {v}" for k, v in summary["predicted"].items()))
     if "against_labels" in summary:
         a = summary["against_labels"]
@@ -497,6 +497,21 @@ def saliency(
 
 
 @app.command()
+def report(
+    run: Path = typer.Argument(..., help="A run folder: from evaluate, demo, predict (fields), explain or saliency."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the HTML (default: RUN/report.html, replacing the run's own report)."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists (RUN/report.html is always rewritten)."),
+):
+    """Write one self-contained report.html (embedded figures, no external links) for a run."""
+    from .report import write_report
+
+    if out is not None and out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    path = write_report(run, out=out)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
 def models():
     """List the model architectures and their defaults."""
     from .models import DEFAULT_MODEL, list_models, model_info
@@ -518,7 +533,7 @@ def demo(
     from .runs import run_demo
 
     path, metrics = run_demo(out, epochs=epochs, seed=seed, force=force)
-    typer.echo(f"wrote {path} (metrics.json, predictions.parquet, model.safetensors, figures/, cells.cells)")
+    typer.echo(f"wrote {path} (report.html, metrics.json, predictions.parquet, model.safetensors, figures/, cells.cells)")
     typer.echo(metrics["headline"])
 
 

@@ -351,6 +351,7 @@ class Evaluation:
     metrics: dict
     protocol: dict
     model: Classifier | None = None
+    features: pd.DataFrame | None = None  # the handcrafted features the baselines used
 
 
 def _select_labelled(cells: CellSet) -> CellSet:
@@ -553,7 +554,7 @@ def evaluate(
         logger.info("training the final model on all %d cells", len(labels))
         model, _ = fit(images, labels, channels=cells.channels, config=config, classes=classes, masks=masks)
     metrics["seconds"] = round(time.monotonic() - t_start, 1)
-    return Evaluation(pred, histories, classes, metrics, prot, model)
+    return Evaluation(pred, histories, classes, metrics, prot, model, features)
 
 
 def _stratified_subsample(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

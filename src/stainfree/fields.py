@@ -1241,4 +1241,7 @@ def predict_fields(
         if result.label_fit is not None:
             plot_mixture(result.label_fit, tmp / "label_fit.png", channel=label_channel)
         (tmp / PREDICT_MARKER).write_text(json.dumps(summary, indent=2, default=str))
+        from .report import write_report
+
+        write_report(tmp, title=f"stainfree predict: {out.name}")
     return out, summary

@@ -8,6 +8,10 @@
         predictions.parquet  out-of-fold predictions, one row per cell (and per train size)
         model.safetensors    a model trained on all cells (when asked for)
         figures/*.png        training curves, confusion matrix, ROC, cross-group heatmap, ...
+        features.parquet     the handcrafted features the baselines used (when measured)
+        explain/             the features that separate the two most confused classes
+        saliency/            saliency maps and layer activations of the final model
+        report.html          all of it in one self-contained page
 """
 
 from __future__ import annotations
@@ -65,8 +69,12 @@ def headline(metrics: dict) -> str:
     return line
 
 
-def write_evaluation_run(ev: Evaluation, out: str | os.PathLike, *, config: dict, force: bool = False, tmp: Path | None = None) -> Path:
-    """Write a run folder for an evaluation (atomically, unless ``tmp`` is a folder being built)."""
+def write_evaluation_run(ev: Evaluation, out: str | os.PathLike, *, config: dict, force: bool = False, tmp: Path | None = None, cells: CellSet | None = None, report: bool = True) -> Path:
+    """Write a run folder for an evaluation (atomically, unless ``tmp`` is a folder being built).
+
+    With ``cells`` (the evaluated set), the run also gets ``explain/`` and ``saliency/``;
+    with ``report``, ``report.html``.
+    """
 
     def write(folder: Path) -> None:
         figures = folder / "figures"
@@ -88,8 +96,16 @@ def write_evaluation_run(ev: Evaluation, out: str | os.PathLike, *, config: dict
             plotting.learning_curve(m["learning_curve"], figures / "learning_curve.png")
         if ev.model is not None:
             ev.model.save(folder / "model.safetensors")
+        if ev.features is not None:
+            ev.features.to_parquet(folder / "features.parquet", index=False)
         body = {"headline": headline(m), **m}
         (folder / RUN_MARKER).write_text(json.dumps(body, indent=2, default=_json_default))
+        if cells is not None:
+            write_insights(folder, ev, cells)
+        if report:
+            from .report import write_report
+
+            write_report(folder)
 
     if tmp is not None:
         tmp.mkdir(parents=True, exist_ok=True)
@@ -98,6 +114,41 @@ def write_evaluation_run(ev: Evaluation, out: str | os.PathLike, *, config: dict
     with atomic_output_dir(out, force=force, marker=RUN_MARKER) as folder:
         write(folder)
     return Path(out)
+
+
+def most_confused_pair(metrics: dict) -> tuple[str, str] | None:
+    """The two classes the model mixed up most often (both directions), from the pooled counts.
+
+    >>> most_confused_pair({"pooled": {"confusion_matrix": {"classes": ["a", "b", "c"],
+    ...     "counts": [[9, 1, 0], [0, 5, 5], [0, 2, 8]]}}})
+    ('b', 'c')
+    """
+    cm = (metrics.get("pooled") or {}).get("confusion_matrix")
+    if not cm or len(cm["classes"]) < 2:
+        return None
+    counts = np.asarray(cm["counts"], np.float64)
+    mixed = counts + counts.T
+    np.fill_diagonal(mixed, -1)
+    i, j = np.unravel_index(int(np.argmax(mixed)), mixed.shape)
+    i, j = sorted((i, j))
+    return cm["classes"][i], cm["classes"][j]
+
+
+def write_insights(folder: Path, ev: Evaluation, cells: CellSet) -> None:
+    """``explain/`` for the most confused pair of classes (from the baselines' features) and
+    ``saliency/`` for the final model; either is skipped, with a log line, when it cannot be made."""
+    from .explain import explain_groups, saliency_panels
+
+    pair = most_confused_pair(ev.metrics)
+    if ev.features is not None and pair is not None:
+        try:
+            labels = cells.table.set_index("cell_id")["label"].reindex(ev.features["cell_id"]).reset_index(drop=True)
+            explain_groups(ev.features, labels, folder / "explain", column="label", a=pair[0], b=pair[1], svm_top=6)
+        except StainfreeError as exc:
+            logger.info("no feature ranking in the run: %s", exc)
+    if ev.model is not None:
+        logger.info("saliency maps of the final model")
+        saliency_panels(ev.model, cells, folder / "saliency", n_per_class=2, n_samples=16)
 
 
 def _json_default(o):
@@ -147,7 +198,7 @@ def evaluate_to_run(
         "train_sizes": list(train_sizes) if train_sizes else None,
         "provenance": provenance_entry("evaluate"),
     }
-    write_evaluation_run(ev, out, config=run_config, force=force)
+    write_evaluation_run(ev, out, config=run_config, force=force, cells=cells)
     shutil.rmtree(work, ignore_errors=True)
     return out, json.loads((out / RUN_MARKER).read_text())
 
@@ -192,7 +243,7 @@ def run_demo(
             "train": dataclasses.asdict(config),
             "provenance": provenance_entry("demo"),
         }
-        write_evaluation_run(ev, out, config=run_config, tmp=tmp)
+        write_evaluation_run(ev, out, config=run_config, tmp=tmp, cells=cells)
     metrics = json.loads((out / RUN_MARKER).read_text())
     return out, metrics
 
@@ -226,7 +277,7 @@ def compare_to_run(
                 cfg = dataclasses.replace(config, seed=seed)
                 logger.info("condition %s (%s), seed %d", name, ",".join(channels), seed)
                 ev = evaluate(subset, config=cfg, **evaluate_kwargs)
-                write_evaluation_run(ev, None, config={"command": "compare", "condition": name, "channels": list(channels), "train": dataclasses.asdict(cfg)}, tmp=tmp / f"{name}-seed{seed}")
+                write_evaluation_run(ev, None, config={"command": "compare", "condition": name, "channels": list(channels), "train": dataclasses.asdict(cfg)}, tmp=tmp / f"{name}-seed{seed}", report=False)
                 s = ev.metrics["summary"]
                 rows.append({"condition": name, "channels": ",".join(channels), "seed": seed, **{k: s[k]["mean"] for k in ("balanced_accuracy", "accuracy", "roc_auc", "cohen_kappa")}})
         table = pd.DataFrame(rows)

@@ -1,0 +1,410 @@
+"""One self-contained ``report.html`` per run folder.
+
+Everything is inside the file: figures are PNGs embedded as ``data:`` URIs, the style sheet is
+inline, and there is no script and no link to anything outside, so the report opens offline,
+can be mailed, and prints cleanly (figures are not split across pages). Each section reads the
+files it needs from the run folder; when they are not there, the section says which files are
+missing and how to make them, and the rest of the report still renders.
+
+The run folders it understands: ``stainfree evaluate`` and ``demo`` (``metrics.json``),
+``stainfree predict`` on fields (``fields.json``), and the ``explain/``, ``saliency/`` and
+embedding outputs found inside a run or given as the folder itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .utils import StainfreeError, atomic_write_bytes, first_line
+
+logger = logging.getLogger(__name__)
+
+REPORT_NAME = "report.html"
+
+STYLE = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; line-height: 1.4; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
+h3 { font-size: 1.05em; margin-bottom: 0.3em; }
+.meta { color: #666; font-size: 0.9em; } .headline { background: #f3f6fa; border-left: 4px solid #4c72b0; padding: 0.6em 1em; }
+.missing { color: #8a6d3b; background: #fcf8e3; padding: 0.5em 1em; border-left: 4px solid #f0ad4e; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.88em; } th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f5f5f5; } td:first-child, th:first-child { text-align: left; }
+figure { display: inline-block; margin: 0.4em 0.8em 0.8em 0; vertical-align: top; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.85em; color: #555; }
+nav a { margin-right: 1em; font-size: 0.9em; }
+@media print { body { max-width: none; margin: 0; } nav { display: none; } figure, table, .headline { page-break-inside: avoid; break-inside: avoid; } h2 { page-break-after: avoid; break-after: avoid; } }
+"""
+
+
+class Missing(Exception):
+    """A section cannot render: the message says what is missing and how to make it."""
+
+
+# ---------------------------------------------------------------------- small HTML helpers
+def _esc(value) -> str:
+    return html.escape(str(value))
+
+
+def png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _figure(path: Path, caption: str, width: int | None = None) -> str:
+    style = f' style="max-width:{width}px"' if width else ""
+    return f'<figure><img src="{png_uri(Path(path).read_bytes())}" alt="{_esc(caption)}"{style}><figcaption>{_esc(caption)}</figcaption></figure>'
+
+
+def _matplotlib_figure(fig, caption: str) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return f'<figure><img src="{png_uri(buffer.getvalue())}" alt="{_esc(caption)}"><figcaption>{_esc(caption)}</figcaption></figure>'
+
+
+def _table(frame: pd.DataFrame, *, digits: int = 3, index: bool = False) -> str:
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else f"{v:.{digits}f}"
+        return _esc(v)
+
+    frame = frame.reset_index() if index else frame
+    head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise Missing(f"{path.name} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Missing(f"{path.name} is not readable JSON ({first_line(exc)})") from None
+
+
+def _fmt(entry: dict | None) -> str:
+    if not entry or entry.get("mean") is None:
+        return "n/a"
+    ci = entry.get("ci95")
+    return f"{entry['mean']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+# ---------------------------------------------------------------------- the run
+class Run:
+    """The files of one run folder, read on demand."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def file(self, *parts: str) -> Path:
+        path = self.folder.joinpath(*parts)
+        if not path.exists():
+            raise Missing(f"{Path(*parts)} is not in this run")
+        return path
+
+    @property
+    def metrics(self) -> dict:
+        return _read_json(self.folder / "metrics.json")
+
+    @property
+    def config(self) -> dict:
+        return _read_json(self.folder / "config.json") if (self.folder / "config.json").exists() else {}
+
+    @property
+    def kind(self) -> str:
+        for marker, kind in (("metrics.json", "evaluation"), ("fields.json", "fields"), ("comparison.json", "comparison"), ("explain.json", "explain"), ("saliency.json", "saliency")):
+            if (self.folder / marker).exists():
+                return kind
+        return "unknown"
+
+    def cells(self):
+        """The run's CellSet when it can still be found (inside the run, or where it was read)."""
+        from .cellset import open_cellset
+
+        where = (self.config.get("data") or {}).get("cells")
+        candidates = [self.folder / "cells.cells"]
+        if where:
+            candidates += [self.folder / where, Path(where)]
+        for path in candidates:
+            if (path / "cellset.json").is_file():
+                cells = open_cellset(path)
+                data = self.config.get("data") or {}
+                if data.get("channels") and all(c in cells.channels for c in data["channels"]):
+                    cells = cells.select_channels(data["channels"])
+                if data.get("merge_classes"):
+                    cells = cells.merge_classes(data["merge_classes"])
+                return cells
+        raise Missing(f"the cells of this run ({where or 'cells.cells'}) cannot be found from {self.folder}")
+
+
+# ---------------------------------------------------------------------- sections
+def _section_data(run: Run) -> str:
+    parts = []
+    data = run.config.get("data") or {}
+    if data:
+        rows = [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in data.items() if not isinstance(v, dict)]
+        parts.append(_table(pd.DataFrame(rows, columns=["", "value"])))
+    cells = run.cells()
+    labels = pd.Series(cells.labels, dtype="string").fillna("(unlabelled)")
+    parts.append(f"<p>{len(cells)} cells, {len(cells.channels)} channel(s) ({_esc(', '.join(cells.channels))}), {cells.shape[2]}x{cells.shape[3]} px.</p>")
+    parts.append("<h3>Cells per class</h3>" + _table(labels.value_counts().rename_axis("class").rename("cells").reset_index()))
+    for group in cells.groups[:3]:
+        if group in cells.table:
+            tab = pd.crosstab(cells.table[group].astype("string").fillna("(none)"), labels)
+            caption = f"<h3>Cells per {_esc(group)} and class</h3>"
+            if len(tab) > 30:
+                caption += f"<p>{len(tab)} values of {_esc(group)}; the 30 largest are shown.</p>"
+                tab = tab.loc[tab.sum(axis=1).sort_values(ascending=False).index[:30]]
+            parts.append(caption + _table(tab, index=True))
+    parts.append(_example_cells(cells, labels))
+    return "".join(parts)
+
+
+def _example_cells(cells, labels: pd.Series, per_class: int = 8, seed: int = 0) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    classes = sorted(labels.unique())[:12]
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(1.1 * per_class, 1.15 * len(classes)), squeeze=False)
+    for r, cls in enumerate(classes):
+        pos = np.flatnonzero(labels.to_numpy() == cls)
+        pick = np.sort(rng.choice(pos, min(per_class, len(pos)), replace=False))
+        images = cells.read(pick) if len(pick) else []
+        for c in range(per_class):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(images):
+                img = np.asarray(images[c], np.float64)[0]
+                lo, hi = np.percentile(img, [1, 99])
+                ax.imshow(np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1), cmap="gray")
+        axes[r, 0].set_title(str(cls), fontsize=7, loc="left")
+    return _matplotlib_figure(fig, f"random cells of each class (channel {cells.channels[0]})")
+
+
+def _section_protocol(run: Run) -> str:
+    m = run.metrics
+    protocol = m.get("protocol") or {}
+    parts = ["<h3>Protocol</h3>" + _table(pd.DataFrame([(k, v) for k, v in protocol.items()], columns=["", "value"]))]
+    train = run.config.get("train")
+    if train:
+        parts.append("<h3>Training settings</h3>" + _table(pd.DataFrame([(k, v) for k, v in train.items() if k != "device"], columns=["", "value"])))
+    for warning in m.get("warnings") or []:
+        parts.append(f'<p class="missing">{_esc(warning)}</p>')
+    return "".join(parts)
+
+
+def _section_metrics(run: Run) -> str:
+    m = run.metrics
+    if "summary" not in m:
+        raise Missing("metrics.json has no summary (an audit or an older run)")
+    rows = []
+    for name, block in [("model", m), *[(f"baseline: {k}", v) for k, v in (m.get("baselines") or {}).items()]]:
+        s = block["summary"]
+        boot = s["balanced_accuracy"].get("ci95_bootstrap")
+        rows.append({
+            "": name,
+            "balanced accuracy (mean over splits, 95% CI)": _fmt(s["balanced_accuracy"]),
+            "pooled (bootstrap 95% CI)": f"{s['balanced_accuracy'].get('pooled', float('nan')):.3f}" + (f" [{boot[0]:.3f}, {boot[1]:.3f}]" if boot else ""),
+            "accuracy": _fmt(s["accuracy"]),
+            "ROC AUC": _fmt(s.get("roc_auc")),
+            "Cohen's kappa": _fmt(s.get("cohen_kappa")),
+        })
+    parts = [f'<p class="headline">{_esc(m.get("headline", ""))}</p>', _table(pd.DataFrame(rows))]
+    per_class = (m.get("pooled") or {}).get("per_class")
+    if per_class:
+        frame = pd.DataFrame(per_class).T.rename_axis("class").reset_index()
+        parts.append("<h3>Per class (pooled over splits)</h3>" + _table(frame))
+    return "".join(parts)
+
+
+def _figures(run: Run, names: list[tuple[str, str]], what: str) -> str:
+    found = [(run.folder / "figures" / f, caption) for f, caption in names if (run.folder / "figures" / f).exists()]
+    if not found:
+        raise Missing(f"no {what} figures (figures/{', figures/'.join(f for f, _ in names)})")
+    return "".join(_figure(path, caption) for path, caption in found)
+
+
+def _section_evaluation_figures(run: Run) -> str:
+    return _figures(run, [
+        ("training_curve.png", "training curves (loss and accuracy per epoch, per split)"),
+        ("confusion_matrix.png", "confusion matrix, pooled over the test splits"),
+        ("roc.png", "ROC curves, one class against the rest"),
+        ("learning_curve.png", "learning curve"),
+    ], "evaluation")
+
+
+def _section_cross_group(run: Run) -> str:
+    return _figures(run, [("cross_group.png", "accuracy when training on one group and testing on another")], "cross-group")
+
+
+def _section_embedding(run: Run) -> str:
+    names = sorted(p.name for p in (run.folder / "figures").glob("umap*.png")) if (run.folder / "figures").is_dir() else []
+    names += sorted(p.name for p in (run.folder / "figures").glob("cluster*.png")) if (run.folder / "figures").is_dir() else []
+    names += sorted(p.name for p in (run.folder / "figures").glob("composition*.png")) if (run.folder / "figures").is_dir() else []
+    if not names:
+        raise Missing("no UMAP, cluster gallery or composition figures in this run (they come from `stainfree embed` and `stainfree cluster`)")
+    return "".join(_figure(run.folder / "figures" / n, n.removesuffix(".png").replace("_", " ")) for n in names)
+
+
+def _section_explain(run: Run) -> str:
+    folder = run.folder if (run.folder / "explain.json").exists() else run.folder / "explain"
+    body = _read_json(folder / "explain.json") if folder.is_dir() else None
+    if body is None:
+        raise Missing("explain/ is not in this run (write it with `stainfree explain FEATURES --by COLUMN -o RUN/explain`)")
+    parts = [f"<p>{_esc(body['column'])}: <b>{_esc(body['a'])}</b> (n={body['n_a']}) against <b>{_esc(body['b'])}</b> (n={body['n_b']}). "
+             "Jensen-Shannon divergence in nats: 0 for identical distributions, ln 2 = 0.693 for no overlap.</p>"]
+    ranking = pd.DataFrame(body.get("ranking") or [])
+    if len(ranking):
+        parts.append(_table(ranking.head(15)))
+    for name, caption in (("scatter.png", f"the two groups on the top feature and its weakly correlated partner ({body.get('partner')})"), ("ranking.png", "the highest divergences")):
+        if (folder / name).exists():
+            parts.append(_figure(folder / name, caption))
+    pairs = pd.DataFrame(body.get("pairs") or [])
+    if len(pairs):
+        parts.append("<h3>Separability of feature pairs (linear SVM, cross-validated balanced accuracy)</h3>" + _table(pairs.head(10)))
+    return "".join(parts)
+
+
+def _section_saliency(run: Run) -> str:
+    folder = run.folder if (run.folder / "saliency.json").exists() else run.folder / "saliency"
+    if not (folder / "saliency.json").exists():
+        raise Missing("saliency/ is not in this run (write it with `stainfree saliency MODEL CELLS -o RUN/saliency`)")
+    body = _read_json(folder / "saliency.json")
+    parts = [f"<p>Vanilla-gradient and SmoothGrad saliency of {len(body.get('cells', []))} cells (brighter: pixels that move the predicted class's score most), "
+             f"and the activation maps of the convolutional layers for cell {_esc(body.get('activation_cell'))}.</p>"]
+    for name, caption in (("saliency.png", "saliency: image, vanilla gradient, SmoothGrad"), ("activations.png", "activation maps per convolutional layer (the most varied maps of each)")):
+        if (folder / name).exists():
+            parts.append(_figure(folder / name, caption))
+    return "".join(parts)
+
+
+def _section_fields(run: Run) -> str:
+    body = _read_json(run.folder / "fields.json")
+    parts = [f"<p>Model {_esc(body.get('model'))}; {body.get('cells')} cells cut at {body.get('crop_size')} px from {len(body.get('fields', {}))} field(s).</p>"]
+    parts.append("<h3>Predicted cells per class</h3>" + _table(pd.DataFrame(list((body.get("predicted") or {}).items()), columns=["class", "cells"])))
+    fields = body.get("fields")
+    if isinstance(fields, dict) and fields:
+        parts.append("<h3>Per field</h3>" + _table(pd.DataFrame(fields).T.rename_axis("field").reset_index()))
+    against = body.get("against_labels")
+    if against:
+        flat = {k: v for k, v in against.items() if not isinstance(v, (dict, list))}
+        parts.append("<h3>Against the fluorescence labels</h3>" + _table(pd.DataFrame(list(flat.items()), columns=["", "value"])))
+        per_field = against.get("per_field")
+        if per_field:
+            frame = pd.DataFrame({f: {k: v for k, v in s.items() if not isinstance(v, (dict, list))} for f, s in per_field.items()}).T
+            parts.append(_table(frame.rename_axis("field").reset_index()))
+    if (run.folder / "label_fit.png").exists():
+        parts.append(_figure(run.folder / "label_fit.png", "two-population fit of the label channel"))
+    return "".join(parts)
+
+
+def _section_composition(run: Run) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = pd.read_csv(run.file("composition.csv"))
+    fractions = table.set_index("field")[[c for c in table.columns if c.startswith("fraction_")]].fillna(0)
+    fractions.columns = [c.removeprefix("fraction_") for c in fractions.columns]
+    fig, ax = plt.subplots(figsize=(min(1.0 + 0.5 * len(fractions), 12), 3.2))
+    bottom = np.zeros(len(fractions))
+    for cls in fractions.columns:
+        ax.bar(range(len(fractions)), fractions[cls], bottom=bottom, label=cls)
+        bottom += fractions[cls].to_numpy()
+    ax.set_xticks(range(len(fractions)), fractions.index, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("fraction of cells")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    return _table(table) + _matplotlib_figure(fig, "predicted composition of each field")
+
+
+def _section_overlays(run: Run) -> str:
+    folder = run.file("overlays")
+    images = sorted(folder.glob("*.png"))
+    if not images:
+        raise Missing("overlays/ holds no images")
+    shown = images[:12]
+    note = f"<p>{len(images)} fields; the first {len(shown)} are shown.</p>" if len(images) > len(shown) else ""
+    return note + "".join(_figure(p, p.stem, width=520) for p in shown)
+
+
+SECTIONS: dict[str, list[tuple[str, Callable[[Run], str]]]] = {
+    "evaluation": [
+        ("Data", _section_data),
+        ("Protocol and settings", _section_protocol),
+        ("Headline metrics and baselines", _section_metrics),
+        ("Training, confusion and ROC", _section_evaluation_figures),
+        ("Across groups", _section_cross_group),
+        ("Embedding, clusters and composition", _section_embedding),
+        ("What separates the classes", _section_explain),
+        ("What the network looks at", _section_saliency),
+    ],
+    "fields": [
+        ("Fields and predictions", _section_fields),
+        ("Composition", _section_composition),
+        ("Overlays", _section_overlays),
+    ],
+    "explain": [("What separates the groups", _section_explain)],
+    "saliency": [("What the network looks at", _section_saliency)],
+}
+
+
+def build_report(folder: str | os.PathLike, *, title: str | None = None) -> str:
+    """The report of a run folder as one HTML string (see the module notes)."""
+    run = Run(Path(folder))
+    if not run.folder.is_dir():
+        raise StainfreeError(f"{run.folder}: no such run folder")
+    kind = run.kind
+    if kind not in SECTIONS:
+        raise StainfreeError(f"{run.folder}: not a stainfree run (no metrics.json, fields.json, explain.json or saliency.json)")
+    sections = []
+    for name, render in SECTIONS[kind]:
+        anchor = name.lower().replace(" ", "-").replace(",", "")
+        try:
+            body = render(run)
+        except Missing as exc:
+            body = f'<p class="missing">Not in this report: {_esc(exc)}.</p>'
+        except Exception as exc:  # one broken section must not take the report down
+            logger.warning("report section %r failed: %s", name, first_line(exc))
+            body = f'<p class="missing">This section could not be drawn: {_esc(first_line(exc))}.</p>'
+        sections.append((anchor, name, body))
+    command = run.config.get("command", kind)
+    title = title or f"stainfree {command}: {run.folder.name}"
+    nav = "".join(f'<a href="#{a}">{_esc(n)}</a>' for a, n, _ in sections)
+    content = "".join(f'<section id="{a}"><h2>{_esc(n)}</h2>{b}</section>' for a, n, b in sections)
+    provenance = (run.config.get("provenance") or {})
+    meta = f"run folder {_esc(run.folder.resolve())}; report written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}"
+    if provenance:
+        meta += "; " + ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in provenance.items() if not isinstance(v, (dict, list)))
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{_esc(title)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>{_esc(title)}</h1><p class=\"meta\">{meta}</p><nav>{nav}</nav>{content}</body></html>\n"
+    )
+
+
+def write_report(folder: str | os.PathLike, *, out: str | os.PathLike | None = None, title: str | None = None) -> Path:
+    """Write ``report.html`` into the run folder (or to ``out``), atomically; returns its path.
+
+    The report is the run's own output, so an older report in the run folder is replaced.
+    """
+    text = build_report(folder, title=title)
+    path = Path(out) if out else Path(folder) / REPORT_NAME
+    atomic_write_bytes(path, text.encode("utf-8"))
+    return path
