@@ -9,6 +9,7 @@ Usage::
 
     .venv/bin/python benchmarks/jurkat.py --data ../shared/data/jurkat-bbbc048 --out J.json
     .venv/bin/python benchmarks/jurkat.py --models default,cnn3,fc2,simple_vit --out J-all.json
+    .venv/bin/python benchmarks/jurkat.py --settings 5class_bf_df --report-dir runs/jurkat  # + run folders with report.html
 
 Reference (full data set, brightfield only, 5 classes, balanced accuracy): 53.9% for a 2-layer
 FC network (Espinosa Bernal), 57.4% (Eulenberg et al. 2017 as quoted there). These 40x40 crops
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(s[0] for s in SETTINGS))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--baselines", default="majority,area_svm,features_rf")
+    parser.add_argument("--report-dir", default=None, help="also write each setting's run folder (with report.html) here, for the first model")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
@@ -72,7 +74,15 @@ def main() -> None:
         for model in models:
             config = TrainConfig.for_data(subset, model=model)
             t = time.monotonic()
-            ev = evaluate(subset, protocol="kfold", n_folds=args.folds, config=config, baselines=baselines if entry["baselines"] is None else [], features=features_by_channels.get(channels), n_boot=1000)
+            first = entry["baselines"] is None
+            ev = evaluate(subset, protocol="kfold", n_folds=args.folds, config=config, baselines=baselines if first else [], features=features_by_channels.get(channels), n_boot=1000, final_model=bool(args.report_dir) and first)
+            if args.report_dir and first:
+                import dataclasses
+
+                from stainfree.runs import write_evaluation_run
+
+                run_config = {"command": "benchmarks/jurkat.py", "data": {"cells": args.data, "channels": channels.split(","), "merge_classes": merge, "n_cells": len(subset)}, "protocol": ev.protocol, "train": dataclasses.asdict(config)}
+                write_evaluation_run(ev, Path(args.report_dir) / name, config=run_config, force=True, cells=subset)
             s = ev.metrics["summary"]
             entry["models"][model] = model_record(ev, time.monotonic() - t, config)
             if entry["baselines"] is None:

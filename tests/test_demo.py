@@ -11,9 +11,15 @@ from stainfree.train import Classifier
 def test_demo_writes_a_complete_run_folder(tmp_path):
     out, metrics = run_demo(tmp_path / "demo", n_per_class=40, size=32, folds=4, epochs=3)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["cells.cells", "config.json", "figures", "metrics.json", "model.safetensors", "predictions.parquet"]
+    assert names == [
+        "cells.cells", "config.json", "data.json", "explain", "features.parquet", "figures", "metrics.json",
+        "model.safetensors", "predictions.parquet", "report.html", "saliency",
+    ]
     figures = sorted(p.name for p in (out / "figures").iterdir())
-    assert figures == ["confusion_matrix.png", "roc.png", "training_curve.png"]
+    assert figures == ["confusion_matrix.png", "examples.png", "roc.png", "training_curve.png"]
+    assert sorted(pd.read_parquet(out / "features.parquet")["cell_id"]) == sorted(pd.read_parquet(out / "predictions.parquet")["cell_id"])
+    assert json.loads((out / "data.json").read_text())["classes"] == {"round": 40, "spindle": 40}
+    assert json.loads((out / "explain" / "explain.json").read_text())["a"] == "round"
     assert (out / "figures" / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
     m = json.loads((out / "metrics.json").read_text())
     assert m["protocol"]["group"] == "flask" and m["protocol"]["n_groups"] == 8

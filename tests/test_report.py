@@ -58,6 +58,7 @@ def test_a_run_missing_files_still_renders_and_names_them(run_folder, tmp_path):
     shutil.copytree(run_folder, broken)
     shutil.rmtree(broken / "figures")
     shutil.rmtree(broken / "saliency")
+    (broken / "data.json").unlink()  # so the Data section has to look for the cells
     (broken / "config.json").write_text(json.dumps({"command": "evaluate", "data": {"cells": str(tmp_path / "gone.cells")}}))
     r = run_cli("report", broken)
     assert r.returncode == 0, r.stderr

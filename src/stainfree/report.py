@@ -151,34 +151,66 @@ class Run:
 
 
 # ---------------------------------------------------------------------- sections
+def data_summary(cells, *, max_values: int = 30) -> dict:
+    """What the Data section shows, as JSON: size, channels, cells per class and per group."""
+    labels = pd.Series(cells.labels, dtype="string").fillna("(unlabelled)")
+    out = {
+        "cells": len(cells), "channels": list(cells.channels), "size": list(cells.shape[2:]),
+        "classes": {str(k): int(v) for k, v in labels.value_counts().items()}, "groups": {},
+    }
+    for group in cells.groups[:3]:
+        if group in cells.table:
+            tab = pd.crosstab(cells.table[group].astype("string").fillna("(none)").to_numpy(), labels.to_numpy())
+            top = tab.loc[tab.sum(axis=1).sort_values(ascending=False).index[:max_values]]
+            out["groups"][group] = {"values": int(len(tab)), "counts": {str(k): {str(c): int(v) for c, v in row.items()} for k, row in top.iterrows()}}
+    return out
+
+
+def write_data_summary(cells, folder: Path) -> None:
+    """``data.json`` and ``figures/examples.png`` in a run, so its report needs no cells later."""
+    (folder / "figures").mkdir(exist_ok=True)
+    (folder / "data.json").write_text(json.dumps(data_summary(cells), indent=2))
+    plot_examples(cells, folder / "figures" / "examples.png")
+
+
 def _section_data(run: Run) -> str:
     parts = []
     data = run.config.get("data") or {}
     if data:
         rows = [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in data.items() if not isinstance(v, dict)]
         parts.append(_table(pd.DataFrame(rows, columns=["", "value"])))
-    cells = run.cells()
-    labels = pd.Series(cells.labels, dtype="string").fillna("(unlabelled)")
-    parts.append(f"<p>{len(cells)} cells, {len(cells.channels)} channel(s) ({_esc(', '.join(cells.channels))}), {cells.shape[2]}x{cells.shape[3]} px.</p>")
-    parts.append("<h3>Cells per class</h3>" + _table(labels.value_counts().rename_axis("class").rename("cells").reset_index()))
-    for group in cells.groups[:3]:
-        if group in cells.table:
-            tab = pd.crosstab(cells.table[group].astype("string").fillna("(none)"), labels)
-            caption = f"<h3>Cells per {_esc(group)} and class</h3>"
-            if len(tab) > 30:
-                caption += f"<p>{len(tab)} values of {_esc(group)}; the 30 largest are shown.</p>"
-                tab = tab.loc[tab.sum(axis=1).sort_values(ascending=False).index[:30]]
-            parts.append(caption + _table(tab, index=True))
-    parts.append(_example_cells(cells, labels))
+    examples = run.folder / "figures" / "examples.png"
+    if (run.folder / "data.json").exists():
+        summary = _read_json(run.folder / "data.json")
+    else:
+        cells = run.cells()
+        summary = data_summary(cells)
+        buffer = io.BytesIO()
+        plot_examples(cells, buffer)
+        examples = buffer
+    parts.append(f"<p>{summary['cells']} cells, {len(summary['channels'])} channel(s) ({_esc(', '.join(summary['channels']))}), {summary['size'][0]}x{summary['size'][1]} px.</p>")
+    parts.append("<h3>Cells per class</h3>" + _table(pd.DataFrame(list(summary["classes"].items()), columns=["class", "cells"])))
+    for group, entry in summary["groups"].items():
+        caption = f"<h3>Cells per {_esc(group)} and class</h3>"
+        if entry["values"] > len(entry["counts"]):
+            caption += f"<p>{entry['values']} values of {_esc(group)}; the {len(entry['counts'])} largest are shown.</p>"
+        parts.append(caption + _table(pd.DataFrame(entry["counts"]).T.fillna(0).astype(int).rename_axis(group), index=True))
+    caption = f"random cells of each class (channel {summary['channels'][0]})"
+    if isinstance(examples, io.BytesIO):
+        parts.append(f'<figure><img src="{png_uri(examples.getvalue())}" alt="examples"><figcaption>{_esc(caption)}</figcaption></figure>')
+    elif examples.exists():
+        parts.append(_figure(examples, caption))
     return "".join(parts)
 
 
-def _example_cells(cells, labels: pd.Series, per_class: int = 8, seed: int = 0) -> str:
+def plot_examples(cells, path, per_class: int = 8, seed: int = 0) -> None:
+    """A grid of random cells, a row per class (first 12 classes), first channel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    labels = pd.Series(cells.labels, dtype="string").fillna("(unlabelled)")
     rng = np.random.default_rng(seed)
     classes = sorted(labels.unique())[:12]
     fig, axes = plt.subplots(len(classes), per_class, figsize=(1.1 * per_class, 1.15 * len(classes)), squeeze=False)
@@ -194,7 +226,8 @@ def _example_cells(cells, labels: pd.Series, per_class: int = 8, seed: int = 0) 
                 lo, hi = np.percentile(img, [1, 99])
                 ax.imshow(np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1), cmap="gray")
         axes[r, 0].set_title(str(cls), fontsize=7, loc="left")
-    return _matplotlib_figure(fig, f"random cells of each class (channel {cells.channels[0]})")
+    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
 
 
 def _section_protocol(run: Run) -> str:

@@ -9,6 +9,7 @@
         model.safetensors    a model trained on all cells (when asked for)
         figures/*.png        training curves, confusion matrix, ROC, cross-group heatmap, ...
         features.parquet     the handcrafted features the baselines used (when measured)
+        data.json            cells per class and group (figures/examples.png: example cells)
         explain/             the features that separate the two most confused classes
         saliency/            saliency maps and layer activations of the final model
         report.html          all of it in one self-contained page
@@ -135,10 +136,13 @@ def most_confused_pair(metrics: dict) -> tuple[str, str] | None:
 
 
 def write_insights(folder: Path, ev: Evaluation, cells: CellSet) -> None:
-    """``explain/`` for the most confused pair of classes (from the baselines' features) and
-    ``saliency/`` for the final model; either is skipped, with a log line, when it cannot be made."""
+    """``data.json`` and ``figures/examples.png`` (the data the report shows), ``explain/`` for the
+    most confused pair of classes (from the baselines' features) and ``saliency/`` for the final
+    model; the last two are skipped when they cannot be made."""
     from .explain import explain_groups, saliency_panels
+    from .report import write_data_summary
 
+    write_data_summary(cells, folder)
     pair = most_confused_pair(ev.metrics)
     if ev.features is not None and pair is not None:
         try:
