@@ -163,3 +163,21 @@ def test_outline_only_baseline_runs_on_the_same_splits():
     assert set(ev.metrics["baselines"]) == {"outline_cnn"}
     with pytest.raises(sf.StainfreeError, match="unknown baseline 'cellsize'"):
         evaluate(cs, baselines=["cellsize"])
+
+
+def test_evaluate_reuses_a_features_file_and_checks_its_cells(small_cells, tmp_path):
+    import pandas as pd
+
+    assert run("features", small_cells, "-o", tmp_path / "f.parquet").returncode == 0
+    features = pd.read_parquet(tmp_path / "f.parquet")
+    features.iloc[::-1].to_parquet(tmp_path / "shuffled.parquet")  # rows are matched by cell_id
+    out = run("evaluate", small_cells, "-o", tmp_path / "run", "--epochs", 1, "--features", tmp_path / "shuffled.parquet", "--baselines", "area_svm", "--no-final-model")
+    assert out.returncode == 0, out.stderr
+    saved = pd.read_parquet(tmp_path / "run" / "features.parquet")
+    assert saved["cell_id"].tolist() == features["cell_id"].tolist()
+    features.iloc[3:].to_parquet(tmp_path / "short.parquet")
+    out = run("evaluate", small_cells, "-o", tmp_path / "run2", "--epochs", 1, "--features", tmp_path / "short.parquet")
+    assert out.returncode == 1 and "lack 3 of the cells" in out.stderr and not (tmp_path / "run2").exists()
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    out = run("evaluate", small_cells, "-o", tmp_path / "run3", "--epochs", 1, "--features", tmp_path / "bad.parquet")
+    assert out.returncode == 1 and "not a readable parquet table" in out.stderr
