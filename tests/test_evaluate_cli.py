@@ -139,6 +139,7 @@ def test_compare_conditions_and_seeds(tmp_path):
     assert list(body["conditions"]) == ["bf", "both"] and body["conditions"]["both"]["balanced_accuracy"]["seeds"] == 2
     assert sorted(p.name for p in (tmp_path / "cmp").iterdir() if p.is_dir()) == ["bf-seed0", "bf-seed1", "both-seed0", "both-seed1"]
     assert "both (bf,bf_flipped): balanced accuracy" in out.stdout
+    assert "<h2>Conditions and seeds</h2>" in (tmp_path / "cmp" / "report.html").read_text()
     bad = run("compare", tmp_path / "two.cells", "-o", tmp_path / "cmp2", "--condition", "x=Ch9")
     assert bad.returncode == 1 and "channel 'Ch9' is not in the cells" in bad.stderr
 

@@ -377,7 +377,20 @@ def _section_overlays(run: Run) -> str:
     return note + "".join(_figure(p, p.stem, width=520) for p in shown)
 
 
+def _section_comparison(run: Run) -> str:
+    body = _read_json(run.folder / "comparison.json")
+    rows = [{"condition": k, "channels": v["channels"], "balanced accuracy (mean)": v["balanced_accuracy"]["mean"],
+             "sd over seeds": v["balanced_accuracy"]["std"], "seeds": v["balanced_accuracy"]["seeds"], "accuracy (mean)": v["accuracy_mean"]}
+            for k, v in body.get("conditions", {}).items()]
+    parts = [_table(pd.DataFrame(rows))]
+    if body.get("runs"):
+        parts.append("<h3>Every run</h3>" + _table(pd.DataFrame(body["runs"])))
+    parts.append("<p>Each condition and seed has its own run folder here; <code>stainfree report</code> on one of them shows its details.</p>")
+    return "".join(parts)
+
+
 SECTIONS: dict[str, list[tuple[str, Callable[[Run], str]]]] = {
+    "comparison": [("Conditions and seeds", _section_comparison)],
     "evaluation": [
         ("Data", _section_data),
         ("Protocol and settings", _section_protocol),
@@ -405,7 +418,7 @@ def build_report(folder: str | os.PathLike, *, title: str | None = None) -> str:
         raise StainfreeError(f"{run.folder}: no such run folder")
     kind = run.kind
     if kind not in SECTIONS:
-        raise StainfreeError(f"{run.folder}: not a stainfree run (no metrics.json, fields.json, explain.json or saliency.json)")
+        raise StainfreeError(f"{run.folder}: not a stainfree run (no metrics.json, fields.json, comparison.json, explain.json or saliency.json)")
     sections = []
     for name, render in SECTIONS[kind]:
         anchor = name.lower().replace(" ", "-").replace(",", "")

@@ -296,5 +296,8 @@ def compare_to_run(
             }
         body = {"conditions": summary, "runs": rows}
         (tmp / "comparison.json").write_text(json.dumps(body, indent=2, default=_json_default))
+        from .report import write_report
+
+        write_report(tmp, title=f"stainfree compare: {Path(out).name}")
     return Path(out), body
 
