@@ -262,6 +262,8 @@ def _section_metrics(run: Run) -> str:
     per_class = (m.get("pooled") or {}).get("per_class")
     if per_class:
         frame = pd.DataFrame(per_class).T.rename_axis("class").reset_index()
+        if "n" in frame:
+            frame["n"] = frame["n"].astype(int)
         parts.append("<h3>Per class (pooled over splits)</h3>" + _table(frame))
     return "".join(parts)
 
