@@ -512,6 +512,109 @@ def report(
 
 
 @app.command()
+def embed(
+    cells: Path = typer.Argument(..., help="A CellSet folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="The .h5ad to write (obs: the per-cell table; obsm['X_<method>']: the embedding)."),
+    method: str = typer.Option("barlow", help="slc, barlow, autoencoder, pca, model:PATH (a classifier's penultimate layer) or embedder:PATH (a saved embedder)."),
+    channels: Optional[str] = typer.Option(None, help="Channels to use, e.g. Ch3,Ch6 (default: all)."),
+    model: Optional[str] = typer.Option(None, help="Registry architecture for slc/barlow (default: yao2019 for slc, cnn3 for barlow)."),
+    epochs: int = typer.Option(20, help="Training epochs."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Cells per step."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (one-cycle)."),
+    dim: int = typer.Option(64, help="Barlow projector width / autoencoder bottleneck / PCA components (PCA: 50 unless given)."),
+    lambda_: float = typer.Option(0.005, "--lambda", help="Barlow Twins off-diagonal weight (Engberg: 0.005-0.1)."),
+    copies: int = typer.Option(4, help="SLC: augmented copies of each cell per epoch."),
+    augment: Optional[str] = typer.Option(None, help="Augmentation preset (default: yao for slc, engberg for barlow, flips for the autoencoder)."),
+    blackout: str = typer.Option("none", help="Barlow: none, full or partial blackout outside the cell mask (cells from `stainfree segment`)."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help="Resize cells to N x N (default: their own size)."),
+    save_model: Optional[Path] = typer.Option(None, "--save-model", help="Also write the trained embedder (.safetensors) to embed new cells with embedder:PATH."),
+    seed: int = typer.Option(0, help="Random seed."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT (and --save-model) if they exist."),
+):
+    """Embed cells without labels: Self-Label Clustering, Barlow Twins, autoencoder, PCA."""
+    from .cellset import open_cellset
+    from .embed import EmbedConfig, embed_cells
+
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    cs = open_cellset(cells)
+    if channels:
+        cs = cs.select_channels(channels)
+    config = EmbedConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, dim=dim, lambda_=lambda_, copies=copies, augment=augment, blackout=blackout, input_size=input_size, seed=seed)
+    adata = embed_cells(cs, out, method=method, config=config, save_model=save_model, force=force)
+    key = adata.uns["stainfree_embed"]["key"]
+    typer.echo(f"wrote {out}: {adata.n_obs} cells x {adata.obsm[key].shape[1]} in obsm['{key}']" + (f"; embedder {save_model}" if save_model else ""))
+
+
+@app.command()
+def cluster(
+    embedding: Path = typer.Argument(..., help="An .h5ad from `stainfree embed`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write (clusters.h5ad, clusters.json, composition and enrichment tables, figures/, report.html)."),
+    key: Optional[str] = typer.Option(None, help="The obsm key to cluster (default: the one embed wrote)."),
+    method: str = typer.Option("kmeans", help="kmeans, hdbscan or gmm."),
+    on: str = typer.Option("embedding", help="Cluster the embedding or its 2-D umap."),
+    k: Optional[int] = typer.Option(None, help="Clusters for kmeans/gmm (default: peak silhouette / lowest BIC over --k-range)."),
+    k_range: str = typer.Option("2,20", "--k-range", help="Smallest and largest k to scan, e.g. 2,100."),
+    min_cluster_size: int = typer.Option(15, "--min-cluster-size", help="HDBSCAN minimum cluster size."),
+    min_samples: Optional[int] = typer.Option(None, "--min-samples", help="HDBSCAN min samples (default: the min cluster size)."),
+    leaf: bool = typer.Option(True, "--leaf/--eom", help="HDBSCAN cluster selection: leaf (default) or excess of mass."),
+    by: List[str] = typer.Option([], "--by", help="Group column for composition and enrichment (density, flask, culture). Repeatable."),
+    probe_column: List[str] = typer.Option([], "--probe", help="Column to predict from the embedding (random forest and logistic regression). Repeatable."),
+    regress: List[str] = typer.Option([], "--regress", help="Numeric column to predict (random-forest regression, Pearson r). Repeatable."),
+    probe_group: Optional[str] = typer.Option(None, "--probe-group", help="Keep each value of this column whole in the probes' folds (e.g. field)."),
+    cells: Optional[Path] = typer.Option(None, "--cells", help="The CellSet the embedding came from, for the cluster gallery."),
+    seed: int = typer.Option(0, help="Random seed."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+):
+    """UMAP, clusters, composition by group with enrichment tests, galleries and probes."""
+    from .cluster import cluster_to_folder
+
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    adata = _read_h5ad(embedding)
+    try:
+        lo, hi = (int(v) for v in k_range.split(","))
+    except ValueError:
+        raise StainfreeError(f"--k-range takes two whole numbers, e.g. 2,20 (got {k_range!r})") from None
+    cs = None
+    if cells is not None:
+        import numpy as np
+
+        from .cellset import open_cellset
+
+        cs = open_cellset(cells)
+        order = {c: i for i, c in enumerate(cs.cell_ids.astype(str))}
+        missing = [c for c in adata.obs_names if c not in order]
+        if missing:
+            raise StainfreeError(f"{cells}: cell {missing[0]!r} of the embedding is not in it")
+        cs = cs.select(np.array([order[c] for c in adata.obs_names])) if list(order) != list(adata.obs_names) else cs
+    path, summary = cluster_to_folder(
+        adata, out, key=key, method=method, on=on, k=k, k_range=(lo, hi), min_cluster_size=min_cluster_size, min_samples=min_samples,
+        leaf=leaf, by=by, probe_columns=probe_column, regress_columns=regress, probe_group=probe_group, cells=cs, seed=seed, force=force,
+    )
+    c = summary["clustering"]
+    typer.echo(f"wrote {path}: {c['clusters']} clusters ({c['method']} on {c['on']} of {c['key']}); sizes " + ", ".join(f"{k}: {v}" for k, v in summary["cluster_sizes"].items()))
+    for column, probes in summary["probes"].items():
+        if "pearson_r" in probes:
+            typer.echo(f"probe {column}: Pearson r {probes['pearson_r']:.3f}")
+        else:
+            typer.echo(f"probe {column}: balanced accuracy rf {probes['rf']['balanced_accuracy']:.3f}, logreg {probes['logreg']['balanced_accuracy']:.3f} (majority {probes['rf']['majority']['balanced_accuracy']:.3f})")
+
+
+def _read_h5ad(path: Path):
+    import anndata
+
+    if not path.is_file():
+        raise StainfreeError(f"{path}: no such file")
+    try:
+        return anndata.read_h5ad(path)
+    except Exception as exc:
+        from .utils import first_line
+
+        raise StainfreeError(f"{path}: not a readable .h5ad ({first_line(exc)})") from None
+
+
+@app.command()
 def models():
     """List the model architectures and their defaults."""
     from .models import DEFAULT_MODEL, list_models, model_info

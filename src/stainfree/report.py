@@ -125,7 +125,7 @@ class Run:
 
     @property
     def kind(self) -> str:
-        for marker, kind in (("metrics.json", "evaluation"), ("fields.json", "fields"), ("comparison.json", "comparison"), ("explain.json", "explain"), ("saliency.json", "saliency")):
+        for marker, kind in (("metrics.json", "evaluation"), ("fields.json", "fields"), ("clusters.json", "clusters"), ("comparison.json", "comparison"), ("explain.json", "explain"), ("saliency.json", "saliency")):
             if (self.folder / marker).exists():
                 return kind
         return "unknown"
@@ -379,6 +379,29 @@ def _section_overlays(run: Run) -> str:
     return note + "".join(_figure(p, p.stem, width=520) for p in shown)
 
 
+def _section_clusters(run: Run) -> str:
+    body = _read_json(run.folder / "clusters.json")
+    c = body["clustering"]
+    parts = [f"<p>{body['cells']} cells; {_esc(c['method'])} on {_esc(c['on'])} of <code>{_esc(c['key'])}</code>: {c['clusters']} clusters"
+             + (f" (k = {c['k']}" + (", peak silhouette" if "scan" in c else "") + ")" if "k" in c else "")
+             + (f"; {c['noise_cells']} noise cells" if c.get("noise_cells") else "") + ".</p>"]
+    parts.append(_table(pd.DataFrame(list(body["cluster_sizes"].items()), columns=["cluster", "cells"])))
+    for column, probes in (body.get("probes") or {}).items():
+        if "pearson_r" in probes:
+            parts.append(f"<p>Regression probe for <b>{_esc(column)}</b> (random forest, {probes['folds']}-fold): Pearson r = {probes['pearson_r']:.3f}.</p>")
+            continue
+        rows = [{"probe": kind, "accuracy": p["accuracy"], "balanced accuracy": p["balanced_accuracy"], "Cohen's kappa": p["cohen_kappa"],
+                 "majority: accuracy": p["majority"]["accuracy"], "majority: balanced": p["majority"]["balanced_accuracy"]} for kind, p in probes.items()]
+        parts.append(f"<h3>Probe: predicting {_esc(column)} from the embedding</h3>" + _table(pd.DataFrame(rows)))
+    for column in body.get("composition") or {}:
+        path = run.folder / f"enrichment_{column}.csv"
+        if path.exists():
+            table = pd.read_csv(path)
+            called = table[table["call"].fillna("") != ""]
+            parts.append(f"<h3>Enriched and depleted clusters by {_esc(column)}</h3>" + (_table(called[["group", "cluster", "cells", "expected", "odds_ratio", "q", "call"]]) if len(called) else "<p>None at q &lt; 0.05.</p>"))
+    return "".join(parts)
+
+
 def _section_comparison(run: Run) -> str:
     body = _read_json(run.folder / "comparison.json")
     rows = [{"condition": k, "channels": v["channels"], "balanced accuracy (mean)": v["balanced_accuracy"]["mean"],
@@ -393,6 +416,10 @@ def _section_comparison(run: Run) -> str:
 
 SECTIONS: dict[str, list[tuple[str, Callable[[Run], str]]]] = {
     "comparison": [("Conditions and seeds", _section_comparison)],
+    "clusters": [
+        ("Clusters and probes", _section_clusters),
+        ("Embedding, clusters and composition", _section_embedding),
+    ],
     "evaluation": [
         ("Data", _section_data),
         ("Protocol and settings", _section_protocol),
@@ -420,7 +447,7 @@ def build_report(folder: str | os.PathLike, *, title: str | None = None) -> str:
         raise StainfreeError(f"{run.folder}: no such run folder")
     kind = run.kind
     if kind not in SECTIONS:
-        raise StainfreeError(f"{run.folder}: not a stainfree run (no metrics.json, fields.json, comparison.json, explain.json or saliency.json)")
+        raise StainfreeError(f"{run.folder}: not a stainfree run (no metrics.json, fields.json, clusters.json, comparison.json, explain.json or saliency.json)")
     sections = []
     for name, render in SECTIONS[kind]:
         anchor = name.lower().replace(" ", "-").replace(",", "")

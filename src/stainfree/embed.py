@@ -1,0 +1,398 @@
+"""Unsupervised embeddings of cells: Self-Label Clustering, Barlow Twins, an autoencoder, PCA.
+
+No label is used to train any of them. Each trained embedder is saved like a classifier (one
+``.safetensors`` file with its description) and embeds new cells with :meth:`Embedder.transform`.
+
+- ``slc`` (Yao et al. 2019): every cell is its own class; the network learns to recognise
+  augmented copies of each cell (any rotation, translation, background texture; ``copies`` per
+  cell per epoch, made on the fly), so the originals are never seen in training. The embedding
+  is the flattened last pooled activation map (``features()``; 288 values for ``yao2019`` at
+  224 x 224).
+- ``barlow`` (Zbontar et al. 2021, as Engberg used it): a siamese encoder whose two views of a
+  cell (90-degree rotations, flips, Gaussian blur, optionally the background blacked out) must
+  give projections whose cross-correlation matrix is the identity. The embedding is the encoder's
+  output (before the projector).
+- ``autoencoder``: a U-Net-shaped encoder/decoder without skip connections, mean-squared error;
+  the bottleneck is the embedding.
+- ``pca`` on the normalised pixels (Yao's baseline), and ``model:PATH``, the penultimate layer of
+  a trained classifier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .utils import StainfreeError, atomic_write_bytes, first_line
+
+logger = logging.getLogger(__name__)
+
+EMBED_METHODS = ("slc", "barlow", "autoencoder", "pca")
+DEFAULT_ARCH = {"slc": "yao2019", "barlow": "cnn3"}
+DEFAULT_AUGMENT = {"slc": "yao", "barlow": "engberg", "autoencoder": "flips"}
+
+
+@dataclasses.dataclass
+class EmbedConfig:
+    """Settings of an embedder; ``None`` means the method's default."""
+
+    method: str = "barlow"
+    model: str | None = None  # registry architecture (slc, barlow)
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    dim: int = 64  # Barlow projector width, autoencoder bottleneck, PCA components (50 if unset)
+    lambda_: float = 0.005  # Barlow Twins off-diagonal weight
+    copies: int = 4  # SLC augmented copies of each cell per epoch
+    augment: str | None = None
+    blackout: str = "none"  # barlow: none, full or partial (needs masks)
+    input_size: int | None = None
+    seed: int = 0
+
+    def validate(self) -> None:
+        from .transforms import PRESETS
+
+        checks = [
+            (self.method in EMBED_METHODS, f"unknown embedding method {self.method!r} (choose from {', '.join(EMBED_METHODS)}, or model:PATH)"),
+            (self.epochs >= 1 and self.batch_size >= 2, "epochs must be >= 1 and batch size >= 2"),
+            (self.lr > 0 and self.dim >= 2 and self.copies >= 1, "lr must be > 0, dim >= 2 and copies >= 1"),
+            (self.lambda_ >= 0, "lambda must be >= 0"),
+            (self.augment is None or self.augment in PRESETS, f"augmentation preset {self.augment!r} is not one of {', '.join(PRESETS)}"),
+            (self.blackout in ("none", "full", "partial"), f"blackout must be none, full or partial, got {self.blackout!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise StainfreeError(message)
+
+
+class BarlowTwinsLoss:
+    """Barlow Twins loss (Zbontar et al. 2021) as a small ``nn.Module`` (built lazily so that
+    importing this module does not import torch): with ``z1``, ``z2`` standardised over the
+    batch and ``c = z1.T @ z2 / n``, ``sum_i (1 - c_ii)^2 + lambda * sum_{i != j} c_ij^2``."""
+
+    def __new__(cls, lambda_: float = 0.005):
+        import torch
+        from torch import nn
+
+        class _BarlowTwinsLoss(nn.Module):
+            def __init__(self, lambda_):
+                super().__init__()
+                self.lambda_ = lambda_
+
+            def forward(self, z1, z2):
+                n = z1.shape[0]
+                z1 = (z1 - z1.mean(0)) / z1.std(0, unbiased=False).clamp_min(1e-6)
+                z2 = (z2 - z2.mean(0)) / z2.std(0, unbiased=False).clamp_min(1e-6)
+                c = z1.T @ z2 / n
+                diagonal = torch.diagonal(c)
+                on = (1 - diagonal).pow(2).sum()
+                off = c.pow(2).sum() - diagonal.pow(2).sum()
+                return on + self.lambda_ * off
+
+        return _BarlowTwinsLoss(lambda_)
+
+
+def _autoencoder(in_channels: int, input_size: int, dim: int, widths=(32, 64, 128)):
+    """Encoder of stride-2 conv blocks to a ``dim`` bottleneck, mirrored decoder, no skips."""
+    import torch
+    from torch import nn
+
+    side = input_size // 2 ** len(widths)
+
+    class AutoEncoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            enc, c = [], in_channels
+            for w in widths:
+                enc += [nn.Conv2d(c, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.Conv2d(w, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+                c = w
+            self.encoder = nn.Sequential(*enc)
+            self.to_code = nn.Linear(c * side * side, dim)
+            self.from_code = nn.Linear(dim, c * side * side)
+            dec = []
+            for w in list(widths[::-1][1:]) + [widths[0]]:
+                dec += [nn.ConvTranspose2d(c, w, 4, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+                c = w
+            dec.append(nn.Conv2d(c, in_channels, 3, padding=1))
+            self.decoder = nn.Sequential(*dec)
+            self.c, self.side = widths[-1], side
+
+        def features(self, x):
+            return self.to_code(self.encoder(x).flatten(1))
+
+        def forward(self, x):
+            code = self.features(x)
+            return self.decoder(self.from_code(code).view(len(x), self.c, self.side, self.side))
+
+    return AutoEncoder()
+
+
+def _build_network(method: str, arch: str | None, in_channels: int, input_size: int, n_cells: int, dim: int):
+    """The network trained by ``method`` and its embedding function's output size."""
+    import torch
+    from torch import nn
+
+    from .models import create_model
+
+    if method == "autoencoder":
+        net = _autoencoder(in_channels, input_size, dim)
+        return net, dim
+    net = create_model(arch, in_channels, max(n_cells, 2) if method == "slc" else 2, input_size)
+    with torch.no_grad():
+        width = net.eval().features(torch.zeros(2, in_channels, input_size, input_size)).shape[1]
+    if method == "barlow":
+        net.projector = nn.Sequential(nn.Linear(width, 4 * dim), nn.BatchNorm1d(4 * dim), nn.ReLU(inplace=True), nn.Linear(4 * dim, dim))
+    return net, width
+
+
+@dataclasses.dataclass
+class Embedder:
+    """A fitted embedder: the network (or PCA), and everything needed to embed new cells."""
+
+    method: str
+    channels: list[str]
+    input_size: tuple[int, int]
+    normalisation: dict
+    config: dict
+    network: object = None
+    arch: str | None = None
+    width: int | None = None
+    pca: dict | None = None  # {"mean": (D,), "components": (k, D)}
+    n_train_cells: int | None = None  # SLC: one output per training cell
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        from .train import resize_batch
+        from .transforms import apply_normalisation
+
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1] != len(self.channels):
+            raise StainfreeError(f"the embedder expects {len(self.channels)} channels ({', '.join(self.channels)}), got images of shape {images.shape}")
+        return resize_batch(apply_normalisation(images, self.normalisation), self.input_size)
+
+    def transform(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
+        """The embedding of each cell (N x D)."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = self.prepare(images[start : start + batch_size])
+            if self.method == "pca":
+                out.append((x.reshape(len(x), -1) - self.pca["mean"]) @ self.pca["components"].T)
+            else:
+                import torch
+
+                with torch.no_grad():
+                    out.append(self.network.eval().features(torch.from_numpy(x)).numpy())
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+    @property
+    def metadata(self) -> dict:
+        return {
+            "format": "stainfree.embedder", "version": 1, "method": self.method, "channels": self.channels,
+            "input_size": list(self.input_size), "normalisation": self.normalisation, "config": self.config,
+            "arch": self.arch, "width": self.width, "n_train_cells": self.n_train_cells,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        import torch
+        from safetensors.torch import save
+
+        if self.method == "pca":
+            state = {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in self.pca.items()}
+        else:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        atomic_write_bytes(path, save(state, metadata={"stainfree": json.dumps(self.metadata)}))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Embedder":
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not path.is_file():
+            raise StainfreeError(f"{path}: no such embedder file")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {})["stainfree"])
+            state = load_file(str(path))
+        except Exception as exc:
+            raise StainfreeError(f"{path}: not a stainfree model ({first_line(exc)})") from None
+        if meta.get("format") != "stainfree.embedder":
+            raise StainfreeError(f"{path}: a classifier, not an embedder (use it as model:{path})")
+        emb = cls(meta["method"], meta["channels"], tuple(meta["input_size"]), meta["normalisation"], meta["config"], arch=meta.get("arch"), width=meta.get("width"))
+        if emb.method == "pca":
+            emb.pca = {k: v.numpy() for k, v in state.items()}
+        else:
+            emb.network, _ = _build_network(emb.method, emb.arch, len(emb.channels), emb.input_size[0], meta.get("n_train_cells") or 2, emb.config["dim"])
+            emb.network.load_state_dict(state)
+            emb.network.eval()
+        return emb
+
+
+def fit_embedder(images: np.ndarray, *, channels, config: EmbedConfig | None = None, masks: np.ndarray | None = None) -> tuple[Embedder, list[dict]]:
+    """Train an embedder on ``images`` (N x C x H x W) without labels; returns it and the
+    per-epoch history."""
+    import torch
+
+    from .models import model_info
+    from .train import resize_batch
+    from .transforms import augment, blackout_outside, fit_normalisation
+
+    config = config or EmbedConfig()
+    config.validate()
+    images = np.asarray(images)
+    n = len(images)
+    minimum = {"pca": 3, "slc": 10, "barlow": 16, "autoencoder": 8}[config.method]
+    if n < minimum:
+        raise StainfreeError(f"{n} cells are too few for {config.method} (at least {minimum})")
+    if config.blackout != "none" and masks is None:
+        raise StainfreeError("--blackout needs cell masks (cells from `stainfree segment`)")
+    arch = config.model or DEFAULT_ARCH.get(config.method)
+    side = int(config.input_size or images.shape[2])
+    if config.method == "autoencoder":
+        side = max(8, int(round(side / 8)) * 8)
+    norm_method = model_info(arch).normalisation if arch else "robust"
+    if norm_method not in ("robust", "quantile"):
+        norm_method = "robust"
+    normalisation = fit_normalisation(images, norm_method, seed=config.seed)
+    emb = Embedder(config.method, list(channels), (side, side), normalisation, dataclasses.asdict(config), arch=arch, n_train_cells=n)
+    x_all = emb.prepare(images)
+    if config.method == "pca":
+        from sklearn.decomposition import PCA
+
+        k = min(config.dim if config.dim != 64 else 50, n - 1, x_all[0].size)
+        pca = PCA(n_components=k, random_state=config.seed).fit(x_all.reshape(n, -1))
+        emb.pca = {"mean": pca.mean_.astype(np.float32), "components": pca.components_.astype(np.float32)}
+        emb.width = k
+        return emb, [{"explained_variance": float(pca.explained_variance_ratio_.sum())}]
+
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    net, width = _build_network(config.method, arch, len(channels), side, n, config.dim)
+    emb.network, emb.width = net, width
+    x_all = torch.from_numpy(x_all)
+    mask_t = torch.from_numpy(resize_batch(np.asarray(masks, np.float32)[:, None], side)[:, 0] > 0.5) if masks is not None else None
+    preset = config.augment or DEFAULT_AUGMENT[config.method]
+    barlow = BarlowTwinsLoss(config.lambda_) if config.method == "barlow" else None
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
+    per_epoch = n * (config.copies if config.method == "slc" else 1)
+    steps = config.epochs * math.ceil(per_epoch / config.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.1)
+    history = []
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.monotonic()
+        net.train()
+        order = torch.randperm(n, generator=gen).repeat(config.copies if config.method == "slc" else 1)
+        order = order[torch.randperm(len(order), generator=gen)]
+        total, count, correct = 0.0, 0, 0
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            if len(idx) < 2:
+                continue
+            x = x_all[idx]
+            if config.method == "slc":
+                logits = net(augment(x, preset, generator=gen))
+                loss = torch.nn.functional.cross_entropy(logits, idx)
+                correct += int((logits.argmax(1) == idx).sum())
+            elif config.method == "barlow":
+                views = []
+                for _ in range(2):
+                    v = augment(x, preset, generator=gen)
+                    if mask_t is not None:
+                        half = torch.rand(len(v), generator=gen) < 0.5
+                        if half.any():
+                            v[half] = blackout_outside(v[half], mask_t[idx][half], mode=config.blackout, generator=gen)
+                    views.append(v)
+                loss = barlow(net.projector(net.features(views[0])), net.projector(net.features(views[1])))
+            else:
+                v = augment(x, preset, generator=gen)
+                loss = torch.nn.functional.mse_loss(net(v), v)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        entry = {"epoch": epoch, "loss": total / max(count, 1), "seconds": round(time.monotonic() - t0, 2)}
+        if config.method == "slc":
+            entry["copy_accuracy"] = correct / max(count, 1)
+        history.append(entry)
+        logger.info("epoch %d/%d  %s loss %.4f%s  (%.1f s)", epoch, config.epochs, config.method, entry["loss"],
+                    f"  copies recognised {entry['copy_accuracy']:.3f}" if "copy_accuracy" in entry else "", entry["seconds"])
+    net.eval()
+    return emb, history
+
+
+def embed_cells(cells, out: str | os.PathLike | None = None, *, method: str = "barlow", config: EmbedConfig | None = None, save_model: str | os.PathLike | None = None, force: bool = False):
+    """Embed a CellSet and return an AnnData: ``obs`` the per-cell table (with ``cell_id``),
+    ``obsm['X_<method>']`` the embedding, ``uns['stainfree_embed']`` the settings and history.
+
+    ``method`` is one of :data:`EMBED_METHODS`, ``model:PATH`` (a classifier's penultimate
+    layer) or ``embedder:PATH`` (a saved embedder applied to new cells). With ``out``, the
+    ``.h5ad`` is written atomically (an existing file needs ``force``); with ``save_model``,
+    the trained embedder too.
+    """
+    t0 = time.monotonic()
+    if out is not None and Path(out).exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    if save_model is not None and Path(save_model).exists() and not force:
+        raise StainfreeError(f"{save_model}: already exists; pass --force to replace it")
+    history: list[dict] = []
+    if method.startswith(("model:", "embedder:")):
+        kind, _, path = method.partition(":")
+        if kind == "model":
+            from .train import Classifier
+
+            model = Classifier.load(path)
+        else:
+            model = Embedder.load(path)
+        missing = [c for c in model.channels if c not in cells.channels]
+        if missing:
+            raise StainfreeError(f"the cells lack channel {missing[0]!r} that {path} needs (cells have: {', '.join(cells.channels)})")
+        cells = cells.select_channels(model.channels)
+        images = cells.read(slice(None))
+        x = model.embed(images) if kind == "model" else model.transform(images)
+        key = "X_model" if kind == "model" else f"X_{model.method}"
+        settings = {"method": method, "source": str(path)}
+    else:
+        config = dataclasses.replace(config or EmbedConfig(), method=method)
+        config.validate()
+        images = cells.read(slice(None))
+        masks = cells.read_masks() if config.blackout != "none" and cells.has_masks else None
+        emb, history = fit_embedder(images, channels=cells.channels, config=config, masks=masks)
+        x = emb.transform(images)
+        key = f"X_{method}"
+        settings = {"method": method, **dataclasses.asdict(config), "arch": emb.arch, "width": emb.width}
+        if save_model is not None:
+            emb.save(save_model)
+    settings.update({"channels": list(cells.channels), "n_cells": len(cells), "seconds": round(time.monotonic() - t0, 1)})
+    adata = cells.to_anndata(x, key=key)
+    adata.uns["stainfree_embed"] = {"key": key, "settings": json.dumps(settings, default=str), "history": json.dumps(history)}
+    if out is not None:
+        write_h5ad(adata, out)
+    return adata
+
+
+def write_h5ad(adata, path: str | os.PathLike) -> Path:
+    """Write an AnnData atomically (through a temporary name in the same folder)."""
+    import uuid
+
+    import anndata
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}.h5ad")
+    try:
+        # the per-cell table uses pandas' nullable strings (missing labels stay missing)
+        with anndata.settings.override(allow_write_nullable_strings=True):
+            adata.write_h5ad(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
