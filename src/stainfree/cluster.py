@@ -38,13 +38,12 @@ def embedding_of(adata, key: str | None = None) -> tuple[str, np.ndarray]:
 
 
 def umap_embedding(x: np.ndarray, *, n_components: int = 2, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0) -> np.ndarray:
-    """UMAP of the rows of ``x`` (umap-learn), standardised first."""
+    """UMAP of the rows of ``x`` (umap-learn, Euclidean)."""
     import umap
-    from sklearn.preprocessing import StandardScaler
 
     n_neighbors = max(2, min(n_neighbors, len(x) - 1))
     reducer = umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, n_jobs=1)
-    return reducer.fit_transform(StandardScaler().fit_transform(x)).astype(np.float32)
+    return reducer.fit_transform(x).astype(np.float32)
 
 
 def kmeans_scan(x: np.ndarray, ks: Sequence[int], *, seed: int = 0, sample: int = 5000) -> pd.DataFrame:
@@ -100,7 +99,7 @@ def cluster_embedding(
     adata.obsm["X_umap"] = umap_embedding(x, seed=seed)
     if umap_3d:
         adata.obsm["X_umap_3d"] = umap_embedding(x, n_components=3, seed=seed)
-    data = adata.obsm["X_umap"].astype(np.float64) if on == "umap" else _standardise(x)
+    data = adata.obsm["X_umap"].astype(np.float64) if on == "umap" else x
     info: dict = {"method": method, "key": key, "on": on, "seed": seed}
     if method == "kmeans":
         from sklearn.cluster import KMeans
@@ -126,7 +125,7 @@ def cluster_embedding(
 
         if min_cluster_size < 2 or min_cluster_size > n:
             raise StainfreeError(f"min cluster size {min_cluster_size} must be between 2 and the number of cells ({n})")
-        labels = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method="leaf" if leaf else "eom").fit_predict(data)
+        labels = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method="leaf" if leaf else "eom", copy=True).fit_predict(data)
         info.update({"min_cluster_size": min_cluster_size, "min_samples": min_samples, "selection": "leaf" if leaf else "eom", "noise_cells": int((labels < 0).sum())})
     found = sorted(set(int(v) for v in labels) - {-1})
     info["clusters"] = len(found)
