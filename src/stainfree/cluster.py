@@ -437,7 +437,8 @@ def cluster_to_folder(
     adata = cluster_embedding(adata, key=key, method=method, on=on, k=k, k_range=k_range, min_cluster_size=min_cluster_size, min_samples=min_samples, leaf=leaf, seed=seed)
     info = json.loads(adata.uns["stainfree_cluster"])
     key, x = embedding_of(adata, info["key"])
-    summary: dict = {"clustering": info, "cells": int(adata.n_obs), "cluster_sizes": adata.obs["cluster"].value_counts().sort_index().to_dict(), "composition": {}, "probes": {}}
+    embed_settings = (adata.uns.get("stainfree_embed") or {}).get("settings")
+    summary: dict = {"embedding": json.loads(embed_settings) if embed_settings else None, "clustering": info, "cells": int(adata.n_obs), "cluster_sizes": adata.obs["cluster"].value_counts().sort_index().to_dict(), "composition": {}, "probes": {}}
     with atomic_output_dir(out, force=force, marker="clusters.json") as tmp:
         figures = tmp / "figures"
         figures.mkdir()

@@ -329,6 +329,36 @@ def fit_embedder(images: np.ndarray, *, channels, config: EmbedConfig | None = N
     return emb, history
 
 
+def augmentation_robustness(embedder: Embedder, images: np.ndarray, *, preset: str = "yao", n_cells: int = 200, copies: int = 8, seed: int = 0) -> dict:
+    """How much augmentation moves a cell in the embedding, against how far apart cells are
+    (Yao Fig. S5a): mean Euclidean distance between augmented copies of one cell, and between
+    the originals of different cells, over ``n_cells`` random cells. A ratio well below 1 means
+    the embedding ignores rotation, translation and background texture."""
+    import torch
+    from scipy.spatial.distance import pdist
+
+    from .transforms import augment, apply_normalisation
+
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(images), min(n_cells, len(images)), replace=False))
+    gen = torch.Generator().manual_seed(seed)
+    originals = embedder.transform(images[pick])
+    within = []
+    x = torch.from_numpy(apply_normalisation(images[pick], embedder.normalisation))
+    views = [augment(x, preset, generator=gen).numpy() for _ in range(copies)]
+    # the views are already normalised: pass them through an identity normalisation
+    identity = dataclasses.replace(embedder, normalisation={"method": "robust", "center": [0.0] * x.shape[1], "scale": [1.0] * x.shape[1]})
+    embedded = np.stack([identity.transform(v) for v in views], axis=1)  # cells x copies x D
+    for cell in embedded:
+        within.append(pdist(cell).mean())
+    between = pdist(originals)
+    return {
+        "cells": int(len(pick)), "copies": copies, "preset": preset,
+        "within_cell_mean": float(np.mean(within)), "between_cells_mean": float(between.mean()),
+        "ratio": float(np.mean(within) / max(between.mean(), 1e-12)),
+    }
+
+
 def embed_cells(cells, out: str | os.PathLike | None = None, *, method: str = "barlow", config: EmbedConfig | None = None, save_model: str | os.PathLike | None = None, force: bool = False):
     """Embed a CellSet and return an AnnData: ``obs`` the per-cell table (with ``cell_id``),
     ``obsm['X_<method>']`` the embedding, ``uns['stainfree_embed']`` the settings and history.
@@ -369,6 +399,8 @@ def embed_cells(cells, out: str | os.PathLike | None = None, *, method: str = "b
         x = emb.transform(images)
         key = f"X_{method}"
         settings = {"method": method, **dataclasses.asdict(config), "arch": emb.arch, "width": emb.width}
+        settings["robustness"] = augmentation_robustness(emb, images, preset="yao", seed=config.seed)
+        logger.info("augmented copies of a cell lie %.2f times as far apart as different cells", settings["robustness"]["ratio"])
         if save_model is not None:
             emb.save(save_model)
     settings.update({"channels": list(cells.channels), "n_cells": len(cells), "seconds": round(time.monotonic() - t0, 1)})

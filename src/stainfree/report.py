@@ -385,6 +385,10 @@ def _section_clusters(run: Run) -> str:
     parts = [f"<p>{body['cells']} cells; {_esc(c['method'])} on {_esc(c['on'])} of <code>{_esc(c['key'])}</code>: {c['clusters']} clusters"
              + (f" (k = {c['k']}" + (", peak silhouette" if "scan" in c else "") + ")" if "k" in c else "")
              + (f"; {c['noise_cells']} noise cells" if c.get("noise_cells") else "") + ".</p>"]
+    robust = (body.get("embedding") or {}).get("robustness")
+    if robust:
+        parts.append(f"<p>Augmentation robustness (Yao Fig. S5a): augmented copies of one cell lie {robust['within_cell_mean']:.3g} apart on average, "
+                     f"different cells {robust['between_cells_mean']:.3g} (ratio {robust['ratio']:.2f}; well below 1: the embedding ignores rotation, translation and background texture).</p>")
     parts.append(_table(pd.DataFrame(list(body["cluster_sizes"].items()), columns=["cluster", "cells"])))
     for column, probes in (body.get("probes") or {}).items():
         if "pearson_r" in probes:
