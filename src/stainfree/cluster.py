@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .plotting import _pyplot
 from .utils import StainfreeError, atomic_output_dir
 
 logger = logging.getLogger(__name__)
@@ -273,18 +274,9 @@ def regression_probe(x: np.ndarray, y: Sequence[float], *, folds: int = 5, seed:
 
 
 # ---------------------------------------------------------------------- figures
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_umap(adata, column: str, path, *, max_points: int = 20000, seed: int = 0) -> Path:
     """The 2-D UMAP coloured by a column of ``obs`` (categories, or a colour scale for numbers)."""
-    plt = _plt()
+    plt = _pyplot()
     xy = np.asarray(adata.obsm["X_umap"])
     values = adata.obs[column]
     rng = np.random.default_rng(seed)
@@ -312,7 +304,7 @@ def plot_umap(adata, column: str, path, *, max_points: int = 20000, seed: int = 
 
 
 def plot_kmeans_scan(scan: dict, chosen: int, path) -> Path:
-    plt = _plt()
+    plt = _pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(8, 3))
     ax[0].plot(scan["k"], scan["silhouette"], "o-")
     ax[0].axvline(chosen, color="grey", ls="--")
@@ -329,7 +321,7 @@ def plot_kmeans_scan(scan: dict, chosen: int, path) -> Path:
 
 def plot_composition(fractions: pd.DataFrame, enriched: pd.DataFrame, by: str, path) -> Path:
     """Stacked bars, one per group, of its cells' clusters; + / - mark enriched / depleted."""
-    plt = _plt()
+    plt = _pyplot()
     clusters = sorted(fractions.columns, key=_cluster_order)
     cmap = plt.get_cmap("tab20" if len(clusters) > 10 else "tab10")
     fig, ax = plt.subplots(figsize=(min(1.5 + 0.6 * len(fractions), 12), 3.8))
@@ -355,27 +347,9 @@ def plot_composition(fractions: pd.DataFrame, enriched: pd.DataFrame, by: str, p
 
 def plot_gallery(cells, labels: pd.Series, path, *, per_cluster: int = 10, seed: int = 0) -> Path:
     """``per_cluster`` random cells of each cluster, a row per cluster (Engberg Fig. 8B)."""
-    plt = _plt()
-    rng = np.random.default_rng(seed)
-    labels = pd.Series(labels).astype("string").reset_index(drop=True)
-    names = sorted(labels.dropna().unique(), key=_cluster_order)[:30]
-    fig, axes = plt.subplots(len(names), per_cluster, figsize=(1.0 * per_cluster, 1.05 * len(names)), squeeze=False)
-    for r, name in enumerate(names):
-        pos = np.flatnonzero((labels == name).fillna(False).to_numpy())
-        pick = np.sort(rng.choice(pos, min(per_cluster, len(pos)), replace=False))
-        images = cells.read(pick)
-        for c in range(per_cluster):
-            ax = axes[r, c]
-            ax.axis("off")
-            if c < len(images):
-                img = np.asarray(images[c], np.float64)[0]
-                lo, hi = np.percentile(img, [1, 99])
-                ax.imshow(np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1), cmap="gray")
-        axes[r, 0].set_title(f"cluster {name} (n={len(pos)})", fontsize=6, loc="left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    from .plotting import cell_grid
+
+    return cell_grid(cells, labels, path, per_row=per_cluster, title=lambda name, n: f"cluster {name} (n={n})", seed=seed, order=_cluster_order)
 
 
 def plot_ordered_matrices(x: np.ndarray, labels: pd.Series, path, *, max_cells: int = 1500, seed: int = 0) -> Path:
@@ -383,7 +357,7 @@ def plot_ordered_matrices(x: np.ndarray, labels: pd.Series, path, *, max_cells: 
     (Yao Fig. 5d/e)."""
     from scipy.spatial.distance import cdist
 
-    plt = _plt()
+    plt = _pyplot()
     labels = pd.Series(labels).astype("string").fillna("-1").reset_index(drop=True)
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.permutation(len(x))[:max_cells])
@@ -408,14 +382,6 @@ def cluster_to_folder(
     adata,
     out: str | os.PathLike,
     *,
-    key: str | None = None,
-    method: str = "kmeans",
-    on: str = "embedding",
-    k: int | None = None,
-    k_range: tuple[int, int] = (2, 20),
-    min_cluster_size: int = 15,
-    min_samples: int | None = None,
-    leaf: bool = True,
     by: Sequence[str] = (),
     probe_columns: Sequence[str] = (),
     regress_columns: Sequence[str] = (),
@@ -423,10 +389,12 @@ def cluster_to_folder(
     cells=None,
     seed: int = 0,
     force: bool = False,
+    **options,
 ) -> tuple[Path, dict]:
     """Cluster an embedding and write ``OUT/``: ``clusters.h5ad``, ``clusters.json``,
     ``composition_<by>.csv`` and ``enrichment_<by>.csv``, figures (UMAPs, k-means scan,
-    composition, gallery with ``cells``, ordered matrices) and ``report.html``."""
+    composition, gallery with ``cells``, ordered matrices) and ``report.html``. ``options`` go to
+    :func:`cluster_embedding` (key, method, on, k, k_range, min_cluster_size, min_samples, leaf)."""
     for column in list(by) + list(probe_columns) + list(regress_columns) + ([probe_group] if probe_group else []):
         if column not in adata.obs.columns:
             raise StainfreeError(f"column {column!r} does not exist (columns: {', '.join(map(str, adata.obs.columns))})")
@@ -434,7 +402,7 @@ def cluster_to_folder(
         _check_group(adata.obs, column)
     if cells is not None and len(cells) != adata.n_obs:
         raise StainfreeError(f"the cells ({len(cells)}) are not the {adata.n_obs} cells of the embedding")
-    adata = cluster_embedding(adata, key=key, method=method, on=on, k=k, k_range=k_range, min_cluster_size=min_cluster_size, min_samples=min_samples, leaf=leaf, seed=seed)
+    adata = cluster_embedding(adata, seed=seed, **options)
     info = json.loads(adata.uns["stainfree_cluster"])
     key, x = embedding_of(adata, info["key"])
     embed_settings = (adata.uns.get("stainfree_embed") or {}).get("settings")

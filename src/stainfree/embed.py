@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .utils import StainfreeError, atomic_write_bytes, first_line
+from .utils import StainfreeError
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,6 @@ class BarlowTwinsLoss:
 
 def _autoencoder(in_channels: int, input_size: int, dim: int, widths=(32, 64, 128)):
     """Encoder of stride-2 conv blocks to a ``dim`` bottleneck, mirrored decoder, no skips."""
-    import torch
     from torch import nn
 
     side = input_size // 2 ** len(widths)
@@ -200,29 +199,20 @@ class Embedder:
 
     def save(self, path: str | os.PathLike) -> Path:
         import torch
-        from safetensors.torch import save
+
+        from .train import write_model_file
 
         if self.method == "pca":
             state = {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in self.pca.items()}
         else:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
-        atomic_write_bytes(path, save(state, metadata={"stainfree": json.dumps(self.metadata)}))
-        return Path(path)
+            state = self.network.state_dict()
+        return write_model_file(path, state, self.metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Embedder":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+        from .train import read_model_file
 
-        path = Path(path)
-        if not path.is_file():
-            raise StainfreeError(f"{path}: no such embedder file")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = json.loads((f.metadata() or {})["stainfree"])
-            state = load_file(str(path))
-        except Exception as exc:
-            raise StainfreeError(f"{path}: not a stainfree model ({first_line(exc)})") from None
+        meta, state = read_model_file(path)
         if meta.get("format") != "stainfree.embedder":
             raise StainfreeError(f"{path}: a classifier, not an embedder (use it as model:{path})")
         emb = cls(meta["method"], meta["channels"], tuple(meta["input_size"]), meta["normalisation"], meta["config"], arch=meta.get("arch"), width=meta.get("width"))

@@ -123,3 +123,30 @@ def learning_curve(curve: Sequence[dict], path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def cell_grid(cells, labels, path, *, per_row: int = 8, max_rows: int = 30, title=str, seed: int = 0, order=None) -> Path:
+    """A grid of random cells, one row per value of ``labels`` (first channel, 1-99 percentile
+    stretch): example cells per class, or a cluster gallery."""
+    import pandas as pd
+
+    plt = _pyplot()
+    labels = pd.Series(labels, dtype="string").fillna("(unlabelled)").reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    names = sorted(labels.unique(), key=order)[:max_rows]
+    fig, axes = plt.subplots(len(names), per_row, figsize=(1.05 * per_row, 1.1 * len(names)), squeeze=False)
+    for r, name in enumerate(names):
+        pos = np.flatnonzero((labels == name).to_numpy())
+        pick = np.sort(rng.choice(pos, min(per_row, len(pos)), replace=False))
+        images = cells.read(pick)
+        for c in range(per_row):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(images):
+                img = np.asarray(images[c], np.float64)[0]
+                lo, hi = np.percentile(img, [1, 99])
+                ax.imshow(np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1), cmap="gray")
+        axes[r, 0].set_title(title(name, len(pos)), fontsize=6, loc="left")
+    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)

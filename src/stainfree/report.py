@@ -205,29 +205,9 @@ def _section_data(run: Run) -> str:
 
 def plot_examples(cells, path, per_class: int = 8, seed: int = 0) -> None:
     """A grid of random cells, a row per class (first 12 classes), first channel."""
-    import matplotlib
+    from .plotting import cell_grid
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = pd.Series(cells.labels, dtype="string").fillna("(unlabelled)")
-    rng = np.random.default_rng(seed)
-    classes = sorted(labels.unique())[:12]
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(1.1 * per_class, 1.15 * len(classes)), squeeze=False)
-    for r, cls in enumerate(classes):
-        pos = np.flatnonzero(labels.to_numpy() == cls)
-        pick = np.sort(rng.choice(pos, min(per_class, len(pos)), replace=False))
-        images = cells.read(pick) if len(pick) else []
-        for c in range(per_class):
-            ax = axes[r, c]
-            ax.axis("off")
-            if c < len(images):
-                img = np.asarray(images[c], np.float64)[0]
-                lo, hi = np.percentile(img, [1, 99])
-                ax.imshow(np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1), cmap="gray")
-        axes[r, 0].set_title(str(cls), fontsize=7, loc="left")
-    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    cell_grid(cells, cells.labels, path, per_row=per_class, max_rows=12, title=lambda name, n: str(name), seed=seed)
 
 
 def _section_protocol(run: Run) -> str:

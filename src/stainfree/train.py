@@ -219,31 +219,44 @@ class Classifier:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``.safetensors`` weights with the description as JSON metadata (atomically)."""
-        from safetensors.torch import save
-
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        atomic_write_bytes(path, save(state, metadata={"stainfree": json.dumps(self.metadata)}))
-        return Path(path)
+        return write_model_file(path, self.model.state_dict(), self.metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Classifier":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        if not path.is_file():
-            raise StainfreeError(f"{path}: no such model file")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = json.loads((f.metadata() or {})["stainfree"])
-            state = load_file(str(path))
-        except Exception as exc:
-            raise StainfreeError(f"{path}: not a stainfree model ({first_line(exc)})") from None
+        meta, state = read_model_file(path)
+        if meta.get("format") == "stainfree.embedder":
+            raise StainfreeError(f"{path}: an embedder, not a classifier (use it as embedder:{path})")
         model = create_model(meta["arch"], len(meta["channels"]), len(meta["classes"]), meta["input_size"][0], **meta["arch_kwargs"])
         model.load_state_dict(state)
         model.eval()
         return cls(model, meta["arch"], meta["arch_kwargs"], meta["classes"], meta["channels"], tuple(meta["input_size"]), meta["normalisation"], meta.get("train_prior"),
             tuple(meta["cell_size"]) if meta.get("cell_size") else None)
+
+
+def write_model_file(path: str | os.PathLike, state: dict, metadata: dict) -> Path:
+    """Tensors as ``.safetensors`` with ``metadata`` as JSON under the key ``stainfree``, atomically."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    atomic_write_bytes(path, save(state, metadata={"stainfree": json.dumps(metadata)}))
+    return Path(path)
+
+
+def read_model_file(path: str | os.PathLike) -> tuple[dict, dict]:
+    """The metadata and tensors of a file written by :func:`write_model_file`."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise StainfreeError(f"{path}: no such model file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["stainfree"])
+        state = load_file(str(path))
+    except Exception as exc:
+        raise StainfreeError(f"{path}: not a stainfree model ({first_line(exc)})") from None
+    return meta, state
 
 
 def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:

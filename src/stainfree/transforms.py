@@ -203,6 +203,7 @@ def _background_texture(x, g, *, amplitude: float = 0.1, scale: float = 4.0):
     from kornia.filters import gaussian_blur2d
 
     n, c, h, w = x.shape
+    scale = min(scale, max(0.5, min(h, w) / 8))  # the blur's padding must fit in small crops
     noise = torch.randn(n, 1, h, w, generator=g)
     k = 2 * int(math.ceil(3 * scale)) + 1
     noise = gaussian_blur2d(noise, (k, k), torch.tensor([[scale, scale]]).expand(n, 2))
