@@ -60,7 +60,7 @@ class EmbedConfig:
         from .transforms import PRESETS
 
         checks = [
-            (self.method in EMBED_METHODS, f"unknown embedding method {self.method!r} (choose from {', '.join(EMBED_METHODS)}, or model:PATH)"),
+            (self.method in EMBED_METHODS, f"unknown embedding method {self.method!r} (choose from {', '.join(EMBED_METHODS)}, model:PATH or embedder:PATH)"),
             (self.epochs >= 1 and self.batch_size >= 2, "epochs must be >= 1 and batch size >= 2"),
             (self.lr > 0 and self.dim >= 2 and self.copies >= 1, "lr must be > 0, dim >= 2 and copies >= 1"),
             (self.lambda_ >= 0, "lambda must be >= 0"),
