@@ -155,8 +155,8 @@ def rank_features(
     x = numeric.to_numpy(np.float64)
     jsd = np.array([js_divergence(x[in_a, j], x[in_b, j], bins=bins) for j in range(x.shape[1])])
     with np.errstate(all="ignore"):
-        med_a = np.nanmedian(np.where(in_a[:, None], x, np.nan), axis=0) if in_a.any() else np.nan
-        med_b = np.nanmedian(np.where(in_b[:, None], x, np.nan), axis=0) if in_b.any() else np.nan
+        med_a = np.nanmedian(np.where(in_a[:, None], x, np.nan), axis=0)  # both groups have cells (group_masks)
+        med_b = np.nanmedian(np.where(in_b[:, None], x, np.nan), axis=0)
     ranking = pd.DataFrame({"feature": numeric.columns, "jsd": jsd, "median_a": med_a, "median_b": med_b})
     ranking = ranking.sort_values("jsd", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
     top = str(ranking["feature"].iloc[0])
@@ -461,7 +461,7 @@ def saliency_panels(
         index = np.array([where[c] for c in cell_ids])
     else:
         rng = np.random.default_rng(seed)
-        labels = pd.Series(cells.labels).astype("string") if cells.labels is not None else pd.Series(["all"] * len(cells), dtype="string")
+        labels = pd.Series(cells.labels, dtype="string")
         index = []
         for _, part in labels.groupby(labels.fillna("(unlabelled)"), sort=True):
             pos = part.index.to_numpy()
@@ -474,11 +474,11 @@ def saliency_panels(
         "vanilla gradient": saliency(clf, images, method="vanilla"),
         f"SmoothGrad (n={n_samples})": saliency(clf, images, method="smoothgrad", n_samples=n_samples, noise=noise, seed=seed),
     }
-    labels = cells.labels[index] if cells.labels is not None else [None] * len(index)
-    titles = [f"{ids[i][-18:]}\n{lab if lab is not None else '?'} -> {p}" for i, lab, p in zip(index, labels, predicted)]
+    labels = pd.Series(cells.labels[index], dtype="string")
+    titles = [f"{ids[i][-18:]}\n{lab} -> {p}" for i, lab, p in zip(index, labels.fillna("?"), predicted)]
     layers = activation_maps(clf, images[0])
     info = {
-        "cells": [{"cell_id": ids[i], "label": None if lab is None else str(lab), "predicted": str(p)} for i, lab, p in zip(index, labels, predicted)],
+        "cells": [{"cell_id": ids[i], "label": None if pd.isna(lab) else lab, "predicted": str(p)} for i, lab, p in zip(index, labels, predicted)],
         "methods": {"vanilla": {}, "smoothgrad": {"n_samples": n_samples, "noise": noise}},
         "activation_cell": ids[index[0]],
         "layers": [{"name": n, "maps": int(a.shape[0]), "size": list(a.shape[1:])} for n, a in layers],

@@ -292,9 +292,10 @@ def measure(
         raise StainfreeError("there are no cells to measure")
     if masks is None and cells.has_masks:
         masks = cells.read_masks()
-    mask_index = [0] if mask_channel is None else [list(cells.channels).index(mask_channel)] if mask_channel in cells.channels else None
-    if mask_index is None:
+    mask_channel = mask_channel or cells.channels[0]
+    if mask_channel not in cells.channels:
         raise StainfreeError(f"mask channel {mask_channel!r} is not among the measured channels ({', '.join(cells.channels)})")
+    mask_index = [list(cells.channels).index(mask_channel)]
     if masks is not None and (len(masks) != len(cells) or masks.shape[1:] != cells.shape[2:]):
         raise StainfreeError(f"{len(masks)} masks of {masks.shape[1:]} do not match {len(cells)} cells of {cells.shape[2:]}")
     ranges = intensity_range(cells)
@@ -316,9 +317,8 @@ def measure(
             values.update(_shape_and_intensity(kept_images, kept_masks, cells.channels))
             for c, ch in enumerate(cells.channels):
                 values.update(texture_features(kept_images[:, c], kept_masks, value_range=ranges[ch], scales=texture_scales, gray_levels=gray_levels, name=ch))
-            first = f"Texture_Correlation_{cells.channels[0]}_{texture_scales[0]}_00" if texture_scales else None
-            if first:
-                flat_cells += int(np.isnan(values[first]).sum())
+            if texture_scales:
+                flat_cells += int(np.isnan(values[f"Texture_Correlation_{cells.channels[0]}_{texture_scales[0]}_00"]).sum())
         columns = {}
         for name, column in values.items():
             columns[name] = np.full(len(images), np.nan)

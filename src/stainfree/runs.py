@@ -73,8 +73,8 @@ def headline(metrics: dict) -> str:
 def write_evaluation_run(ev: Evaluation, out: str | os.PathLike, *, config: dict, force: bool = False, tmp: Path | None = None, cells: CellSet | None = None, report: bool = True) -> Path:
     """Write a run folder for an evaluation (atomically, unless ``tmp`` is a folder being built).
 
-    With ``cells`` (the evaluated set), the run also gets ``explain/`` and ``saliency/``;
-    with ``report``, ``report.html``.
+    With ``cells`` (the evaluated set), the run also gets ``data.json``, example cells,
+    ``explain/`` and ``saliency/`` (:func:`write_insights`); with ``report``, ``report.html``.
     """
 
     def write(folder: Path) -> None:
