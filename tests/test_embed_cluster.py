@@ -54,6 +54,10 @@ def test_pca_embedding_is_pca_of_the_normalised_pixels(tmp_path):
     np.testing.assert_allclose(np.abs(got), np.abs(expected), rtol=1e-3, atol=1e-3)  # up to the sign of each axis
     emb.save(tmp_path / "p.safetensors")
     np.testing.assert_array_equal(Embedder.load(tmp_path / "p.safetensors").transform(cells.read(slice(None))), got)
+    # the component count is the one asked for (64 included), or 50 when none is
+    more = make_cells(40, size=16, seed=1).read(slice(None))
+    assert fit_embedder(more, channels=["bf"], config=EmbedConfig(method="pca", dim=64))[0].width == 64
+    assert fit_embedder(more, channels=["bf"], config=EmbedConfig(method="pca"))[0].width == 50
 
 
 @pytest.mark.parametrize("method", [m for m in EMBED_METHODS if m != "pca"])

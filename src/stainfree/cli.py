@@ -521,7 +521,7 @@ def embed(
     epochs: int = typer.Option(20, help="Training epochs."),
     batch_size: int = typer.Option(128, "--batch-size", help="Cells per step."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (one-cycle)."),
-    dim: int = typer.Option(64, help="Barlow projector width / autoencoder bottleneck / PCA components (PCA: 50 unless given)."),
+    dim: Optional[int] = typer.Option(None, help="Barlow projector width / autoencoder bottleneck (default 64) / PCA components (default 50)."),
     lambda_: float = typer.Option(0.005, "--lambda", help="Barlow Twins off-diagonal weight (Engberg: 0.005-0.1)."),
     copies: int = typer.Option(4, help="SLC: augmented copies of each cell per epoch."),
     augment: Optional[str] = typer.Option(None, help="Augmentation preset (default: yao for slc, engberg for barlow, flips for the autoencoder)."),

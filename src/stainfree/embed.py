@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 EMBED_METHODS = ("slc", "barlow", "autoencoder", "pca")
 DEFAULT_ARCH = {"slc": "yao2019", "barlow": "cnn3"}
 DEFAULT_AUGMENT = {"slc": "yao", "barlow": "engberg", "autoencoder": "flips"}
+DEFAULT_DIM = {"pca": 50, "slc": 64, "barlow": 64, "autoencoder": 64}
 
 
 @dataclasses.dataclass
@@ -48,7 +49,7 @@ class EmbedConfig:
     epochs: int = 20
     batch_size: int = 128
     lr: float = 1e-3
-    dim: int = 64  # Barlow projector width, autoencoder bottleneck, PCA components (50 if unset)
+    dim: int | None = None  # Barlow projector width, autoencoder bottleneck (64), PCA components (50)
     lambda_: float = 0.005  # Barlow Twins off-diagonal weight
     copies: int = 4  # SLC augmented copies of each cell per epoch
     augment: str | None = None
@@ -62,7 +63,7 @@ class EmbedConfig:
         checks = [
             (self.method in EMBED_METHODS, f"unknown embedding method {self.method!r} (choose from {', '.join(EMBED_METHODS)}, model:PATH or embedder:PATH)"),
             (self.epochs >= 1 and self.batch_size >= 2, "epochs must be >= 1 and batch size >= 2"),
-            (self.lr > 0 and self.dim >= 2 and self.copies >= 1, "lr must be > 0, dim >= 2 and copies >= 1"),
+            (self.lr > 0 and (self.dim is None or self.dim >= 2) and self.copies >= 1, "lr must be > 0, dim >= 2 and copies >= 1"),
             (self.lambda_ >= 0, "lambda must be >= 0"),
             (self.augment is None or self.augment in PRESETS, f"augmentation preset {self.augment!r} is not one of {', '.join(PRESETS)}"),
             (self.blackout in ("none", "full", "partial"), f"blackout must be none, full or partial, got {self.blackout!r}"),
@@ -236,6 +237,7 @@ def fit_embedder(images: np.ndarray, *, channels, config: EmbedConfig | None = N
 
     config = config or EmbedConfig()
     config.validate()
+    config = dataclasses.replace(config, dim=config.dim or DEFAULT_DIM[config.method])
     images = np.asarray(images)
     n = len(images)
     minimum = {"pca": 3, "slc": 10, "barlow": 16, "autoencoder": 8}[config.method]
@@ -256,7 +258,7 @@ def fit_embedder(images: np.ndarray, *, channels, config: EmbedConfig | None = N
     if config.method == "pca":
         from sklearn.decomposition import PCA
 
-        k = min(config.dim if config.dim != 64 else 50, n - 1, x_all[0].size)
+        k = min(config.dim, n - 1, x_all[0].size)
         pca = PCA(n_components=k, random_state=config.seed).fit(x_all.reshape(n, -1))
         emb.pca = {"mean": pca.mean_.astype(np.float32), "components": pca.components_.astype(np.float32)}
         emb.width = k
@@ -388,7 +390,7 @@ def embed_cells(cells, out: str | os.PathLike | None = None, *, method: str = "b
         emb, history = fit_embedder(images, channels=cells.channels, config=config, masks=masks)
         x = emb.transform(images)
         key = f"X_{method}"
-        settings = {"method": method, **dataclasses.asdict(config), "arch": emb.arch, "width": emb.width}
+        settings = {"method": method, **emb.config, "arch": emb.arch, "width": emb.width}
         settings["robustness"] = augmentation_robustness(emb, images, preset="yao", seed=config.seed)
         logger.info("augmented copies of a cell lie %.2f times as far apart as different cells", settings["robustness"]["ratio"])
         if save_model is not None:
