@@ -333,7 +333,8 @@ def align_features(features: pd.DataFrame, cell_ids: Sequence[str], *, source: s
     """The rows of a feature table (with ``cell_id``) for ``cell_ids``, in that order."""
     if "cell_id" not in features.columns:
         raise StainfreeError(f"{source} have no cell_id column")
-    indexed = features.drop_duplicates("cell_id").set_index(features["cell_id"].drop_duplicates().astype(str))
+    indexed = features.drop_duplicates("cell_id")
+    indexed.index = indexed["cell_id"].astype(str)
     missing = [c for c in cell_ids if c not in indexed.index]
     if missing:
         raise StainfreeError(f"{source} lack {len(missing)} of the cells (first: {missing[0]}); measure this set with `stainfree features`")

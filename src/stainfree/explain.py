@@ -309,7 +309,8 @@ def read_groups(source: str | os.PathLike, column: str, cell_ids: Sequence[str])
         raise StainfreeError(f"{source}: has no cell_id column")
     if column not in table:
         raise StainfreeError(f"{source}: column {column!r} does not exist (columns: {', '.join(map(str, table.columns))})")
-    table = table.drop_duplicates("cell_id").set_index(table["cell_id"].drop_duplicates().astype(str))
+    table = table.drop_duplicates("cell_id")
+    table.index = table["cell_id"].astype(str)
     ids = [str(c) for c in cell_ids]
     missing = [c for c in ids if c not in table.index]
     if len(missing) == len(ids):

@@ -269,9 +269,7 @@ def _section_cross_group(run: Run) -> str:
 
 
 def _section_embedding(run: Run) -> str:
-    names = sorted(p.name for p in (run.folder / "figures").glob("umap*.png")) if (run.folder / "figures").is_dir() else []
-    names += sorted(p.name for p in (run.folder / "figures").glob("cluster*.png")) if (run.folder / "figures").is_dir() else []
-    names += sorted(p.name for p in (run.folder / "figures").glob("composition*.png")) if (run.folder / "figures").is_dir() else []
+    names = [p.name for pattern in ("umap*.png", "cluster*.png", "composition*.png") for p in sorted((run.folder / "figures").glob(pattern))]
     if not names:
         raise Missing("no UMAP, cluster gallery or composition figures in this run (they come from `stainfree embed` and `stainfree cluster`)")
     return "".join(_figure(run.folder / "figures" / n, n.removesuffix(".png").replace("_", " ")) for n in names)
