@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import tempfile
@@ -39,14 +40,13 @@ def parse_methods(text: str) -> dict[str, dict]:
         settings = {"method": method}
         for kv in filter(None, options.split(",")):
             k, _, v = kv.partition("=")
-            settings[k] = v if k in ("model", "augment", "blackout") else float(v) if "." in v or "e-" in v else int(v)
+            settings[k] = v if k in ("model", "augment", "blackout", "pooling", "tta") else float(v) if "." in v or "e-" in v else int(v)
         out[name] = settings
     return out
 
 
-def jurkat(methods: dict[str, dict], data: Path, *, trees: int) -> tuple[dict, dict]:
+def jurkat(methods: dict[str, dict], data: Path, *, trees: int, splits: int = 3) -> tuple[dict, dict]:
     import stainfree as sf
-    from stainfree.cluster import probe, regression_probe
     from stainfree.embed import EmbedConfig, fit_embedder
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,19 +63,37 @@ def jurkat(methods: dict[str, dict], data: Path, *, trees: int) -> tuple[dict, d
         t = time.monotonic()
         emb, history = fit_embedder(images, channels=free.channels, config=config)
         train_seconds = time.monotonic() - t
-        x = emb.transform(images)
-        entry = {"settings": {"method": method, **settings}, "dims": int(x.shape[1]), "train_seconds": round(train_seconds, 1), "last_epoch": history[-1]}
-        for kind in ("rf", "logreg"):
-            p = probe(x, labels, kind=kind)
-            entry[f"probe_{kind}"] = {"balanced_accuracy": round(p["balanced_accuracy"], 4), "accuracy": round(p["accuracy"], 4), "cohen_kappa": round(p["cohen_kappa"], 4)}
-        entry["majority_balanced_accuracy"] = p["majority"]["balanced_accuracy"]
-        entry["dna_pearson_r"] = round(regression_probe(x, y_dna, trees=trees)["pearson_r"], 4)
-        entry["best_balanced_accuracy"] = max(entry["probe_rf"]["balanced_accuracy"], entry["probe_logreg"]["balanced_accuracy"])
-        logging.getLogger("benchmark").warning("jurkat %s: balanced accuracy %.3f (rf) %.3f (logreg), DNA r %.3f, trained in %.0f s",
-                                               name, entry["probe_rf"]["balanced_accuracy"], entry["probe_logreg"]["balanced_accuracy"], entry["dna_pearson_r"], train_seconds)
-        results[name] = entry
         embedders[name] = emb
+        # each embedder is probed as trained and averaged over the 8 flips/rotations (--tta dihedral)
+        for variant, tta in ((name, emb.config["tta"]), (f"{name}+tta", "dihedral")):
+            if variant != name and emb.config["tta"] == "dihedral":
+                continue
+            results[variant] = probe_embedding(dataclasses.replace(emb, config={**emb.config, "tta": tta}), images, labels, y_dna, name=variant,
+                                               settings={"method": method, **settings}, train_seconds=train_seconds, history=history, trees=trees, splits=splits)
     return results, embedders
+
+
+def probe_embedding(emb, images, labels, y_dna, *, name, settings, train_seconds, history, trees, splits) -> dict:
+    from stainfree.cluster import probe, regression_probe
+
+    t = time.monotonic()
+    x = emb.transform(images)
+    entry = {"settings": settings, "resolved": {k: emb.config[k] for k in ("model", "epochs", "dim", "lambda_", "augment", "pooling", "tta") if k in emb.config},
+             "arch": emb.arch, "dims": int(x.shape[1]), "train_seconds": round(train_seconds, 1), "embed_seconds": round(time.monotonic() - t, 1), "last_epoch": history[-1]}
+    for kind in ("rf", "logreg"):
+        # three different 5-fold splits: with 15 anaphase cells one split's figure moves by ~0.03
+        runs = [probe(x, labels, kind=kind, seed=seed) for seed in range(splits)]
+        bas = [p["balanced_accuracy"] for p in runs]
+        entry[f"probe_{kind}"] = {"balanced_accuracy": round(float(np.mean(bas)), 4), "per_split": [round(b, 4) for b in bas],
+                                  "accuracy": round(float(np.mean([p["accuracy"] for p in runs])), 4), "cohen_kappa": round(float(np.mean([p["cohen_kappa"] for p in runs])), 4),
+                                  "recall_per_class": dict(zip(runs[0]["confusion_matrix"]["classes"], np.round(np.diag(np.asarray(runs[0]["confusion_matrix"]["counts"])) / np.asarray(runs[0]["confusion_matrix"]["counts"]).sum(1), 3).tolist()))}
+    entry["majority_balanced_accuracy"] = runs[0]["majority"]["balanced_accuracy"]
+    entry["dna_pearson_r"] = {kind: round(regression_probe(x, y_dna, kind=kind, trees=trees)["pearson_r"], 4) for kind in ("rf", "ridge")}
+    entry["best_balanced_accuracy"] = max(entry["probe_rf"]["balanced_accuracy"], entry["probe_logreg"]["balanced_accuracy"])
+    entry["best_dna_pearson_r"] = max(entry["dna_pearson_r"].values())
+    logging.getLogger("benchmark").warning("jurkat %s: balanced accuracy %.3f (rf) %.3f (logreg), DNA r %.3f (rf) %.3f (ridge), trained in %.0f s",
+                                           name, entry["probe_rf"]["balanced_accuracy"], entry["probe_logreg"]["balanced_accuracy"], entry["dna_pearson_r"]["rf"], entry["dna_pearson_r"]["ridge"], train_seconds)
+    return entry
 
 
 def hek(settings: dict, data: Path) -> dict:
@@ -100,20 +118,24 @@ def hek(settings: dict, data: Path) -> dict:
     return out
 
 
-def speed(embedder, n: int) -> dict:
+def speed(embedder, n: int, *, tta: str | None = None) -> dict:
+    import dataclasses
+
+    if tta is not None:
+        embedder = dataclasses.replace(embedder, config={**embedder.config, "tta": tta})
     rng = np.random.default_rng(0)
     images = rng.integers(0, 1000, size=(n, len(embedder.channels), 40, 40), dtype=np.uint16)
     t = time.monotonic()
     x = embedder.transform(images, batch_size=2048)
     seconds = time.monotonic() - t
-    return {"cells": n, "size": "40x40", "method": embedder.method, "dims": int(x.shape[1]), "seconds": round(seconds, 1), "cells_per_second": round(n / seconds)}
+    return {"cells": n, "size": "40x40", "method": embedder.method, "arch": embedder.arch, "tta": embedder.config.get("tta"), "dims": int(x.shape[1]), "seconds": round(seconds, 1), "cells_per_second": round(n / seconds)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jurkat", default=str(SHARED / "jurkat-bbbc048"))
     parser.add_argument("--hek", default=str(SHARED / "hek-ht1080"))
-    parser.add_argument("--methods", default="pca=pca;slc=slc:epochs=12,copies=4;barlow=barlow:model=resnet_small,epochs=40,dim=128,lambda_=0.01")
+    parser.add_argument("--methods", default="pca=pca;slc=slc:epochs=10,copies=4;barlow=barlow;autoencoder=autoencoder:epochs=30")
     parser.add_argument("--hek-method", default="slc=slc:epochs=30,copies=8,input_size=112")
     parser.add_argument("--speed-cells", type=int, default=100_000)
     parser.add_argument("--trees", type=int, default=300)
@@ -125,11 +147,23 @@ def main() -> None:
     embedders = {}
     if "jurkat" not in args.skip:
         result["jurkat"], embedders = jurkat(parse_methods(args.methods), Path(args.jurkat), trees=args.trees)
+        learned = {k: v for k, v in result["jurkat"].items() if v["settings"]["method"] != "pca"}
+        pca = [v for v in result["jurkat"].values() if v["settings"]["method"] == "pca"]
+        if learned:
+            best = max(learned, key=lambda k: (learned[k]["best_balanced_accuracy"], learned[k]["best_dna_pearson_r"]))
+            b = learned[best]
+            result["jurkat_best"] = {
+                "method": best, "balanced_accuracy": b["best_balanced_accuracy"], "dna_pearson_r": b["best_dna_pearson_r"],
+                "targets_met": b["best_balanced_accuracy"] >= 0.65 and b["best_dna_pearson_r"] >= 0.92,
+                "beats_every_pca": all(b["best_balanced_accuracy"] > p["best_balanced_accuracy"] and b["best_dna_pearson_r"] > p["best_dna_pearson_r"] for p in pca),
+            }
     if "hek" not in args.skip:
         result["hek"] = hek(next(iter(parse_methods(args.hek_method).values())), Path(args.hek))
     if "speed" not in args.skip and embedders:
         trained = [e for e in embedders.values() if e.method != "pca"] or list(embedders.values())
         result["speed"] = [speed(e, args.speed_cells) for e in trained]
+        # averaging over the 8 flips/rotations costs 8 passes: timed on a fifth of the cells
+        result["speed"] += [speed(e, args.speed_cells // 5, tta="dihedral") for e in trained if e.method == "barlow"]
     emit(json.loads(json.dumps(result, default=float)), args.out)
 
 

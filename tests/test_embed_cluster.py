@@ -73,6 +73,39 @@ def test_every_trained_embedder_trains_saves_and_reloads(method, tmp_path):
     np.testing.assert_allclose(Embedder.load(tmp_path / "e.safetensors").transform(images), x, rtol=1e-5, atol=1e-6)
 
 
+def test_stage_pooling_and_dihedral_averaging():
+    import torch
+
+    cells = make_cells(12, size=16, seed=4)
+    images = cells.read(slice(None))
+    config = EmbedConfig(method="barlow", model="resnet_small", epochs=1, batch_size=8, dim=8, tta="none")
+    emb, _ = fit_embedder(images, channels=cells.channels, config=config)
+    assert emb.config["pooling"] == "stages" and emb.width == 16 + 16 + 32 + 64  # stem and three stages
+    with torch.no_grad():
+        maps = emb.network.eval().feature_maps(torch.from_numpy(emb.prepare(images)))
+    expected = np.concatenate([m.mean((2, 3)).numpy() for m in maps], 1)
+    np.testing.assert_allclose(emb.transform(images), expected, rtol=1e-5, atol=1e-6)
+    # averaged over the eight flips/rotations, a turned or mirrored cell embeds exactly as itself
+    emb.config["tta"] = "dihedral"
+    x = emb.transform(images)
+    np.testing.assert_allclose(emb.transform(np.ascontiguousarray(np.rot90(images, 1, axes=(2, 3)))), x, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(emb.transform(np.ascontiguousarray(images[..., ::-1])), x, rtol=1e-4, atol=1e-5)
+    emb.config["tta"] = "none"
+    assert not np.allclose(emb.transform(np.ascontiguousarray(np.rot90(images, 1, axes=(2, 3)))), emb.transform(images), atol=1e-3)
+    # the defaults: stage pooling for barlow, the model's own features for slc, no averaging
+    default = fit_embedder(images, channels=cells.channels, config=EmbedConfig(method="barlow", epochs=1, batch_size=8))[0]
+    assert (default.arch, default.config["dim"], default.config["pooling"], default.config["tta"]) == ("resnet_small", 128, "stages", "none")
+    slc = fit_embedder(images, channels=cells.channels, config=EmbedConfig(method="slc", model="cnn3", epochs=1, batch_size=8))[0]
+    assert (slc.config["pooling"], slc.config["tta"], slc.width) == ("last", "none", 32)
+    assert fit_embedder(images, channels=cells.channels, config=EmbedConfig(method="barlow", model="fc2", epochs=1, batch_size=8, dim=8))[0].config["pooling"] == "last"
+    with pytest.raises(ValueError, match="needs a convolutional model with stages"):
+        fit_embedder(images, channels=cells.channels, config=EmbedConfig(method="barlow", model="fc2", pooling="stages", epochs=1, batch_size=8, dim=8))
+    with pytest.raises(ValueError, match="applies to slc and barlow, not pca"):
+        EmbedConfig(method="pca", pooling="stages").validate()
+    with pytest.raises(ValueError, match="unknown augmentation 'spin'"):
+        EmbedConfig(method="barlow", augment="flip,spin").validate()
+
+
 def test_embed_errors():
     cells = make_cells(3, size=16, seed=0)
     with pytest.raises(ValueError, match="too few for barlow"):
@@ -142,6 +175,11 @@ def test_probes_on_a_separable_embedding():
     groups = np.tile(np.arange(6), 30)
     assert probe(x, truth.astype(str), kind="rf", groups=groups)["group_aware"]
     assert regression_probe(x, x[:, 0] * 2 + 1)["pearson_r"] > 0.95
+    # a linear target: ridge recovers it almost exactly, noise alone gives nothing
+    assert regression_probe(x, x[:, 0] * 2 + 1, kind="ridge")["pearson_r"] > 0.999
+    assert abs(regression_probe(x, np.random.default_rng(0).normal(size=180), kind="ridge")["pearson_r"]) < 0.3
+    with pytest.raises(ValueError, match="rf or ridge"):
+        regression_probe(x, x[:, 0], kind="svm")
     with pytest.raises(ValueError, match="one value only"):
         probe(x, ["a"] * 180)
 
@@ -159,9 +197,14 @@ def test_model_path_embeds_with_a_classifier(tmp_path):
 
 
 def test_embed_and_cluster_from_the_command_line(tmp_path):
-    cells = make_cells(40, size=24, seed=5)
+    from stainfree.cellset import CellSet
+
+    one = make_cells(40, size=24, seed=5)
+    # a second channel standing in for a stain: the embedding and its pixel probes never see it
+    stain = np.full_like(one.read(slice(None)), 7)
+    cells = CellSet(np.concatenate([one.read(slice(None)), stain], axis=1), one.table, channels=["bf", "stain"], groups=one.groups)
     cells.save(tmp_path / "c.cells")
-    r = run_cli("embed", tmp_path / "c.cells", "-o", tmp_path / "e.h5ad", "--method", "pca", "--dim", 10)
+    r = run_cli("embed", tmp_path / "c.cells", "-o", tmp_path / "e.h5ad", "--method", "pca", "--dim", 10, "--channels", "bf")
     assert r.returncode == 0, r.stderr
     import anndata
 
@@ -172,6 +215,11 @@ def test_embed_and_cluster_from_the_command_line(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "probe label: balanced accuracy" in r.stdout and "probe area: Pearson r" in r.stdout
     out = tmp_path / "cl"
+    summary = json.loads((out / "clusters.json").read_text())
+    assert set(summary["probes"]["label"]) == {"rf", "logreg", "rf on pixels", "logreg on pixels"}
+    assert set(summary["regressions"]["area"]) == {"rf", "ridge", "rf on pixels", "ridge on pixels"}
+    assert summary["probes"]["label"]["logreg on pixels"]["cells"] == 80
+    assert summary["probes"]["label"]["logreg on pixels"]["features"] == 24 * 24 and summary["probes"]["label"]["rf"]["features"] == 10
     assert {"clusters.h5ad", "clusters.json", "composition_label.csv", "enrichment_label.csv", "report.html"} <= {p.name for p in out.iterdir()}
     figures = {p.name for p in (out / "figures").iterdir()}
     assert {"umap_cluster.png", "umap_label.png", "umap_flask.png", "cluster_gallery.png", "cluster_kmeans_scan.png", "composition_label.png", "cluster_matrices.png"} <= figures

@@ -517,16 +517,18 @@ def embed(
     out: Path = typer.Option(..., "--out", "-o", help="The .h5ad to write (obs: the per-cell table; obsm['X_<method>']: the embedding)."),
     method: str = typer.Option("barlow", help="slc, barlow, autoencoder, pca, model:PATH (a classifier's penultimate layer) or embedder:PATH (a saved embedder)."),
     channels: Optional[str] = typer.Option(None, help="Channels to use, e.g. Ch3,Ch6 (default: all)."),
-    model: Optional[str] = typer.Option(None, help="Registry architecture for slc/barlow (default: yao2019 for slc, cnn3 for barlow)."),
-    epochs: int = typer.Option(20, help="Training epochs."),
+    model: Optional[str] = typer.Option(None, help="Registry architecture for slc/barlow (default: yao2019 for slc, resnet_small for barlow)."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (default: 30 for barlow, 20 otherwise)."),
     batch_size: int = typer.Option(128, "--batch-size", help="Cells per step."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (one-cycle)."),
-    dim: Optional[int] = typer.Option(None, help="Barlow projector width / autoencoder bottleneck (default 64) / PCA components (default 50)."),
-    lambda_: float = typer.Option(0.005, "--lambda", help="Barlow Twins off-diagonal weight (Engberg: 0.005-0.1)."),
+    dim: Optional[int] = typer.Option(None, help="Barlow projector width (default 128) / autoencoder bottleneck (default 64) / PCA components (default 50)."),
+    lambda_: float = typer.Option(0.01, "--lambda", help="Barlow Twins off-diagonal weight (Engberg: 0.005-0.1)."),
     copies: int = typer.Option(4, help="SLC: augmented copies of each cell per epoch."),
     augment: Optional[str] = typer.Option(None, help="Augmentation preset (default: yao for slc, engberg for barlow, flips for the autoencoder)."),
     blackout: str = typer.Option("none", help="Barlow: none, full or partial blackout outside the cell mask (cells from `stainfree segment`)."),
     input_size: Optional[int] = typer.Option(None, "--input-size", help="Resize cells to N x N (default: their own size)."),
+    pooling: Optional[str] = typer.Option(None, help="slc/barlow: 'stages' (the mean activation of every stage, concatenated; default for barlow) or 'last' (the model's own features; default for slc)."),
+    tta: Optional[str] = typer.Option(None, help="'dihedral': average the embedding over the 8 flips/90-degree rotations of each cell (better probes, 8 times slower), or 'none' (default)."),
     save_model: Optional[Path] = typer.Option(None, "--save-model", help="Also write the trained embedder (.safetensors) to embed new cells with embedder:PATH."),
     seed: int = typer.Option(0, help="Random seed."),
     force: bool = typer.Option(False, "--force", help="Replace OUT (and --save-model) if they exist."),
@@ -540,7 +542,7 @@ def embed(
     cs = open_cellset(cells)
     if channels:
         cs = cs.select_channels(channels)
-    config = EmbedConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, dim=dim, lambda_=lambda_, copies=copies, augment=augment, blackout=blackout, input_size=input_size, seed=seed)
+    config = EmbedConfig(model=model, epochs=epochs, batch_size=batch_size, lr=lr, dim=dim, lambda_=lambda_, copies=copies, augment=augment, blackout=blackout, input_size=input_size, pooling=pooling, tta=tta, seed=seed)
     adata = embed_cells(cs, out, method=method, config=config, save_model=save_model, force=force)
     key = adata.uns["stainfree_embed"]["key"]
     typer.echo(f"wrote {out}: {adata.n_obs} cells x {adata.obsm[key].shape[1]} in obsm['{key}']" + (f"; embedder {save_model}" if save_model else ""))
@@ -595,10 +597,9 @@ def cluster(
     c = summary["clustering"]
     typer.echo(f"wrote {path}: {c['clusters']} clusters ({c['method']} on {c['on']} of {c['key']}); sizes " + ", ".join(f"{k}: {v}" for k, v in summary["cluster_sizes"].items()))
     for column, probes in summary["probes"].items():
-        if "pearson_r" in probes:
-            typer.echo(f"probe {column}: Pearson r {probes['pearson_r']:.3f}")
-        else:
-            typer.echo(f"probe {column}: balanced accuracy rf {probes['rf']['balanced_accuracy']:.3f}, logreg {probes['logreg']['balanced_accuracy']:.3f} (majority {probes['rf']['majority']['balanced_accuracy']:.3f})")
+        typer.echo(f"probe {column}: balanced accuracy " + ", ".join(f"{kind} {p['balanced_accuracy']:.3f}" for kind, p in probes.items()) + f" (majority {probes['rf']['majority']['balanced_accuracy']:.3f})")
+    for column, probes in summary["regressions"].items():
+        typer.echo(f"probe {column}: Pearson r " + ", ".join(f"{kind} {p['pearson_r']:.3f}" for kind, p in probes.items()))
 
 
 def _read_h5ad(path: Path):

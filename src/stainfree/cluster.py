@@ -252,25 +252,38 @@ def probe(x: np.ndarray, y: Sequence, *, kind: str = "rf", groups: Sequence | No
     m = classification_metrics(y, predicted, classes=list(classes))
     base = classification_metrics(y, majority, classes=list(classes))
     return {
-        "kind": kind, "cells": int(len(y)), "folds": int(cv.get_n_splits()), "group_aware": groups is not None,
+        "kind": kind, "cells": int(len(y)), "features": int(x.shape[1]), "folds": int(cv.get_n_splits()), "group_aware": groups is not None,
         "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"], "cohen_kappa": m["cohen_kappa"],
         "confusion_matrix": m["confusion_matrix"],
         "majority": {"accuracy": base["accuracy"], "balanced_accuracy": base["balanced_accuracy"], "cohen_kappa": base["cohen_kappa"]},
     }
 
 
-def regression_probe(x: np.ndarray, y: Sequence[float], *, folds: int = 5, seed: int = 0, trees: int = 300) -> dict:
-    """Cross-validated random-forest regression from an embedding to a continuous column:
-    Pearson r of the out-of-fold predictions."""
+PIXEL_PROBE_MAX_CELLS = 20_000  # the raw-pixel probes beside the embedding's (memory, time)
+
+
+def regression_probe(x: np.ndarray, y: Sequence[float], *, kind: str = "rf", folds: int = 5, seed: int = 0, trees: int = 300) -> dict:
+    """Cross-validated regression from an embedding to a continuous column: Pearson r of the
+    out-of-fold predictions. ``kind`` is ``rf`` (random forest) or ``ridge`` (standardised ridge
+    regression, its penalty chosen by internal cross-validation)."""
     from sklearn.ensemble import RandomForestRegressor
+    from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     y = pd.to_numeric(pd.Series(y), errors="coerce").to_numpy(np.float64)
     keep = np.isfinite(y)
     if keep.sum() < 2 * folds:
         raise StainfreeError(f"only {int(keep.sum())} cells have a numeric value to predict")
-    pred = cross_val_predict(RandomForestRegressor(n_estimators=trees, n_jobs=-1, random_state=seed), np.asarray(x)[keep], y[keep], cv=KFold(folds, shuffle=True, random_state=seed))
-    return {"kind": "rf_regression", "cells": int(keep.sum()), "folds": folds, "pearson_r": float(np.corrcoef(pred, y[keep])[0, 1])}
+    if kind == "rf":
+        model = RandomForestRegressor(n_estimators=trees, n_jobs=-1, random_state=seed)
+    elif kind == "ridge":
+        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+    else:
+        raise StainfreeError(f"regression probe kind must be rf or ridge, got {kind!r}")
+    pred = cross_val_predict(model, np.asarray(x)[keep], y[keep], cv=KFold(folds, shuffle=True, random_state=seed))
+    return {"kind": kind, "cells": int(keep.sum()), "features": int(np.asarray(x).shape[1]), "folds": folds, "pearson_r": float(np.corrcoef(pred, y[keep])[0, 1])}
 
 
 # ---------------------------------------------------------------------- figures
@@ -406,7 +419,7 @@ def cluster_to_folder(
     info = json.loads(adata.uns["stainfree_cluster"])
     key, x = embedding_of(adata, info["key"])
     embed_settings = (adata.uns.get("stainfree_embed") or {}).get("settings")
-    summary: dict = {"embedding": json.loads(embed_settings) if embed_settings else None, "clustering": info, "cells": int(adata.n_obs), "cluster_sizes": adata.obs["cluster"].value_counts().sort_index().to_dict(), "composition": {}, "probes": {}}
+    summary: dict = {"embedding": json.loads(embed_settings) if embed_settings else None, "clustering": info, "cells": int(adata.n_obs), "cluster_sizes": adata.obs["cluster"].value_counts().sort_index().to_dict(), "composition": {}, "probes": {}, "regressions": {}}
     with atomic_output_dir(out, force=force, marker="clusters.json") as tmp:
         figures = tmp / "figures"
         figures.mkdir()
@@ -427,10 +440,24 @@ def cluster_to_folder(
             plot_gallery(cells, adata.obs["cluster"], figures / "cluster_gallery.png", seed=seed)
         plot_ordered_matrices(x, adata.obs["cluster"], figures / "cluster_matrices.png", seed=seed)
         groups = adata.obs[probe_group].astype(str).to_numpy() if probe_group else None
+        # Engberg's Tables 2-3 put the same probe on the raw pixels beside the embedding's
+        pixels = None
+        if cells is not None and (probe_columns or regress_columns):
+            # the embedding's own channels only (the cells may carry a stain it never saw)
+            channels = (summary["embedding"] or {}).get("channels")
+            source = cells.select_channels(channels) if channels and set(channels) <= set(cells.channels) else cells
+            if len(cells) <= PIXEL_PROBE_MAX_CELLS:
+                pixels = source.read(slice(None)).reshape(len(cells), -1).astype(np.float32)
+            else:
+                logger.info("probes on raw pixels skipped: %d cells (more than %d)", len(cells), PIXEL_PROBE_MAX_CELLS)
         for column in probe_columns:
             summary["probes"][column] = {kind: probe(x, adata.obs[column], kind=kind, groups=groups, seed=seed) for kind in ("rf", "logreg")}
+            if pixels is not None:
+                summary["probes"][column].update({f"{kind} on pixels": probe(pixels, adata.obs[column], kind=kind, groups=groups, seed=seed) for kind in ("rf", "logreg")})
         for column in regress_columns:
-            summary["probes"][column] = regression_probe(x, adata.obs[column], seed=seed)
+            summary["regressions"][column] = {kind: regression_probe(x, adata.obs[column], kind=kind, seed=seed) for kind in ("rf", "ridge")}
+            if pixels is not None:
+                summary["regressions"][column].update({f"{kind} on pixels": regression_probe(pixels, adata.obs[column], kind=kind, seed=seed) for kind in ("rf", "ridge")})
         from .embed import write_h5ad
 
         write_h5ad(adata, tmp / "clusters.h5ad")

@@ -35,9 +35,11 @@ from .utils import StainfreeError
 logger = logging.getLogger(__name__)
 
 EMBED_METHODS = ("slc", "barlow", "autoencoder", "pca")
-DEFAULT_ARCH = {"slc": "yao2019", "barlow": "cnn3"}
+DEFAULT_ARCH = {"slc": "yao2019", "barlow": "resnet_small"}
 DEFAULT_AUGMENT = {"slc": "yao", "barlow": "engberg", "autoencoder": "flips"}
-DEFAULT_DIM = {"pca": 50, "slc": 64, "barlow": 64, "autoencoder": 64}
+DEFAULT_DIM = {"pca": 50, "slc": 64, "barlow": 128, "autoencoder": 64}
+DEFAULT_EPOCHS = {"barlow": 30}  # others: 20
+DEFAULT_POOLING = {"barlow": "stages"}  # others: "last"
 
 
 @dataclasses.dataclass
@@ -46,27 +48,33 @@ class EmbedConfig:
 
     method: str = "barlow"
     model: str | None = None  # registry architecture (slc, barlow)
-    epochs: int = 20
+    epochs: int | None = None
     batch_size: int = 128
     lr: float = 1e-3
-    dim: int | None = None  # Barlow projector width, autoencoder bottleneck (64), PCA components (50)
-    lambda_: float = 0.005  # Barlow Twins off-diagonal weight
+    dim: int | None = None  # Barlow projector width (128), autoencoder bottleneck (64), PCA components (50)
+    lambda_: float = 0.01  # Barlow Twins off-diagonal weight
     copies: int = 4  # SLC augmented copies of each cell per epoch
     augment: str | None = None
     blackout: str = "none"  # barlow: none, full or partial (needs masks)
     input_size: int | None = None
+    pooling: str | None = None  # "stages" (every stage's mean activation) or "last" (features())
+    tta: str | None = None  # "dihedral": average the embedding over the 8 flips/90-degree rotations
     seed: int = 0
 
     def validate(self) -> None:
-        from .transforms import PRESETS
+        from .transforms import augmentation_names
 
+        if self.augment is not None:
+            augmentation_names(self.augment)
         checks = [
             (self.method in EMBED_METHODS, f"unknown embedding method {self.method!r} (choose from {', '.join(EMBED_METHODS)}, model:PATH or embedder:PATH)"),
-            (self.epochs >= 1 and self.batch_size >= 2, "epochs must be >= 1 and batch size >= 2"),
+            ((self.epochs is None or self.epochs >= 1) and self.batch_size >= 2, "epochs must be >= 1 and batch size >= 2"),
             (self.lr > 0 and (self.dim is None or self.dim >= 2) and self.copies >= 1, "lr must be > 0, dim >= 2 and copies >= 1"),
             (self.lambda_ >= 0, "lambda must be >= 0"),
-            (self.augment is None or self.augment in PRESETS, f"augmentation preset {self.augment!r} is not one of {', '.join(PRESETS)}"),
             (self.blackout in ("none", "full", "partial"), f"blackout must be none, full or partial, got {self.blackout!r}"),
+            (self.pooling in (None, "stages", "last"), f"pooling must be stages or last, got {self.pooling!r}"),
+            (self.pooling != "stages" or self.method in ("slc", "barlow"), f"pooling 'stages' applies to slc and barlow, not {self.method}"),
+            (self.tta in (None, "none", "dihedral"), f"tta must be none or dihedral, got {self.tta!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -177,18 +185,30 @@ class Embedder:
         return resize_batch(apply_normalisation(images, self.normalisation), self.input_size)
 
     def transform(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
-        """The embedding of each cell (N x D)."""
+        """The embedding of each cell (N x D); with ``tta="dihedral"`` in the settings, the mean
+        embedding of the cell's eight flips and 90-degree rotations."""
+        import torch
+
+        from .transforms import dihedral_views
+
+        tta = self.config.get("tta") == "dihedral"
         out = []
         for start in range(0, len(images), batch_size):
-            x = self.prepare(images[start : start + batch_size])
-            if self.method == "pca":
-                out.append((x.reshape(len(x), -1) - self.pca["mean"]) @ self.pca["components"].T)
-            else:
-                import torch
-
-                with torch.no_grad():
-                    out.append(self.network.eval().features(torch.from_numpy(x)).numpy())
+            x = torch.from_numpy(self.prepare(images[start : start + batch_size]))
+            out.append(np.mean([self._embed_prepared(v) for v in (dihedral_views(x) if tta else [x])], axis=0))
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+    def _embed_prepared(self, x) -> np.ndarray:
+        """The embedding of a normalised, resized batch tensor."""
+        import torch
+
+        if self.method == "pca":
+            return (x.reshape(len(x), -1).numpy() - self.pca["mean"]) @ self.pca["components"].T
+        with torch.no_grad():
+            net = self.network.eval()
+            if self.config.get("pooling") == "stages":
+                return torch.cat([m.mean((2, 3)) for m in net.feature_maps(x)], 1).numpy()
+            return net.features(x).numpy()
 
     @property
     def metadata(self) -> dict:
@@ -237,7 +257,12 @@ def fit_embedder(images: np.ndarray, *, channels, config: EmbedConfig | None = N
 
     config = config or EmbedConfig()
     config.validate()
-    config = dataclasses.replace(config, dim=config.dim or DEFAULT_DIM[config.method])
+    pooling_asked = config.pooling
+    config = dataclasses.replace(
+        config, dim=config.dim or DEFAULT_DIM[config.method], epochs=config.epochs or DEFAULT_EPOCHS.get(config.method, 20),
+        pooling=config.pooling or DEFAULT_POOLING.get(config.method, "last"),
+        tta=config.tta or "none",  # "dihedral" costs 8 forward passes per cell
+    )
     images = np.asarray(images)
     n = len(images)
     minimum = {"pca": 3, "slc": 10, "barlow": 16, "autoencoder": 8}[config.method]
@@ -267,6 +292,14 @@ def fit_embedder(images: np.ndarray, *, channels, config: EmbedConfig | None = N
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     net, width = _build_network(config.method, arch, len(channels), side, n, config.dim)
+    if config.pooling == "stages" and not hasattr(net, "feature_maps"):
+        if pooling_asked == "stages":
+            raise StainfreeError(f"pooling 'stages' needs a convolutional model with stages (cnn3, yao2019, resnet_small), not {arch}")
+        config = dataclasses.replace(config, pooling="last")  # the method's default, where the model allows it
+        emb.config["pooling"] = "last"
+    if config.pooling == "stages":
+        with torch.no_grad():
+            width = sum(m.shape[1] for m in net.eval().feature_maps(torch.zeros(2, len(channels), side, side)))
     emb.network, emb.width = net, width
     x_all = torch.from_numpy(x_all)
     mask_t = torch.from_numpy(resize_batch(np.asarray(masks, np.float32)[:, None], side)[:, 0] > 0.5) if masks is not None else None

@@ -9,7 +9,9 @@ decorator line::
         ...
 
 Every model accepts any channel count and input size and exposes ``features(x)``, the
-penultimate representation used later for embeddings, beside ``forward(x)`` (logits).
+penultimate representation used later for embeddings, beside ``forward(x)`` (logits). The
+convolutional ones (``cnn3``, ``yao2019``, ``resnet_small``) also expose ``feature_maps(x)``,
+the activation maps at the end of each stage, for multi-scale embeddings.
 """
 
 from __future__ import annotations
@@ -94,6 +96,9 @@ def cnn3(in_channels: int, num_classes: int, input_size: int, widths=(16, 32, 32
             self.pool = nn.AdaptiveAvgPool2d(1)
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c, num_classes))
 
+        def feature_maps(self, x):
+            return _stage_outputs(self.body, x, (nn.MaxPool2d,))
+
         def features(self, x):
             return self.pool(self.body(x)).flatten(1)
 
@@ -101,6 +106,17 @@ def cnn3(in_channels: int, num_classes: int, input_size: int, widths=(16, 32, 32
             return self.head(self.features(x))
 
     return CNN3()
+
+
+def _stage_outputs(body, x, ends) -> list:
+    """Run ``x`` through a sequential ``body`` and return the output of every stage, a stage
+    ending at a module of one of the types ``ends`` or at the last module."""
+    out = []
+    for i, module in enumerate(body):
+        x = module(x)
+        if isinstance(module, ends) or i == len(body) - 1:
+            out.append(x)
+    return out
 
 
 def _pooled_size(size: int, stages: int, kernel: int = 2, stride: int = 2, min_size: int = 2) -> tuple[int, list[bool]]:
@@ -138,6 +154,9 @@ def yao2019(in_channels: int, num_classes: int, input_size: int, width: int = 32
                 c = width
             self.body = nn.Sequential(*layers)
             self.head = nn.Linear(width * side * side, num_classes)
+
+        def feature_maps(self, x):
+            return _stage_outputs(self.body, x, (nn.AvgPool2d,))
 
         def features(self, x):
             return self.body(x).flatten(1)
@@ -302,6 +321,10 @@ def resnet_small(in_channels: int, num_classes: int, input_size: int, widths=(16
             self.body = nn.Sequential(*layers)
             self.pool = nn.AdaptiveAvgPool2d(1)
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c, num_classes))
+
+        def feature_maps(self, x):
+            x = self.stem(x)
+            return [x] + _stage_outputs(self.body, x, (Block,))
 
         def features(self, x):
             return self.pool(self.body(self.stem(x))).flatten(1)

@@ -368,10 +368,10 @@ def _section_clusters(run: Run) -> str:
         parts.append(f"<p>Augmentation robustness (Yao Fig. S5a): augmented copies of one cell lie {robust['within_cell_mean']:.3g} apart on average, "
                      f"different cells {robust['between_cells_mean']:.3g} (ratio {robust['ratio']:.2f}; well below 1: the embedding ignores rotation, translation and background texture).</p>")
     parts.append(_table(pd.DataFrame(list(body["cluster_sizes"].items()), columns=["cluster", "cells"])))
+    for column, probes in (body.get("regressions") or {}).items():
+        rows = [{"probe": kind, "cells": p["cells"], "folds": p["folds"], "Pearson r": p["pearson_r"]} for kind, p in probes.items()]
+        parts.append(f"<h3>Regression probe: predicting {_esc(column)} from the embedding</h3>" + _table(pd.DataFrame(rows)))
     for column, probes in (body.get("probes") or {}).items():
-        if "pearson_r" in probes:
-            parts.append(f"<p>Regression probe for <b>{_esc(column)}</b> (random forest, {probes['folds']}-fold): Pearson r = {probes['pearson_r']:.3f}.</p>")
-            continue
         rows = [{"probe": kind, "accuracy": p["accuracy"], "balanced accuracy": p["balanced_accuracy"], "Cohen's kappa": p["cohen_kappa"],
                  "majority: accuracy": p["majority"]["accuracy"], "majority: balanced": p["majority"]["balanced_accuracy"]} for kind, p in probes.items()]
         parts.append(f"<h3>Probe: predicting {_esc(column)} from the embedding</h3>" + _table(pd.DataFrame(rows)))

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from .models import DEFAULT_MODEL, create_model, model_info
-from .transforms import PRESETS, apply_normalisation, augment, blackout_outside, dihedral_views, fit_normalisation
+from .transforms import apply_normalisation, augmentation_names, augment, blackout_outside, dihedral_views, fit_normalisation
 from .utils import StainfreeError, atomic_write_bytes, first_line
 
 logger = logging.getLogger(__name__)
@@ -77,13 +77,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         model_info(self.model)
+        augmentation_names(self.augment)
         checks = [
             (self.loss_weighting in WEIGHTINGS, f"loss weighting {self.loss_weighting!r} is not one of {', '.join(WEIGHTINGS)}"),
             (self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"),
             (self.monitor in MONITORS, f"monitor {self.monitor!r} is not one of {', '.join(MONITORS)}"),
             (self.sampling in SAMPLINGS, f"sampling {self.sampling!r} is not one of {', '.join(SAMPLINGS)}"),
             (self.schedule in ("cosine", "constant"), f"schedule {self.schedule!r} is not cosine or constant"),
-            (self.augment in PRESETS, f"augmentation preset {self.augment!r} is not one of {', '.join(PRESETS)}"),
             (self.blackout in ("none", "full", "partial"), f"blackout {self.blackout!r} is not none, full or partial"),
             (0 <= self.val_fraction < 1, f"validation fraction must be in [0, 1), got {self.val_fraction}"),
             (self.epochs >= 1 and self.batch_size >= 2, "epochs must be at least 1 and batch size at least 2"),

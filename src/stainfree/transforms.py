@@ -260,14 +260,28 @@ PRESETS: dict[str, list[str]] = {
 }
 
 
-def augment(x, preset: str | list[str] = "standard", *, generator=None):
-    """Apply an augmentation preset (or a list of augmentation names) to a batch tensor."""
-    names = PRESETS[preset] if isinstance(preset, str) and preset in PRESETS else preset
-    if isinstance(names, str):
-        raise StainfreeError(f"unknown augmentation preset {preset!r} (choose from {', '.join(PRESETS)})")
-    for name in names:
+def augmentation_names(preset: str | list[str]) -> list[str]:
+    """The augmentations of a preset name, of a comma-separated list (``"rot90,flip,blur"``) or
+    of a list; raises a one-line error for an unknown name.
+
+    >>> augmentation_names("engberg"), augmentation_names("flip,blur")
+    (['rot90', 'flip', 'blur'], ['flip', 'blur'])
+    """
+    if isinstance(preset, str):
+        if preset in PRESETS:
+            return list(PRESETS[preset])
+        if "," not in preset and preset not in AUGMENTATIONS:
+            raise StainfreeError(f"unknown augmentation preset {preset!r} (choose from {', '.join(PRESETS)}, or list augmentations: {','.join(AUGMENTATIONS)})")
+        preset = [name.strip() for name in preset.split(",") if name.strip()]
+    for name in preset:
         if name not in AUGMENTATIONS:
             raise StainfreeError(f"unknown augmentation {name!r} (choose from {', '.join(AUGMENTATIONS)})")
+    return list(preset)
+
+
+def augment(x, preset: str | list[str] = "standard", *, generator=None):
+    """Apply an augmentation preset (or a list of augmentation names) to a batch tensor."""
+    for name in augmentation_names(preset):
         x = AUGMENTATIONS[name](x, generator)
     return x
 
