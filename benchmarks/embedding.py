@@ -126,7 +126,7 @@ def speed(embedder, n: int, *, tta: str | None = None) -> dict:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 1000, size=(n, len(embedder.channels), 40, 40), dtype=np.uint16)
     t = time.monotonic()
-    x = embedder.transform(images, batch_size=2048)
+    x = embedder.transform(images)
     seconds = time.monotonic() - t
     return {"cells": n, "size": "40x40", "method": embedder.method, "arch": embedder.arch, "tta": embedder.config.get("tta"), "dims": int(x.shape[1]), "seconds": round(seconds, 1), "cells_per_second": round(n / seconds)}
 
