@@ -10,8 +10,11 @@ No label is used to train any of them. Each trained embedder is saved like a cla
   224 x 224).
 - ``barlow`` (Zbontar et al. 2021, as Engberg used it): a siamese encoder whose two views of a
   cell (90-degree rotations, flips, Gaussian blur, optionally the background blacked out) must
-  give projections whose cross-correlation matrix is the identity. The embedding is the encoder's
-  output (before the projector).
+  give projections whose cross-correlation matrix is the identity. The embedding is taken before
+  the projector: every stage's mean activation, concatenated (``pooling="stages"``, 128 values
+  for the default ``resnet_small``).
+- Any method can average a cell's embedding over its 8 flips and 90-degree rotations
+  (``tta="dihedral"``): better probes, eight times the embedding time.
 - ``autoencoder``: a U-Net-shaped encoder/decoder without skip connections, mean-squared error;
   the bottleneck is the embedding.
 - ``pca`` on the normalised pixels (Yao's baseline), and ``model:PATH``, the penultimate layer of
