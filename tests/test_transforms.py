@@ -4,6 +4,7 @@ import torch
 
 import stainfree as sf
 from stainfree.transforms import (
+    augmentation_names,
     AUGMENTATIONS,
     PRESETS,
     apply_normalisation,
@@ -94,6 +95,20 @@ def test_dihedral_views_are_the_eight_symmetries():
 def test_unknown_preset_is_named():
     with pytest.raises(sf.StainfreeError, match="unknown augmentation preset 'wild'"):
         augment(torch.zeros(1, 1, 4, 4), "wild")
+
+
+def test_a_comma_list_of_augmentations():
+    from stainfree.train import TrainConfig
+
+    x = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)
+    gen = torch.Generator().manual_seed(0)
+    # a comma list applies its names in order: flips then quarter turns give one of the 8 symmetries
+    out = augment(x, "flip,rot90", generator=gen)
+    assert any(torch.equal(out, v) for v in dihedral_views(x))
+    assert augmentation_names("flip, rot90") == ["flip", "rot90"]
+    TrainConfig(augment="rot90,flip").validate()
+    with pytest.raises(sf.StainfreeError, match="unknown augmentation 'spin'"):
+        TrainConfig(augment="rot90,spin").validate()
 
 
 def test_per_cell_normalisation_removes_brightness_and_gain():
