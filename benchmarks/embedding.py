@@ -65,9 +65,10 @@ def jurkat(methods: dict[str, dict], data: Path, *, trees: int, splits: int = 3)
         train_seconds = time.monotonic() - t
         embedders[name] = emb
         # each embedder is probed as trained and averaged over the 8 flips/rotations (--tta dihedral)
-        for variant, tta in ((name, emb.config["tta"]), (f"{name}+tta", "dihedral")):
-            if variant != name and emb.config["tta"] == "dihedral":
-                continue
+        variants = {name: emb.config["tta"]}
+        if emb.config["tta"] != "dihedral":
+            variants[f"{name}+tta"] = "dihedral"
+        for variant, tta in variants.items():
             results[variant] = probe_embedding(dataclasses.replace(emb, config={**emb.config, "tta": tta}), images, labels, y_dna, name=variant,
                                                settings={"method": method, **settings}, train_seconds=train_seconds, history=history, trees=trees, splits=splits)
     return results, embedders
@@ -119,8 +120,6 @@ def hek(settings: dict, data: Path) -> dict:
 
 
 def speed(embedder, n: int, *, tta: str | None = None) -> dict:
-    import dataclasses
-
     if tta is not None:
         embedder = dataclasses.replace(embedder, config={**embedder.config, "tta": tta})
     rng = np.random.default_rng(0)

@@ -441,23 +441,19 @@ def cluster_to_folder(
         plot_ordered_matrices(x, adata.obs["cluster"], figures / "cluster_matrices.png", seed=seed)
         groups = adata.obs[probe_group].astype(str).to_numpy() if probe_group else None
         # Engberg's Tables 2-3 put the same probe on the raw pixels beside the embedding's
-        pixels = None
+        inputs = {"": x}
         if cells is not None and (probe_columns or regress_columns):
-            # the embedding's own channels only (the cells may carry a stain it never saw)
-            channels = (summary["embedding"] or {}).get("channels")
-            source = cells.select_channels(channels) if channels and set(channels) <= set(cells.channels) else cells
             if len(cells) <= PIXEL_PROBE_MAX_CELLS:
-                pixels = source.read(slice(None)).reshape(len(cells), -1).astype(np.float32)
+                # the embedding's own channels only (the cells may carry a stain it never saw)
+                channels = (summary["embedding"] or {}).get("channels")
+                source = cells.select_channels(channels) if channels and set(channels) <= set(cells.channels) else cells
+                inputs[" on pixels"] = source.read(slice(None)).reshape(len(cells), -1).astype(np.float32)
             else:
                 logger.info("probes on raw pixels skipped: %d cells (more than %d)", len(cells), PIXEL_PROBE_MAX_CELLS)
         for column in probe_columns:
-            summary["probes"][column] = {kind: probe(x, adata.obs[column], kind=kind, groups=groups, seed=seed) for kind in ("rf", "logreg")}
-            if pixels is not None:
-                summary["probes"][column].update({f"{kind} on pixels": probe(pixels, adata.obs[column], kind=kind, groups=groups, seed=seed) for kind in ("rf", "logreg")})
+            summary["probes"][column] = {kind + suffix: probe(data, adata.obs[column], kind=kind, groups=groups, seed=seed) for suffix, data in inputs.items() for kind in ("rf", "logreg")}
         for column in regress_columns:
-            summary["regressions"][column] = {kind: regression_probe(x, adata.obs[column], kind=kind, seed=seed) for kind in ("rf", "ridge")}
-            if pixels is not None:
-                summary["regressions"][column].update({f"{kind} on pixels": regression_probe(pixels, adata.obs[column], kind=kind, seed=seed) for kind in ("rf", "ridge")})
+            summary["regressions"][column] = {kind + suffix: regression_probe(data, adata.obs[column], kind=kind, seed=seed) for suffix, data in inputs.items() for kind in ("rf", "ridge")}
         from .embed import write_h5ad
 
         write_h5ad(adata, tmp / "clusters.h5ad")

@@ -146,21 +146,21 @@ def _autoencoder(in_channels: int, input_size: int, dim: int, widths=(32, 64, 12
 
 
 def _build_network(method: str, arch: str | None, in_channels: int, input_size: int, n_cells: int, dim: int):
-    """The network trained by ``method`` and its embedding function's output size."""
-    import torch
+    """The network trained by ``method`` (its embedding width comes from :meth:`Embedder._embed_prepared`)."""
     from torch import nn
 
     from .models import create_model
 
     if method == "autoencoder":
-        net = _autoencoder(in_channels, input_size, dim)
-        return net, dim
+        return _autoencoder(in_channels, input_size, dim)
     net = create_model(arch, in_channels, max(n_cells, 2) if method == "slc" else 2, input_size)
-    with torch.no_grad():
-        width = net.eval().features(torch.zeros(2, in_channels, input_size, input_size)).shape[1]
     if method == "barlow":
+        import torch
+
+        with torch.no_grad():
+            width = net.eval().features(torch.zeros(2, in_channels, input_size, input_size)).shape[1]
         net.projector = nn.Sequential(nn.Linear(width, 4 * dim), nn.BatchNorm1d(4 * dim), nn.ReLU(inplace=True), nn.Linear(4 * dim, dim))
-    return net, width
+    return net
 
 
 @dataclasses.dataclass
@@ -246,7 +246,7 @@ class Embedder:
         if emb.method == "pca":
             emb.pca = {k: v.numpy() for k, v in state.items()}
         else:
-            emb.network, _ = _build_network(emb.method, emb.arch, len(emb.channels), emb.input_size[0], meta.get("n_train_cells") or 2, emb.config["dim"])
+            emb.network = _build_network(emb.method, emb.arch, len(emb.channels), emb.input_size[0], meta.get("n_train_cells") or 2, emb.config["dim"])
             emb.network.load_state_dict(state)
             emb.network.eval()
         return emb
@@ -297,16 +297,13 @@ def fit_embedder(images: np.ndarray, *, channels, config: EmbedConfig | None = N
 
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    net, width = _build_network(config.method, arch, len(channels), side, n, config.dim)
+    net = _build_network(config.method, arch, len(channels), side, n, config.dim)
     if config.pooling == "stages" and not hasattr(net, "feature_maps"):
         if pooling_asked == "stages":
             raise StainfreeError(f"pooling 'stages' needs a convolutional model with stages (cnn3, yao2019, resnet_small), not {arch}")
-        config = dataclasses.replace(config, pooling="last")  # the method's default, where the model allows it
-        emb.config["pooling"] = "last"
-    if config.pooling == "stages":
-        with torch.no_grad():
-            width = sum(m.shape[1] for m in net.eval().feature_maps(torch.zeros(2, len(channels), side, side)))
-    emb.network, emb.width = net, width
+        emb.config["pooling"] = "last"  # the method's default, where the model allows it
+    emb.network = net
+    emb.width = emb._embed_prepared(torch.zeros(2, len(channels), side, side)).shape[1]
     x_all = torch.from_numpy(x_all)
     mask_t = torch.from_numpy(resize_batch(np.asarray(masks, np.float32)[:, None], side)[:, 0] > 0.5) if masks is not None else None
     preset = config.augment or DEFAULT_AUGMENT[config.method]
