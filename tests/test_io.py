@@ -223,3 +223,21 @@ def test_channels_of_colour_files_can_be_chosen_by_name(tmp_path):
     assert cs.pixel_size == 0.65
     with pytest.raises(sf.StainfreeError, match=r"a\.png: no channel 'Ch3' \(its channels: R, G, B\)"):
         sf.import_cells(tmp_path / "src", channels="Ch3")
+
+
+def test_parquet_round_trip_and_clean_exit(tmp_path):
+    import subprocess
+    import sys
+
+    from stainfree.utils import StainfreeError, read_parquet, write_parquet
+
+    table = pd.DataFrame({"cell_id": ["a", "b", "c"], "area": [1.5, 2.0, 3.25]})
+    path = write_parquet(table, tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(read_parquet(path), table)
+    with pytest.raises(StainfreeError, match="already exists"):
+        write_parquet(table, path)
+    # pyarrow's reader threads used to abort the interpreter at exit now and then (CI saw -6)
+    code = f"from stainfree.utils import read_parquet; print(len(read_parquet({str(path)!r})))"
+    for _ in range(3):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert (r.returncode, r.stdout.strip(), r.stderr) == (0, "3", "")

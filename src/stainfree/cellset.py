@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .utils import StainfreeError, atomic_output_dir
+from .utils import StainfreeError, atomic_output_dir, read_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -562,7 +562,7 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
             f"{path}: written by a newer stainfree (format {header['version']}); please upgrade"
         )
     try:
-        table = pd.read_parquet(path / TABLE)
+        table = read_parquet(path / TABLE)
     except Exception as exc:
         raise StainfreeError(f"{path / TABLE}: unreadable table ({exc})") from None
     try:

@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from .utils import StainfreeError
+from .utils import StainfreeError, read_parquet
 
 app = typer.Typer(
     add_completion=False,
@@ -258,10 +258,8 @@ def _segmentation_params(mode, diameter, clear_border, smoothing, threshold_scal
 
 
 def _read_table(path: Path):
-    import pandas as pd
-
     try:
-        return pd.read_parquet(path)
+        return read_parquet(path)
     except Exception as exc:  # pyarrow raises several kinds for a file that is not parquet
         from .utils import first_line
 

@@ -31,7 +31,7 @@ import pandas as pd
 
 from .cellset import CellSet
 from .train import Classifier, TrainConfig, check_finite, fit
-from .utils import StainfreeError
+from .utils import StainfreeError, read_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -464,7 +464,7 @@ def evaluate(
         done = work / f"split{s_i:03d}.parquet" if work else None
         if done is not None and done.is_file():
             logger.info("split %d/%d (%s): already done, loading", s_i, len(splits), split.name)
-            part = pd.read_parquet(done)
+            part = read_parquet(done)
             rows.append(part)
             histories.append(json.loads((work / f"split{s_i:03d}.history.json").read_text()))
             continue

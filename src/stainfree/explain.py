@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .utils import StainfreeError, atomic_output_dir
+from .utils import StainfreeError, atomic_output_dir, read_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -302,7 +302,7 @@ def read_groups(source: str | os.PathLike, column: str, cell_ids: Sequence[str])
     elif source.suffix in (".parquet", ".csv"):
         if not source.is_file():
             raise StainfreeError(f"{source}: no such file")
-        table = pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
+        table = read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
     else:
         raise StainfreeError(f"{source}: not a CellSet folder, .parquet, .csv or .h5ad")
     if "cell_id" not in table:

@@ -130,3 +130,16 @@ def write_parquet(table, path: str | os.PathLike, *, force: bool = False) -> Pat
     table.to_parquet(buffer, index=False)
     atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def read_parquet(path: str | os.PathLike):
+    """Read a parquet table into a DataFrame on the calling thread.
+
+    pandas hands pyarrow an open Python file, and pyarrow's reader threads can then
+    abort the interpreter at exit ("terminate called without an active exception",
+    apache/arrow#34314 and #50482). Reading on one thread avoids that; the tables
+    stainfree reads are small enough that threads gain nothing.
+    """
+    import pandas as pd
+
+    return pd.read_parquet(path, use_threads=False)
