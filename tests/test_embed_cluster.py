@@ -236,6 +236,11 @@ def test_embed_and_cluster_from_the_command_line(tmp_path):
         r = run_cli("cluster", tmp_path / "e.h5ad", "-o", tmp_path / "bad", *args)
         assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
         assert not (tmp_path / "bad").exists()
+    # cells whose channels are named otherwise: no pixel probe on channels the embedding never saw
+    CellSet(stain, one.table, channels=["stain"], groups=one.groups).save(tmp_path / "renamed.cells")
+    r = run_cli("cluster", tmp_path / "e.h5ad", "-o", tmp_path / "cl2", "--probe", "label", "--cells", tmp_path / "renamed.cells", "--k", 2)
+    assert r.returncode == 0 and "probes on raw pixels skipped: the cells lack the embedding's channel(s) bf" in r.stderr, r.stderr
+    assert set(json.loads((tmp_path / "cl2" / "clusters.json").read_text())["probes"]["label"]) == {"rf", "logreg"}
     (tmp_path / "x.h5ad").write_text("nope")
     r = run_cli("cluster", tmp_path / "x.h5ad", "-o", tmp_path / "bad")
     assert r.returncode == 1 and "not a readable .h5ad" in r.stderr

@@ -443,13 +443,16 @@ def cluster_to_folder(
         # Engberg's Tables 2-3 put the same probe on the raw pixels beside the embedding's
         inputs = {"": x}
         if cells is not None and (probe_columns or regress_columns):
-            if len(cells) <= PIXEL_PROBE_MAX_CELLS:
-                # the embedding's own channels only (the cells may carry a stain it never saw)
-                channels = (summary["embedding"] or {}).get("channels")
-                source = cells.select_channels(channels) if channels and set(channels) <= set(cells.channels) else cells
-                inputs[" on pixels"] = source.read(slice(None)).reshape(len(cells), -1).astype(np.float32)
-            else:
+            # the embedding's own channels only (the cells may carry a stain it never saw)
+            channels = (summary["embedding"] or {}).get("channels")
+            missing = [c for c in channels or [] if c not in cells.channels]
+            if missing:
+                logger.warning("probes on raw pixels skipped: the cells lack the embedding's channel(s) %s", ", ".join(missing))
+            elif len(cells) > PIXEL_PROBE_MAX_CELLS:
                 logger.info("probes on raw pixels skipped: %d cells (more than %d)", len(cells), PIXEL_PROBE_MAX_CELLS)
+            else:
+                source = cells.select_channels(channels) if channels else cells
+                inputs[" on pixels"] = source.read(slice(None)).reshape(len(cells), -1).astype(np.float32)
         for column in probe_columns:
             summary["probes"][column] = {kind + suffix: probe(data, adata.obs[column], kind=kind, groups=groups, seed=seed) for suffix, data in inputs.items() for kind in ("rf", "logreg")}
         for column in regress_columns:
