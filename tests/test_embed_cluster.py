@@ -80,11 +80,15 @@ def test_stage_pooling_and_dihedral_averaging():
     images = cells.read(slice(None))
     config = EmbedConfig(method="barlow", model="resnet_small", epochs=1, batch_size=8, dim=8, tta="none")
     emb, _ = fit_embedder(images, channels=cells.channels, config=config)
-    assert emb.config["pooling"] == "stages" and emb.width == 16 + 16 + 32 + 64  # stem and three stages
+    assert emb.config["pooling"] == "stages+std" and emb.width == 2 * (16 + 16 + 32 + 64)  # stem and three stages
     with torch.no_grad():
         maps = emb.network.eval().feature_maps(torch.from_numpy(emb.prepare(images)))
-    expected = np.concatenate([m.mean((2, 3)).numpy() for m in maps], 1)
-    np.testing.assert_allclose(emb.transform(images), expected, rtol=1e-5, atol=1e-6)
+    means = np.concatenate([m.mean((2, 3)).numpy() for m in maps], 1)
+    stds = np.concatenate([m.numpy().reshape(len(m), m.shape[1], -1).std(2) for m in maps], 1)
+    np.testing.assert_allclose(emb.transform(images), np.concatenate([means, stds], 1), rtol=1e-4, atol=1e-5)
+    emb.config["pooling"] = "stages"
+    np.testing.assert_allclose(emb.transform(images), means, rtol=1e-5, atol=1e-6)
+    emb.config["pooling"] = "stages+std"
     # averaged over the eight flips/rotations, a turned or mirrored cell embeds exactly as itself
     emb.config["tta"] = "dihedral"
     x = emb.transform(images)
@@ -94,7 +98,7 @@ def test_stage_pooling_and_dihedral_averaging():
     assert not np.allclose(emb.transform(np.ascontiguousarray(np.rot90(images, 1, axes=(2, 3)))), emb.transform(images), atol=1e-3)
     # the defaults: stage pooling for barlow, the model's own features for slc, no averaging
     default = fit_embedder(images, channels=cells.channels, config=EmbedConfig(method="barlow", epochs=1, batch_size=8))[0]
-    assert (default.arch, default.config["dim"], default.config["pooling"], default.config["tta"]) == ("resnet_small", 128, "stages", "none")
+    assert (default.arch, default.config["dim"], default.config["pooling"], default.config["tta"]) == ("resnet_small", 128, "stages+std", "none")
     slc = fit_embedder(images, channels=cells.channels, config=EmbedConfig(method="slc", model="cnn3", epochs=1, batch_size=8))[0]
     assert (slc.config["pooling"], slc.config["tta"], slc.width) == ("last", "none", 32)
     assert fit_embedder(images, channels=cells.channels, config=EmbedConfig(method="barlow", model="fc2", epochs=1, batch_size=8, dim=8))[0].config["pooling"] == "last"
@@ -102,6 +106,8 @@ def test_stage_pooling_and_dihedral_averaging():
         fit_embedder(images, channels=cells.channels, config=EmbedConfig(method="barlow", model="fc2", pooling="stages", epochs=1, batch_size=8, dim=8))
     with pytest.raises(ValueError, match="applies to slc and barlow, not pca"):
         EmbedConfig(method="pca", pooling="stages").validate()
+    with pytest.raises(ValueError, match="pooling must be stages, stages[+]std or last, got 'max'"):
+        EmbedConfig(method="barlow", pooling="max").validate()
     with pytest.raises(ValueError, match="unknown augmentation 'spin'"):
         EmbedConfig(method="barlow", augment="flip,spin").validate()
 

@@ -525,7 +525,7 @@ def embed(
     augment: Optional[str] = typer.Option(None, help="Augmentation preset or a comma list such as rot90,flip,blur (default: yao for slc, engberg for barlow, flips for the autoencoder)."),
     blackout: str = typer.Option("none", help="Barlow: none, full or partial blackout outside the cell mask (cells from `stainfree segment`)."),
     input_size: Optional[int] = typer.Option(None, "--input-size", help="Resize cells to N x N (default: their own size)."),
-    pooling: Optional[str] = typer.Option(None, help="slc/barlow: 'stages' (the mean activation of every stage, concatenated; default for barlow) or 'last' (the model's own features; default for slc)."),
+    pooling: Optional[str] = typer.Option(None, help="slc/barlow: 'stages+std' (the mean and standard deviation of every stage's activations, concatenated; default for barlow), 'stages' (the means only) or 'last' (the model's own features; default for slc)."),
     tta: Optional[str] = typer.Option(None, help="'dihedral': average the embedding over the 8 flips/90-degree rotations of each cell (better probes, 8 times slower), or 'none' (default)."),
     save_model: Optional[Path] = typer.Option(None, "--save-model", help="Also write the trained embedder (.safetensors) to embed new cells with embedder:PATH."),
     seed: int = typer.Option(0, help="Random seed."),

@@ -11,8 +11,9 @@ No label is used to train any of them. Each trained embedder is saved like a cla
 - ``barlow`` (Zbontar et al. 2021, as Engberg used it): a siamese encoder whose two views of a
   cell (90-degree rotations, flips, Gaussian blur, optionally the background blacked out) must
   give projections whose cross-correlation matrix is the identity. The embedding is taken before
-  the projector: every stage's mean activation, concatenated (``pooling="stages"``, 128 values
-  for the default ``resnet_small``).
+  the projector: every stage's mean activation and its standard deviation over the map,
+  concatenated (``pooling="stages+std"``, 2 x 128 values for the default ``resnet_small``;
+  ``"stages"`` keeps only the means).
 - Any method can average a cell's embedding over its 8 flips and 90-degree rotations
   (``tta="dihedral"``): better probes, eight times the embedding time.
 - ``autoencoder``: a U-Net-shaped encoder/decoder without skip connections, mean-squared error;
@@ -42,7 +43,8 @@ DEFAULT_ARCH = {"slc": "yao2019", "barlow": "resnet_small"}
 DEFAULT_AUGMENT = {"slc": "yao", "barlow": "engberg", "autoencoder": "flips"}
 DEFAULT_DIM = {"pca": 50, "slc": 64, "barlow": 128, "autoencoder": 64}
 DEFAULT_EPOCHS = {"barlow": 30}  # others: 20
-DEFAULT_POOLING = {"barlow": "stages"}  # others: "last"
+DEFAULT_POOLING = {"barlow": "stages+std"}  # others: "last"
+STAGE_POOLINGS = ("stages", "stages+std")
 
 
 @dataclasses.dataclass
@@ -60,7 +62,7 @@ class EmbedConfig:
     augment: str | None = None
     blackout: str = "none"  # barlow: none, full or partial (needs masks)
     input_size: int | None = None
-    pooling: str | None = None  # "stages" (every stage's mean activation) or "last" (features())
+    pooling: str | None = None  # "stages" (every stage's mean activation), "stages+std" (and its std) or "last" (features())
     tta: str | None = None  # "dihedral": average the embedding over the 8 flips/90-degree rotations
     seed: int = 0
 
@@ -75,8 +77,8 @@ class EmbedConfig:
             (self.lr > 0 and (self.dim is None or self.dim >= 2) and self.copies >= 1, "lr must be > 0, dim >= 2 and copies >= 1"),
             (self.lambda_ >= 0, "lambda must be >= 0"),
             (self.blackout in ("none", "full", "partial"), f"blackout must be none, full or partial, got {self.blackout!r}"),
-            (self.pooling in (None, "stages", "last"), f"pooling must be stages or last, got {self.pooling!r}"),
-            (self.pooling != "stages" or self.method in ("slc", "barlow"), f"pooling 'stages' applies to slc and barlow, not {self.method}"),
+            (self.pooling in (None, *STAGE_POOLINGS, "last"), f"pooling must be stages, stages+std or last, got {self.pooling!r}"),
+            (self.pooling not in STAGE_POOLINGS or self.method in ("slc", "barlow"), f"pooling {self.pooling!r} applies to slc and barlow, not {self.method}"),
             (self.tta in (None, "none", "dihedral"), f"tta must be none or dihedral, got {self.tta!r}"),
         ]
         for ok, message in checks:
@@ -212,8 +214,11 @@ class Embedder:
         with torch.inference_mode():
             net = self.network.eval()
             x = x.contiguous(memory_format=torch.channels_last)
-            if self.config.get("pooling") == "stages":
-                return torch.cat([m.mean((2, 3)) for m in net.feature_maps(x)], 1).numpy()
+            pooling = self.config.get("pooling")
+            if pooling in STAGE_POOLINGS:
+                maps = net.feature_maps(x)
+                spread = [m.std((2, 3), correction=0) for m in maps] if pooling == "stages+std" else []
+                return torch.cat([m.mean((2, 3)) for m in maps] + spread, 1).numpy()
             return net.features(x).numpy()
 
     @property
@@ -298,9 +303,9 @@ def fit_embedder(images: np.ndarray, *, channels, config: EmbedConfig | None = N
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     net = _build_network(config.method, arch, len(channels), side, n, config.dim)
-    if config.pooling == "stages" and not hasattr(net, "feature_maps"):
-        if pooling_asked == "stages":
-            raise StainfreeError(f"pooling 'stages' needs a convolutional model with stages (cnn3, yao2019, resnet_small), not {arch}")
+    if config.pooling in STAGE_POOLINGS and not hasattr(net, "feature_maps"):
+        if pooling_asked in STAGE_POOLINGS:
+            raise StainfreeError(f"pooling {pooling_asked!r} needs a convolutional model with stages (cnn3, yao2019, resnet_small), not {arch}")
         emb.config["pooling"] = "last"  # the method's default, where the model allows it
     emb.network = net
     emb.width = emb._embed_prepared(torch.zeros(2, len(channels), side, side)).shape[1]
