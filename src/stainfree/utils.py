@@ -137,9 +137,10 @@ def read_parquet(path: str | os.PathLike):
 
     pandas hands pyarrow an open Python file, and pyarrow's reader threads can then
     abort the interpreter at exit ("terminate called without an active exception",
-    apache/arrow#34314 and #50482). Reading on one thread avoids that; the tables
-    stainfree reads are small enough that threads gain nothing.
+    apache/arrow#34314 and #50482). Reading on the calling thread, without pre-buffering
+    on pyarrow's I/O pool, avoids that; the tables stainfree reads are small enough that
+    threads gain nothing.
     """
     import pandas as pd
 
-    return pd.read_parquet(path, use_threads=False)
+    return pd.read_parquet(path, use_threads=False, pre_buffer=False)
