@@ -74,6 +74,11 @@ def jurkat(methods: dict[str, dict], data: Path, *, trees: int, splits: int = 3)
     return results, embedders
 
 
+def _recall_per_class(confusion: dict) -> dict:
+    counts = np.asarray(confusion["counts"])
+    return dict(zip(confusion["classes"], np.round(np.diag(counts) / counts.sum(1), 3).tolist()))
+
+
 def probe_embedding(emb, images, labels, y_dna, *, name, settings, train_seconds, history, trees, splits) -> dict:
     from stainfree.cluster import probe, regression_probe
 
@@ -87,7 +92,7 @@ def probe_embedding(emb, images, labels, y_dna, *, name, settings, train_seconds
         bas = [p["balanced_accuracy"] for p in runs]
         entry[f"probe_{kind}"] = {"balanced_accuracy": round(float(np.mean(bas)), 4), "per_split": [round(b, 4) for b in bas],
                                   "accuracy": round(float(np.mean([p["accuracy"] for p in runs])), 4), "cohen_kappa": round(float(np.mean([p["cohen_kappa"] for p in runs])), 4),
-                                  "recall_per_class": dict(zip(runs[0]["confusion_matrix"]["classes"], np.round(np.diag(np.asarray(runs[0]["confusion_matrix"]["counts"])) / np.asarray(runs[0]["confusion_matrix"]["counts"]).sum(1), 3).tolist()))}
+                                  "recall_per_class": _recall_per_class(runs[0]["confusion_matrix"])}
     entry["majority_balanced_accuracy"] = runs[0]["majority"]["balanced_accuracy"]
     entry["dna_pearson_r"] = {kind: round(regression_probe(x, y_dna, kind=kind, trees=trees)["pearson_r"], 4) for kind in ("rf", "ridge")}
     entry["best_balanced_accuracy"] = max(entry["probe_rf"]["balanced_accuracy"], entry["probe_logreg"]["balanced_accuracy"])
