@@ -1,11 +1,11 @@
 import json
 
 import numpy as np
-import pandas as pd
 
 import stainfree as sf
 from stainfree.runs import run_demo
 from stainfree.train import Classifier
+from stainfree.utils import read_parquet
 
 
 def test_demo_writes_a_complete_run_folder(tmp_path):
@@ -17,7 +17,7 @@ def test_demo_writes_a_complete_run_folder(tmp_path):
     ]
     figures = sorted(p.name for p in (out / "figures").iterdir())
     assert figures == ["confusion_matrix.png", "examples.png", "roc.png", "training_curve.png"]
-    assert sorted(pd.read_parquet(out / "features.parquet")["cell_id"]) == sorted(pd.read_parquet(out / "predictions.parquet")["cell_id"])
+    assert sorted(read_parquet(out / "features.parquet")["cell_id"]) == sorted(read_parquet(out / "predictions.parquet")["cell_id"])
     assert json.loads((out / "data.json").read_text())["classes"] == {"round": 40, "spindle": 40}
     assert json.loads((out / "explain" / "explain.json").read_text())["a"] == "round"
     assert (out / "figures" / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
@@ -30,7 +30,7 @@ def test_demo_writes_a_complete_run_folder(tmp_path):
     assert set(m["baselines"]) == {"majority", "area_svm", "features_rf"}
     assert m["baselines"]["majority"]["summary"]["balanced_accuracy"]["mean"] == 0.5
     assert m["headline"].startswith("balanced accuracy ") and m["seconds"] > 0
-    pred = pd.read_parquet(out / "predictions.parquet")
+    pred = read_parquet(out / "predictions.parquet")
     assert len(pred) == 80 and set(pred["label"]) == {"round", "spindle"}
     assert {"cell_id", "split", "label", "predicted", "prob_round", "prob_spindle"} <= set(pred.columns)
     cells = sf.open_cellset(out / "cells.cells")

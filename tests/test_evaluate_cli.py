@@ -9,6 +9,7 @@ import stainfree as sf
 from stainfree.evaluate import evaluate
 from stainfree.synthetic import make_cells
 from stainfree.train import TrainConfig
+from stainfree.utils import read_parquet
 
 
 def run(*args):
@@ -30,7 +31,7 @@ def test_evaluate_then_predict(small_cells, tmp_path):
     assert m["protocol"]["name"] == "group-kfold" and set(m["baselines"]) == {"majority", "area_svm"}
     pred = run("predict", tmp_path / "run" / "model.safetensors", small_cells, "-o", tmp_path / "p.parquet", "--tta")
     assert pred.returncode == 0, pred.stderr
-    table = pd.read_parquet(tmp_path / "p.parquet")
+    table = read_parquet(tmp_path / "p.parquet")
     assert len(table) == 48 and {"cell_id", "label", "predicted", "prob_round", "prob_spindle"} <= set(table.columns)
     assert "against the labels: accuracy" in pred.stdout
     again = run("predict", tmp_path / "run" / "model.safetensors", small_cells, "-o", tmp_path / "p.parquet")
@@ -167,14 +168,13 @@ def test_outline_only_baseline_runs_on_the_same_splits():
 
 
 def test_evaluate_reuses_a_features_file_and_checks_its_cells(small_cells, tmp_path):
-    import pandas as pd
 
     assert run("features", small_cells, "-o", tmp_path / "f.parquet").returncode == 0
-    features = pd.read_parquet(tmp_path / "f.parquet")
+    features = read_parquet(tmp_path / "f.parquet")
     features.iloc[::-1].to_parquet(tmp_path / "shuffled.parquet")  # rows are matched by cell_id
     out = run("evaluate", small_cells, "-o", tmp_path / "run", "--epochs", 1, "--features", tmp_path / "shuffled.parquet", "--baselines", "area_svm", "--no-final-model")
     assert out.returncode == 0, out.stderr
-    saved = pd.read_parquet(tmp_path / "run" / "features.parquet")
+    saved = read_parquet(tmp_path / "run" / "features.parquet")
     assert saved["cell_id"].tolist() == features["cell_id"].tolist()
     features.iloc[3:].to_parquet(tmp_path / "short.parquet")
     out = run("evaluate", small_cells, "-o", tmp_path / "run2", "--epochs", 1, "--features", tmp_path / "short.parquet")

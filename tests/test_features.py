@@ -11,6 +11,7 @@ import pytest
 from stainfree.cellset import CellSet
 from stainfree.features import DIRECTIONS, HARALICK_NAMES, cooccurrence, haralick, measure, skeleton_features
 from stainfree.synthetic import make_cells
+from stainfree.utils import read_parquet
 
 from conftest import run_cli
 
@@ -129,7 +130,7 @@ def test_features_cli_writes_one_row_per_cell(tmp_path):
     out = tmp_path / "f.parquet"
     r = run_cli("features", str(tmp_path / "c.cells"), "-o", str(out), "--scales", "2")
     assert r.returncode == 0, r.stderr
-    table = pd.read_parquet(out)
+    table = read_parquet(out)
     assert table["cell_id"].tolist() == cells.cell_ids.tolist()
     assert "Texture_SumVariance_bf_2_00" in table and "Texture_SumVariance_bf_3_00" not in table
     r = run_cli("features", str(tmp_path / "c.cells"), "-o", str(out))

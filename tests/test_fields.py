@@ -23,7 +23,7 @@ from stainfree.fields import (
     segment_to_cellset,
 )
 from stainfree.synthetic import make_cells, make_field
-from stainfree.utils import StainfreeError
+from stainfree.utils import StainfreeError, read_parquet
 
 
 def run(*args):
@@ -301,7 +301,7 @@ def test_mixed_population_fields_are_classified_against_the_fluorescence_label(t
     assert composition["field"].tolist() == ["field0", "field1", "field2"]
     assert np.allclose(composition["fraction_round"] + composition["fraction_spindle"], 1)
     assert (composition["cells_round"] + composition["cells_spindle"]).sum() == summary["cells"]
-    cells = pd.read_parquet(out / "cells.parquet")
+    cells = read_parquet(out / "cells.parquet")
     assert {"field", "centroid_x", "centroid_y", "area", "label", "predicted", "prob_round"} <= set(cells.columns)
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["field0.png", "field1.png", "field2.png"]
     assert json.loads((out / "fields.json").read_text())["crop_size"] == 32
