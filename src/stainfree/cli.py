@@ -226,7 +226,8 @@ _FIELD_OPTIONS = dict(
     planes=typer.Option("channels", help="Z-slices/time points become extra channels (channels) or separate fields (fields)."),
     pixel_size=typer.Option(None, "--pixel-size", help="Micrometres per pixel (default: from the file, where stored)."),
     mode=typer.Option("auto", help="Segmentation mode: auto (per field: dark background = fluorescence), fluorescence or brightfield."),
-    method=typer.Option("classical", help="classical (Otsu/local threshold + watershed) or cellpose (optional extra)."),
+    method=typer.Option("auto", help="auto (the learnt model on transmitted-light fields, classical on fluorescence), learnt, classical (Otsu/local threshold + watershed) or cellpose (optional extra)."),
+    segmenter=typer.Option(None, "--segmenter", "--model", help="Learnt segmentation model: a .safetensors from train-segmenter, or builtin:phase (the default, phase contrast)."),
     segment_channel=typer.Option(None, "--segment-channel", help="Channel to segment (default: the first that is not the label channel)."),
     diameter=typer.Option(None, help="Expected object diameter in pixels (default: estimated per field)."),
     min_area=typer.Option(None, "--min-area", help="Drop smaller objects: pixels (30) or square micrometres (20um2). Default: a disk of 0.2 diameters radius."),
@@ -288,6 +289,7 @@ def segment(
     pixel_size: Optional[float] = _FIELD_OPTIONS["pixel_size"],
     mode: str = _FIELD_OPTIONS["mode"],
     method: str = _FIELD_OPTIONS["method"],
+    segmenter: Optional[str] = _FIELD_OPTIONS["segmenter"],
     segment_channel: Optional[str] = _FIELD_OPTIONS["segment_channel"],
     diameter: Optional[float] = _FIELD_OPTIONS["diameter"],
     min_area: Optional[str] = _FIELD_OPTIONS["min_area"],
@@ -314,7 +316,7 @@ def segment(
     path, result, cells = segment_to_cellset(
         fields, out, channels=_names(channels), grey=grey, planes=planes, pixel_size=pixel_size, params=params,
         min_area=min_area, max_area=max_area, save_labels=save_labels, balance=balance, force=force,
-        size=size, pad=pad, segment_channel=segment_channel, method=method, points=points,
+        size=size, pad=pad, segment_channel=segment_channel, method=method, segmenter=segmenter, points=points,
         label_channel=label_channel, label_names=_names(label_names) or ("negative", "positive"), label_radius=label_radius,
         background_sigma=background_sigma, min_posterior=min_posterior, keep_label_channel=keep_label_channel, seed=seed,
     )
@@ -339,6 +341,7 @@ def predict(
     pixel_size: Optional[float] = _FIELD_OPTIONS["pixel_size"],
     mode: str = _FIELD_OPTIONS["mode"],
     method: str = _FIELD_OPTIONS["method"],
+    segmenter: Optional[str] = _FIELD_OPTIONS["segmenter"],
     segment_channel: Optional[str] = _FIELD_OPTIONS["segment_channel"],
     diameter: Optional[float] = _FIELD_OPTIONS["diameter"],
     min_area: Optional[str] = _FIELD_OPTIONS["min_area"],
@@ -368,7 +371,7 @@ def predict(
     path, summary = predict_fields(
         model, inputs, out, channels=_names(channels), grey=grey, planes=planes, pixel_size=pixel_size, params=params,
         min_area=min_area, max_area=max_area, label_channel=label_channel, label_names=_names(label_names), tta=tta,
-        prior=prior, force=force, pad=pad, segment_channel=segment_channel, method=method, points=points,
+        prior=prior, force=force, pad=pad, segment_channel=segment_channel, method=method, segmenter=segmenter, points=points,
         label_radius=label_radius, background_sigma=background_sigma, min_posterior=min_posterior,
     )
     typer.echo(f"wrote {path} (cells.parquet, composition.csv, overlays/, fields.json, report.html)")
@@ -637,6 +640,84 @@ def demo(
     path, metrics = run_demo(out, epochs=epochs, seed=seed, force=force)
     typer.echo(f"wrote {path} (report.html, metrics.json, predictions.parquet, model.safetensors, figures/, cells.cells)")
     typer.echo(metrics["headline"])
+
+
+@app.command("train-segmenter")
+def train_segmenter_(
+    fields: List[Path] = typer.Argument(..., help="Field images to learn from: TIFF/OME-TIFF, PNG or JPG."),
+    masks: Path = typer.Option(..., "--masks", help="Annotations: a folder of label images (<field>.tif/.png), ImageJ ROI sets (<field>.zip) or COCO .json, or one COCO .json."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model file to write (e.g. seg.safetensors)."),
+    init: Optional[str] = typer.Option(None, "--init", help="Fine-tune from this model (a .safetensors or builtin:phase) instead of starting from scratch."),
+    steps: int = typer.Option(1500, help="Training steps (batches)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Crops per step."),
+    crop: int = typer.Option(256, help="Crop size in network pixels."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate (one-cycle schedule)."),
+    diameter: float = typer.Option(24.0, help="Median cell diameter the network sees, in its pixels (fields are rescaled to it)."),
+    validation: float = typer.Option(0.1, "--validation", help="Fraction of fields held out for validation (none with fewer than 4 fields)."),
+    validate_every: int = typer.Option(250, "--validate-every", help="Steps between validations and checkpoints."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT.checkpoint, left by an interrupted run."),
+    licence: Optional[str] = typer.Option(None, "--licence", help="Licence of the training data, recorded in the model."),
+    source: Optional[str] = typer.Option(None, "--source", help="Where the training data come from, recorded in the model."),
+    seed: int = typer.Option(0, help="Random seed (validation fields, initial weights, crops)."),
+    device: str = typer.Option("auto", help="auto (a GPU when there is one), cpu or cuda."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    channels: Optional[str] = _FIELD_OPTIONS["channels"],
+    grey: bool = _FIELD_OPTIONS["grey"],
+    pixel_size: Optional[float] = _FIELD_OPTIONS["pixel_size"],
+):
+    """Train a segmentation network from fields and their instance annotations."""
+    from .seg.training import SegTrainConfig
+    from .workflows.segmentation import train_segmenter_file
+
+    config = SegTrainConfig(steps=steps, batch_size=batch_size, crop=crop, lr=lr, diameter=diameter, validate_every=validate_every, seed=seed, device=device)
+    config.validate()
+    path, model = train_segmenter_file(
+        fields, masks, out, config=config, validation_fraction=validation, init=init, resume=resume, force=force,
+        licence=licence, source=source, channels=_names(channels), grey=grey, pixel_size=pixel_size,
+    )
+    history = model.provenance.get("history") or [{}]
+    last = history[-1]
+    line = f"wrote {path}: {model.arch} on {', '.join(model.channels)}, {model.diameter:.1f} px cells at scale {model.scale:.3f}"
+    if "val_f1" in last:
+        line += f"; validation F1 {last['val_f1']:.3f}, mean matched IoU {last['val_mean_matched_iou']:.3f}"
+    typer.echo(line)
+
+
+@app.command("score-segmentation")
+def score_segmentation_(
+    fields: List[Path] = typer.Argument(..., help="Field images: TIFF/OME-TIFF, PNG or JPG."),
+    truth: Path = typer.Option(..., "--truth", help="The true instances: a folder of label images, ROI sets or COCO .json, or one COCO .json."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (scores.json, per_field.csv, overlays/, report.html)."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    channels: Optional[str] = _FIELD_OPTIONS["channels"],
+    grey: bool = _FIELD_OPTIONS["grey"],
+    pixel_size: Optional[float] = _FIELD_OPTIONS["pixel_size"],
+    mode: str = _FIELD_OPTIONS["mode"],
+    method: str = _FIELD_OPTIONS["method"],
+    segmenter: Optional[str] = _FIELD_OPTIONS["segmenter"],
+    segment_channel: Optional[str] = _FIELD_OPTIONS["segment_channel"],
+    diameter: Optional[float] = _FIELD_OPTIONS["diameter"],
+    clear_border: bool = _FIELD_OPTIONS["clear_border"],
+    smoothing: float = _FIELD_OPTIONS["smoothing"],
+    threshold_scale: Optional[float] = _FIELD_OPTIONS["threshold_scale"],
+    local_window: float = _FIELD_OPTIONS["local_window"],
+    min_distance: Optional[float] = _FIELD_OPTIONS["min_distance"],
+):
+    """Segment fields and score them against true instances (F1, average precision, splits, merges)."""
+    from .workflows.segmentation import score_segmentation
+
+    params = _segmentation_params(mode, diameter, clear_border, smoothing, threshold_scale, local_window, min_distance)
+    path, summary = score_segmentation(
+        fields, truth, out, method=method, segmenter=segmenter, params=params, segment_channel=segment_channel, force=force,
+        channels=_names(channels), grey=grey, pixel_size=pixel_size,
+    )
+    p = summary["pooled"]
+    typer.echo(f"wrote {path} (scores.json, per_field.csv, overlays/, report.html)")
+    typer.echo(
+        f"{len(summary['per_field'])} field(s), {p['true_objects']} true and {p['predicted_objects']} predicted objects: "
+        f"F1 {p['f1']:.3f} at IoU 0.5 (precision {p['precision']:.3f}, recall {p['recall']:.3f}), AP 0.5-0.95 {p['ap_50_95']:.3f}, "
+        f"mean matched IoU {p['mean_matched_iou']:.3f}, {p['split_cells']} split and {p['merged_cells']} merged cells"
+    )
 
 
 class Interrupted(BaseException):

@@ -899,7 +899,8 @@ def cells_from_fields(
     pad: bool = False,
     segment_channel: str | None = None,
     params: SegmentationParams | None = None,
-    method: str = "classical",
+    method: str = "auto",
+    segmenter=None,
     points: str | os.PathLike | pd.DataFrame | None = None,
     label_channel: str | None = None,
     label_names: Sequence[str] = ("negative", "positive"),
@@ -913,8 +914,10 @@ def cells_from_fields(
     """Segment (or take given points), crop and optionally label the cells of several fields.
 
     The fields must have the same channels. Objects are found on ``segment_channel`` (default:
-    the first channel that is not the label channel), with ``params`` (mode ``"auto"`` picks
-    fluorescence or brightfield per field with :func:`guess_mode`). With ``label_channel``,
+    the first channel that is not the label channel) by ``method``: ``"auto"`` segments
+    transmitted-light fields with the learnt ``segmenter`` (default: the shipped phase-contrast
+    model) and fluorescence fields with the classical pipeline and ``params``
+    (see :func:`stainfree.seg.methods.segment_field`). With ``label_channel``,
     each cell's background-corrected total intensity within ``label_radius`` px (default: half
     the segmentation diameter, or 30 px with points, as Ogawa et al.) feeds a two-population
     mixture fitted over all fields; the label channel is left out of the crops unless
@@ -935,8 +938,13 @@ def cells_from_fields(
         segment_channel = crop_channels[0]
     elif segment_channel not in channels:
         raise StainfreeError(f"segmentation channel {segment_channel!r} is not in the fields (channels: {', '.join(channels)})")
-    if method not in ("classical", "cellpose"):
-        raise StainfreeError(f"segmentation method must be classical or cellpose, not {method!r}")
+    from .seg.density import density_columns, density_levels
+    from .seg.methods import METHODS, load_segmenter, segment_field
+
+    if method not in METHODS:
+        raise StainfreeError(f"segmentation method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method in ("auto", "learnt") and points is None:
+        segmenter = load_segmenter(segmenter)
     params = params or SegmentationParams(mode="auto")
     point_sets = read_points(points, fields) if points is not None else None
     crop_index = [channels.index(c) for c in crop_channels]
@@ -954,13 +962,16 @@ def cells_from_fields(
             stats.update(points=len(rows), skipped_edge=skipped)
             radius = label_radius or 30.0
         else:
-            channel = f.channel(segment_channel)
-            result = segment_cellpose(channel, diameter=params.diameter) if method == "cellpose" else segment(channel, params)
+            result = segment_field(f, segment_channel=segment_channel, method=method, params=params, segmenter=segmenter)
             stats["mode"] = result.mode
             crops, field_masks, table, skipped = crop_objects(f.image[crop_index], result.labels, size=size, pad=pad)
             table.insert(0, "cell_id", [f"{f.name}:{k}" for k in table["label_id"]])
             stats.update(objects=result.n_objects, diameter=round(result.diameter, 2), dropped_small=result.dropped_small,
                          dropped_large=result.dropped_large, dropped_border=result.dropped_border, skipped_edge=skipped)
+            density, units = density_columns(result.labels, table["centroid_y"].to_numpy(), table["centroid_x"].to_numpy(),
+                                             pixel_size=f.pixel_size, diameter=result.diameter)
+            table = pd.concat([table, density], axis=1)
+            stats.update(field_density=float(density["field_density"].iloc[0]) if len(density) else None, **units)
             if keep_labels:
                 labels_out[f.name] = result.labels
             radius = label_radius or max(result.diameter / 2, 1.0)
@@ -980,6 +991,8 @@ def cells_from_fields(
     if len(table) == 0:
         detail = "; ".join(f"{s['field']}: {s.get('objects', s.get('points'))} found" for s in per_field)
         raise StainfreeError(f"no cells in any field ({detail}); check the segmentation mode, diameter and area range")
+    if "field_density" in table and table["field"].nunique() > 1:
+        table["density_level"] = density_levels(table["field_density"], table["field"])
     fit = None
     if label_channel is not None:
         intensity = np.concatenate(intensities)

@@ -125,7 +125,7 @@ class Run:
 
     @property
     def kind(self) -> str:
-        for marker, kind in (("metrics.json", "evaluation"), ("fields.json", "fields"), ("clusters.json", "clusters"), ("comparison.json", "comparison"), ("explain.json", "explain"), ("saliency.json", "saliency")):
+        for marker, kind in (("metrics.json", "evaluation"), ("fields.json", "fields"), ("clusters.json", "clusters"), ("comparison.json", "comparison"), ("explain.json", "explain"), ("saliency.json", "saliency"), ("scores.json", "segmentation")):
             if (self.folder / marker).exists():
                 return kind
         return "unknown"
@@ -357,6 +357,20 @@ def _section_overlays(run: Run) -> str:
     return note + "".join(_figure(p, p.stem, width=520) for p in shown)
 
 
+def _section_segmentation(run: Run) -> str:
+    body = _read_json(run.file("scores.json"))
+    pooled = body.get("pooled") or {}
+    names = {"f1": "F1 at IoU 0.5", "precision": "precision", "recall": "recall", "ap_50_95": "average precision, IoU 0.5-0.95",
+             "mean_matched_iou": "mean matched IoU", "split_cells": "split cells", "merged_cells": "merged cells",
+             "true_objects": "true objects", "predicted_objects": "predicted objects"}
+    parts = [f"<p>Method {_esc(body.get('method'))}" + (f", model {_esc(body['segmenter'])}" if body.get("segmenter") else "")
+             + f"; truth from {_esc(body.get('truth'))}. Pooled over fields (every cell weighs the same):</p>"]
+    parts.append(_table(pd.DataFrame([(label, pooled.get(key)) for key, label in names.items()], columns=["", "value"])))
+    if body.get("per_field"):
+        parts.append("<h3>Per field</h3>" + _table(pd.DataFrame(body["per_field"])))
+    return "".join(parts)
+
+
 def _section_clusters(run: Run) -> str:
     body = _read_json(run.folder / "clusters.json")
     c = body["clustering"]
@@ -418,6 +432,10 @@ SECTIONS: dict[str, list[tuple[str, Callable[[Run], str]]]] = {
         ("Overlays", _section_overlays),
     ],
     "explain": [("What separates the groups", _section_explain)],
+    "segmentation": [
+        ("Segmentation against the truth", _section_segmentation),
+        ("Overlays: truth green, prediction magenta", _section_overlays),
+    ],
     "saliency": [("What the network looks at", _section_saliency)],
 }
 
@@ -429,7 +447,7 @@ def build_report(folder: str | os.PathLike, *, title: str | None = None) -> str:
         raise StainfreeError(f"{run.folder}: no such run folder")
     kind = run.kind
     if kind not in SECTIONS:
-        raise StainfreeError(f"{run.folder}: not a stainfree run (no metrics.json, fields.json, clusters.json, comparison.json, explain.json or saliency.json)")
+        raise StainfreeError(f"{run.folder}: not a stainfree run (no metrics.json, fields.json, clusters.json, comparison.json, explain.json, saliency.json or scores.json)")
     sections = []
     for name, render in SECTIONS[kind]:
         anchor = name.lower().replace(" ", "-").replace(",", "")

@@ -1,0 +1,262 @@
+"""A trained segmentation network with everything needed to reuse it, and tiled prediction.
+
+A :class:`Segmenter` is saved as ``.safetensors`` weights with JSON metadata (format
+``stainfree.segmenter``): the architecture, the channels, the scale it works at (micrometres per
+network pixel and the median cell diameter in network pixels), the intensity normalisation, the
+post-processing settings, and the training data with its licence.
+
+Prediction rescales a field to the network's scale, runs the network over overlapping tiles (each
+tile keeps only its core, so the result does not depend on where tiles fall, up to the network's
+reach beyond the margin), turns the stitched maps into instances and scales the labels back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..utils import StainfreeError
+from .instances import InstanceParams, instances_from_maps
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "stainfree.segmenter"
+FLOW_SCALE = 5.0  # flows are learnt as 5 x the unit vectors (as cellpose), so their errors weigh enough
+BUILTIN = {"phase": "phase_contrast.safetensors"}
+
+
+def normalise_field(image: np.ndarray, *, low: float = 1.0, high: float = 99.5, max_samples: int = 1 << 22) -> np.ndarray:
+    """Scale each channel so its ``low`` and ``high`` percentiles become 0 and 1 (float32).
+
+    Percentiles come from at most ``max_samples`` evenly spaced pixels, so huge fields cost
+    little. A flat channel becomes zeros.
+
+    >>> x = np.arange(101, dtype=np.uint16).reshape(1, 1, 101)
+    >>> normalise_field(x, low=0, high=100)[0, 0, [0, 50, 100]].tolist()
+    [0.0, 0.5, 1.0]
+    """
+    image = np.asarray(image)
+    out = np.empty(image.shape, np.float32)
+    for c in range(image.shape[0]):
+        channel = image[c]
+        step = max(1, int(np.ceil(channel.size / max_samples)))
+        lo, hi = np.percentile(channel.ravel()[::step], [low, high])
+        span = float(hi - lo)
+        out[c] = (channel.astype(np.float32) - np.float32(lo)) / np.float32(span) if span > 0 else 0.0
+    return out
+
+
+def rescale(image: np.ndarray, scale: float) -> np.ndarray:
+    """Bilinear (antialiased when shrinking) resize of a (C, H, W) float32 array by ``scale``.
+
+    >>> rescale(np.ones((2, 10, 6), np.float32), 0.5).shape
+    (2, 5, 3)
+    """
+    import torch
+    from torch.nn import functional as F
+
+    if scale == 1:
+        return image
+    size = tuple(max(1, int(round(n * scale))) for n in image.shape[-2:])
+    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)[0].numpy()
+
+
+def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a label image to ``shape`` (pixel centres map to pixel centres).
+
+    >>> resize_labels(np.array([[1, 2], [3, 4]]), (4, 4))[1:3].tolist()
+    [[1, 1, 2, 2], [3, 3, 4, 4]]
+    """
+    labels = np.asarray(labels)
+    if labels.shape == tuple(shape):
+        return labels
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(int), labels.shape[0] - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1]).astype(int), labels.shape[1] - 1)
+    return labels[np.ix_(rows, cols)]
+
+
+def tile_starts(length: int, core: int) -> list[int]:
+    """Start of each core window of size ``core`` covering ``length`` pixels.
+
+    >>> tile_starts(10, 4), tile_starts(3, 4)
+    ([0, 4, 8], [0])
+    """
+    return list(range(0, max(length, 1), core))
+
+
+@dataclasses.dataclass
+class Segmenter:
+    """A segmentation network and its description; build with :func:`stainfree.seg.training.train_segmenter`
+    or :meth:`load`."""
+
+    network: object
+    arch: str
+    arch_kwargs: dict
+    channels: list[str]
+    pixel_size: float | None  # micrometres per network pixel, when the training data had one
+    scale: float  # field pixels to network pixels when neither pixel size nor diameter is known
+    diameter: float  # median training cell diameter, in network pixels
+    instance_params: InstanceParams = dataclasses.field(default_factory=InstanceParams)
+    normalisation: dict = dataclasses.field(default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.5})
+    provenance: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def representation(self) -> str:
+        """``flows`` or ``distance``: what the network's three outputs are."""
+        return "flows" if self.instance_params.representation == "flows" else "distance"
+
+    @property
+    def metadata(self) -> dict:
+        from .targets import OUTPUTS
+
+        return {
+            "format": FORMAT,
+            "arch": self.arch,
+            "arch_kwargs": self.arch_kwargs,
+            "outputs": list(OUTPUTS[self.representation]),
+            "channels": list(self.channels),
+            "pixel_size": self.pixel_size,
+            "scale": self.scale,
+            "diameter": self.diameter,
+            "instance_params": dataclasses.asdict(self.instance_params),
+            "normalisation": self.normalisation,
+            "provenance": self.provenance,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``.safetensors`` weights with :attr:`metadata` (atomically)."""
+        from ..train import write_model_file
+
+        return write_model_file(path, self.network.state_dict(), self.metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Segmenter":
+        """Read a segmenter written by :meth:`save`; ``builtin:phase`` names the shipped model."""
+        from ..train import read_model_file
+        from .networks import create_segmenter
+
+        path = builtin_path(path)
+        meta, state = read_model_file(path)
+        if meta.get("format") != FORMAT:
+            raise StainfreeError(f"{path}: not a segmentation model (it is a {meta.get('format', 'classifier')})")
+        network = create_segmenter(meta["arch"], len(meta["channels"]), 3, **meta["arch_kwargs"])
+        network.load_state_dict(state)
+        network.eval()
+        return cls(network, meta["arch"], meta["arch_kwargs"], list(meta["channels"]), meta["pixel_size"], float(meta["scale"]),
+                   float(meta["diameter"]), InstanceParams(**meta["instance_params"]), meta["normalisation"], meta.get("provenance", {}))
+
+    def resolve_scale(self, *, pixel_size: float | None = None, diameter: float | None = None) -> tuple[float, str]:
+        """The factor from field pixels to network pixels, and how it was decided.
+
+        A given cell ``diameter`` (field pixels) wins, then the field's pixel size, then the
+        model's default (which assumes the field has the training data's pixel size).
+        """
+        if diameter is not None:
+            if diameter <= 2:
+                raise StainfreeError(f"diameter must be more than 2 px, got {diameter}")
+            return self.diameter / diameter, f"from the given diameter {diameter:g} px"
+        if pixel_size is not None and self.pixel_size is not None:
+            return pixel_size / self.pixel_size, f"from the pixel size {pixel_size:g} um"
+        return self.scale, "the model's training scale (no pixel size or diameter given)"
+
+    def predict_maps(self, image: np.ndarray, *, tile: int = 512, margin: int = 32, device: str = "auto") -> np.ndarray:
+        """The three output maps (3, h, w) of an image already at the network's scale and
+        normalised, predicted over overlapping ``tile`` windows: foreground probability and
+        flows, or foreground, distance and boundary probabilities."""
+        import torch
+
+        from ..train import pick_device
+
+        if tile <= 2 * margin:
+            raise StainfreeError(f"tile size {tile} must exceed twice the margin {margin}")
+        dev = pick_device(device)
+        network = self.network.to(dev).eval()
+        c, h, w = image.shape
+        out = np.zeros((3, h, w), np.float32)
+        core = tile - 2 * margin
+        with torch.no_grad():
+            for top in tile_starts(h, core if h > tile else h):
+                for left in tile_starts(w, core if w > tile else w):
+                    y0, x0 = max(top - margin, 0), max(left - margin, 0)
+                    y1, x1 = min(top + core + margin, h), min(left + core + margin, w)
+                    x = torch.from_numpy(np.ascontiguousarray(image[:, y0:y1, x0:x1]))[None].to(dev)
+                    maps = network(x)[0]
+                    maps = (torch.cat([maps[:1].sigmoid(), maps[1:] / FLOW_SCALE]) if self.representation == "flows" else maps.sigmoid()).cpu().numpy()
+                    bottom, right = min(top + (core if h > tile else h), h), min(left + (core if w > tile else w), w)
+                    out[:, top:bottom, left:right] = maps[:, top - y0 : bottom - y0, left - x0 : right - x0]
+        return out
+
+    def segment(
+        self,
+        image: np.ndarray,
+        *,
+        pixel_size: float | None = None,
+        diameter: float | None = None,
+        tile: int = 512,
+        device: str = "auto",
+    ):
+        """Instance labels of a field (C, H, W) in the model's channel order.
+
+        Returns a :class:`stainfree.fields.SegmentationResult` with labels at the field's size and
+        the expected diameter in field pixels.
+        """
+        from ..fields import SegmentationResult
+
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = image[None]
+        if image.shape[0] != len(self.channels):
+            raise StainfreeError(
+                f"the segmentation model expects {len(self.channels)} channel(s) ({', '.join(self.channels)}), got {image.shape[0]}"
+            )
+        scale, _ = self.resolve_scale(pixel_size=pixel_size, diameter=diameter)
+        check_memory(image.shape, scale)
+        x = rescale(normalise_field(image, low=self.normalisation["low"], high=self.normalisation["high"]), scale)
+        maps = self.predict_maps(x, tile=tile, device=device)
+        labels = instances_from_maps(maps, self.instance_params)
+        return SegmentationResult(
+            resize_labels(labels, image.shape[-2:]).astype(np.int32), diameter=self.diameter / scale, threshold=float("nan"), mode="learnt"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux), else ``None``."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(shape: tuple[int, ...], scale: float) -> None:
+    """Refuse, with one clear line, a field whose working copies would not fit in memory: a
+    float32 copy at the field's size, one at the network's, three maps and the labels."""
+    c, h, w = shape
+    need = 4 * h * w * (c + 2) + 4 * h * w * scale**2 * (c + 4)
+    free = available_memory()
+    if free is not None and need > 0.8 * free:
+        raise StainfreeError(
+            f"a {h}x{w} px field needs about {need / 2**30:.1f} GiB to segment, more than the {free / 2**30:.1f} GiB available; "
+            "cut it into smaller fields first"
+        )
+
+
+def builtin_path(path: str | os.PathLike) -> Path:
+    """The file behind ``builtin:<name>`` (the models shipped in the package), else ``path``."""
+    text = str(path)
+    if not text.startswith("builtin:"):
+        return Path(path)
+    name = text.split(":", 1)[1]
+    if name not in BUILTIN:
+        raise StainfreeError(f"no built-in segmentation model {name!r}; built in: {', '.join(sorted(BUILTIN))}")
+    from importlib import resources
+
+    return Path(str(resources.files("stainfree.seg") / "weights" / BUILTIN[name]))

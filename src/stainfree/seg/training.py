@@ -1,0 +1,316 @@
+"""Training a segmentation network from annotated fields (plain PyTorch loop).
+
+Each field is normalised and rescaled once to the network's scale, and its targets
+(:mod:`.targets`) computed once. Every step draws random crops (over fields in proportion to
+their area) at a random scale, flips and rotates them by multiples of 90 degrees, and varies
+intensity, contrast, gamma, blur and noise. The loss is binary cross-entropy on foreground and
+boundary plus twice the squared error of the normalised distance. Held-out fields are segmented
+whole at each validation and scored (instance F1 at IoU 0.5). A checkpoint written at every
+validation makes an interrupted run resumable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..utils import StainfreeError
+from .instances import InstanceParams
+from .model import Segmenter, normalise_field, rescale, resize_labels
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class SegTrainConfig:
+    """Settings of :func:`train_segmenter`; the defaults train the shipped phase-contrast model."""
+
+    steps: int = 1500
+    batch_size: int = 8
+    crop: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    representation: str = "flows"  # or "distance" (see stainfree.seg.targets)
+    arch: str = "unet"
+    width: int = 8
+    depth: int = 4
+    diameter: float = 24.0  # median cell diameter the network sees, in its own pixels
+    scale: float | None = None  # field -> network pixels; default from diameter and the annotations
+    scale_range: tuple[float, float] = (0.75, 1.33)
+    validate_every: int = 250
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "crop", "validate_every", "width", "depth"):
+            if getattr(self, name) < 1:
+                raise StainfreeError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+        if self.crop < 2**self.depth:
+            raise StainfreeError(f"crop {self.crop} is smaller than the network's stride {2 ** self.depth}")
+        if self.representation not in ("flows", "distance"):
+            raise StainfreeError(f"representation must be flows or distance, not {self.representation!r}")
+        if self.lr <= 0 or self.diameter <= 2 or (self.scale is not None and self.scale <= 0):
+            raise StainfreeError("learning rate and scale must be positive and the diameter more than 2 px")
+
+
+def median_diameter(label_images: Sequence[np.ndarray]) -> float:
+    """Median equivalent-circle diameter of the objects of several label images.
+
+    >>> lab = np.zeros((10, 10), int); lab[:4, :4] = 1; lab[5:, 5:] = 2
+    >>> round(median_diameter([lab]), 3)
+    5.109
+    """
+    areas = np.concatenate([np.bincount(np.asarray(lab).ravel())[1:] for lab in label_images])
+    areas = areas[areas > 0]
+    if not len(areas):
+        raise StainfreeError("the annotations hold no objects")
+    return float(2 * np.sqrt(np.median(areas) / np.pi))
+
+
+@dataclasses.dataclass
+class PreparedField:
+    image: np.ndarray  # C x h x w float32 at the network's scale
+    targets: np.ndarray  # 3 x h x w float32
+    truth: np.ndarray  # the annotation at the field's own size, for scoring
+
+
+def prepare_field(image: np.ndarray, labels: np.ndarray, scale: float, normalisation: dict, representation: str = "flows") -> PreparedField:
+    from .targets import training_targets
+
+    x = rescale(normalise_field(image, low=normalisation["low"], high=normalisation["high"]), scale)
+    small = resize_labels(labels, x.shape[-2:])
+    return PreparedField(x, training_targets(small, representation), np.asarray(labels))
+
+
+def dihedral(image, targets, k: int, flip: bool, *, vectors: bool):
+    """Rotate (C, H, W) image and targets by ``k`` quarter turns (rows towards columns, as
+    :func:`torch.rot90`), then mirror the columns when ``flip``. With ``vectors``, target
+    channels 1 and 2 are (row, col) vector components and turn with the picture.
+
+    >>> import torch
+    >>> from stainfree.seg.targets import training_targets
+    >>> lab = np.zeros((9, 9), int); lab[1:4, 1:8] = 1; lab[5:8, 2:5] = 2
+    >>> t = torch.from_numpy(training_targets(lab, "flows"))
+    >>> _, turned = dihedral(t[:1], t, 1, True, vectors=True)
+    >>> direct = training_targets(np.rot90(lab, 1).copy()[:, ::-1].copy(), "flows")
+    >>> bool(torch.allclose(turned, torch.from_numpy(direct), atol=1e-5))
+    True
+    """
+    import torch
+
+    image, targets = torch.rot90(image, k, (1, 2)), torch.rot90(targets, k, (1, 2))
+    if vectors:
+        dy, dx = targets[1], targets[2]
+        for _ in range(k % 4):
+            dy, dx = -dx, dy
+        targets = torch.stack([targets[0], dy, dx])
+    if flip:
+        image, targets = image.flip(2), targets.flip(2)
+        if vectors:
+            targets = torch.stack([targets[0], targets[1], -targets[2]])
+    return image, targets
+
+
+def _augment(batch, targets, generator, *, vectors: bool):
+    """Dihedral transforms per sample, then intensity, gamma, blur and noise on the images."""
+    import torch
+
+    n = batch.shape[0]
+    for i in range(n):
+        k = int(torch.randint(4, (1,), generator=generator))
+        flip = bool(torch.randint(2, (1,), generator=generator))
+        batch[i], targets[i] = dihedral(batch[i], targets[i], k, flip, vectors=vectors)
+    u = torch.rand(n, 6, generator=generator)
+    contrast = (0.7 + 0.7 * u[:, 0]).view(n, 1, 1, 1)
+    shift = (0.3 * u[:, 1] - 0.15).view(n, 1, 1, 1)
+    mean = batch.mean(dim=(2, 3), keepdim=True)
+    batch = (batch - mean) * contrast + mean + shift
+    gamma = torch.exp((u[:, 2] - 0.5) * 0.8).view(n, 1, 1, 1)
+    batch = torch.where(batch > 0, batch.clamp(min=1e-6) ** gamma, batch)
+    blur = u[:, 3] < 0.25
+    if blur.any():
+        from kornia.filters import gaussian_blur2d
+
+        sigma = (0.5 + u[blur, 4]).repeat_interleave(2).view(-1, 2)
+        batch[blur] = gaussian_blur2d(batch[blur], (7, 7), sigma)
+    noisy = (u[:, 5] < 0.25).view(n, 1, 1, 1)
+    noise = torch.randn(batch.shape, generator=generator) * 0.08 * torch.rand(n, 1, 1, 1, generator=generator)
+    return torch.where(noisy, batch + noise, batch), targets
+
+
+def sample_batch(fields: Sequence[PreparedField], config: SegTrainConfig, generator):
+    """A batch of augmented crops and their targets (torch tensors)."""
+    import torch
+    from torch.nn import functional as F
+
+    areas = np.array([f.image.shape[1] * f.image.shape[2] for f in fields], np.float64)
+    choice = torch.multinomial(torch.from_numpy(areas / areas.sum()), config.batch_size, replacement=True, generator=generator)
+    lo, hi = (math.log(s) for s in config.scale_range)
+    images, targets = [], []
+    for index in choice.tolist():
+        f = fields[index]
+        h, w = f.image.shape[1:]
+        zoom = math.exp(lo + (hi - lo) * float(torch.rand(1, generator=generator)))
+        window = min(max(int(round(config.crop / zoom)), 8), h, w)
+        top = int(torch.randint(h - window + 1, (1,), generator=generator))
+        left = int(torch.randint(w - window + 1, (1,), generator=generator))
+        both = torch.from_numpy(np.concatenate([f.image[:, top : top + window, left : left + window], f.targets[:, top : top + window, left : left + window]]))
+        both = F.interpolate(both[None], size=(config.crop, config.crop), mode="bilinear", align_corners=False)[0]
+        images.append(both[: f.image.shape[0]])
+        targets.append(both[f.image.shape[0] :])
+    return _augment(torch.stack(images), torch.stack(targets), generator, vectors=config.representation == "flows")
+
+
+def segmentation_loss(outputs, targets, representation: str = "flows"):
+    """``flows``: BCE on foreground plus half the squared error of the flows (learnt as
+    :data:`~stainfree.seg.model.FLOW_SCALE` x the unit vectors), as cellpose; ``distance``: BCE
+    on foreground and boundary plus 2 x squared error of the normalised distance."""
+    from torch.nn import functional as F
+
+    from .model import FLOW_SCALE
+
+    if representation == "flows":
+        return F.binary_cross_entropy_with_logits(outputs[:, 0], targets[:, 0]) + 0.5 * F.mse_loss(outputs[:, 1:], FLOW_SCALE * targets[:, 1:])
+    return (
+        F.binary_cross_entropy_with_logits(outputs[:, 0], targets[:, 0])
+        + 2 * F.mse_loss(outputs[:, 1].sigmoid(), targets[:, 1])
+        + F.binary_cross_entropy_with_logits(outputs[:, 2], targets[:, 2])
+    )
+
+
+def score_fields(segmenter: Segmenter, fields: Sequence[PreparedField], *, device: str = "auto") -> dict:
+    """Pooled instance F1 at IoU 0.5 and mean matched IoU of ``segmenter`` on prepared fields."""
+    from ..fields import instance_scores
+    from .instances import instances_from_maps
+
+    tp = n_true = n_pred = 0
+    ious = []
+    for f in fields:
+        labels = instances_from_maps(segmenter.predict_maps(f.image, device=device), segmenter.instance_params)
+        s = instance_scores(f.truth, resize_labels(labels, f.truth.shape))
+        tp, n_true, n_pred = tp + s["true_positives"], n_true + s["true_objects"], n_pred + s["predicted_objects"]
+        ious.append((s["mean_matched_iou"], s["true_positives"]))
+    matched = sum(i * n for i, n in ious)
+    return {"f1": 2 * tp / max(n_true + n_pred, 1), "mean_matched_iou": matched / max(tp, 1), "fields": len(fields)}
+
+
+def _checkpoint_path(out: Path) -> Path:
+    return out.with_name(out.name + ".checkpoint")
+
+
+def train_segmenter(
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    *,
+    channels: Sequence[str],
+    config: SegTrainConfig | None = None,
+    validation: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None,
+    pixel_size: float | None = None,
+    init: Segmenter | None = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    provenance: dict | None = None,
+) -> Segmenter:
+    """Train (or, with ``init``, fine-tune) a segmenter on fields and their instance labels.
+
+    Parameters
+    ----------
+    images : sequence of (C, H, W) arrays
+        The fields, channels in the order of ``channels``.
+    labels : sequence of (H, W) int arrays
+        Instance labels, one per field, 0 = background.
+    channels : sequence of str
+        Channel names, stored with the model.
+    config : SegTrainConfig, optional
+    validation : (images, labels), optional
+        Held-out fields, scored at every validation.
+    pixel_size : float, optional
+        Micrometres per pixel of the fields, stored so other fields can be rescaled to match.
+    init : Segmenter, optional
+        A model to start from (same channels); its scale is kept.
+    out : path, optional
+        Where the model will be saved; a checkpoint ``<out>.checkpoint`` is written at every
+        validation and, with ``resume``, training continues from it.
+    provenance : dict, optional
+        Stored in the model (training data, licence, command).
+
+    Returns
+    -------
+    Segmenter
+    """
+    import torch
+
+    from ..train import pick_device
+    from ..utils import progress
+    from .networks import create_segmenter
+
+    config = config or SegTrainConfig()
+    config.validate()
+    if len(images) != len(labels) or not len(images):
+        raise StainfreeError(f"need the same, non-zero number of fields and annotations (got {len(images)} and {len(labels)})")
+    if init is not None and list(init.channels) != list(channels):
+        raise StainfreeError(f"the initial model was trained on channels {', '.join(init.channels)}, the fields have {', '.join(channels)}")
+    normalisation = {"method": "percentile", "low": 1.0, "high": 99.5}
+    if init is not None:
+        scale, arch, arch_kwargs, network = init.scale, init.arch, dict(init.arch_kwargs), init.network
+    else:
+        scale = config.scale or config.diameter / median_diameter(labels)
+        arch, arch_kwargs = config.arch, {"width": config.width, "depth": config.depth}
+        torch.manual_seed(config.seed)
+        network = create_segmenter(arch, len(channels), 3, **arch_kwargs)
+    representation = init.representation if init is not None else config.representation
+    config = dataclasses.replace(config, representation=representation)
+    train = [prepare_field(x, y, scale, normalisation, representation) for x, y in zip(images, labels)]
+    held = [prepare_field(x, y, scale, normalisation, representation) for x, y in zip(*validation)] if validation else []
+    diameter = median_diameter([resize_labels(y, f.image.shape[-2:]) for y, f in zip(labels, train)])
+    segmenter = Segmenter(network, arch, arch_kwargs, list(channels), pixel_size / scale if pixel_size else None, scale, diameter,
+                          init.instance_params if init is not None else InstanceParams(representation=representation, min_area=round(0.05 * np.pi * diameter**2 / 4, 1)),
+                          normalisation, {})
+    dev = pick_device(config.device)
+    network.to(dev, memory_format=torch.channels_last)  # about a fifth faster on a CPU
+    optimiser = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.steps, pct_start=0.05)
+    generator = torch.Generator().manual_seed(config.seed)
+    history: list[dict] = []
+    start = 0
+    checkpoint = _checkpoint_path(Path(out)) if out is not None else None
+    if resume and checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=False)
+        network.load_state_dict(state["network"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        start, history = state["step"], state["history"]
+        logger.info("resuming from %s at step %d of %d", checkpoint, start, config.steps)
+    began, running = time.monotonic(), []
+    for step in progress(range(start, config.steps), desc="training steps", unit="steps", log=logger, every_s=30):
+        network.train()
+        x, t = sample_batch(train, config, generator)
+        loss = segmentation_loss(network(x.to(dev, memory_format=torch.channels_last)), t.to(dev), representation)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        running.append(loss.item())
+        if (step + 1) % config.validate_every == 0 or step + 1 == config.steps:
+            entry = {"step": step + 1, "loss": float(np.mean(running)), "seconds": round(time.monotonic() - began, 1)}
+            if held:
+                entry.update({f"val_{k}": v for k, v in score_fields(segmenter, held, device=config.device).items() if k != "fields"})
+            history.append(entry)
+            running = []
+            logger.info("step %d: %s", step + 1, ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "step"))
+            if checkpoint is not None:
+                torch.save({"network": network.state_dict(), "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
+                            "generator": generator.get_state(), "step": step + 1, "history": history}, checkpoint)
+    network.eval()
+    segmenter.provenance = {**(provenance or {}), "config": dataclasses.asdict(config), "history": history,
+                            "training_fields": len(train), "validation_fields": len(held),
+                            "initialised_from": (init.provenance.get("name") if init is not None else None)}
+    return segmenter

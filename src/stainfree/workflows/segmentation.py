@@ -1,0 +1,165 @@
+"""Training a segmenter from annotated fields, and scoring a segmentation against a truth."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..utils import StainfreeError
+
+logger = logging.getLogger(__name__)
+
+SCORE_MARKER = "scores.json"
+
+
+def read_field_files(paths: Sequence[str | os.PathLike], **read_options) -> list:
+    """Every field of every file, with distinct names."""
+    from ..fields import read_fields
+
+    fields = [f for p in paths for f in read_fields(p, **read_options)]
+    if not fields:
+        raise StainfreeError("no fields given")
+    names = [f.name for f in fields]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise StainfreeError(f"two fields are both named {duplicate!r}; rename one of the files")
+    return fields
+
+
+def split_validation(names: Sequence[str], *, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Positions of training and validation fields: ``fraction`` of the fields (at least one
+    when there are four or more, none below that), drawn with ``seed``.
+
+    >>> split_validation(["a", "b", "c"], fraction=0.2, seed=0)
+    ([0, 1, 2], [])
+    >>> train, val = split_validation(list("abcdefghij"), fraction=0.2, seed=0)
+    >>> len(train), len(val), sorted(train + val) == list(range(10))
+    (8, 2, True)
+    """
+    n = len(names)
+    n_val = 0 if n < 4 or fraction <= 0 else max(1, int(round(fraction * n)))
+    order = np.random.default_rng(seed).permutation(n)
+    val = sorted(order[:n_val].tolist())
+    return [i for i in range(n) if i not in val], val
+
+
+def train_segmenter_file(
+    paths: Sequence[str | os.PathLike],
+    masks: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    config=None,
+    validation_fraction: float = 0.1,
+    init: str | os.PathLike | None = None,
+    resume: bool = False,
+    force: bool = False,
+    licence: str | None = None,
+    source: str | None = None,
+    **read_options,
+):
+    """``stainfree train-segmenter``: fields and their annotations on disk -> a ``.safetensors``
+    segmenter. Returns the path and the :class:`~stainfree.seg.model.Segmenter`."""
+    from ..seg.annotations import read_annotations
+    from ..seg.methods import load_segmenter
+    from ..seg.training import SegTrainConfig, _checkpoint_path, train_segmenter
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    config = config or SegTrainConfig()
+    fields = read_field_files(paths, **read_options)
+    channels = list(fields[0].channels)
+    odd = next((f for f in fields if list(f.channels) != channels), None)
+    if odd is not None:
+        raise StainfreeError(f"{odd.source}: channels {', '.join(odd.channels)} differ from the first field's ({', '.join(channels)})")
+    truth = read_annotations(masks, fields)
+    pixel_sizes = {f.pixel_size for f in fields}
+    pixel_size = pixel_sizes.pop() if len(pixel_sizes) == 1 else None
+    if pixel_sizes:
+        logger.warning("the fields have different pixel sizes; the model records none (pass --pixel-size to set one)")
+    train_idx, val_idx = split_validation([f.name for f in fields], fraction=validation_fraction, seed=config.seed)
+    logger.info("training on %d field(s), validating on %d: %s", len(train_idx), len(val_idx), ", ".join(fields[i].name for i in val_idx) or "none")
+    pick = lambda idx: ([fields[i].image for i in idx], [truth[fields[i].name] for i in idx])  # noqa: E731
+    provenance = {
+        "name": out.stem,
+        "training_data": {"fields": [fields[i].name for i in train_idx], "validation": [fields[i].name for i in val_idx],
+                          "annotations": str(masks), "source": source},
+        "licence": licence,
+    }
+    segmenter = train_segmenter(
+        *pick(train_idx), channels=channels, config=config, validation=pick(val_idx) if val_idx else None,
+        pixel_size=pixel_size, init=load_segmenter(init) if init is not None else None, out=out, resume=resume, provenance=provenance,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    segmenter.save(out)
+    _checkpoint_path(out).unlink(missing_ok=True)
+    return out, segmenter
+
+
+def score_segmentation(
+    paths: Sequence[str | os.PathLike],
+    truth: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    method: str = "auto",
+    segmenter=None,
+    params=None,
+    segment_channel: str | None = None,
+    force: bool = False,
+    **read_options,
+) -> tuple[Path, dict]:
+    """``stainfree score-segmentation``: segment fields and score them against their truth.
+
+    Writes ``out/`` with ``scores.json`` (pooled and per-field F1 at IoU 0.5, average precision
+    over IoU 0.5-0.95, mean matched IoU, split and merged cells; the settings), ``per_field.csv``,
+    ``overlays/<field>.png`` (truth green, prediction magenta) and ``report.html``.
+    """
+    import pandas as pd
+    from PIL import Image
+
+    from ..report import write_report
+    from ..seg.annotations import read_annotations
+    from ..seg.methods import load_segmenter, segment_field
+    from ..seg.scoring import match_counts, outline_overlay, pool_counts, scores_from_counts
+    from ..utils import atomic_output_dir, progress
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    fields = read_field_files(paths, **read_options)
+    annotations = read_annotations(truth, fields)
+    if method in ("auto", "learnt"):
+        segmenter = load_segmenter(segmenter)
+    rows, counts, overlays = [], [], {}
+    for f in progress(fields, desc="fields", unit="fields", log=logger):
+        channel = segment_channel or f.channels[0]
+        if channel not in f.channels:
+            raise StainfreeError(f"{f.source}: no channel {channel!r} (channels: {', '.join(f.channels)})")
+        result = segment_field(f, segment_channel=channel, method=method, params=params, segmenter=segmenter)
+        c = match_counts(annotations[f.name], result.labels)
+        counts.append(c)
+        rows.append({"field": f.name, "method": result.mode, **scores_from_counts(c)})
+        overlays[f.name] = outline_overlay(f.image, annotations[f.name], result.labels)
+    pooled = scores_from_counts(pool_counts(counts))
+    summary = {
+        "pooled": pooled,
+        "per_field": rows,
+        "method": method,
+        "segmenter": (segmenter.provenance.get("name") if segmenter is not None else None),
+        "params": dataclasses.asdict(params) if params is not None else None,
+        "truth": str(truth),
+    }
+    with atomic_output_dir(out, force=force, marker=SCORE_MARKER) as tmp:
+        (tmp / "overlays").mkdir()
+        for name, rgb in overlays.items():
+            Image.fromarray(rgb).save(tmp / "overlays" / f"{name}.png")
+        pd.DataFrame(rows).to_csv(tmp / "per_field.csv", index=False)
+        (tmp / SCORE_MARKER).write_text(json.dumps(summary, indent=2, default=str))
+        write_report(tmp, title=f"Segmentation scored against {Path(truth).name}")
+    return out, summary
