@@ -131,7 +131,7 @@ def mixed_population(seeds=(0, 1, 2)) -> dict:
                 f = make_field((512, 512), n_cells=70, seed=1000 * (seed + 1) + k)
                 paths.append(tmp / f"s{seed}f{k}.tif")
                 tifffile.imwrite(paths[-1], np.stack([f.brightfield.astype(np.uint16), f.fluorescence]))
-            _, summary = predict_fields(tmp / f"m{seed}.safetensors", paths, tmp / f"out{seed}", channels=["bf", "fluo"], label_channel="fluo", label_names=["round", "spindle"])
+            _, summary = predict_fields(tmp / f"m{seed}.safetensors", paths, tmp / f"out{seed}", channels=["bf", "fluo"], label_channel="fluo", label_names=["round", "spindle"], method="classical")
             a = summary["against_labels"]
             runs.append({
                 "seed": seed,

@@ -12,7 +12,7 @@ Prints JSON:
   field with the shipped model (each in a fresh process, so the peak is the whole process's);
 - ``nuclei_field``: F1 of the defaults (``--method auto``) on the fluorescence nuclei field.
 
-    .venv/bin/python benchmarks/segmentation_learnt.py [--steps 1500] [--folds 0,1,2,3,4] [--skip-cv] [--out S.json]
+    .venv/bin/python benchmarks/segmentation_learnt.py [--steps 600] [--folds 0,1,2,3,4] [--skip-cv] [--out S.json]
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def nuclei_field() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--folds", default="0,1,2,3,4")
     parser.add_argument("--skip-cv", action="store_true")
     parser.add_argument("--out")

@@ -5,7 +5,7 @@ repository oist/Usiigaci, MIT licence), sets 1-40. Sets 41-45 stay out of traini
 model can be checked on fields it never saw (tests/test_seg_learnt.py, benchmarks/segmentation_learnt.py).
 The fields are Nikon 10x Ph1 at about 0.87 um per pixel.
 
-    .venv/bin/python scripts/train_phase_model.py [--steps 1500] [--out src/stainfree/seg/weights/phase_contrast.safetensors]
+    .venv/bin/python scripts/train_phase_model.py [--steps 600] [--out src/stainfree/seg/weights/phase_contrast.safetensors]
 
 It runs the same code as ``stainfree train-segmenter`` (one process, progress on stderr) and
 prints the training time and the validation scores as JSON.
@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.checkpoint")

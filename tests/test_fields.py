@@ -226,7 +226,8 @@ def test_mixture_that_does_not_separate_is_refused():
 
 def test_segment_cli_with_labels_masks_and_label_images(tmp_path):
     paths, truths = write_mixed_fields(tmp_path / "fields", n_fields=2, shape=(256, 256))
-    out = run("segment", *paths, "--channels", "bf,mCherry", "--label-channel", "mCherry", "--label-names", "round,spindle", "--size", 32, "--save-labels", tmp_path / "labels", "-o", tmp_path / "s.cells")
+    # synthetic benchtop brightfield, not phase contrast: the classical brightfield pipeline
+    out = run("segment", *paths, "--channels", "bf,mCherry", "--label-channel", "mCherry", "--label-names", "round,spindle", "--size", 32, "--save-labels", tmp_path / "labels", "-o", tmp_path / "s.cells", "--method", "classical")
     assert out.returncode == 0, out.stderr
     assert "fluorescence mixture: round" in out.stdout
     cs = open_cellset(tmp_path / "s.cells")
@@ -292,7 +293,7 @@ def test_mixed_population_fields_are_classified_against_the_fluorescence_label(t
     clf, _ = fit(train.images, train.labels, channels=train.channels, config=TrainConfig.for_data(train, epochs=20))
     clf.save(tmp_path / "model.safetensors")
     paths, _ = write_mixed_fields(tmp_path / "fields")
-    out, summary = predict_fields(tmp_path / "model.safetensors", paths, tmp_path / "pred", channels=["bf", "fluo"], label_channel="fluo", label_names=["round", "spindle"])
+    out, summary = predict_fields(tmp_path / "model.safetensors", paths, tmp_path / "pred", channels=["bf", "fluo"], label_channel="fluo", label_names=["round", "spindle"], method="classical")
     overall = summary["against_labels"]
     assert overall["cells"] >= 100
     assert overall["accuracy"] >= 0.90, overall

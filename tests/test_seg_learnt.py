@@ -115,6 +115,8 @@ def test_tiled_and_untiled_prediction_agree(tiny_training):
     tiled = trained.segment(x, tile=96).labels
     assert segmentation_scores(whole, tiled)["f1"] >= 0.97
     assert (whole > 0).sum() == pytest.approx((tiled > 0).sum(), rel=0.02)
+    strip = x[:, :90, :200]  # one side fits in a tile, the other does not
+    assert segmentation_scores(trained.segment(strip, tile=1024).labels, trained.segment(strip, tile=96).labels)["f1"] >= 0.97
 
 
 def test_save_and_load_keep_weights_scale_and_provenance(tiny_training, tmp_path):

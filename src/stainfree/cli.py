@@ -648,7 +648,7 @@ def train_segmenter_(
     masks: Path = typer.Option(..., "--masks", help="Annotations: a folder of label images (<field>.tif/.png), ImageJ ROI sets (<field>.zip) or COCO .json, or one COCO .json."),
     out: Path = typer.Option(..., "--out", "-o", help="Model file to write (e.g. seg.safetensors)."),
     init: Optional[str] = typer.Option(None, "--init", help="Fine-tune from this model (a .safetensors or builtin:phase) instead of starting from scratch."),
-    steps: int = typer.Option(1500, help="Training steps (batches)."),
+    steps: int = typer.Option(600, help="Training steps (batches)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Crops per step."),
     crop: int = typer.Option(256, help="Crop size in network pixels."),
     lr: float = typer.Option(2e-3, help="Peak learning rate (one-cycle schedule)."),

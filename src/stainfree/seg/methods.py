@@ -68,6 +68,8 @@ def segment_field(
         return segment(channel, params)
     segmenter = load_segmenter(segmenter)
     picked = model_channels(segmenter, list(field.channels), segment_channel)
+    scale, how = segmenter.resolve_scale(pixel_size=field.pixel_size, diameter=params.diameter)
+    logger.info("%s: learnt segmentation, field rescaled by %.3f (%s)", field.name, scale, how)
     result = segmenter.segment(field.image[picked], pixel_size=field.pixel_size, diameter=params.diameter)
     if params.min_area is not None or params.max_area is not None:
         from .instances import relabel_by_size

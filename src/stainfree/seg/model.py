@@ -178,16 +178,17 @@ class Segmenter:
         network = self.network.to(dev).eval()
         c, h, w = image.shape
         out = np.zeros((3, h, w), np.float32)
-        core = tile - 2 * margin
+        core_h = tile - 2 * margin if h > tile else h
+        core_w = tile - 2 * margin if w > tile else w
         with torch.no_grad():
-            for top in tile_starts(h, core if h > tile else h):
-                for left in tile_starts(w, core if w > tile else w):
+            for top in tile_starts(h, core_h):
+                for left in tile_starts(w, core_w):
+                    bottom, right = min(top + core_h, h), min(left + core_w, w)
                     y0, x0 = max(top - margin, 0), max(left - margin, 0)
-                    y1, x1 = min(top + core + margin, h), min(left + core + margin, w)
+                    y1, x1 = min(bottom + margin, h), min(right + margin, w)
                     x = torch.from_numpy(np.ascontiguousarray(image[:, y0:y1, x0:x1]))[None].to(dev)
                     maps = network(x)[0]
                     maps = (torch.cat([maps[:1].sigmoid(), maps[1:] / FLOW_SCALE]) if self.representation == "flows" else maps.sigmoid()).cpu().numpy()
-                    bottom, right = min(top + (core if h > tile else h), h), min(left + (core if w > tile else w), w)
                     out[:, top:bottom, left:right] = maps[:, top - y0 : bottom - y0, left - x0 : right - x0]
         return out
 

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 class SegTrainConfig:
     """Settings of :func:`train_segmenter`; the defaults train the shipped phase-contrast model."""
 
-    steps: int = 1500
+    steps: int = 600
     batch_size: int = 8
     crop: int = 256
     lr: float = 2e-3
