@@ -133,6 +133,15 @@ def test_save_and_load_keep_weights_scale_and_provenance(tiny_training, tmp_path
     assert loaded.resolve_scale(diameter=loaded.diameter / loaded.scale)[0] == pytest.approx(loaded.scale)
 
 
+def test_a_field_too_large_for_memory_is_refused_before_any_work(tiny_training, monkeypatch):
+    from stainfree.seg import model as model_module
+    from stainfree.utils import StainfreeError
+
+    monkeypatch.setattr(model_module, "available_memory", lambda: 2**20)
+    with pytest.raises(StainfreeError, match=r"a 200x300 px field needs about .* GiB to segment, more than the 0.0 GiB available"):
+        tiny_training[0].segment(np.zeros((1, 200, 300), np.uint8))
+
+
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
     import torch
 

@@ -78,15 +78,17 @@ def follow_flows(flows: np.ndarray, mask: np.ndarray, *, iterations: int = 200) 
 
     h, w = mask.shape
     rows, cols = np.nonzero(mask)
-    points = torch.from_numpy(np.stack([rows, cols], axis=1).astype(np.float32))
-    field = torch.from_numpy(np.ascontiguousarray(flows, np.float32))[None]
-    scale = torch.tensor([2.0 / max(h - 1, 1), 2.0 / max(w - 1, 1)])
-    upper = torch.tensor([h - 1.0, w - 1.0])
-    for _ in range(iterations):
-        grid = (points * scale - 1.0).flip(1).view(1, 1, -1, 2)  # grid_sample wants (x, y) in [-1, 1]
-        step = F.grid_sample(field, grid, mode="bilinear", align_corners=True)[0, :, 0].T
-        points = torch.minimum(torch.clamp(points + step, min=0.0), upper)
-    return points.numpy()
+    # Work in grid_sample's coordinates: (x, y) in [-1, 1], flows scaled to match.
+    to_grid = np.array([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], np.float32)
+    field = torch.from_numpy(np.ascontiguousarray(np.stack([flows[1], flows[0]]) * to_grid[:, None, None], np.float32))[None]
+    grid = torch.from_numpy(np.stack([cols, rows], axis=1).astype(np.float32) * to_grid - 1.0).view(1, 1, -1, 2)
+    with torch.no_grad():
+        for _ in range(iterations):
+            step = F.grid_sample(field, grid, mode="bilinear", align_corners=True)  # 1 x 2 x 1 x N
+            grid += step.permute(0, 2, 3, 1)
+            grid.clamp_(-1.0, 1.0)
+    points = (grid.view(-1, 2).numpy() + 1.0) / to_grid
+    return np.ascontiguousarray(points[:, ::-1])
 
 
 def instances_from_flows(foreground: np.ndarray, flows: np.ndarray, params: InstanceParams | None = None) -> np.ndarray:

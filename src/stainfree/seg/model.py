@@ -80,6 +80,37 @@ def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return labels[np.ix_(rows, cols)]
 
 
+def inference_copy(network):
+    """A copy of ``network`` in eval mode with every batch norm folded into the convolution
+    before it (the same outputs, less work per pixel)."""
+    import copy
+
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net = copy.deepcopy(network).eval()
+    for module in net.modules():
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], nn.BatchNorm2d):
+                    module[i] = fuse_conv_bn_eval(module[i], module[i + 1])
+                    module[i + 1] = nn.Identity()
+    return net
+
+
+def balanced_core(length: int, tile: int, margin: int) -> int:
+    """Core size of equal tiles covering ``length`` with at most ``tile`` pixels each, margins
+    included (the whole length when it fits in one tile).
+
+    >>> balanced_core(500, 512, 32), balanced_core(1045, 512, 32), balanced_core(900, 512, 32)
+    (500, 349, 300)
+    """
+    if length <= tile:
+        return length
+    n = -(-length // (tile - 2 * margin))
+    return -(-length // n)
+
+
 def tile_starts(length: int, core: int) -> list[int]:
     """Start of each core window of size ``core`` covering ``length`` pixels.
 
@@ -175,18 +206,17 @@ class Segmenter:
         if tile <= 2 * margin:
             raise StainfreeError(f"tile size {tile} must exceed twice the margin {margin}")
         dev = pick_device(device)
-        network = self.network.to(dev).eval()
+        network = inference_copy(self.network).to(dev, memory_format=torch.channels_last)
         c, h, w = image.shape
         out = np.zeros((3, h, w), np.float32)
-        core_h = tile - 2 * margin if h > tile else h
-        core_w = tile - 2 * margin if w > tile else w
+        core_h, core_w = balanced_core(h, tile, margin), balanced_core(w, tile, margin)
         with torch.no_grad():
             for top in tile_starts(h, core_h):
                 for left in tile_starts(w, core_w):
                     bottom, right = min(top + core_h, h), min(left + core_w, w)
                     y0, x0 = max(top - margin, 0), max(left - margin, 0)
                     y1, x1 = min(bottom + margin, h), min(right + margin, w)
-                    x = torch.from_numpy(np.ascontiguousarray(image[:, y0:y1, x0:x1]))[None].to(dev)
+                    x = torch.from_numpy(np.ascontiguousarray(image[:, y0:y1, x0:x1]))[None].to(dev, memory_format=torch.channels_last)
                     maps = network(x)[0]
                     maps = (torch.cat([maps[:1].sigmoid(), maps[1:] / FLOW_SCALE]) if self.representation == "flows" else maps.sigmoid()).cpu().numpy()
                     out[:, top:bottom, left:right] = maps[:, top - y0 : bottom - y0, left - x0 : right - x0]
