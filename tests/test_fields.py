@@ -262,7 +262,7 @@ def test_segment_cli_bad_inputs(tmp_path):
 
 def test_segment_to_cellset_balances_classes_per_field(tmp_path):
     paths, _ = write_mixed_fields(tmp_path / "fields", n_fields=2, shape=(256, 256), seed=7)
-    _, result, cells = segment_to_cellset(paths, tmp_path / "b.cells", channels=["bf", "fl"], label_channel="fl", label_names=("round", "spindle"), size=24, balance=True)
+    _, result, cells = segment_to_cellset(paths, tmp_path / "b.cells", channels=["bf", "fl"], label_channel="fl", label_names=("round", "spindle"), size=24, balance=True, method="classical")
     per_field = cells.table.groupby("field")["label"].value_counts().unstack()
     assert (per_field["round"] == per_field["spindle"]).all()
     assert len(cells) < len(result.table)

@@ -212,6 +212,9 @@ def read_annotations(masks: str | os.PathLike, fields: Sequence) -> dict[str, np
             raise StainfreeError(f"{masks}: give a folder of annotations, a COCO .json, or a ROI set for a single field")
     else:
         for json_file in sorted(masks.glob("*.json")):
+            if not _looks_like_coco(json_file):
+                logger.info("%s: not COCO annotations (no images and annotations lists); skipped", json_file)
+                continue
             for name, labels in coco_labels(json_file, [n for n in names if n not in out], shapes).items():
                 out[name] = labels
         for name in names:
@@ -222,6 +225,14 @@ def read_annotations(masks: str | os.PathLike, fields: Sequence) -> dict[str, np
                 raise StainfreeError(f"{masks}: no annotation for field {name!r} (looked for {name}.tif/.png, {name}_labels.tif, {name}.zip, {name}_RoiSet.zip and COCO *.json)")
             out[name] = roi_set(found, shapes[name]) if found.suffix.lower() == ".zip" else label_image(found, shapes[name])
     return out
+
+
+def _looks_like_coco(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list)
 
 
 def _annotation_file(folder: Path, name: str) -> Path | None:
