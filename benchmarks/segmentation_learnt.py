@@ -74,7 +74,7 @@ def cross_validation(steps: int, which: list[int]) -> dict:
         for name in test:
             image, truth = load(name)
             scale, _ = model.resolve_scale()
-            maps = model.predict_maps(rescale(normalise_field(image, low=1.0, high=99.5), scale))
+            maps = model.predict_maps(rescale(normalise_field(image, low=model.normalisation["low"], high=model.normalisation["high"]), scale))
             for t in FOREGROUND_THRESHOLDS:
                 labels = instances_from_maps(maps, dataclasses.replace(model.instance_params, foreground_threshold=t))
                 by_threshold[t].append(match_counts(truth, resize_labels(labels, truth.shape)))

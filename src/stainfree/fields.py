@@ -437,16 +437,14 @@ def instance_scores(truth: np.ndarray, predicted: np.ndarray, *, iou: float = 0.
     >>> s["true_positives"], s["precision"], s["recall"], s["mean_matched_iou"]
     (1, 0.5, 0.5, 1.0)
     """
+    from .seg.scoring import object_overlaps
+
     if iou < 0.5:
         raise StainfreeError("instance matching needs an IoU threshold of at least 0.5")
-    t = np.asarray(truth).ravel().astype(np.int64)
-    p = np.asarray(predicted).ravel().astype(np.int64)
-    both = (t > 0) & (p > 0)
-    pairs, inter = np.unique(np.stack([t[both], p[both]]), axis=1, return_counts=True)
-    t_area, p_area = np.bincount(t), np.bincount(p)
+    pairs, inter, t_area, p_area, t_ids, p_ids = object_overlaps(truth, predicted)
     ious = inter / (t_area[pairs[0]] + p_area[pairs[1]] - inter) if len(inter) else np.zeros(0)
     matched = ious > iou
-    n_true, n_pred = len(np.unique(t[t > 0])), len(np.unique(p[p > 0]))
+    n_true, n_pred = len(t_ids), len(p_ids)
     tp = int(matched.sum())
     return {
         "true_objects": n_true,
@@ -1004,9 +1002,8 @@ def cells_from_fields(
     return FieldCells(np.concatenate(images), all_masks, table, crop_channels, fields[0].pixel_size, per_field, segment_channel, fit, labels_out)
 
 
-def _read_with_params(paths, params, min_area, max_area, **read_options) -> tuple[list[Field], SegmentationParams]:
-    """Every field of every file (names must differ), and the parameters with the area range in
-    pixels (given in pixels or square micrometres)."""
+def read_field_files(paths: Sequence[str | os.PathLike], **read_options) -> list[Field]:
+    """Every field of every file (:func:`read_fields` options); field names must differ."""
     fields = [f for p in paths for f in read_fields(p, **read_options)]
     if not fields:
         raise StainfreeError("no fields given")
@@ -1014,6 +1011,13 @@ def _read_with_params(paths, params, min_area, max_area, **read_options) -> tupl
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise StainfreeError(f"two fields are both named {dup!r}; rename one of the files")
+    return fields
+
+
+def _read_with_params(paths, params, min_area, max_area, **read_options) -> tuple[list[Field], SegmentationParams]:
+    """Every field of every file (names must differ), and the parameters with the area range in
+    pixels (given in pixels or square micrometres)."""
+    fields = read_field_files(paths, **read_options)
     params = params or SegmentationParams(mode="auto")
     for name, value in (("min_area", min_area), ("max_area", max_area)):
         if value is not None:

@@ -21,7 +21,9 @@ import numpy as np
 THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
 
 
-def _overlaps(truth: np.ndarray, predicted: np.ndarray):
+def object_overlaps(truth: np.ndarray, predicted: np.ndarray):
+    """Pairs (true id, predicted id) that overlap, their overlaps in pixels, every object's area
+    and the ids present in each image."""
     t = np.asarray(truth).ravel().astype(np.int64)
     p = np.asarray(predicted).ravel().astype(np.int64)
     if t.shape != p.shape:
@@ -45,7 +47,7 @@ def match_counts(truth: np.ndarray, predicted: np.ndarray) -> dict:
     >>> c["true_objects"], c["predicted_objects"], c["tp"][0.5], c["split"], c["merged"]
     (3, 4, 1, 1, 0)
     """
-    pairs, inter, t_area, p_area, t_ids, p_ids = _overlaps(truth, predicted)
+    pairs, inter, t_area, p_area, t_ids, p_ids = object_overlaps(truth, predicted)
     ious = inter / (t_area[pairs[0]] + p_area[pairs[1]] - inter) if len(inter) else np.zeros(0)
     tp = {t: int((ious > t).sum()) if t > 0.5 else int((ious > 0.5).sum()) for t in THRESHOLDS}
     matched = ious > 0.5

@@ -18,20 +18,6 @@ logger = logging.getLogger(__name__)
 SCORE_MARKER = "scores.json"
 
 
-def read_field_files(paths: Sequence[str | os.PathLike], **read_options) -> list:
-    """Every field of every file, with distinct names."""
-    from ..fields import read_fields
-
-    fields = [f for p in paths for f in read_fields(p, **read_options)]
-    if not fields:
-        raise StainfreeError("no fields given")
-    names = [f.name for f in fields]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate is not None:
-        raise StainfreeError(f"two fields are both named {duplicate!r}; rename one of the files")
-    return fields
-
-
 def split_validation(names: Sequence[str], *, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Positions of training and validation fields: ``fraction`` of the fields (at least one
     when there are four or more, none below that), drawn with ``seed``.
@@ -65,6 +51,7 @@ def train_segmenter_file(
 ):
     """``stainfree train-segmenter``: fields and their annotations on disk -> a ``.safetensors``
     segmenter. Returns the path and the :class:`~stainfree.seg.model.Segmenter`."""
+    from ..fields import read_field_files
     from ..seg.annotations import read_annotations
     from ..seg.methods import load_segmenter
     from ..seg.training import SegTrainConfig, _checkpoint_path, train_segmenter
@@ -123,6 +110,7 @@ def score_segmentation(
     import pandas as pd
     from PIL import Image
 
+    from ..fields import read_field_files
     from ..report import write_report
     from ..seg.annotations import read_annotations
     from ..seg.methods import load_segmenter, segment_field
