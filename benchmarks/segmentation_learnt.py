@@ -14,7 +14,7 @@ Prints JSON:
   field with the shipped model (each in a fresh process, so the peak is the whole process's);
 - ``nuclei_field``: F1 of the defaults (``--method auto``) on the fluorescence nuclei field.
 
-    .venv/bin/python benchmarks/segmentation_learnt.py [--steps 600] [--folds 0,1,2,3,4] [--skip-cv | --cv-only] [--out S.json]
+    .venv/bin/python benchmarks/segmentation_learnt.py [--steps 600] [--diameter 24] [--folds 0,1,2,3,4] [--save-models DIR] [--skip-cv | --cv-only] [--out S.json]
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,10 +49,9 @@ def folds(n_folds: int = 5, seed: int = 0) -> list[tuple[list[str], list[str]]]:
     return [([SETS[i] for i in tr], [SETS[i] for i in te]) for tr, te in KFold(n_folds, shuffle=True, random_state=seed).split(SETS)]
 
 
-def cross_validation(steps: int, which: list[int]) -> dict:
+def cross_validation(steps: int, which: list[int], *, diameter: float = 24.0, save_models: Path | None = None) -> dict:
     from stainfree.seg.scoring import match_counts, pool_counts, scores_from_counts
-    from stainfree.seg.instances import instances_from_maps
-    from stainfree.seg.model import normalise_field, rescale, resize_labels
+    from stainfree.seg.model import normalise_field, rescale
     from stainfree.seg.training import FOREGROUND_THRESHOLDS, SegTrainConfig, train_segmenter
     from stainfree.workflows.segmentation import split_validation
 
@@ -65,10 +63,11 @@ def cross_validation(steps: int, which: list[int]) -> dict:
         fit = [load(train[i]) for i in fit_idx]
         val = [load(train[i]) for i in val_idx]
         start = time.monotonic()
-        model = train_segmenter([x for x, _ in fit], [y for _, y in fit], channels=["phase"], config=SegTrainConfig(steps=steps, validate_every=steps),
+        model = train_segmenter([x for x, _ in fit], [y for _, y in fit], channels=["phase"], config=SegTrainConfig(steps=steps, validate_every=steps, diameter=diameter),
                                 validation=([x for x, _ in val], [y for _, y in val]))
         seconds = time.monotonic() - start
-        model.save(Path(tempfile.gettempdir()) / f"stainfree-cv-fold{k}.safetensors")
+        if save_models is not None:
+            model.save(save_models / f"fold{k}.safetensors")
         chosen = model.instance_params.foreground_threshold
         fold_counts, by_threshold = [], {t: [] for t in FOREGROUND_THRESHOLDS}
         for name in test:
@@ -76,8 +75,8 @@ def cross_validation(steps: int, which: list[int]) -> dict:
             scale, _ = model.resolve_scale()
             maps = model.predict_maps(rescale(normalise_field(image, low=model.normalisation["low"], high=model.normalisation["high"]), scale))
             for t in FOREGROUND_THRESHOLDS:
-                labels = instances_from_maps(maps, dataclasses.replace(model.instance_params, foreground_threshold=t))
-                by_threshold[t].append(match_counts(truth, resize_labels(labels, truth.shape)))
+                labels = model.labels_from_maps(maps, truth.shape, dataclasses.replace(model.instance_params, foreground_threshold=t))
+                by_threshold[t].append(match_counts(truth, labels))
             fold_counts.append(by_threshold[chosen][-1])
         counts += fold_counts
         per_fold.append({"fold": k, "test_fields": test, "validation_fields": [train[i] for i in val_idx], "train_seconds": round(seconds, 1),
@@ -85,7 +84,7 @@ def cross_validation(steps: int, which: list[int]) -> dict:
                          **scores_from_counts(pool_counts(fold_counts)),
                          "test_at_every_threshold (not used to choose)": {str(t): {m: v for m, v in scores_from_counts(pool_counts(c)).items() if m in ("f1", "mean_matched_iou", "ap_50_95")} for t, c in by_threshold.items()}})
         print(json.dumps(per_fold[-1]), file=sys.stderr, flush=True)
-    return {"steps": steps, "folds": per_fold, "pooled": scores_from_counts(pool_counts(counts)) if counts else None}
+    return {"steps": steps, "diameter": diameter, "folds": per_fold, "pooled": scores_from_counts(pool_counts(counts)) if counts else None}
 
 
 def classical() -> dict:
@@ -154,6 +153,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--folds", default="0,1,2,3,4")
+    parser.add_argument("--diameter", type=float, default=24.0, help="median cell diameter in network pixels (the network's scale)")
+    parser.add_argument("--save-models", type=Path, help="folder to keep each fold's model in")
     parser.add_argument("--skip-cv", action="store_true")
     parser.add_argument("--cv-only", action="store_true")
     parser.add_argument("--out")
@@ -162,7 +163,7 @@ def main() -> None:
         sys.exit(f"{PHASE} not found: this benchmark needs ../shared/data")
     result = {} if args.cv_only else {"nuclei_field": nuclei_field(), "shipped": shipped(), "speed": speed(), "classical_all_45": classical()}
     if not args.skip_cv:
-        result["cross_validation"] = cross_validation(args.steps, [int(k) for k in args.folds.split(",")])
+        result["cross_validation"] = cross_validation(args.steps, [int(k) for k in args.folds.split(",")], diameter=args.diameter, save_models=args.save_models)
     emit(result, args.out)
 
 

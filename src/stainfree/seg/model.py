@@ -80,6 +80,32 @@ def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return labels[np.ix_(rows, cols)]
 
 
+def labels_at_size(labels: np.ndarray, foreground: np.ndarray, shape: tuple[int, int], *, threshold: float) -> np.ndarray:
+    """Bring instance ``labels`` found at the network's scale to a field's ``shape`` along smooth
+    outlines: the ``foreground`` probability (at the labels' scale) is resized bilinearly and
+    thresholded at the field's resolution, and each foreground pixel takes the label of the
+    nearest labelled pixel of the nearest-neighbour resize, if one lies within a network pixel.
+    Objects keep their numbers; one that vanishes leaves a gap.
+
+    >>> labels = np.array([[0, 1, 1, 0]]); foreground = np.array([[0.2, 0.9, 0.9, 0.2]])
+    >>> labels_at_size(labels, foreground, (1, 8), threshold=0.5).tolist()
+    [[0, 0, 1, 1, 1, 1, 0, 0]]
+    """
+    from scipy import ndimage
+
+    coarse = resize_labels(labels, shape)
+    if coarse.shape == np.shape(labels):
+        return np.where(np.asarray(foreground) > threshold, labels, 0)
+    import torch
+    from torch.nn import functional as F
+
+    smooth = F.interpolate(torch.from_numpy(np.ascontiguousarray(foreground, np.float32))[None, None], size=tuple(shape), mode="bilinear", align_corners=False)
+    mask = smooth[0, 0].numpy() > threshold
+    reach = max(shape[0] / labels.shape[0], shape[1] / labels.shape[1])
+    distance, (rows, cols) = ndimage.distance_transform_edt(coarse == 0, return_indices=True)
+    return np.where(mask & (distance <= reach), coarse[rows, cols], 0).astype(np.int32)
+
+
 def inference_copy(network):
     """A copy of ``network`` in eval mode with every batch norm folded into the convolution
     before it (the same outputs, less work per pixel)."""
@@ -249,10 +275,18 @@ class Segmenter:
         check_memory(image.shape, scale)
         x = rescale(normalise_field(image, low=self.normalisation["low"], high=self.normalisation["high"]), scale)
         maps = self.predict_maps(x, tile=tile, device=device)
-        labels = instances_from_maps(maps, self.instance_params)
-        return SegmentationResult(
-            resize_labels(labels, image.shape[-2:]).astype(np.int32), diameter=self.diameter / scale, threshold=float("nan"), mode="learnt"
-        )
+        return SegmentationResult(self.labels_from_maps(maps, image.shape[-2:]), diameter=self.diameter / scale, threshold=float("nan"), mode="learnt")
+
+    def labels_from_maps(self, maps: np.ndarray, shape: tuple[int, int], params: InstanceParams | None = None) -> np.ndarray:
+        """Instance labels at a field's ``shape`` (numbered 1..n) from the network's ``maps`` of
+        it: instances are found at the network's scale, then brought to the field's resolution
+        (:func:`labels_at_size`)."""
+        from .instances import relabel_by_size
+
+        params = params or self.instance_params
+        labels = labels_at_size(instances_from_maps(maps, params), maps[0], shape, threshold=params.foreground_threshold)
+        zoom = shape[0] * shape[1] / (maps.shape[1] * maps.shape[2])
+        return relabel_by_size(labels, min_area=params.min_area * zoom)
 
 
 def available_memory() -> int | None:

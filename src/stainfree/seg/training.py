@@ -188,11 +188,10 @@ def segmentation_loss(outputs, targets, representation: str = "flows"):
 def score_fields(segmenter: Segmenter, fields: Sequence[PreparedField], *, device: str = "auto", maps=None) -> dict:
     """Pooled instance F1 at IoU 0.5 and mean matched IoU of ``segmenter`` on prepared fields
     (``maps``: the network's outputs on them, when already computed)."""
-    from .instances import instances_from_maps
     from .scoring import match_counts, pool_counts, scores_from_counts
 
     maps = maps if maps is not None else [segmenter.predict_maps(f.image, device=device) for f in fields]
-    counts = [match_counts(f.truth, resize_labels(instances_from_maps(m, segmenter.instance_params), f.truth.shape)) for f, m in zip(fields, maps)]
+    counts = [match_counts(f.truth, segmenter.labels_from_maps(m, f.truth.shape)) for f, m in zip(fields, maps)]
     s = scores_from_counts(pool_counts(counts))
     return {"f1": s["f1"], "mean_matched_iou": s["mean_matched_iou"], "ap_50_95": s["ap_50_95"], "fields": len(fields)}
 
