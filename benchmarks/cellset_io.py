@@ -38,7 +38,7 @@ def time_import(src: Path, **kwargs) -> dict:
 
 
 def write_large(path: Path, n: int) -> float:
-    from stainfree.cellset import CellSetWriter
+    from stainfree.core.store import CellSetWriter
 
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
@@ -84,8 +84,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from stainfree.io import write_class_folders
-    from stainfree.synthetic import make_cells
+    from stainfree.datasets.synthetic import make_cells
+    from stainfree.io.export import write_class_folders
 
     result: dict = {"import": {}}
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import emit
 from features import dna_content
 
@@ -47,7 +46,7 @@ def parse_methods(text: str) -> dict[str, dict]:
 
 def jurkat(methods: dict[str, dict], data: Path, *, trees: int, splits: int = 3) -> tuple[dict, dict]:
     import stainfree as sf
-    from stainfree.embed import EmbedConfig, fit_embedder
+    from stainfree.ml.embed import EmbedConfig, fit_embedder
 
     with tempfile.TemporaryDirectory() as tmp:
         cells = sf.import_cells(data, Path(tmp) / "j.cells", layout="ifc", channels="Ch3,Ch4,Ch6").load()
@@ -80,7 +79,7 @@ def _recall_per_class(confusion: dict) -> dict:
 
 
 def probe_embedding(emb, images, labels, y_dna, *, name, settings, train_seconds, history, trees, splits) -> dict:
-    from stainfree.cluster import probe, regression_probe
+    from stainfree.tl.probe import probe, regression_probe
 
     t = time.monotonic()
     x = emb.transform(images)
@@ -104,8 +103,8 @@ def probe_embedding(emb, images, labels, y_dna, *, name, settings, train_seconds
 
 def hek(settings: dict, data: Path) -> dict:
     import stainfree as sf
-    from stainfree.cluster import probe
-    from stainfree.embed import EmbedConfig, fit_embedder
+    from stainfree.ml.embed import EmbedConfig, fit_embedder
+    from stainfree.tl.probe import probe
 
     with tempfile.TemporaryDirectory() as tmp:
         cells = sf.import_cells(data, Path(tmp) / "h.cells", groups={"field": r"-(\d{6})"}).load()

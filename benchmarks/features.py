@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import emit
 
 
@@ -38,7 +37,7 @@ def jurkat(data: str, folds: int, trees: int) -> dict:
     from sklearn.model_selection import KFold, cross_val_predict
 
     import stainfree as sf
-    from stainfree.features import measure
+    from stainfree.pp.features import measure
 
     with tempfile.TemporaryDirectory() as tmp:
         cells = sf.import_cells(data, Path(tmp) / "j.cells", layout="ifc", channels="Ch3,Ch4,Ch6").load()
@@ -70,9 +69,9 @@ def jurkat(data: str, folds: int, trees: int) -> dict:
 
 
 def speed(n_cells: int) -> dict:
-    from stainfree.cellset import CellSet
-    from stainfree.features import measure
-    from stainfree.synthetic import make_cells
+    from stainfree.core.cellset import CellSet
+    from stainfree.datasets.synthetic import make_cells
+    from stainfree.pp.features import measure
 
     one = make_cells(n_cells // 2, size=64, seed=0).load()
     images = one.read(slice(None))

@@ -34,10 +34,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
 
     import stainfree as sf
-    from stainfree.evaluate import evaluate
-    from stainfree.features import measure
-    from stainfree.models import DEFAULT_MODEL
-    from stainfree.train import TrainConfig
+    from stainfree.eval.evaluate import evaluate
+    from stainfree.ml.models import DEFAULT_MODEL
+    from stainfree.ml.train import TrainConfig
+    from stainfree.pp.features import measure
 
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:

@@ -48,10 +48,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
 
     import stainfree as sf
-    from stainfree.evaluate import evaluate
-    from stainfree.features import measure
-    from stainfree.models import DEFAULT_MODEL
-    from stainfree.train import TrainConfig
+    from stainfree.eval.evaluate import evaluate
+    from stainfree.ml.models import DEFAULT_MODEL
+    from stainfree.ml.train import TrainConfig
+    from stainfree.pp.features import measure
 
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,7 +79,7 @@ def main() -> None:
             if args.report_dir and first:
                 import dataclasses
 
-                from stainfree.runs import write_evaluation_run
+                from stainfree.workflows.evaluate import write_evaluation_run
 
                 run_config = {"command": "benchmarks/jurkat.py", "data": {"cells": args.data, "channels": channels.split(","), "merge_classes": merge, "n_cells": len(subset)}, "protocol": ev.protocol, "train": dataclasses.asdict(config)}
                 write_evaluation_run(ev, Path(args.report_dir) / name, config=run_config, force=True, cells=subset)

@@ -32,7 +32,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def scores(truth, labels):
-    from stainfree.fields import instance_scores
+    from stainfree.seg.scoring import instance_scores
 
     s = instance_scores(truth, labels)
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()}
@@ -57,7 +57,7 @@ def textbook(image):
 def nuclei_field() -> dict:
     import tifffile
 
-    from stainfree.fields import segment
+    from stainfree.seg.classical import segment
 
     folder = DATA / "nuclei-field"
     image = tifffile.imread(folder / "img2d.tif")
@@ -84,8 +84,9 @@ def nuclei_field() -> dict:
 def speed(repeats: int = 3) -> dict:
     import tifffile
 
-    from stainfree.fields import crop_objects, segment
-    from stainfree.synthetic import make_field
+    from stainfree.datasets.synthetic import make_field
+    from stainfree.seg.classical import segment
+    from stainfree.seg.crops import crop_objects
 
     fields = {}
     if (DATA / "nuclei-field").is_dir():
@@ -115,9 +116,9 @@ def speed(repeats: int = 3) -> dict:
 def mixed_population(seeds=(0, 1, 2)) -> dict:
     import tifffile
 
-    from stainfree.fields import predict_fields
-    from stainfree.synthetic import make_cells, make_field
-    from stainfree.train import TrainConfig, fit
+    from stainfree.datasets.synthetic import make_cells, make_field
+    from stainfree.ml.train import TrainConfig, fit
+    from stainfree.workflows.predict import predict_fields
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:

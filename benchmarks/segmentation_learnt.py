@@ -27,8 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit  # noqa: E402
 
@@ -50,9 +48,13 @@ def folds(n_folds: int = 5, seed: int = 0) -> list[tuple[list[str], list[str]]]:
 
 
 def cross_validation(steps: int, which: list[int], *, diameter: float = 24.0, save_models: Path | None = None) -> dict:
-    from stainfree.seg.scoring import match_counts, pool_counts, scores_from_counts
     from stainfree.seg.model import normalise_field, rescale
-    from stainfree.seg.training import FOREGROUND_THRESHOLDS, SegTrainConfig, train_segmenter
+    from stainfree.seg.scoring import match_counts, pool_counts, scores_from_counts
+    from stainfree.seg.training import (
+        FOREGROUND_THRESHOLDS,
+        SegTrainConfig,
+        train_segmenter,
+    )
     from stainfree.workflows.segmentation import split_validation
 
     counts, per_fold = [], []
@@ -88,7 +90,7 @@ def cross_validation(steps: int, which: list[int], *, diameter: float = 24.0, sa
 
 
 def classical() -> dict:
-    from stainfree.fields import segment
+    from stainfree.seg.classical import segment
     from stainfree.seg.scoring import match_counts, pool_counts, scores_from_counts
 
     counts = []
@@ -140,7 +142,7 @@ def speed() -> dict:
 def nuclei_field() -> dict:
     import tifffile
 
-    from stainfree.fields import read_fields
+    from stainfree.io.fields import read_fields
     from stainfree.seg.methods import segment_field
     from stainfree.seg.scoring import segmentation_scores
 

@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 import stainfree as sf
-from stainfree.cellset import CellSet, CellSetWriter, merge_labels, parse_merge_spec
+from stainfree.core.cellset import CellSet
+from stainfree.core.specs import merge_labels, parse_merge_spec
+from stainfree.core.store import CellSetWriter
 
 
 def tiny_set(n=6, dtype=np.uint16):

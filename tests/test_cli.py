@@ -4,10 +4,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import write_png
 
 import stainfree as sf
-
-from conftest import write_png
 
 
 def run(*args, cwd=None):

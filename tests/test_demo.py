@@ -3,9 +3,9 @@ import json
 import numpy as np
 
 import stainfree as sf
-from stainfree.runs import run_demo
-from stainfree.train import Classifier
+from stainfree.ml.classifier import Classifier
 from stainfree.utils import read_parquet
+from stainfree.workflows.demo import run_demo
 
 
 def test_demo_writes_a_complete_run_folder(tmp_path):

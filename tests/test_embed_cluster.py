@@ -7,13 +7,20 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from stainfree.cellset import CellSet
-from stainfree.cluster import cluster_embedding, composition, enrichment, probe, regression_probe
-from stainfree.embed import EMBED_METHODS, BarlowTwinsLoss, EmbedConfig, Embedder, embed_cells, fit_embedder
-from stainfree.synthetic import make_cells
-
 from conftest import run_cli
+
+from stainfree.core.cellset import CellSet
+from stainfree.datasets.synthetic import make_cells
+from stainfree.ml.embed import (
+    EMBED_METHODS,
+    EmbedConfig,
+    Embedder,
+    embed_cells,
+    fit_embedder,
+)
+from stainfree.ml.losses import BarlowTwinsLoss
+from stainfree.tl.cluster import cluster_embedding, composition, enrichment
+from stainfree.tl.probe import probe, regression_probe
 
 
 def _reference_barlow(z1, z2, lam):
@@ -191,7 +198,7 @@ def test_probes_on_a_separable_embedding():
 
 
 def test_model_path_embeds_with_a_classifier(tmp_path):
-    from stainfree.train import TrainConfig, fit
+    from stainfree.ml.train import TrainConfig, fit
 
     cells = make_cells(10, size=16, seed=3)
     clf, _ = fit(cells.read(slice(None)), cells.labels, channels=cells.channels, config=TrainConfig(epochs=1, batch_size=8))
@@ -203,7 +210,7 @@ def test_model_path_embeds_with_a_classifier(tmp_path):
 
 
 def test_embed_and_cluster_from_the_command_line(tmp_path):
-    from stainfree.cellset import CellSet
+    from stainfree.core.cellset import CellSet
 
     one = make_cells(40, size=24, seed=5)
     # a second channel standing in for a stain: the embedding and its pixel probes never see it
@@ -256,7 +263,7 @@ def test_group_column_with_one_value_is_refused_for_composition(tmp_path):
     table = pd.DataFrame({"cell_id": [f"c{i}" for i in range(30)], "label": ["a"] * 30, "dish": ["d1"] * 30})
     cells = CellSet(np.random.default_rng(0).normal(size=(30, 1, 8, 8)).astype(np.float32), table, channels=["bf"])
     ad = embed_cells(cells, method="pca", config=EmbedConfig(dim=4))
-    from stainfree.cluster import cluster_to_folder
+    from stainfree.workflows.cluster import cluster_to_folder
 
     with pytest.raises(ValueError, match="'dish' has only one value"):
         cluster_to_folder(ad, tmp_path / "o", by=["dish"], k=2)

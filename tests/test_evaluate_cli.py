@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 import stainfree as sf
-from stainfree.evaluate import evaluate
-from stainfree.synthetic import make_cells
-from stainfree.train import TrainConfig
+from stainfree.datasets.synthetic import make_cells
+from stainfree.eval.evaluate import evaluate
+from stainfree.ml.train import TrainConfig
 from stainfree.utils import read_parquet
 
 
@@ -75,7 +75,7 @@ def test_group_column_with_one_value_is_refused(tmp_path):
 
 def test_predict_refuses_missing_channels(small_cells, tmp_path):
     cs = make_cells(6, size=24, flasks_per_line=1, seed=0)
-    from stainfree.train import fit
+    from stainfree.ml.train import fit
 
     clf, _ = fit(cs.images, cs.labels, channels=["other"], config=TrainConfig(epochs=1))
     clf.save(tmp_path / "m.safetensors")
@@ -87,7 +87,8 @@ def test_predict_refuses_missing_channels(small_cells, tmp_path):
 
 
 def test_predict_resizes_other_sizes_with_a_warning(tmp_path, caplog):
-    from stainfree.train import fit, predict_cells
+    from stainfree.ml.classifier import predict_cells
+    from stainfree.ml.train import fit
 
     cs = make_cells(6, size=24, flasks_per_line=1, seed=0)
     clf, _ = fit(cs.images, cs.labels, channels=cs.channels, config=TrainConfig(epochs=1))
@@ -109,7 +110,7 @@ def test_interrupted_evaluation_resumes_finished_splits(tmp_path, caplog):
 
 
 def test_cross_group_and_audit_and_learning_curve(tmp_path):
-    from stainfree.runs import evaluate_to_run
+    from stainfree.workflows.evaluate import evaluate_to_run
 
     cs = make_cells(12, size=16, flasks_per_line=2, seed=0)
     config = TrainConfig(epochs=1)
@@ -129,7 +130,7 @@ def test_cross_group_and_audit_and_learning_curve(tmp_path):
 def test_compare_conditions_and_seeds(tmp_path):
     import numpy as np
 
-    from stainfree.cellset import CellSet
+    from stainfree.core.cellset import CellSet
 
     base = make_cells(12, size=16, flasks_per_line=2, seed=0)
     two = CellSet(np.concatenate([base.images, base.images[:, :, ::-1]], axis=1), base.table, channels=["bf", "bf_flipped"], groups=base.groups)
@@ -148,7 +149,7 @@ def test_compare_conditions_and_seeds(tmp_path):
 def test_nan_pixels_are_named(tmp_path):
     import numpy as np
 
-    from stainfree.cellset import CellSet
+    from stainfree.core.cellset import CellSet
 
     cs = make_cells(6, size=16, flasks_per_line=1, seed=0)
     images = cs.images.astype(np.float32)

@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from stainfree.explain import activation_maps, explain_groups, js_divergence, rank_features, saliency
-from stainfree.synthetic import make_cells
-
 from conftest import run_cli
+
+from stainfree.datasets.synthetic import make_cells
+from stainfree.ml.saliency import activation_maps, saliency
+from stainfree.tl.rank import js_divergence, rank_features
+from stainfree.workflows.explain import explain_groups
 
 
 def test_js_divergence_matches_the_reference_formula():

@@ -7,13 +7,19 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-
-from stainfree.cellset import CellSet
-from stainfree.features import DIRECTIONS, HARALICK_NAMES, cooccurrence, haralick, measure, skeleton_features
-from stainfree.synthetic import make_cells
-from stainfree.utils import read_parquet
-
 from conftest import run_cli
+
+from stainfree.core.cellset import CellSet
+from stainfree.datasets.synthetic import make_cells
+from stainfree.pp.features import (
+    DIRECTIONS,
+    HARALICK_NAMES,
+    cooccurrence,
+    haralick,
+    measure,
+    skeleton_features,
+)
+from stainfree.utils import read_parquet
 
 
 def _cells(images, masks=None, channels=("bf",)):
@@ -98,7 +104,7 @@ def test_empty_mask_and_constant_cell_give_nan_and_warnings(caplog):
     masks = np.zeros((3, 24, 24), np.uint8)
     masks[1, 6:18, 6:18] = 1  # a cell of one intensity
     masks[2, 6:18, 6:18] = 1
-    with caplog.at_level(logging.WARNING, logger="stainfree.features"):
+    with caplog.at_level(logging.WARNING, logger="stainfree.pp.features"):
         t = measure(_cells(img, masks))
     assert t.loc[0].drop("cell_id").isna().all()  # empty mask: nothing measured
     assert t.loc[1, "AreaShape_Area"] == 144

@@ -9,21 +9,17 @@ import pandas as pd
 import pytest
 import tifffile
 
-from stainfree.cellset import CellSet, concat, open_cellset
-from stainfree.fields import (
-    Field,
-    correct_background,
-    crop_objects,
-    fit_two_populations,
-    instance_scores,
-    predict_fields,
-    read_fields,
-    read_points,
-    segment,
-    segment_to_cellset,
-)
-from stainfree.synthetic import make_cells, make_field
+from stainfree.core.cellset import CellSet
+from stainfree.core.store import concat, open_cellset
+from stainfree.datasets.synthetic import make_cells, make_field
+from stainfree.io.fields import Field, read_fields, read_points
+from stainfree.seg.classical import segment
+from stainfree.seg.crops import crop_objects
+from stainfree.seg.fluorescence import correct_background, fit_two_populations
+from stainfree.seg.scoring import instance_scores
 from stainfree.utils import StainfreeError, read_parquet
+from stainfree.workflows.predict import predict_fields
+from stainfree.workflows.segment import segment_to_cellset
 
 
 def run(*args):
@@ -287,7 +283,7 @@ def test_cellset_masks_survive_save_select_and_concat(tmp_path):
 
 # ---------------------------------------------------------------------- mixed populations
 def test_mixed_population_fields_are_classified_against_the_fluorescence_label(tmp_path):
-    from stainfree.train import TrainConfig, fit
+    from stainfree.ml.train import TrainConfig, fit
 
     train = make_cells(300, size=32, seed=1)  # single-line flasks
     clf, _ = fit(train.images, train.labels, channels=train.channels, config=TrainConfig.for_data(train, epochs=20))
@@ -318,8 +314,8 @@ def test_mixed_population_fields_are_classified_against_the_fluorescence_label(t
 
 
 def test_features_and_blackout_training_use_the_cells_own_masks():
-    from stainfree.features import measure
-    from stainfree.train import TrainConfig, fit
+    from stainfree.ml.train import TrainConfig, fit
+    from stainfree.pp.features import measure
 
     images = np.zeros((4, 1, 16, 16), np.uint8)
     masks = np.zeros((4, 16, 16), np.uint8)

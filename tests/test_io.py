@@ -1,11 +1,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_png, write_tif
 
 import stainfree as sf
-from stainfree.io import crop_or_pad, detect_layout, parse_group_spec, read_image, resize_cell, to_channels_first
-
-from conftest import write_png, write_tif
+from stainfree.io.images import crop_or_pad, read_image, resize_cell, to_channels_first
+from stainfree.io.importers import detect_layout, parse_group_spec
 
 
 def class_folders(root, sizes=None):
@@ -204,8 +204,8 @@ def test_manifest_errors(tmp_path):
 
 
 def test_write_class_folders_round_trip(tmp_path):
-    from stainfree.io import write_class_folders
-    from stainfree.synthetic import make_cells
+    from stainfree.datasets.synthetic import make_cells
+    from stainfree.io.export import write_class_folders
 
     cs = make_cells(3, size=24, flasks_per_line=1, seed=3)
     files = write_class_folders(cs, tmp_path / "export")

@@ -67,8 +67,8 @@ def _jurkat(shared_data, tmp_path_factory=None):
 
 
 def test_every_model_trains_one_epoch_on_jurkat(shared_data):
-    from stainfree.models import list_models
-    from stainfree.train import TrainConfig, fit
+    from stainfree.ml.models import list_models
+    from stainfree.ml.train import TrainConfig, fit
 
     cells = _jurkat(shared_data).merge_classes("G1,S,G2=Interphase")
     images, labels = cells.images, cells.labels

@@ -8,13 +8,12 @@ import re
 import shutil
 
 import pytest
-
-from stainfree.report import build_report
-from stainfree.runs import evaluate_to_run
-from stainfree.synthetic import make_cells
-from stainfree.train import TrainConfig
-
 from conftest import run_cli
+
+from stainfree.datasets.synthetic import make_cells
+from stainfree.ml.train import TrainConfig
+from stainfree.report.sections import build_report
+from stainfree.workflows.evaluate import evaluate_to_run
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from conftest import write_png, write_tif
 
 
@@ -24,7 +23,7 @@ def cli(capsys, *args):
 
 
 def synthetic_fields(n, *, size=128, seed=0):
-    from stainfree.synthetic import make_field
+    from stainfree.datasets.synthetic import make_field
 
     fields = [make_field((size, size), n_cells=12, density="high", seed=seed + k) for k in range(n)]
     return [f.brightfield[None] for f in fields], [f.labels for f in fields]
@@ -174,7 +173,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch)
 
 # ---------------------------------------------------------------------- annotations
 def _field(name, shape=(20, 30), channels=("bf",)):
-    from stainfree.fields import Field
+    from stainfree.io.fields import Field
 
     return Field(image=np.zeros((len(channels), *shape), np.uint16), channels=list(channels), name=name, source=f"{name}.tif", pixel_size=None)
 
@@ -337,7 +336,7 @@ def test_shipped_model_segments_phase_fields_it_never_saw(shared_data):
 def test_auto_method_keeps_the_classical_pipeline_on_fluorescence(shared_data):
     import tifffile
 
-    from stainfree.fields import read_fields
+    from stainfree.io.fields import read_fields
     from stainfree.seg.methods import segment_field
     from stainfree.seg.scoring import segmentation_scores
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from stainfree.synthetic import make_cells, make_field
+from stainfree.datasets.synthetic import make_cells, make_field
 
 
 def test_same_seed_same_cells_other_seed_other_cells():

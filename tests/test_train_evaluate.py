@@ -3,10 +3,19 @@ import pytest
 import torch
 
 import stainfree as sf
-from stainfree.evaluate import accuracy_interval, bootstrap_interval, classification_metrics, cross_validate, evaluate, make_folds, make_splits, run_baseline, summarise
-from stainfree.models import create_model, list_models
-from stainfree.synthetic import make_cells
-from stainfree.train import Classifier, TrainConfig, class_weights, fit, robust_scaling
+from stainfree.datasets.synthetic import make_cells
+from stainfree.eval.baselines import run_baseline
+from stainfree.eval.evaluate import cross_validate, evaluate
+from stainfree.eval.metrics import (
+    accuracy_interval,
+    bootstrap_interval,
+    classification_metrics,
+    summarise,
+)
+from stainfree.eval.protocols import make_folds, make_splits
+from stainfree.ml.classifier import Classifier
+from stainfree.ml.models import create_model, list_models
+from stainfree.ml.train import TrainConfig, class_weights, fit, robust_scaling
 
 
 @pytest.mark.parametrize("name", list_models())

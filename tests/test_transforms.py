@@ -3,12 +3,12 @@ import pytest
 import torch
 
 import stainfree as sf
-from stainfree.transforms import (
-    augmentation_names,
+from stainfree.ml.transforms import (
     AUGMENTATIONS,
     PRESETS,
     apply_normalisation,
     augment,
+    augmentation_names,
     blackout_outside,
     circle_mask,
     dihedral_views,
@@ -98,7 +98,7 @@ def test_unknown_preset_is_named():
 
 
 def test_a_comma_list_of_augmentations():
-    from stainfree.train import TrainConfig
+    from stainfree.ml.train import TrainConfig
 
     x = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)
     gen = torch.Generator().manual_seed(0)

@@ -5,13 +5,19 @@ The CellSet (images plus a per-cell table) travels through every stage::
     import stainfree as sf
     cells = sf.import_cells("jurkat-bbbc048", "jurkat.cells", layout="ifc", channels="Ch3,Ch6")
     cells = sf.open_cellset("jurkat.cells").merge_classes("G1,S,G2=Interphase")
+
+As in scanpy, ``sf.pp`` (measurements), ``sf.tl`` (clusters, probes, feature ranking) and
+``sf.pl`` (figures) group functions by job; their heavy imports happen on first use.
 """
 
 __version__ = "0.1.0"
 
-from .cellset import CellSet, CellSetWriter, concat, open_cellset  # noqa: E402
-from .io import import_cells, read_image, scan_source  # noqa: E402
+from .core.cellset import CellSet  # noqa: E402
+from .core.store import CellSetWriter, concat, open_cellset  # noqa: E402
+from .io.images import read_image  # noqa: E402
+from .io.importers import import_cells, scan_source  # noqa: E402
 from .utils import StainfreeError  # noqa: E402
+from . import pl, pp, tl  # noqa: E402
 
 __all__ = [
     "CellSet",
@@ -20,7 +26,10 @@ __all__ = [
     "concat",
     "import_cells",
     "open_cellset",
+    "pl",
+    "pp",
     "read_image",
     "scan_source",
+    "tl",
     "__version__",
 ]

@@ -55,7 +55,7 @@ def import_(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Import single-cell images into a CellSet."""
-    from .io import read_plan, scan_source
+    from .io.importers import read_plan, scan_source
 
     if out.exists() and not force:
         raise StainfreeError(f"{out}: already exists; pass --force to replace it")
@@ -71,7 +71,7 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Summarise a CellSet: cells, channels, size, classes and groups."""
-    from .cellset import open_cellset
+    from .core.store import open_cellset
 
     cs = open_cellset(cells)
     typer.echo(json.dumps(cs.summary(), indent=2) if as_json else cs.describe())
@@ -87,7 +87,7 @@ def synth(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Write a synthetic labelled CellSet (two cell lines grown in separate flasks)."""
-    from .synthetic import make_cells
+    from .datasets.synthetic import make_cells
 
     cs = make_cells(n_per_class, size=size, flasks_per_line=flasks, seed=seed)
     cs.save(out, force=force)
@@ -147,8 +147,8 @@ def evaluate(
     seed: Optional[int] = _TRAIN_OPTIONS["seed"],
 ):
     """Train and evaluate a classifier honestly: protocol, intervals, baselines beside it."""
-    from .cellset import open_cellset
-    from .runs import evaluate_to_run
+    from .core.store import open_cellset
+    from .workflows.evaluate import evaluate_to_run
 
     if out.exists() and not force:
         raise StainfreeError(f"{out}: already exists; pass --force to replace it")
@@ -157,7 +157,7 @@ def evaluate(
         cs = cs.select_channels(channels)
     if merge_classes:
         cs = cs.merge_classes(merge_classes)
-    from .train import TrainConfig
+    from .ml.train import TrainConfig
 
     config = TrainConfig.for_data(
         cs, model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, loss_weighting=loss_weighting,
@@ -194,9 +194,10 @@ def compare(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Run the same protocol per channel set and seed, and tabulate balanced accuracy."""
-    from .cellset import open_cellset, parse_channel_list
-    from .runs import compare_to_run
-    from .train import TrainConfig
+    from .core.specs import parse_channel_list
+    from .core.store import open_cellset
+    from .ml.train import TrainConfig
+    from .workflows.evaluate import compare_to_run
 
     if out.exists() and not force:
         raise StainfreeError(f"{out}: already exists; pass --force to replace it")
@@ -248,7 +249,7 @@ _FIELD_OPTIONS = dict(
 
 
 def _segmentation_params(mode, diameter, clear_border, smoothing, threshold_scale, local_window, min_distance):
-    from .fields import SegmentationParams
+    from .seg.classical import SegmentationParams
 
     params = SegmentationParams(
         mode=mode, diameter=diameter, clear_border=clear_border, smoothing=smoothing,
@@ -268,7 +269,7 @@ def _read_table(path: Path):
 
 
 def _names(value: Optional[str]) -> Optional[list]:
-    from .cellset import parse_channel_list
+    from .core.specs import parse_channel_list
 
     return parse_channel_list(value) if value else None
 
@@ -308,7 +309,7 @@ def segment(
     min_posterior: float = _FIELD_OPTIONS["min_posterior"],
 ):
     """Segment fields of view (or crop at given points) into a CellSet with one mask per cell."""
-    from .fields import segment_to_cellset
+    from .workflows.segment import segment_to_cellset
 
     if out.exists() and not force:
         raise StainfreeError(f"{out}: already exists; pass --force to replace it")
@@ -365,7 +366,7 @@ def predict(
         return
     if len(inputs) == 1 and inputs[0].is_dir():
         raise StainfreeError(f"{inputs[0]}: not a CellSet (no cellset.json) and not a field image")
-    from .fields import predict_fields
+    from .workflows.predict import predict_fields
 
     params = _segmentation_params(mode, diameter, clear_border, smoothing, threshold_scale, local_window, min_distance)
     path, summary = predict_fields(
@@ -385,8 +386,8 @@ def predict(
 
 
 def _predict_cellset(model: Path, cells: Path, out: Path, *, tta: bool, prior: str, force: bool) -> None:
-    from .cellset import open_cellset
-    from .train import Classifier, predict_cells
+    from .core.store import open_cellset
+    from .ml.classifier import Classifier, predict_cells
     from .utils import write_parquet
 
     if out.exists() and not force:
@@ -397,7 +398,7 @@ def _predict_cellset(model: Path, cells: Path, out: Path, *, tta: bool, prior: s
     counts = table["predicted"].value_counts()
     typer.echo(f"wrote {out}: {len(table)} cells; predicted " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if "label" in table:
-        from .evaluate import classification_metrics
+        from .eval.metrics import classification_metrics
 
         m = classification_metrics(table["label"].astype(str), table["predicted"], classes=clf.classes)
         typer.echo(f"against the labels: accuracy {m['accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}")
@@ -414,8 +415,8 @@ def features(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Measure CellProfiler-style shape, intensity, texture and skeleton features per cell."""
-    from .cellset import open_cellset
-    from .features import measure
+    from .core.store import open_cellset
+    from .pp.features import measure
     from .utils import write_parquet
 
     if out.exists() and not force:
@@ -443,7 +444,8 @@ def explain(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Rank the features that separate two groups of cells (Jensen-Shannon), with a scatter."""
-    from .explain import explain_groups, read_groups
+    from .tl.rank import read_groups
+    from .workflows.explain import explain_groups
 
     if out.exists() and not force:
         raise StainfreeError(f"{out}: already exists; pass --force to replace it")
@@ -485,9 +487,9 @@ def saliency(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Saliency maps (vanilla gradient, SmoothGrad) and layer activations of a trained model."""
-    from .cellset import open_cellset
-    from .explain import saliency_panels
-    from .train import Classifier
+    from .core.store import open_cellset
+    from .ml.classifier import Classifier
+    from .workflows.explain import saliency_panels
 
     if out.exists() and not force:
         raise StainfreeError(f"{out}: already exists; pass --force to replace it")
@@ -504,7 +506,7 @@ def report(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists (RUN/report.html is always rewritten)."),
 ):
     """Write one self-contained report.html (embedded figures, no external links) for a run."""
-    from .report import write_report
+    from .report.sections import write_report
 
     if out is not None and out.exists() and not force:
         raise StainfreeError(f"{out}: already exists; pass --force to replace it")
@@ -535,8 +537,8 @@ def embed(
     force: bool = typer.Option(False, "--force", help="Replace OUT (and --save-model) if they exist."),
 ):
     """Embed cells without labels: Self-Label Clustering, Barlow Twins, autoencoder, PCA."""
-    from .cellset import open_cellset
-    from .embed import EmbedConfig, embed_cells
+    from .core.store import open_cellset
+    from .ml.embed import EmbedConfig, embed_cells
 
     if out.exists() and not force:
         raise StainfreeError(f"{out}: already exists; pass --force to replace it")
@@ -570,7 +572,7 @@ def cluster(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """UMAP, clusters, composition by group with enrichment tests, galleries and probes."""
-    from .cluster import cluster_to_folder
+    from .workflows.cluster import cluster_to_folder
 
     if out.exists() and not force:
         raise StainfreeError(f"{out}: already exists; pass --force to replace it")
@@ -583,7 +585,7 @@ def cluster(
     if cells is not None:
         import numpy as np
 
-        from .cellset import open_cellset
+        from .core.store import open_cellset
 
         cs = open_cellset(cells)
         order = {c: i for i, c in enumerate(cs.cell_ids.astype(str))}
@@ -619,7 +621,7 @@ def _read_h5ad(path: Path):
 @app.command()
 def models():
     """List the model architectures and their defaults."""
-    from .models import DEFAULT_MODEL, list_models, model_info
+    from .ml.models import DEFAULT_MODEL, list_models, model_info
 
     for name in list_models():
         info = model_info(name)
@@ -635,7 +637,7 @@ def demo(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Run the built-in job: synthetic cells -> import -> CNN evaluated by held-out flask."""
-    from .runs import run_demo
+    from .workflows.demo import run_demo
 
     path, metrics = run_demo(out, epochs=epochs, seed=seed, force=force)
     typer.echo(f"wrote {path} (report.html, metrics.json, predictions.parquet, model.safetensors, figures/, cells.cells)")

@@ -144,3 +144,22 @@ def read_parquet(path: str | os.PathLike):
     import pandas as pd
 
     return pd.read_parquet(path, use_threads=False, pre_buffer=False)
+
+
+def lazy_exports(package: str, exports: dict[str, str]):
+    """``__getattr__`` and ``__dir__`` for a package whose public names live in submodules that
+    are imported only when a name is first used (so ``import stainfree`` stays light).
+
+    ``exports`` maps each public name to the submodule (relative to ``package``) that defines it.
+    """
+    import importlib
+
+    def __getattr__(name: str):
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(exports[name], package), name)
+
+    def __dir__():
+        return sorted(exports)
+
+    return __getattr__, __dir__

@@ -1,4 +1,6 @@
-"""Segmentation of fields of view: learnt instance segmentation of unstained cells.
+"""Segmentation of fields of view, and the cells cut out of them.
+
+Learnt instance segmentation of unstained cells:
 
 - :mod:`.networks`: segmentation networks by name (a small U-Net by default);
 - :mod:`.targets`: the per-pixel maps a network learns from instance labels;
@@ -9,6 +11,12 @@
 - :mod:`.training`: training and fine-tuning from annotated fields;
 - :mod:`.scoring`: instance F1, average precision, splits and merges against a ground truth.
 
-The classical threshold-and-watershed pipeline (for fluorescence) lives in
-:mod:`stainfree.fields`.
+Beside it:
+
+- :mod:`.classical`: the threshold-and-watershed pipeline (the default on fluorescence);
+- :mod:`.methods`: which method segments a field (``auto``, ``learnt``, ``classical``, ``cellpose``);
+- :mod:`.crops`: single-cell crops around objects or given points;
+- :mod:`.fluorescence`: labels from a fluorescence channel (two-population fit);
+- :mod:`.density`: how crowded each cell's neighbourhood is;
+- :mod:`.pipeline`: fields to cells (segment, crop, tabulate).
 """

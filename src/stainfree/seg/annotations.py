@@ -37,7 +37,7 @@ def label_image(path: str | os.PathLike, shape: tuple[int, int] | None = None) -
     """
     from skimage import measure
 
-    from ..io import read_image
+    from ..io.images import read_image
 
     path = Path(path)
     try:

@@ -46,14 +46,14 @@ def segment_field(
     params=None,
     segmenter=None,
 ):
-    """Segment one :class:`stainfree.fields.Field`.
+    """Segment one :class:`stainfree.io.fields.Field`.
 
     ``method="auto"`` uses the learnt ``segmenter`` (default: the shipped phase-contrast model) on
-    fields that :func:`stainfree.fields.guess_mode` calls brightfield, and the classical pipeline
+    fields that :func:`stainfree.seg.classical.guess_mode` calls brightfield, and the classical pipeline
     with ``params`` on fluorescence. ``segmenter`` may be a path, ``builtin:<name>`` or a loaded
-    segmenter. Returns a :class:`stainfree.fields.SegmentationResult`.
+    segmenter. Returns a :class:`stainfree.seg.classical.SegmentationResult`.
     """
-    from ..fields import SegmentationParams, guess_mode, segment, segment_cellpose
+    from .classical import SegmentationParams, guess_mode, segment, segment_cellpose
 
     if method not in METHODS:
         raise StainfreeError(f"segmentation method must be one of {', '.join(METHODS)}, not {method!r}")

@@ -187,14 +187,14 @@ class Segmenter:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``.safetensors`` weights with :attr:`metadata` (atomically)."""
-        from ..train import write_model_file
+        from ..ml.classifier import write_model_file
 
         return write_model_file(path, self.network.state_dict(), self.metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Segmenter":
         """Read a segmenter written by :meth:`save`; ``builtin:phase`` names the shipped model."""
-        from ..train import read_model_file
+        from ..ml.classifier import read_model_file
         from .networks import create_segmenter
 
         path = builtin_path(path)
@@ -227,7 +227,7 @@ class Segmenter:
         flows, or foreground, distance and boundary probabilities."""
         import torch
 
-        from ..train import pick_device
+        from ..ml.classifier import pick_device
 
         if tile <= 2 * margin:
             raise StainfreeError(f"tile size {tile} must exceed twice the margin {margin}")
@@ -259,10 +259,10 @@ class Segmenter:
     ):
         """Instance labels of a field (C, H, W) in the model's channel order.
 
-        Returns a :class:`stainfree.fields.SegmentationResult` with labels at the field's size and
+        Returns a :class:`stainfree.seg.classical.SegmentationResult` with labels at the field's size and
         the expected diameter in field pixels.
         """
-        from ..fields import SegmentationResult
+        from .classical import SegmentationResult
 
         image = np.asarray(image)
         if image.ndim == 2:

@@ -16,7 +16,12 @@ Pooled figures sum the counts over fields before dividing (every cell weighs the
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
+import pandas as pd
+
+from ..utils import StainfreeError
 
 THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
 
@@ -134,3 +139,55 @@ def outline_overlay(image: np.ndarray, truth: np.ndarray | None, predicted: np.n
     rgb[pred_edge & ~true_edge] = (255, 0, 255)
     rgb[true_edge & pred_edge] = (255, 255, 255)
     return rgb
+
+
+
+def instance_scores(truth: np.ndarray, predicted: np.ndarray, *, iou: float = 0.5) -> dict:
+    """Object-level precision, recall and F1 at an IoU threshold, and the mean IoU of matches.
+
+    A predicted object matches a true one when their IoU exceeds ``iou`` (above 0.5 a match is
+    necessarily one-to-one).
+
+    >>> t = np.array([[1, 1, 0, 2, 2]]); p = np.array([[3, 3, 0, 0, 4]])
+    >>> s = instance_scores(t, p)
+    >>> s["true_positives"], s["precision"], s["recall"], s["mean_matched_iou"]
+    (1, 0.5, 0.5, 1.0)
+    """
+    if iou < 0.5:
+        raise StainfreeError("instance matching needs an IoU threshold of at least 0.5")
+    pairs, inter, t_area, p_area, t_ids, p_ids = object_overlaps(truth, predicted)
+    ious = inter / (t_area[pairs[0]] + p_area[pairs[1]] - inter) if len(inter) else np.zeros(0)
+    matched = ious > iou
+    n_true, n_pred = len(t_ids), len(p_ids)
+    tp = int(matched.sum())
+    return {
+        "true_objects": n_true,
+        "predicted_objects": n_pred,
+        "true_positives": tp,
+        "precision": tp / n_pred if n_pred else 0.0,
+        "recall": tp / n_true if n_true else 0.0,
+        "f1": 2 * tp / (n_true + n_pred) if n_true + n_pred else 0.0,
+        "mean_matched_iou": float(ious[matched].mean()) if tp else 0.0,
+    }
+
+
+def labelled_scores(table: pd.DataFrame, classes: Sequence[str], positive: str | None = None) -> dict:
+    """:func:`stainfree.eval.metrics.classification_metrics` of the cells with a ``label`` (each
+    class's recall, i.e. sensitivity, and specificity among them); ``sensitivity`` and
+    ``specificity`` at the top level refer to ``positive``.
+
+    >>> t = pd.DataFrame({"label": ["a", "a", "b", "b"], "predicted": ["a", "b", "b", "b"]})
+    >>> s = labelled_scores(t, ["a", "b"], positive="b")
+    >>> s["accuracy"], s["sensitivity"], s["specificity"]
+    (0.75, 1.0, 0.5)
+    """
+    from ..eval.metrics import classification_metrics
+
+    t = table.dropna(subset=["label"])
+    m = classification_metrics(t["label"], t["predicted"], classes=classes)
+    out = {"cells": m["n"], **{k: m[k] for k in ("accuracy", "balanced_accuracy", "cohen_kappa", "per_class", "confusion_matrix")}}
+    if positive is not None:
+        out["positive_class"] = positive
+        out["sensitivity"] = m["per_class"][positive]["recall"]
+        out["specificity"] = m["per_class"][positive]["specificity"]
+    return out

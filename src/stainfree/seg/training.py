@@ -262,7 +262,7 @@ def train_segmenter(
     """
     import torch
 
-    from ..train import pick_device
+    from ..ml.classifier import pick_device
     from ..utils import progress
     from .networks import create_segmenter
 

@@ -51,7 +51,7 @@ def train_segmenter_file(
 ):
     """``stainfree train-segmenter``: fields and their annotations on disk -> a ``.safetensors``
     segmenter. Returns the path and the :class:`~stainfree.seg.model.Segmenter`."""
-    from ..fields import read_field_files
+    from ..io.fields import read_field_files
     from ..seg.annotations import read_annotations
     from ..seg.methods import load_segmenter
     from ..seg.training import SegTrainConfig, _checkpoint_path, train_segmenter
@@ -110,11 +110,16 @@ def score_segmentation(
     import pandas as pd
     from PIL import Image
 
-    from ..fields import read_field_files
-    from ..report import write_report
+    from ..io.fields import read_field_files
+    from ..report.sections import write_report
     from ..seg.annotations import read_annotations
     from ..seg.methods import load_segmenter, segment_field
-    from ..seg.scoring import match_counts, outline_overlay, pool_counts, scores_from_counts
+    from ..seg.scoring import (
+        match_counts,
+        outline_overlay,
+        pool_counts,
+        scores_from_counts,
+    )
     from ..utils import atomic_output_dir, progress
 
     out = Path(out)

@@ -26,8 +26,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .cellset import CellSet
-from .utils import StainfreeError, progress
+from ..core.cellset import CellSet
+from ..utils import StainfreeError, progress
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ def measure(
     channel's speckles make poor outlines). A cell whose mask is empty gets NaN everywhere, and
     one warning says how many there were.
 
-    >>> from stainfree.synthetic import make_cells
+    >>> from stainfree.datasets.synthetic import make_cells
     >>> table = measure(make_cells(2, size=32, seed=0))
     >>> table.shape[0], "Texture_SumVariance_bf_5_00" in table
     (4, True)

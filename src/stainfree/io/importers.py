@@ -1,22 +1,4 @@
-"""Reading single-cell images and importing them into CellSets.
-
-Three layouts are understood (``layout="auto"`` tells them apart):
-
-``folders``
-    ``SRC/<class>/<file>`` (png, jpg, tif; 8 or 16 bit; grey or RGB). The folder name is the
-    label. Images directly in ``SRC`` (no class folders) give an unlabelled set.
-``ifc``
-    The imaging-flow-cytometry export: one file per cell per channel, ``<id>_Ch<k>.<ext>``
-    (as Amnis IDEAS writes them), grouped into multi-channel cells; class from the folder.
-``manifest``
-    A CSV with one row per cell: ``path`` (or per-channel ``path_<channel>`` columns),
-    optionally ``label`` (or ``class``) and ``cell_id``; every other column is kept as metadata.
-    CellProfiler's ``Metadata_`` prefix is dropped from column names.
-
-Group columns can be derived from file names with regular expressions (``groups={"field":
-r"-(\\d{6})"}``). Because file numbering restarts in every class folder, the values are
-qualified by the class folder (``293A/000012``) unless ``groups_across_classes=True``.
-"""
+"""Importing single-cell images into a CellSet: class folders, imaging-flow-cytometry exports and manifests."""
 
 from __future__ import annotations
 
@@ -32,154 +14,23 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .cellset import (
-    CellSet,
-    CellSetWriter,
-    open_cellset,
-    parse_channel_list,
-    merge_labels,
-    provenance_entry,
+from ..core.cellset import CellSet, provenance_entry
+from ..core.specs import merge_labels, parse_channel_list
+from ..core.store import CellSetWriter, open_cellset
+from ..utils import StainfreeError, first_line, progress
+from .images import (
+    IMAGE_EXTENSIONS,
+    crop_or_pad,
+    read_image,
+    resize_cell,
+    to_channels_first,
 )
-from .utils import StainfreeError, first_line, progress
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 IFC_PATTERN = re.compile(r"^(?P<id>.+)_Ch(?P<ch>\d+)\.(?:tif|tiff|png|jpg|jpeg)$", re.IGNORECASE)
 #: Manifest columns recognised as group columns without being declared.
 KNOWN_GROUP_COLUMNS = ("field", "flask", "dish", "well", "plate", "experiment", "batch", "donor", "patient", "density", "culture")
 LAYOUTS = ("auto", "folders", "ifc", "manifest")
-
-
-# ---------------------------------------------------------------------- single images
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read one image file as ``H x W`` (grey) or ``H x W x C`` (colour), dtype as stored.
-
-    Palette and 1-bit images are converted to grey; an alpha channel is dropped.
-    Raises :class:`StainfreeError` naming the file when it cannot be read.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            img = tifffile.imread(path)
-        else:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                im.load()
-                if im.mode in ("P", "1", "LA", "PA"):
-                    im = im.convert("RGBA" if im.mode in ("P", "PA") and "transparency" in im.info else "L")
-                if im.mode == "CMYK":
-                    im = im.convert("RGB")
-                img = np.array(im)
-                if im.mode in ("I;16", "I;16B", "I;16L") and img.dtype != np.uint16:
-                    img = img.astype(np.uint16)
-    except StainfreeError:
-        raise
-    except Exception as exc:
-        raise StainfreeError(f"{path}: unreadable image ({first_line(exc)})") from None
-    img = np.asarray(img)
-    if img.size == 0:
-        raise StainfreeError(f"{path}: empty image")
-    if img.ndim == 3 and img.shape[-1] == 4:
-        img = img[..., :3]
-    if img.ndim == 3 and img.shape[-1] == 1:
-        img = img[..., 0]
-    if img.ndim not in (2, 3):
-        raise StainfreeError(f"{path}: expected a 2-D image, got shape {img.shape}")
-    if img.dtype == np.bool_:
-        img = img.astype(np.uint8)
-    if img.dtype.kind not in "uif":
-        raise StainfreeError(f"{path}: unsupported pixel type {img.dtype}")
-    return img
-
-
-def to_channels_first(img: np.ndarray, *, grey: bool = False) -> np.ndarray:
-    """``H x W`` -> ``1 x H x W``; ``H x W x 3`` -> ``3 x H x W`` (or ``1 x H x W`` with ``grey``).
-
-    A 3-D image whose first axis is short (at most 8) and whose last is not 3 is taken as already
-    channels-first (a multi-page TIFF). Grey conversion uses ITU-R 601 luma weights and keeps the
-    dtype.
-
-    >>> to_channels_first(np.array([[[10, 20, 30]]], np.uint8), grey=True)
-    array([[[18]]], dtype=uint8)
-    """
-    if img.ndim == 2:
-        return img[None]
-    if img.shape[-1] == 3:
-        chw = np.moveaxis(img, -1, 0)
-    elif img.shape[0] <= 8:
-        chw = img
-    else:
-        chw = np.moveaxis(img, -1, 0)
-    if grey and chw.shape[0] == 3:
-        weights = np.array([0.299, 0.587, 0.114])
-        g = np.tensordot(weights, chw.astype(np.float64), axes=1)
-        return _cast_like(g, img.dtype)[None]
-    return chw
-
-
-def _cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    dtype = np.dtype(dtype)
-    if dtype.kind in "ui":
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    return values.astype(dtype)
-
-
-def resize_cell(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize a ``C x H x W`` cell to ``C x size x size`` (bilinear, anti-aliased), dtype kept."""
-    from skimage.transform import resize
-
-    if img.shape[1:] == (size, size):
-        return img
-    out = resize(
-        img.astype(np.float64),
-        (img.shape[0], size, size),
-        order=1,
-        preserve_range=True,
-        anti_aliasing=size < max(img.shape[1:]),
-    )
-    return _cast_like(out, img.dtype)
-
-
-def crop_or_pad(img: np.ndarray, size: int) -> np.ndarray:
-    """Centre-crop or pad a ``C x H x W`` cell to ``C x size x size``.
-
-    Padding uses each channel's median border value, so the added margin looks like background
-    rather than a black frame.
-
-    >>> crop_or_pad(np.arange(16).reshape(1, 4, 4), 2)
-    array([[[ 5,  6],
-            [ 9, 10]]])
-    >>> crop_or_pad(np.ones((1, 1, 1), np.uint8), 3)[0]
-    array([[1, 1, 1],
-           [1, 1, 1],
-           [1, 1, 1]], dtype=uint8)
-    """
-    c, h, w = img.shape
-    out = img
-    if h > size:
-        top = (h - size) // 2
-        out = out[:, top : top + size]
-    if w > size:
-        left = (w - size) // 2
-        out = out[:, :, left : left + size]
-    ph, pw = size - out.shape[1], size - out.shape[2]
-    if ph > 0 or pw > 0:
-        border = np.concatenate(
-            [out[:, 0, :], out[:, -1, :], out[:, :, 0], out[:, :, -1]], axis=1
-        )
-        fill = np.median(border, axis=1)
-        padded = np.empty((c, size, size), dtype=img.dtype)
-        padded[:] = _cast_like(fill, img.dtype)[:, None, None]
-        top, left = max(ph, 0) // 2, max(pw, 0) // 2
-        padded[:, top : top + out.shape[1], left : left + out.shape[2]] = out
-        out = padded
-    return np.ascontiguousarray(out)
 
 
 # ---------------------------------------------------------------------- import plans
@@ -679,27 +530,3 @@ def import_cells(
     plan = scan_source(src, layout=layout, channels=channels, groups=groups, groups_across_classes=groups_across_classes)
     logger.info("%s", plan.describe())
     return read_plan(plan, out, grey=grey, size=size, crop=crop, merge_classes=merge_classes, pixel_size=pixel_size, force=force)
-
-
-def write_class_folders(cells: CellSet, folder: str | os.PathLike) -> list[str]:
-    """Write each cell as ``folder/<label>/<cell_id with / as ->.<ext>`` (PNG for 8/16-bit
-    single-channel cells, TIFF otherwise), the layout :func:`import_cells` reads back.
-
-    Returns the written paths relative to ``folder``, in cell order.
-    """
-    import tifffile
-    from PIL import Image
-
-    folder = Path(folder)
-    written = []
-    for imgs, rows in cells.batches(512):
-        for img, label, cid in zip(imgs, rows["label"], rows["cell_id"]):
-            png = img.shape[0] == 1 and img.dtype in (np.uint8, np.uint16)
-            rel = Path("unlabelled" if label is None or pd.isna(label) else str(label)) / (str(cid).replace("/", "-") + (".png" if png else ".tif"))
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            if png:
-                Image.fromarray(img[0]).save(folder / rel)
-            else:
-                tifffile.imwrite(folder / rel, np.moveaxis(img, 0, -1) if img.shape[0] == 3 else img)
-            written.append(rel.as_posix())
-    return written

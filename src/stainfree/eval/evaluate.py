@@ -1,27 +1,10 @@
-"""Honest evaluation: protocols, metrics with intervals, baselines beside the model.
-
-Cells of one field, flask or dish are not independent, so group-aware protocols keep whole
-groups out of training, and intervals of pooled figures resample whole groups (a cluster
-bootstrap). Balanced accuracy is always reported beside accuracy, and baselines beside the model.
-
-Protocols (:data:`PROTOCOLS`):
-
-``kfold``                stratified k-fold, repeated ``repeats`` times with other shuffles
-``holdout``              80/20 stratified split repeated ``repeats`` times (Yao et al.)
-``group-kfold``          stratified group k-fold on a group column
-``leave-one-group-out``  every group once as the test set (Ogawa's dish-wise validation)
-``cross-group``          train on pools of 1, 2, 3 groups (at most 10 pools of each size, sampled),
-                         test on each remaining group (Yao's flask-pair matrix)
-``audit-groups``         within each class, can a classifier tell its groups apart? (batch effects)
-"""
+"""Evaluating a classifier on a CellSet under a protocol, with baselines, learning curves and audits."""
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -29,322 +12,27 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .cellset import CellSet
-from .train import Classifier, TrainConfig, check_finite, fit
-from .utils import StainfreeError, read_parquet
+from ..core.cellset import CellSet
+from ..ml.classifier import Classifier, check_finite
+from ..ml.train import TrainConfig, fit
+from ..utils import StainfreeError, read_parquet
+from .baselines import BASELINES, OPTIONAL_BASELINES, align_features, run_baseline
+from .metrics import (
+    HEADLINE_METRICS,
+    accuracy_interval,
+    bootstrap_interval,
+    classification_metrics,
+    summarise,
+)
+from .protocols import PROTOCOLS, make_folds, make_splits
 
 logger = logging.getLogger(__name__)
-
-PROTOCOLS = ("kfold", "holdout", "group-kfold", "leave-one-group-out", "cross-group", "audit-groups")
-GROUP_PROTOCOLS = ("group-kfold", "leave-one-group-out", "cross-group", "audit-groups")
-BASELINES = ("majority", "area_svm", "features_rf")
-#: Baselines that are offered but not run by default (they cost as much as the model).
-OPTIONAL_BASELINES = ("outline_cnn",)
-HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "roc_auc", "cohen_kappa")
-
-
-@dataclasses.dataclass
-class Split:
-    """One train/test split of a protocol."""
-
-    name: str
-    train: np.ndarray
-    test: np.ndarray
-    repeat: int = 0
-    pool_size: int = 0  # cross-group: groups per class (or groups) in the training pool
-
-
-# ---------------------------------------------------------------------- splits
-def make_folds(labels: Sequence, *, groups: Sequence | None = None, n_folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified k-fold splits, or stratified group k-fold splits when ``groups`` is given.
-
-    >>> groups = np.array([1, 1, 2, 2, 3, 3, 4, 4])
-    >>> folds = make_folds(["a", "b"] * 4, groups=groups, n_folds=2)
-    >>> sorted(sorted(groups[test].tolist()) for _, test in folds)
-    [[1, 1, 4, 4], [2, 2, 3, 3]]
-    """
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-
-    labels = np.asarray(labels, dtype=object).astype(str)
-    if n_folds < 2:
-        raise StainfreeError(f"need at least 2 folds, got {n_folds}")
-    if groups is None:
-        counts = pd.Series(labels).value_counts()
-        if counts.min() < n_folds:
-            raise StainfreeError(f"class {counts.idxmin()!r} has {counts.min()} cell(s), fewer than the {n_folds} folds; use fewer folds")
-        splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
-        return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels)]
-    groups = _check_groups(groups, min_groups=n_folds, what=f"{n_folds} folds")
-    splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
-    return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels, groups)]
-
-
-def _check_groups(groups, *, min_groups: int, what: str) -> np.ndarray:
-    groups = np.asarray(groups, dtype=object)
-    if pd.isna(groups).any():
-        raise StainfreeError("some cells have no value in the group column")
-    groups = groups.astype(str)
-    n = len(set(groups))
-    if n < 2:
-        raise StainfreeError(f"the group column has only one value ({groups[0]!r}); group-aware evaluation needs at least 2 groups")
-    if n < min_groups:
-        raise StainfreeError(f"only {n} groups for {what}; use fewer folds")
-    return groups
-
-
-def _cross_group_pools(g: np.ndarray, labels: np.ndarray) -> list[tuple[int, list[tuple]]]:
-    """Training pools of growing size. When every group holds one class (each flask one cell
-    line, as in Yao et al.), a pool of size k takes k groups of every class (k = 1: the flask
-    pairs); otherwise a pool of size k is any k groups. Every pool leaves a group to test on."""
-    values = sorted(set(g))
-    per_group = {v: set(labels[g == v]) for v in values}
-    if all(len(c) == 1 for c in per_group.values()):
-        by_class: dict[str, list[str]] = {}
-        for v in values:
-            by_class.setdefault(next(iter(per_group[v])), []).append(v)
-        if len(by_class) < 2:
-            raise StainfreeError("cross-group needs groups of at least two classes")
-        out = []
-        for k in range(1, min(len(v) for v in by_class.values()) + 1):
-            combos = [list(itertools.combinations(v, k)) for v in by_class.values()]
-            pools = [tuple(x for part in parts for x in part) for parts in itertools.product(*combos)]
-            pools = [p for p in pools if len(p) < len(values)]
-            if pools:
-                out.append((k, pools))
-        return out
-    return [(k, list(itertools.combinations(values, k))) for k in range(1, len(values))]
-
-
-def make_splits(
-    protocol: str,
-    labels: Sequence,
-    *,
-    groups: Sequence | None = None,
-    n_folds: int = 5,
-    repeats: int = 1,
-    seed: int = 0,
-    max_pools: int = 10,
-    max_pool_size: int = 3,
-) -> list[Split]:
-    """The train/test splits of a protocol (see the module docstring)."""
-    from sklearn.model_selection import StratifiedShuffleSplit
-
-    if protocol not in PROTOCOLS:
-        raise StainfreeError(f"unknown protocol {protocol!r} (choose from {', '.join(PROTOCOLS)})")
-    labels = np.asarray(labels, dtype=object).astype(str)
-    if protocol in GROUP_PROTOCOLS and groups is None:
-        raise StainfreeError(f"protocol {protocol} needs a group column (--group)")
-    if repeats < 1:
-        raise StainfreeError(f"repeats must be at least 1, got {repeats}")
-    splits: list[Split] = []
-    if protocol == "kfold":
-        for r in range(repeats):
-            for k, (tr, te) in enumerate(make_folds(labels, n_folds=n_folds, seed=seed + r), 1):
-                splits.append(Split(f"r{r + 1}f{k}" if repeats > 1 else f"fold{k}", tr, te, r))
-    elif protocol == "holdout":
-        counts = pd.Series(labels).value_counts()
-        if counts.min() < 2:
-            raise StainfreeError(f"class {counts.idxmin()!r} has only one cell; a holdout split needs at least 2 per class")
-        splitter = StratifiedShuffleSplit(n_splits=repeats, test_size=0.2, random_state=seed)
-        for r, (tr, te) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
-            splits.append(Split(f"holdout{r + 1}", tr, te, r))
-    elif protocol == "group-kfold":
-        for r in range(repeats):
-            for k, (tr, te) in enumerate(make_folds(labels, groups=groups, n_folds=n_folds, seed=seed + r), 1):
-                splits.append(Split(f"r{r + 1}f{k}" if repeats > 1 else f"fold{k}", tr, te, r))
-    elif protocol == "leave-one-group-out":
-        g = _check_groups(groups, min_groups=2, what="leave-one-group-out")
-        for value in sorted(set(g)):
-            splits.append(Split(f"{value}", np.flatnonzero(g != value), np.flatnonzero(g == value)))
-    elif protocol == "cross-group":
-        g = _check_groups(groups, min_groups=2, what="cross-group")
-        rng = np.random.default_rng(seed)
-        for size, pools in _cross_group_pools(g, labels):
-            if size > max_pool_size:
-                break
-            if len(pools) > max_pools:
-                pick = rng.choice(len(pools), max_pools, replace=False)
-                pools = [pools[i] for i in sorted(pick)]
-            for pool in pools:
-                train = np.flatnonzero(np.isin(g, pool))
-                test = np.flatnonzero(~np.isin(g, pool))
-                splits.append(Split("+".join(pool), train, test, pool_size=size))
-    return splits
-
-
-# ---------------------------------------------------------------------- metrics
-def classification_metrics(y_true: Sequence, y_pred: Sequence, proba: np.ndarray | None = None, *, classes: Sequence[str] | None = None) -> dict:
-    """Accuracy, balanced accuracy, ROC AUC, Cohen's kappa, per-class precision, recall and
-    specificity, and the confusion matrix (rows true, columns predicted) of one set of predictions.
-
-    ``proba`` (N x classes, in ``classes`` order) gives the ROC AUC: binary for two classes,
-    macro one-vs-rest otherwise, over the classes present; ``None`` when it is undefined.
-
-    >>> m = classification_metrics(["a", "a", "a", "b"], ["a", "a", "a", "a"])
-    >>> m["accuracy"], m["balanced_accuracy"], m["cohen_kappa"]
-    (0.75, 0.5, 0.0)
-    """
-    from sklearn.metrics import cohen_kappa_score, confusion_matrix, roc_auc_score
-
-    y_true = np.asarray(y_true, dtype=object).astype(str)
-    y_pred = np.asarray(y_pred, dtype=object).astype(str)
-    classes = sorted(set(y_true)) if classes is None else [str(c) for c in classes]
-    cm = confusion_matrix(y_true, y_pred, labels=classes)
-    present = [i for i, c in enumerate(classes) if cm[i].sum() > 0]
-    recall = {c: (float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None) for i, c in enumerate(classes)}
-    precision = {c: (float(cm[i, i] / cm[:, i].sum()) if cm[:, i].sum() else None) for i, c in enumerate(classes)}
-    negatives = cm.sum() - cm.sum(1)
-    specificity = {c: (float((cm.sum() - cm[i].sum() - cm[:, i].sum() + cm[i, i]) / negatives[i]) if negatives[i] else None) for i, c in enumerate(classes)}
-    out = {
-        "n": int(len(y_true)),
-        "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else float("nan"),
-        "balanced_accuracy": float(np.mean([recall[classes[i]] for i in present])) if present else float("nan"),
-        "cohen_kappa": _kappa(cohen_kappa_score, y_true, y_pred),
-        "roc_auc": None,
-        "per_class": {c: {"precision": precision[c], "recall": recall[c], "specificity": specificity[c], "n": int(cm[i].sum())} for i, c in enumerate(classes)},
-        "confusion_matrix": {"classes": classes, "counts": cm.tolist()},
-    }
-    if proba is not None and len(present) >= 2:
-        proba = np.asarray(proba, dtype=np.float64)
-        try:
-            if len(classes) == 2:
-                out["roc_auc"] = float(roc_auc_score(y_true == classes[1], proba[:, 1]))
-            else:
-                aucs = [roc_auc_score(y_true == classes[i], proba[:, i]) for i in present]
-                out["roc_auc"] = float(np.mean(aucs))
-        except ValueError:
-            out["roc_auc"] = None
-    return out
-
-
-def _kappa(fn, y_true, y_pred) -> float:
-    if len(set(y_true) | set(y_pred)) < 2:
-        return 1.0 if np.array_equal(y_true, y_pred) else 0.0
-    value = fn(y_true, y_pred)
-    return float(0.0 if np.isnan(value) else value)
-
-
-def accuracy_interval(accuracy: float, n: int) -> list[float]:
-    """Normal-approximation 95% interval of an accuracy over ``n`` cells: E +- 1.96 sqrt(E(1-E)/N)
-    (as Yao et al. report it), clipped to [0, 1].
-
-    >>> accuracy_interval(0.9, 100)
-    [0.8412, 0.9588]
-    """
-    half = 1.96 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(n, 1))
-    return [round(max(0.0, accuracy - half), 4), round(min(1.0, accuracy + half), 4)]
-
-
-def summarise(values: Sequence[float | None]) -> dict:
-    """Mean, standard deviation and 95% t-interval of a metric over folds (missing values skipped).
-
-    >>> summarise([0.8, 0.9, 1.0])
-    {'mean': 0.9, 'std': 0.1, 'ci95': [0.6516, 1.0], 'n': 3}
-    """
-    from scipy import stats
-
-    v = np.array([x for x in values if x is not None and not np.isnan(x)], dtype=np.float64)
-    if len(v) == 0:
-        return {"mean": None, "std": None, "ci95": None, "n": 0}
-    mean = float(v.mean())
-    std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-    if len(v) > 1:
-        half = float(stats.t.ppf(0.975, len(v) - 1) * std / math.sqrt(len(v)))
-        ci = [round(max(0.0, mean - half), 4), round(min(1.0, mean + half), 4)] if -1 <= mean <= 1 else [mean - half, mean + half]
-    else:
-        ci = None
-    return {"mean": round(mean, 4), "std": round(std, 4), "ci95": ci, "n": int(len(v))}
-
-
-def bootstrap_interval(y_true, y_pred, *, groups=None, metric: str = "balanced_accuracy", n_boot: int = 1000, seed: int = 0) -> list[float] | None:
-    """95% percentile bootstrap interval of a pooled metric; resamples whole groups when given."""
-    y_true = np.asarray(y_true, dtype=object).astype(str)
-    y_pred = np.asarray(y_pred, dtype=object).astype(str)
-    classes = sorted(set(y_true))
-    rng = np.random.default_rng(seed)
-    if groups is not None:
-        g = np.asarray(groups, dtype=object).astype(str)
-        members = [np.flatnonzero(g == v) for v in np.unique(g)]
-    values, draws = [], 0
-    while len(values) < n_boot and draws < 20 * n_boot:
-        draws += 1
-        pick = rng.integers(0, len(y_true), len(y_true)) if groups is None else np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        if len(set(y_true[pick])) < len(classes):
-            continue
-        yt, yp = y_true[pick], y_pred[pick]
-        if metric == "accuracy":
-            values.append(float(np.mean(yt == yp)))
-        else:
-            values.append(float(np.mean([np.mean(yp[yt == c] == c) for c in classes])))
-    if not values:
-        return None
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return [round(float(lo), 4), round(float(hi), 4)]
-
-
-# ---------------------------------------------------------------------- baselines
-def run_baseline(name: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, classes: Sequence[str], *, seed: int = 0) -> np.ndarray:
-    """Class probabilities (test cells x classes) of a baseline trained on ``train_x``.
-
-    ``majority`` predicts the training class frequencies; ``area_svm`` is an RBF SVM (gamma 1)
-    on the standardised log cell area (Ogawa et al.); ``features_rf`` a class-balanced random
-    forest on all handcrafted features. Missing measurements (NaN: an empty mask, undefined
-    texture) are filled with the training cells' median.
-    """
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    classes = list(classes)
-    train_y = np.asarray(train_y, dtype=object).astype(str)
-    if name == "majority":
-        freq = np.array([np.mean(train_y == c) for c in classes])
-        return np.tile(freq, (len(test_x), 1))
-    if name == "area_svm":
-        # SVC's own probabilities are deprecated; a softmax of the one-vs-rest decision values
-        # ranks cells the same way for the ROC and picks the same class as predict()
-        model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), SVC(kernel="rbf", gamma=1.0, class_weight="balanced", decision_function_shape="ovr", random_state=seed))
-        model.fit(np.log1p(train_x), train_y)
-        d = model.decision_function(np.log1p(test_x))
-        d = np.stack([-d, d], axis=1) if d.ndim == 1 else d
-        e = np.exp(d - d.max(axis=1, keepdims=True))
-        svm_p = e / e.sum(axis=1, keepdims=True)
-        proba = np.zeros((len(test_x), len(classes)))
-        for j, c in enumerate(model.classes_):
-            proba[:, classes.index(c)] = svm_p[:, j]
-        return proba
-    elif name == "features_rf":
-        model = make_pipeline(
-            SimpleImputer(strategy="median", keep_empty_features=True),
-            RandomForestClassifier(n_estimators=300, class_weight="balanced_subsample", min_samples_leaf=2, n_jobs=-1, random_state=seed),
-        )
-    else:
-        raise StainfreeError(f"unknown baseline {name!r} (choose from {', '.join(BASELINES)})")
-    model.fit(train_x, train_y)
-    proba = np.zeros((len(test_x), len(classes)))
-    for j, c in enumerate(model.classes_):
-        proba[:, classes.index(c)] = model.predict_proba(test_x)[:, j]
-    return proba
-
-
-def align_features(features: pd.DataFrame, cell_ids: Sequence[str], *, source: str = "the features") -> pd.DataFrame:
-    """The rows of a feature table (with ``cell_id``) for ``cell_ids``, in that order."""
-    if "cell_id" not in features.columns:
-        raise StainfreeError(f"{source} have no cell_id column")
-    indexed = features.drop_duplicates("cell_id")
-    indexed.index = indexed["cell_id"].astype(str)
-    missing = [c for c in cell_ids if c not in indexed.index]
-    if missing:
-        raise StainfreeError(f"{source} lack {len(missing)} of the cells (first: {missing[0]}); measure this set with `stainfree features`")
-    return indexed.loc[list(cell_ids)].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------- the evaluation
 @dataclasses.dataclass
 class Evaluation:
-    """Everything an evaluation produced (written to a run folder by :mod:`stainfree.runs`)."""
+    """Everything an evaluation produced (written to a run folder by :mod:`stainfree.workflows.evaluate`)."""
 
     predictions: pd.DataFrame
     histories: list[list[dict]]
@@ -437,7 +125,7 @@ def evaluate(
     splits = make_splits(protocol, labels, groups=groups, n_folds=n_folds, repeats=repeats, seed=config.seed)
     outlines = None
     if "outline_cnn" in baselines:
-        from .features import foreground_mask
+        from ..pp.features import foreground_mask
 
         if cells.has_masks:
             outlines = cells.read_masks().astype(np.float32)[:, None]
@@ -446,7 +134,7 @@ def evaluate(
             outlines = np.stack([foreground_mask(c) for c in images]).astype(np.float32)[:, None]
     needs_features = [b for b in baselines if b in ("area_svm", "features_rf")]
     if needs_features and features is None:
-        from .features import measure
+        from ..pp.features import measure
 
         logger.info("measuring handcrafted features for the baselines")
         features = measure(cells)

@@ -1,23 +1,9 @@
-"""One self-contained ``report.html`` per run folder.
-
-Everything is inside the file: figures are PNGs embedded as ``data:`` URIs, the style sheet is
-inline, and there is no script and no link to anything outside, so the report opens offline,
-can be mailed, and prints cleanly (figures are not split across pages). Each section reads the
-files it needs from the run folder; when they are not there, the section says which files are
-missing and how to make them, and the rest of the report still renders.
-
-The run folders it understands: ``stainfree evaluate`` and ``demo`` (``metrics.json``),
-``stainfree predict`` on fields (``fields.json``), and the ``explain/``, ``saliency/`` and
-embedding outputs found inside a run or given as the folder itself.
-"""
+"""The sections of report.html, each drawn from what a run folder holds, and the report itself."""
 
 from __future__ import annotations
 
-import base64
 import datetime
-import html
 import io
-import json
 import logging
 import os
 from pathlib import Path
@@ -26,151 +12,24 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .utils import StainfreeError, atomic_write_bytes, first_line
+from ..pl.cells import plot_examples
+from ..utils import StainfreeError, atomic_write_bytes, first_line
+from .html import (
+    REPORT_NAME,
+    STYLE,
+    Missing,
+    Run,
+    _esc,
+    _figure,
+    _fmt,
+    _matplotlib_figure,
+    _read_json,
+    _table,
+    data_summary,
+    png_uri,
+)
 
 logger = logging.getLogger(__name__)
-
-REPORT_NAME = "report.html"
-
-STYLE = """
-body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; line-height: 1.4; padding: 0 1em; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
-h3 { font-size: 1.05em; margin-bottom: 0.3em; }
-.meta { color: #666; font-size: 0.9em; } .headline { background: #f3f6fa; border-left: 4px solid #4c72b0; padding: 0.6em 1em; }
-.missing { color: #8a6d3b; background: #fcf8e3; padding: 0.5em 1em; border-left: 4px solid #f0ad4e; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.88em; } th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f5f5f5; } td:first-child, th:first-child { text-align: left; }
-figure { display: inline-block; margin: 0.4em 0.8em 0.8em 0; vertical-align: top; } figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { font-size: 0.85em; color: #555; }
-nav a { margin-right: 1em; font-size: 0.9em; }
-@media print { body { max-width: none; margin: 0; } nav { display: none; } figure, table, .headline { page-break-inside: avoid; break-inside: avoid; } h2 { page-break-after: avoid; break-after: avoid; } }
-"""
-
-
-class Missing(Exception):
-    """A section cannot render: the message says what is missing and how to make it."""
-
-
-# ---------------------------------------------------------------------- small HTML helpers
-def _esc(value) -> str:
-    return html.escape(str(value))
-
-
-def png_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def _figure(path: Path, caption: str, width: int | None = None) -> str:
-    style = f' style="max-width:{width}px"' if width else ""
-    return f'<figure><img src="{png_uri(Path(path).read_bytes())}" alt="{_esc(caption)}"{style}><figcaption>{_esc(caption)}</figcaption></figure>'
-
-
-def _matplotlib_figure(fig, caption: str) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return f'<figure><img src="{png_uri(buffer.getvalue())}" alt="{_esc(caption)}"><figcaption>{_esc(caption)}</figcaption></figure>'
-
-
-def _table(frame: pd.DataFrame, *, digits: int = 3, index: bool = False) -> str:
-    def cell(v):
-        if isinstance(v, (float, np.floating)):
-            return "" if np.isnan(v) else f"{v:.{digits}f}"
-        return _esc(v)
-
-    frame = frame.reset_index() if index else frame
-    head = "".join(f"<th>{_esc(c)}</th>" for c in frame.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise Missing(f"{path.name} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Missing(f"{path.name} is not readable JSON ({first_line(exc)})") from None
-
-
-def _fmt(entry: dict | None) -> str:
-    if not entry or entry.get("mean") is None:
-        return "n/a"
-    ci = entry.get("ci95")
-    return f"{entry['mean']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-
-
-# ---------------------------------------------------------------------- the run
-class Run:
-    """The files of one run folder, read on demand."""
-
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-
-    def file(self, *parts: str) -> Path:
-        path = self.folder.joinpath(*parts)
-        if not path.exists():
-            raise Missing(f"{Path(*parts)} is not in this run")
-        return path
-
-    @property
-    def metrics(self) -> dict:
-        return _read_json(self.folder / "metrics.json")
-
-    @property
-    def config(self) -> dict:
-        return _read_json(self.folder / "config.json") if (self.folder / "config.json").exists() else {}
-
-    @property
-    def kind(self) -> str:
-        for marker, kind in (("metrics.json", "evaluation"), ("fields.json", "fields"), ("clusters.json", "clusters"), ("comparison.json", "comparison"), ("explain.json", "explain"), ("saliency.json", "saliency"), ("scores.json", "segmentation")):
-            if (self.folder / marker).exists():
-                return kind
-        return "unknown"
-
-    def cells(self):
-        """The run's CellSet when it can still be found (inside the run, or where it was read)."""
-        from .cellset import open_cellset
-
-        where = (self.config.get("data") or {}).get("cells")
-        candidates = [self.folder / "cells.cells"]
-        if where:
-            candidates += [self.folder / where, Path(where)]
-        for path in candidates:
-            if (path / "cellset.json").is_file():
-                cells = open_cellset(path)
-                data = self.config.get("data") or {}
-                if data.get("channels") and all(c in cells.channels for c in data["channels"]):
-                    cells = cells.select_channels(data["channels"])
-                if data.get("merge_classes"):
-                    cells = cells.merge_classes(data["merge_classes"])
-                return cells
-        raise Missing(f"the cells of this run ({where or 'cells.cells'}) cannot be found from {self.folder}")
-
-
-# ---------------------------------------------------------------------- sections
-def data_summary(cells, *, max_values: int = 30) -> dict:
-    """What the Data section shows, as JSON: size, channels, cells per class and per group."""
-    labels = pd.Series(cells.labels, dtype="string").fillna("(unlabelled)")
-    out = {
-        "cells": len(cells), "channels": list(cells.channels), "size": list(cells.shape[2:]),
-        "classes": {str(k): int(v) for k, v in labels.value_counts().items()}, "groups": {},
-    }
-    for group in cells.groups[:3]:
-        if group in cells.table:
-            tab = pd.crosstab(cells.table[group].astype("string").fillna("(none)").to_numpy(), labels.to_numpy())
-            top = tab.loc[tab.sum(axis=1).sort_values(ascending=False).index[:max_values]]
-            out["groups"][group] = {"values": int(len(tab)), "counts": {str(k): {str(c): int(v) for c, v in row.items()} for k, row in top.iterrows()}}
-    return out
-
-
-def write_data_summary(cells, folder: Path) -> None:
-    """``data.json`` and ``figures/examples.png`` in a run, so its report needs no cells later."""
-    (folder / "figures").mkdir(exist_ok=True)
-    (folder / "data.json").write_text(json.dumps(data_summary(cells), indent=2))
-    plot_examples(cells, folder / "figures" / "examples.png")
 
 
 def _section_data(run: Run) -> str:
@@ -201,13 +60,6 @@ def _section_data(run: Run) -> str:
     elif examples.exists():
         parts.append(_figure(examples, caption))
     return "".join(parts)
-
-
-def plot_examples(cells, path, per_class: int = 8, seed: int = 0) -> None:
-    """A grid of random cells, a row per class (first 12 classes), first channel."""
-    from .plotting import cell_grid
-
-    cell_grid(cells, cells.labels, path, per_row=per_class, max_rows=12, title=lambda name, n: str(name), seed=seed)
 
 
 def _section_protocol(run: Run) -> str:

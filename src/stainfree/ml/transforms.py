@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from .utils import StainfreeError
+from ..utils import StainfreeError
 
 NORMALISATIONS = ("robust", "quantile", "circle", "cell")
 N_QUANTILES = 101

@@ -1,19 +1,4 @@
-"""Run folders: everything one evaluation produced, written atomically.
-
-::
-
-    RUN/
-        config.json          everything needed to rerun (settings, data, versions)
-        metrics.json         protocol, summary metrics with intervals, folds, baselines, seconds
-        predictions.parquet  out-of-fold predictions, one row per cell (and per train size)
-        model.safetensors    a model trained on all cells (when asked for)
-        figures/*.png        training curves, confusion matrix, ROC, cross-group heatmap, ...
-        features.parquet     the handcrafted features the baselines used (when measured)
-        data.json            cells per class and group (figures/examples.png: example cells)
-        explain/             the features that separate the two most confused classes
-        saliency/            saliency maps and layer activations of the final model
-        report.html          all of it in one self-contained page
-"""
+"""The `evaluate` and `compare` stages: evaluations written as run folders with headline, insights and report."""
 
 from __future__ import annotations
 
@@ -22,20 +7,20 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from . import plotting
-from .cellset import CellSet, provenance_entry
-from .evaluate import BASELINES, Evaluation, evaluate
-from .train import TrainConfig
-from .utils import StainfreeError, atomic_output_dir
+from ..core.cellset import CellSet, provenance_entry
+from ..eval.baselines import BASELINES
+from ..eval.evaluate import Evaluation, evaluate
+from ..ml.train import TrainConfig
+from ..pl.classify import confusion_matrix, learning_curve, roc_curves, training_curves
+from ..pl.core import heatmap
+from ..utils import StainfreeError, atomic_output_dir
 
 logger = logging.getLogger(__name__)
-
 RUN_MARKER = "metrics.json"
 
 
@@ -84,17 +69,17 @@ def write_evaluation_run(ev: Evaluation, out: str | os.PathLike, *, config: dict
         ev.predictions.to_parquet(folder / "predictions.parquet", index=False)
         m = ev.metrics
         if ev.histories:
-            plotting.training_curves(ev.histories, figures / "training_curve.png")
+            training_curves(ev.histories, figures / "training_curve.png")
         if "pooled" in m:
             cm = m["pooled"]["confusion_matrix"]
-            plotting.confusion_matrix(cm["counts"], cm["classes"], figures / "confusion_matrix.png")
+            confusion_matrix(cm["counts"], cm["classes"], figures / "confusion_matrix.png")
             probs = ev.predictions[ev.predictions["train_fraction"] == ev.predictions["train_fraction"].max()]
-            plotting.roc_curves(probs["label"].to_numpy(), probs[[f"prob_{c}" for c in ev.classes]].to_numpy(), ev.classes, figures / "roc.png")
+            roc_curves(probs["label"].to_numpy(), probs[[f"prob_{c}" for c in ev.classes]].to_numpy(), ev.classes, figures / "roc.png")
         if "cross_group" in m:
             mx = m["cross_group"]["matrix"]
-            plotting.heatmap(mx["accuracy"], mx["train"], mx["test"], figures / "cross_group.png", title=f"accuracy: train on one {ev.protocol['group']}, test on another", xlabel="test", ylabel="train")
+            heatmap(mx["accuracy"], mx["train"], mx["test"], figures / "cross_group.png", title=f"accuracy: train on one {ev.protocol['group']}, test on another", xlabel="test", ylabel="train")
         if "learning_curve" in m:
-            plotting.learning_curve(m["learning_curve"], figures / "learning_curve.png")
+            learning_curve(m["learning_curve"], figures / "learning_curve.png")
         if ev.model is not None:
             ev.model.save(folder / "model.safetensors")
         if ev.features is not None:
@@ -104,7 +89,7 @@ def write_evaluation_run(ev: Evaluation, out: str | os.PathLike, *, config: dict
         if cells is not None:
             write_insights(folder, ev, cells)
         if report:
-            from .report import write_report
+            from ..report.sections import write_report
 
             write_report(folder)
 
@@ -139,8 +124,8 @@ def write_insights(folder: Path, ev: Evaluation, cells: CellSet) -> None:
     """``data.json`` and ``figures/examples.png`` (the data the report shows), ``explain/`` for the
     most confused pair of classes (from the baselines' features) and ``saliency/`` for the final
     model; the last two are skipped when they cannot be made."""
+    from ..report.html import write_data_summary
     from .explain import explain_groups, saliency_panels
-    from .report import write_data_summary
 
     write_data_summary(cells, folder)
     pair = most_confused_pair(ev.metrics)
@@ -207,51 +192,6 @@ def evaluate_to_run(
     return out, json.loads((out / RUN_MARKER).read_text())
 
 
-def run_demo(
-    out: str | os.PathLike = "runs/demo",
-    *,
-    n_per_class: int = 200,
-    size: int = 48,
-    flasks_per_line: int = 4,
-    folds: int = 4,
-    epochs: int | None = None,
-    seed: int = 0,
-    force: bool = False,
-) -> tuple[Path, dict]:
-    """The built-in end-to-end job on synthetic cells.
-
-    Generates two synthetic cell lines grown in separate flasks, writes them as class folders of
-    PNG files (as a user's export would be), imports them with the flask taken from the file
-    names, evaluates the default classifier by held-out flask with baselines beside it, and
-    writes a run folder holding ``cells.cells`` (the imported CellSet) besides the metrics,
-    predictions, figures and the final model. Returns the run folder and its metrics.
-    """
-    from .io import import_cells, write_class_folders
-    from .synthetic import make_cells
-
-    out = Path(out)
-    with atomic_output_dir(out, force=force, marker=RUN_MARKER) as tmp:
-        logger.info("demo: generating %d synthetic cells of 2 lines in %d flasks", 2 * n_per_class, 2 * flasks_per_line)
-        synthetic = make_cells(n_per_class, size=size, flasks_per_line=flasks_per_line, seed=seed)
-        with tempfile.TemporaryDirectory() as export:
-            write_class_folders(synthetic, export)
-            cells = import_cells(export, groups={"flask": r"(flask\d+)-"})
-        cells.save(tmp / "cells.cells")
-        logger.info("demo: %s", cells.describe().replace("\n", "; "))
-        config = TrainConfig.for_data(cells, epochs=epochs, seed=seed)
-        ev = evaluate(cells, group="flask", n_folds=folds, config=config, final_model=True)
-        run_config = {
-            "command": "demo",
-            "data": {"synthetic": {"n_per_class": n_per_class, "size": size, "flasks_per_line": flasks_per_line, "seed": seed}, "cells": "cells.cells"},
-            "protocol": ev.protocol,
-            "train": dataclasses.asdict(config),
-            "provenance": provenance_entry("demo"),
-        }
-        write_evaluation_run(ev, out, config=run_config, tmp=tmp, cells=cells)
-    metrics = json.loads((out / RUN_MARKER).read_text())
-    return out, metrics
-
-
 def compare_to_run(
     cells: CellSet,
     out: str | os.PathLike,
@@ -296,8 +236,7 @@ def compare_to_run(
             }
         body = {"conditions": summary, "runs": rows}
         (tmp / "comparison.json").write_text(json.dumps(body, indent=2, default=_json_default))
-        from .report import write_report
+        from ..report.sections import write_report
 
         write_report(tmp, title=f"stainfree compare: {Path(out).name}")
     return Path(out), body
-

@@ -1,4 +1,4 @@
-"""Figures of a run, as PNG files (matplotlib with the non-interactive Agg backend)."""
+"""Figures of a classifier: training curves, confusion matrices, ROC curves, learning curves."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+from .core import _pyplot
 
 
 def training_curves(histories: Sequence[Sequence[dict]], path: str | Path, *, title: str = "Training") -> Path:
@@ -86,28 +79,6 @@ def roc_curves(y_true, proba, classes: Sequence[str], path: str | Path, *, title
     return Path(path)
 
 
-def heatmap(values, rows: Sequence[str], cols: Sequence[str], path: str | Path, *, title: str = "", xlabel: str = "", ylabel: str = "") -> Path:
-    """A matrix of values in [0, 1] with each value written in its cell (missing values blank)."""
-    plt = _pyplot()
-    arr = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
-    size = 2.5 + 0.45 * max(len(rows), len(cols))
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    im = ax.imshow(arr, cmap="viridis", vmin=0, vmax=1)
-    if arr.size <= 400:
-        for i in range(arr.shape[0]):
-            for j in range(arr.shape[1]):
-                if not np.isnan(arr[i, j]):
-                    ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if arr[i, j] < 0.6 else "black")
-    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(len(rows)), rows, fontsize=7)
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
-
-
 def learning_curve(curve: Sequence[dict], path: str | Path) -> Path:
     """Balanced accuracy (mean and 95% interval over splits) against training-set size."""
     plt = _pyplot()
@@ -121,32 +92,5 @@ def learning_curve(curve: Sequence[dict], path: str | Path) -> Path:
     ax.set(xlabel="training cells", ylabel="balanced accuracy", title="learning curve", ylim=(0, 1.02))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
-
-
-def cell_grid(cells, labels, path, *, per_row: int = 8, max_rows: int = 30, title=str, seed: int = 0, order=None) -> Path:
-    """A grid of random cells, one row per value of ``labels`` (first channel, 1-99 percentile
-    stretch): example cells per class, or a cluster gallery."""
-    import pandas as pd
-
-    plt = _pyplot()
-    labels = pd.Series(labels, dtype="string").fillna("(unlabelled)").reset_index(drop=True)
-    rng = np.random.default_rng(seed)
-    names = sorted(labels.unique(), key=order)[:max_rows]
-    fig, axes = plt.subplots(len(names), per_row, figsize=(1.05 * per_row, 1.1 * len(names)), squeeze=False)
-    for r, name in enumerate(names):
-        pos = np.flatnonzero((labels == name).to_numpy())
-        pick = np.sort(rng.choice(pos, min(per_row, len(pos)), replace=False))
-        images = cells.read(pick)
-        for c in range(per_row):
-            ax = axes[r, c]
-            ax.axis("off")
-            if c < len(images):
-                img = np.asarray(images[c], np.float64)[0]
-                lo, hi = np.percentile(img, [1, 99])
-                ax.imshow(np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1), cmap="gray")
-        axes[r, 0].set_title(title(name, len(pos)), fontsize=6, loc="left")
-    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return Path(path)

@@ -1,26 +1,4 @@
-"""Unsupervised embeddings of cells: Self-Label Clustering, Barlow Twins, an autoencoder, PCA.
-
-No label is used to train any of them. Each trained embedder is saved like a classifier (one
-``.safetensors`` file with its description) and embeds new cells with :meth:`Embedder.transform`.
-
-- ``slc`` (Yao et al. 2019): every cell is its own class; the network learns to recognise
-  augmented copies of each cell (any rotation, translation, background texture; ``copies`` per
-  cell per epoch, made on the fly), so the originals are never seen in training. The embedding
-  is the flattened last pooled activation map (``features()``; 288 values for ``yao2019`` at
-  224 x 224).
-- ``barlow`` (Zbontar et al. 2021, as Engberg used it): a siamese encoder whose two views of a
-  cell (90-degree rotations, flips, Gaussian blur, optionally the background blacked out) must
-  give projections whose cross-correlation matrix is the identity. The embedding is taken before
-  the projector: every stage's mean activation and its standard deviation over the map,
-  concatenated (``pooling="stages+std"``, 2 x 128 values for the default ``resnet_small``;
-  ``"stages"`` keeps only the means).
-- Any method can average a cell's embedding over its 8 flips and 90-degree rotations
-  (``tta="dihedral"``): better probes, eight times the embedding time.
-- ``autoencoder``: a U-Net-shaped encoder/decoder without skip connections, mean-squared error;
-  the bottleneck is the embedding.
-- ``pca`` on the normalised pixels (Yao's baseline), and ``model:PATH``, the penultimate layer of
-  a trained classifier.
-"""
+"""Learning embeddings of cells without labels (Barlow Twins, autoencoders) and embedding cells with them."""
 
 from __future__ import annotations
 
@@ -34,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .utils import StainfreeError
+from ..io.export import write_h5ad
+from ..utils import StainfreeError
+from .losses import BarlowTwinsLoss
 
 logger = logging.getLogger(__name__)
-
 EMBED_METHODS = ("slc", "barlow", "autoencoder", "pca")
 DEFAULT_ARCH = {"slc": "yao2019", "barlow": "resnet_small"}
 DEFAULT_AUGMENT = {"slc": "yao", "barlow": "engberg", "autoencoder": "flips"}
@@ -84,33 +63,6 @@ class EmbedConfig:
         for ok, message in checks:
             if not ok:
                 raise StainfreeError(message)
-
-
-class BarlowTwinsLoss:
-    """Barlow Twins loss (Zbontar et al. 2021) as a small ``nn.Module`` (built lazily so that
-    importing this module does not import torch): with ``z1``, ``z2`` standardised over the
-    batch and ``c = z1.T @ z2 / n``, ``sum_i (1 - c_ii)^2 + lambda * sum_{i != j} c_ij^2``."""
-
-    def __new__(cls, lambda_: float = 0.005):
-        import torch
-        from torch import nn
-
-        class _BarlowTwinsLoss(nn.Module):
-            def __init__(self, lambda_):
-                super().__init__()
-                self.lambda_ = lambda_
-
-            def forward(self, z1, z2):
-                n = z1.shape[0]
-                z1 = (z1 - z1.mean(0)) / z1.std(0, unbiased=False).clamp_min(1e-6)
-                z2 = (z2 - z2.mean(0)) / z2.std(0, unbiased=False).clamp_min(1e-6)
-                c = z1.T @ z2 / n
-                diagonal = torch.diagonal(c)
-                on = (1 - diagonal).pow(2).sum()
-                off = c.pow(2).sum() - diagonal.pow(2).sum()
-                return on + self.lambda_ * off
-
-        return _BarlowTwinsLoss(lambda_)
 
 
 def _autoencoder(in_channels: int, input_size: int, dim: int, widths=(32, 64, 128)):
@@ -181,7 +133,7 @@ class Embedder:
     n_train_cells: int | None = None  # SLC: one output per training cell
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
-        from .train import resize_batch
+        from .classifier import resize_batch
         from .transforms import apply_normalisation
 
         images = np.asarray(images)
@@ -232,7 +184,7 @@ class Embedder:
     def save(self, path: str | os.PathLike) -> Path:
         import torch
 
-        from .train import write_model_file
+        from .classifier import write_model_file
 
         if self.method == "pca":
             state = {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)) for k, v in self.pca.items()}
@@ -242,7 +194,7 @@ class Embedder:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Embedder":
-        from .train import read_model_file
+        from .classifier import read_model_file
 
         meta, state = read_model_file(path)
         if meta.get("format") != "stainfree.embedder":
@@ -262,8 +214,8 @@ def fit_embedder(images: np.ndarray, *, channels, config: EmbedConfig | None = N
     per-epoch history."""
     import torch
 
+    from .classifier import resize_batch
     from .models import model_info
-    from .train import resize_batch
     from .transforms import augment, blackout_outside, fit_normalisation
 
     config = config or EmbedConfig()
@@ -370,7 +322,7 @@ def augmentation_robustness(embedder: Embedder, images: np.ndarray, *, preset: s
     import torch
     from scipy.spatial.distance import pdist
 
-    from .transforms import augment, apply_normalisation
+    from .transforms import apply_normalisation, augment
 
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(images), min(n_cells, len(images)), replace=False))
@@ -410,7 +362,7 @@ def embed_cells(cells, out: str | os.PathLike | None = None, *, method: str = "b
     if method.startswith(("model:", "embedder:")):
         kind, _, path = method.partition(":")
         if kind == "model":
-            from .train import Classifier
+            from .classifier import Classifier
 
             model = Classifier.load(path)
         else:
@@ -442,22 +394,3 @@ def embed_cells(cells, out: str | os.PathLike | None = None, *, method: str = "b
     if out is not None:
         write_h5ad(adata, out)
     return adata
-
-
-def write_h5ad(adata, path: str | os.PathLike) -> Path:
-    """Write an AnnData atomically (through a temporary name in the same folder)."""
-    import uuid
-
-    import anndata
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}.h5ad")
-    try:
-        # the per-cell table uses pandas' nullable strings (missing labels stay missing)
-        with anndata.settings.override(allow_write_nullable_strings=True):
-            adata.write_h5ad(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from .utils import StainfreeError
+from ..utils import StainfreeError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .cellset import CellSet, provenance_entry
-from .utils import StainfreeError
+from ..core.cellset import CellSet, provenance_entry
+from ..utils import StainfreeError
 
 #: Shape and texture of each synthetic line (means and spreads of the draws).
 LINES = {

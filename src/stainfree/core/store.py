@@ -1,0 +1,227 @@
+"""Writing CellSets cell by cell, opening them, and joining several into one."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..utils import StainfreeError, atomic_output_dir, read_parquet
+from .cellset import (
+    FORMAT,
+    FORMAT_VERSION,
+    HEADER,
+    IMAGES,
+    MASKS,
+    TABLE,
+    CellSet,
+    _chunk_cells,
+    _now,
+    provenance_entry,
+)
+
+
+class CellSetWriter:
+    """Stream cells into a new ``.cells`` folder, batch by batch, then publish it atomically.
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "x.cells"
+    >>> with CellSetWriter(out, n_cells=2, channels=["bf"], height=3, width=3, dtype="uint8") as w:
+    ...     w.write(0, np.ones((2, 1, 3, 3), np.uint8))
+    ...     w.finish(pd.DataFrame({"cell_id": ["a", "b"], "label": ["x", "y"]}))
+    >>> open_cellset(out).shape
+    (2, 1, 3, 3)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        n_cells: int,
+        channels: Sequence[str],
+        height: int,
+        width: int,
+        dtype,
+        masks: bool = False,
+        force: bool = False,
+    ):
+        self.path = Path(path)
+        self.with_masks = masks
+        self.channels = list(channels)
+        self.shape = (int(n_cells), len(self.channels), int(height), int(width))
+        self.dtype = np.dtype(dtype)
+        self.force = force
+        self._context = None
+        self._written = 0
+        self._finished = False
+
+    def __enter__(self) -> "CellSetWriter":
+        import zarr
+
+        self._context = atomic_output_dir(self.path, force=self.force, marker=HEADER)
+        self.tmp = self._context.__enter__()
+        chunks = (_chunk_cells(*self.shape[1:], self.dtype), *self.shape[1:])
+        self.array = zarr.create_array(
+            store=str(self.tmp / IMAGES),
+            shape=self.shape,
+            chunks=chunks,
+            dtype=self.dtype,
+            zarr_format=2,
+            fill_value=0,
+        )
+        if self.with_masks:
+            n, _, h, w = self.shape
+            self.masks = zarr.create_array(
+                store=str(self.tmp / MASKS),
+                shape=(n, h, w),
+                chunks=(_chunk_cells(1, h, w, np.uint8), h, w),
+                dtype=np.uint8,
+                zarr_format=2,
+                fill_value=0,
+            )
+        return self
+
+    def write(self, start: int, batch: np.ndarray, masks: np.ndarray | None = None) -> None:
+        """Write ``batch`` (b x C x H x W), and its masks (b x H x W) when the set has them."""
+        batch = np.asarray(batch)
+        if batch.shape[1:] != self.shape[1:]:
+            raise StainfreeError(f"batch of shape {batch.shape[1:]} for a set of {self.shape[1:]}")
+        if self.with_masks != (masks is not None):
+            raise StainfreeError(f"{self.path}: masks {'missing' if self.with_masks else 'given'} for a set {'with' if self.with_masks else 'without'} masks")
+        self.array[start : start + len(batch)] = batch.astype(self.dtype, copy=False)
+        if masks is not None:
+            self.masks[start : start + len(batch)] = (np.asarray(masks) > 0).astype(np.uint8)
+        self._written += len(batch)
+
+    def finish(
+        self,
+        table: pd.DataFrame,
+        *,
+        groups: Sequence[str] = (),
+        pixel_size: float | None = None,
+        provenance: list[dict] | None = None,
+    ) -> None:
+        """Write the table and the header; the folder is published when the ``with`` block ends."""
+        if self._written != self.shape[0]:
+            raise StainfreeError(f"{self.path}: {self._written} of {self.shape[0]} cells written")
+        # Validate the table the same way an in-memory set would.
+        validated = CellSet(
+            np.empty((self.shape[0], self.shape[1], 0, 0), self.dtype),
+            table,
+            channels=self.channels,
+            groups=groups,
+        ).table
+        validated.to_parquet(self.tmp / TABLE, index=False)
+        header = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "n_cells": self.shape[0],
+            "channels": self.channels,
+            "shape": list(self.shape),
+            "dtype": self.dtype.str,
+            "pixel_size_um": pixel_size,
+            "groups": list(groups),
+            "masks": self.with_masks,
+            "created": _now(),
+            "provenance": list(provenance or []),
+        }
+        (self.tmp / HEADER).write_text(json.dumps(header, indent=2, default=str))
+        self._finished = True
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None and not self._finished:
+            exc = StainfreeError(f"{self.path}: writer closed before finish(); nothing written")
+            self._context.__exit__(type(exc), exc, None)
+            raise exc
+        return self._context.__exit__(exc_type, exc, tb)
+
+
+def open_cellset(path: str | os.PathLike) -> CellSet:
+    """Open a ``.cells`` folder lazily: the table is read, the images stay on disk.
+
+    Raises :class:`StainfreeError` naming the folder when it is missing, incomplete or corrupt.
+    """
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise StainfreeError(f"{path}: no such CellSet")
+    header_path = path / HEADER
+    if not header_path.is_file():
+        raise StainfreeError(f"{path}: not a CellSet (no {HEADER}; an interrupted write?)")
+    try:
+        header = json.loads(header_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StainfreeError(f"{header_path}: unreadable header ({exc})") from None
+    if header.get("format") != FORMAT:
+        raise StainfreeError(f"{header_path}: not a stainfree CellSet header")
+    if header.get("version", 0) > FORMAT_VERSION:
+        raise StainfreeError(
+            f"{path}: written by a newer stainfree (format {header['version']}); please upgrade"
+        )
+    try:
+        table = read_parquet(path / TABLE)
+    except Exception as exc:
+        raise StainfreeError(f"{path / TABLE}: unreadable table ({exc})") from None
+    try:
+        images = zarr.open_array(str(path / IMAGES), mode="r")
+    except Exception as exc:
+        raise StainfreeError(f"{path / IMAGES}: unreadable image array ({exc})") from None
+    masks = None
+    if header.get("masks"):
+        try:
+            masks = zarr.open_array(str(path / MASKS), mode="r")
+        except Exception as exc:
+            raise StainfreeError(f"{path / MASKS}: unreadable mask array ({exc})") from None
+    if tuple(images.shape) != tuple(header["shape"]) or len(table) != images.shape[0]:
+        raise StainfreeError(
+            f"{path}: image array {tuple(images.shape)}, table {len(table)} rows and header "
+            f"{tuple(header['shape'])} disagree"
+        )
+    return CellSet(
+        images,
+        table,
+        channels=header["channels"],
+        groups=header.get("groups", []),
+        pixel_size=header.get("pixel_size_um"),
+        provenance=header.get("provenance", []),
+        masks=masks,
+        path=path,
+    )
+
+
+def concat(sets: Sequence[CellSet], *, source_column: str | None = None) -> CellSet:
+    """Concatenate sets with the same channels and crop size into one in-memory set.
+
+    ``cell_id`` must stay unique; pass ``source_column`` to record which input each cell came
+    from (its position in ``sets``) and prefix the ids with it.
+    """
+    if not sets:
+        raise StainfreeError("nothing to concatenate")
+    first = sets[0]
+    for i, s in enumerate(sets[1:], 1):
+        if s.channels != first.channels:
+            raise StainfreeError(f"set {i} has channels {s.channels}, set 0 has {first.channels}")
+        if s.shape[2:] != first.shape[2:]:
+            raise StainfreeError(f"set {i} has cells of {s.shape[2:]}, set 0 has {first.shape[2:]}")
+    tables = []
+    for i, s in enumerate(sets):
+        t = s.table.copy()
+        if source_column:
+            t[source_column] = i
+            t["cell_id"] = f"{i}:" + t["cell_id"].astype(str)
+        tables.append(t)
+    table = pd.concat(tables, ignore_index=True)
+    dtype = np.result_type(*[s.dtype for s in sets])
+    images = np.concatenate([s.images.astype(dtype, copy=False) for s in sets])
+    groups = [g for g in first.groups if all(g in s.groups for s in sets)]
+    prov = [provenance_entry("concat", inputs=[s.provenance for s in sets])]
+    masks = np.concatenate([s.read_masks().astype(np.uint8) for s in sets]) if all(s.has_masks for s in sets) else None
+    return CellSet(images, table, channels=first.channels, groups=groups, pixel_size=first.pixel_size, provenance=prov, masks=masks)
+
+
+# ---------------------------------------------------------------------- small parsers

@@ -1,0 +1,2 @@
+"""Built-in data: synthetic cells and fields with known answers (:mod:`.synthetic`).
+"""

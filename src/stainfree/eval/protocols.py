@@ -1,0 +1,144 @@
+"""Protocols: how cells are split into training and test sets (folds, groups, cross-group pools)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..utils import StainfreeError
+
+PROTOCOLS = ("kfold", "holdout", "group-kfold", "leave-one-group-out", "cross-group", "audit-groups")
+GROUP_PROTOCOLS = ("group-kfold", "leave-one-group-out", "cross-group", "audit-groups")
+
+
+@dataclasses.dataclass
+class Split:
+    """One train/test split of a protocol."""
+
+    name: str
+    train: np.ndarray
+    test: np.ndarray
+    repeat: int = 0
+    pool_size: int = 0  # cross-group: groups per class (or groups) in the training pool
+
+
+# ---------------------------------------------------------------------- splits
+def make_folds(labels: Sequence, *, groups: Sequence | None = None, n_folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified k-fold splits, or stratified group k-fold splits when ``groups`` is given.
+
+    >>> groups = np.array([1, 1, 2, 2, 3, 3, 4, 4])
+    >>> folds = make_folds(["a", "b"] * 4, groups=groups, n_folds=2)
+    >>> sorted(sorted(groups[test].tolist()) for _, test in folds)
+    [[1, 1, 4, 4], [2, 2, 3, 3]]
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    labels = np.asarray(labels, dtype=object).astype(str)
+    if n_folds < 2:
+        raise StainfreeError(f"need at least 2 folds, got {n_folds}")
+    if groups is None:
+        counts = pd.Series(labels).value_counts()
+        if counts.min() < n_folds:
+            raise StainfreeError(f"class {counts.idxmin()!r} has {counts.min()} cell(s), fewer than the {n_folds} folds; use fewer folds")
+        splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+        return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels)]
+    groups = _check_groups(groups, min_groups=n_folds, what=f"{n_folds} folds")
+    splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
+    return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels, groups)]
+
+
+def _check_groups(groups, *, min_groups: int, what: str) -> np.ndarray:
+    groups = np.asarray(groups, dtype=object)
+    if pd.isna(groups).any():
+        raise StainfreeError("some cells have no value in the group column")
+    groups = groups.astype(str)
+    n = len(set(groups))
+    if n < 2:
+        raise StainfreeError(f"the group column has only one value ({groups[0]!r}); group-aware evaluation needs at least 2 groups")
+    if n < min_groups:
+        raise StainfreeError(f"only {n} groups for {what}; use fewer folds")
+    return groups
+
+
+def _cross_group_pools(g: np.ndarray, labels: np.ndarray) -> list[tuple[int, list[tuple]]]:
+    """Training pools of growing size. When every group holds one class (each flask one cell
+    line, as in Yao et al.), a pool of size k takes k groups of every class (k = 1: the flask
+    pairs); otherwise a pool of size k is any k groups. Every pool leaves a group to test on."""
+    values = sorted(set(g))
+    per_group = {v: set(labels[g == v]) for v in values}
+    if all(len(c) == 1 for c in per_group.values()):
+        by_class: dict[str, list[str]] = {}
+        for v in values:
+            by_class.setdefault(next(iter(per_group[v])), []).append(v)
+        if len(by_class) < 2:
+            raise StainfreeError("cross-group needs groups of at least two classes")
+        out = []
+        for k in range(1, min(len(v) for v in by_class.values()) + 1):
+            combos = [list(itertools.combinations(v, k)) for v in by_class.values()]
+            pools = [tuple(x for part in parts for x in part) for parts in itertools.product(*combos)]
+            pools = [p for p in pools if len(p) < len(values)]
+            if pools:
+                out.append((k, pools))
+        return out
+    return [(k, list(itertools.combinations(values, k))) for k in range(1, len(values))]
+
+
+def make_splits(
+    protocol: str,
+    labels: Sequence,
+    *,
+    groups: Sequence | None = None,
+    n_folds: int = 5,
+    repeats: int = 1,
+    seed: int = 0,
+    max_pools: int = 10,
+    max_pool_size: int = 3,
+) -> list[Split]:
+    """The train/test splits of a protocol (see the module docstring)."""
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    if protocol not in PROTOCOLS:
+        raise StainfreeError(f"unknown protocol {protocol!r} (choose from {', '.join(PROTOCOLS)})")
+    labels = np.asarray(labels, dtype=object).astype(str)
+    if protocol in GROUP_PROTOCOLS and groups is None:
+        raise StainfreeError(f"protocol {protocol} needs a group column (--group)")
+    if repeats < 1:
+        raise StainfreeError(f"repeats must be at least 1, got {repeats}")
+    splits: list[Split] = []
+    if protocol == "kfold":
+        for r in range(repeats):
+            for k, (tr, te) in enumerate(make_folds(labels, n_folds=n_folds, seed=seed + r), 1):
+                splits.append(Split(f"r{r + 1}f{k}" if repeats > 1 else f"fold{k}", tr, te, r))
+    elif protocol == "holdout":
+        counts = pd.Series(labels).value_counts()
+        if counts.min() < 2:
+            raise StainfreeError(f"class {counts.idxmin()!r} has only one cell; a holdout split needs at least 2 per class")
+        splitter = StratifiedShuffleSplit(n_splits=repeats, test_size=0.2, random_state=seed)
+        for r, (tr, te) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+            splits.append(Split(f"holdout{r + 1}", tr, te, r))
+    elif protocol == "group-kfold":
+        for r in range(repeats):
+            for k, (tr, te) in enumerate(make_folds(labels, groups=groups, n_folds=n_folds, seed=seed + r), 1):
+                splits.append(Split(f"r{r + 1}f{k}" if repeats > 1 else f"fold{k}", tr, te, r))
+    elif protocol == "leave-one-group-out":
+        g = _check_groups(groups, min_groups=2, what="leave-one-group-out")
+        for value in sorted(set(g)):
+            splits.append(Split(f"{value}", np.flatnonzero(g != value), np.flatnonzero(g == value)))
+    elif protocol == "cross-group":
+        g = _check_groups(groups, min_groups=2, what="cross-group")
+        rng = np.random.default_rng(seed)
+        for size, pools in _cross_group_pools(g, labels):
+            if size > max_pool_size:
+                break
+            if len(pools) > max_pools:
+                pick = rng.choice(len(pools), max_pools, replace=False)
+                pools = [pools[i] for i in sorted(pick)]
+            for pool in pools:
+                train = np.flatnonzero(np.isin(g, pool))
+                test = np.flatnonzero(~np.isin(g, pool))
+                splits.append(Split("+".join(pool), train, test, pool_size=size))
+    return splits

@@ -1,0 +1,115 @@
+"""Figures of embeddings and clusters: UMAP, k-means scan, composition, galleries, ordered matrices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..tl.cluster import _cluster_order, _standardise
+from .core import _pyplot
+
+
+# ---------------------------------------------------------------------- figures
+def plot_umap(adata, column: str, path, *, max_points: int = 20000, seed: int = 0) -> Path:
+    """The 2-D UMAP coloured by a column of ``obs`` (categories, or a colour scale for numbers)."""
+    plt = _pyplot()
+    xy = np.asarray(adata.obsm["X_umap"])
+    values = adata.obs[column]
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(xy))[:max_points]
+    fig, ax = plt.subplots(figsize=(5.6, 4.8))
+    if pd.api.types.is_numeric_dtype(values) and values.nunique() > 12:
+        sc = ax.scatter(xy[idx, 0], xy[idx, 1], c=values.to_numpy(np.float64)[idx], s=3, cmap="viridis", edgecolors="none")
+        fig.colorbar(sc, ax=ax, label=column)
+    else:
+        cats = values.astype("string").fillna("(none)")
+        names = sorted(cats.unique(), key=_cluster_order)
+        cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+        for i, name in enumerate(names):
+            sel = idx[(cats.to_numpy()[idx] == name)]
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=3, color=cmap(i % cmap.N), label=str(name), edgecolors="none")
+        if len(names) <= 25:
+            ax.legend(fontsize=6, markerscale=3, bbox_to_anchor=(1.01, 1), loc="upper left")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"UMAP coloured by {column}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_kmeans_scan(scan: dict, chosen: int, path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(1, 2, figsize=(8, 3))
+    ax[0].plot(scan["k"], scan["silhouette"], "o-")
+    ax[0].axvline(chosen, color="grey", ls="--")
+    ax[0].set_xlabel("k")
+    ax[0].set_ylabel("silhouette")
+    ax[1].plot(scan["k"], scan["inertia"], "o-")
+    ax[1].set_xlabel("k")
+    ax[1].set_ylabel("inertia")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_composition(fractions: pd.DataFrame, enriched: pd.DataFrame, by: str, path) -> Path:
+    """Stacked bars, one per group, of its cells' clusters; + / - mark enriched / depleted."""
+    plt = _pyplot()
+    clusters = sorted(fractions.columns, key=_cluster_order)
+    cmap = plt.get_cmap("tab20" if len(clusters) > 10 else "tab10")
+    fig, ax = plt.subplots(figsize=(min(1.5 + 0.6 * len(fractions), 12), 3.8))
+    bottom = np.zeros(len(fractions))
+    calls = {(r.group, r.cluster): r.call for r in enriched.itertuples()}
+    for i, c in enumerate(clusters):
+        values = fractions[c].to_numpy()
+        ax.bar(range(len(fractions)), values, bottom=bottom, color=cmap(i % cmap.N), label=f"cluster {c}")
+        for j, g in enumerate(fractions.index):
+            mark = {"enriched": "+", "depleted": "-"}.get(calls.get((g, c), ""), "")
+            if mark and values[j] > 0.02:
+                ax.text(j, bottom[j] + values[j] / 2, mark, ha="center", va="center", fontsize=9, fontweight="bold", color="white")
+        bottom += values
+    ax.set_xticks(range(len(fractions)), fractions.index, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("fraction of cells")
+    ax.set_title(f"clusters by {by} (+ enriched, - depleted: Fisher, BH q < 0.05)", fontsize=8)
+    ax.legend(fontsize=6, bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_gallery(cells, labels: pd.Series, path, *, per_cluster: int = 10, seed: int = 0) -> Path:
+    """``per_cluster`` random cells of each cluster, a row per cluster (Engberg Fig. 8B)."""
+    from .core import cell_grid
+
+    return cell_grid(cells, labels, path, per_row=per_cluster, title=lambda name, n: f"cluster {name} (n={n})", seed=seed, order=_cluster_order)
+
+
+def plot_ordered_matrices(x: np.ndarray, labels: pd.Series, path, *, max_cells: int = 1500, seed: int = 0) -> Path:
+    """The embedding matrix and the cell-to-cell distance matrix, rows ordered by cluster
+    (Yao Fig. 5d/e)."""
+    from scipy.spatial.distance import cdist
+
+    plt = _pyplot()
+    labels = pd.Series(labels).astype("string").fillna("-1").reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.permutation(len(x))[:max_cells])
+    names = labels.to_numpy()[idx]
+    order = idx[sorted(range(len(idx)), key=lambda i: _cluster_order(names[i]))]
+    z = _standardise(np.asarray(x, np.float64))[order]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 4.2))
+    ax[0].imshow(np.clip(z, -3, 3), aspect="auto", cmap="RdBu_r", interpolation="nearest")
+    ax[0].set_title("embedding (cells ordered by cluster)", fontsize=8)
+    ax[0].set_xlabel("feature")
+    d = cdist(z, z)
+    ax[1].imshow(d, cmap="magma", interpolation="nearest")
+    ax[1].set_title("cell-to-cell distance", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,66 @@
+"""Figures of saliency and activation maps over cells."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def plot_saliency(images: np.ndarray, maps: dict[str, np.ndarray], titles: Sequence[str], path: str | os.PathLike) -> Path:
+    """One row per cell: the image, then each method's map overlaid on it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    cols = 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 1.9 * n), squeeze=False)
+    for i in range(n):
+        shown = _display(images[i])
+        axes[i, 0].imshow(shown, cmap="gray")
+        axes[i, 0].set_title(titles[i], fontsize=6)
+        for j, (name, m) in enumerate(maps.items(), 1):
+            axes[i, j].imshow(shown, cmap="gray")
+            v = m[i] / max(float(np.percentile(m[i], 99.5)), 1e-12)
+            axes[i, j].imshow(np.clip(v, 0, 1), cmap="inferno", alpha=0.55)
+            if i == 0:
+                axes[i, j].set_title(name, fontsize=7)
+        for ax in axes[i]:
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_activations(layers: list[tuple[str, np.ndarray]], path: str | os.PathLike, *, per_layer: int = 8) -> Path:
+    """Up to ``per_layer`` activation maps of each convolutional layer, a row per layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(layers), per_layer, figsize=(1.3 * per_layer, 1.4 * len(layers)), squeeze=False)
+    for r, (name, act) in enumerate(layers):
+        strongest = np.argsort(-act.reshape(len(act), -1).std(axis=1))[:per_layer]
+        for c in range(per_layer):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(strongest):
+                ax.imshow(act[strongest[c]], cmap="viridis")
+        axes[r, 0].set_title(f"{name} ({act.shape[0]} maps, {act.shape[1]}x{act.shape[2]})", fontsize=6, loc="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def _display(image: np.ndarray) -> np.ndarray:
+    """The first channel of a ``C x H x W`` cell, stretched to its 1-99 percentiles."""
+    img = np.asarray(image, np.float64)[0]
+    lo, hi = np.percentile(img, [1, 99])
+    return np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1)

@@ -1,0 +1,15 @@
+"""Preprocessing: per-cell measurements (``stainfree.pp.measure``).
+
+Names are imported on first use, so ``import stainfree`` stays light.
+"""
+
+from ..utils import lazy_exports
+
+_EXPORTS = {
+    "measure": ".features",
+    "foreground_mask": ".features",
+    "texture_features": ".features",
+    "skeleton_features": ".features",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

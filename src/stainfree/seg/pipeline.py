@@ -1,0 +1,177 @@
+"""From fields to cells: segment each field, crop its cells and build their table."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..io.fields import Field, _check_same_channels, read_field_files, read_points
+from ..utils import StainfreeError
+from .classical import SegmentationParams, area_in_pixels
+from .crops import crop_objects, crop_points
+from .fluorescence import (
+    MixtureFit,
+    correct_background,
+    disk_intensity,
+    fit_two_populations,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class FieldCells:
+    """Single cells cut from fields, before they are written: images, masks, one row per cell."""
+
+    images: np.ndarray
+    masks: np.ndarray | None
+    table: pd.DataFrame
+    channels: list[str]
+    pixel_size: float | None
+    per_field: list[dict]
+    segment_channel: str
+    label_fit: MixtureFit | None = None
+    label_images: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        for s in self.per_field:
+            dropped = [f"{s[k]} {what}" for k, what in (
+                ("dropped_small", "below the minimum area"),
+                ("dropped_large", "above the maximum area"),
+                ("dropped_border", "touching the border"),
+                ("skipped_edge", "whose crop leaves the field"),
+            ) if s.get(k)]
+            found = f"{s['objects']} objects" if "objects" in s else f"{s['points']} points"
+            lines.append(f"{s['field']}: {found}, {s['cells']} cells kept" + (f"; dropped {', '.join(dropped)}" if dropped else ""))
+        if self.label_fit is not None:
+            lines.append(self.label_fit.summary())
+        return lines
+
+
+def cells_from_fields(
+    fields: Sequence[Field],
+    *,
+    size: int = 64,
+    pad: bool = False,
+    segment_channel: str | None = None,
+    params: SegmentationParams | None = None,
+    method: str = "auto",
+    segmenter=None,
+    points: str | os.PathLike | pd.DataFrame | None = None,
+    label_channel: str | None = None,
+    label_names: Sequence[str] = ("negative", "positive"),
+    label_radius: float | None = None,
+    background_sigma: float = 200.0,
+    min_posterior: float = 0.8,
+    keep_label_channel: bool = False,
+    keep_labels: bool = False,
+    seed: int = 0,
+) -> FieldCells:
+    """Segment (or take given points), crop and optionally label the cells of several fields.
+
+    The fields must have the same channels. Objects are found on ``segment_channel`` (default:
+    the first channel that is not the label channel) by ``method``: ``"auto"`` segments
+    transmitted-light fields with the learnt ``segmenter`` (default: the shipped phase-contrast
+    model) and fluorescence fields with the classical pipeline and ``params``
+    (see :func:`stainfree.seg.methods.segment_field`). With ``label_channel``,
+    each cell's background-corrected total intensity within ``label_radius`` px (default: half
+    the segmentation diameter, or 30 px with points, as Ogawa et al.) feeds a two-population
+    mixture fitted over all fields; the label channel is left out of the crops unless
+    ``keep_label_channel``, so no classifier sees the stain by accident.
+    """
+    if not fields:
+        raise StainfreeError("no fields given")
+    if size < 4:
+        raise StainfreeError(f"crop size must be at least 4 px, got {size}")
+    _check_same_channels(fields)
+    channels = list(fields[0].channels)
+    if label_channel is not None and label_channel not in channels:
+        raise StainfreeError(f"label channel {label_channel!r} is not in the fields (channels: {', '.join(channels)})")
+    crop_channels = [c for c in channels if keep_label_channel or c != label_channel]
+    if not crop_channels:
+        raise StainfreeError(f"the only channel is the label channel {label_channel!r}; nothing label-free is left to crop")
+    if segment_channel is None:
+        segment_channel = crop_channels[0]
+    elif segment_channel not in channels:
+        raise StainfreeError(f"segmentation channel {segment_channel!r} is not in the fields (channels: {', '.join(channels)})")
+    from .density import density_columns, density_levels
+    from .methods import METHODS, load_segmenter, segment_field
+
+    if method not in METHODS:
+        raise StainfreeError(f"segmentation method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method in ("auto", "learnt") and points is None:
+        segmenter = load_segmenter(segmenter)
+    params = params or SegmentationParams(mode="auto")
+    point_sets = read_points(points, fields) if points is not None else None
+    crop_index = [channels.index(c) for c in crop_channels]
+    from ..utils import progress
+
+    images, masks, tables, per_field, intensities, labels_out = [], [], [], [], [], {}
+    for i, f in enumerate(progress(fields, desc="fields", unit="fields", log=logger)):
+        stats: dict = {"field": f.name, "source": f.source}
+        if point_sets is not None:
+            rows = point_sets[i].reset_index(drop=True)
+            crops, kept, skipped = crop_points(f.image[crop_index], rows["x"], rows["y"], size=size, pad=pad)
+            table = rows.iloc[kept].reset_index(drop=True).rename(columns={"x": "centroid_x", "y": "centroid_y"})
+            table.insert(0, "cell_id", [f"{f.name}:p{k}" for k in kept])
+            field_masks = None
+            stats.update(points=len(rows), skipped_edge=skipped)
+            radius = label_radius or 30.0
+        else:
+            result = segment_field(f, segment_channel=segment_channel, method=method, params=params, segmenter=segmenter)
+            stats["mode"] = result.mode
+            crops, field_masks, table, skipped = crop_objects(f.image[crop_index], result.labels, size=size, pad=pad)
+            table.insert(0, "cell_id", [f"{f.name}:{k}" for k in table["label_id"]])
+            stats.update(objects=result.n_objects, diameter=round(result.diameter, 2), dropped_small=result.dropped_small,
+                         dropped_large=result.dropped_large, dropped_border=result.dropped_border, skipped_edge=skipped)
+            density, units = density_columns(result.labels, table["centroid_y"].to_numpy(), table["centroid_x"].to_numpy(),
+                                             pixel_size=f.pixel_size, diameter=result.diameter)
+            table = pd.concat([table, density], axis=1)
+            stats.update(field_density=float(density["field_density"].iloc[0]) if len(density) else None, **units)
+            if keep_labels:
+                labels_out[f.name] = result.labels
+            radius = label_radius or max(result.diameter / 2, 1.0)
+            if result.n_objects == 0:
+                logger.warning("%s: no objects found", f.source)
+        table.insert(1, "source", f.source)
+        table.insert(2, "field", f.name)
+        if label_channel is not None:
+            corrected = correct_background(f.channel(label_channel), sigma=background_sigma)
+            intensities.append(disk_intensity(corrected, table["centroid_x"], table["centroid_y"], radius=radius))
+        stats["cells"] = len(table)
+        per_field.append(stats)
+        images.append(crops)
+        masks.append(field_masks)
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    if len(table) == 0:
+        detail = "; ".join(f"{s['field']}: {s.get('objects', s.get('points'))} found" for s in per_field)
+        raise StainfreeError(f"no cells in any field ({detail}); check the segmentation mode, diameter and area range")
+    if "field_density" in table and table["field"].nunique() > 1:
+        table["density_level"] = density_levels(table["field_density"], table["field"])
+    fit = None
+    if label_channel is not None:
+        intensity = np.concatenate(intensities)
+        fit = fit_two_populations(intensity, names=label_names, min_posterior=min_posterior, seed=seed, what=f"label channel {label_channel}")
+        table["label_intensity"] = intensity
+        table["label_posterior"] = fit.posterior.max(axis=1)
+        table["label"] = fit.labels
+    all_masks = None if any(m is None for m in masks) else np.concatenate(masks)
+    return FieldCells(np.concatenate(images), all_masks, table, crop_channels, fields[0].pixel_size, per_field, segment_channel, fit, labels_out)
+
+
+def _read_with_params(paths, params, min_area, max_area, **read_options) -> tuple[list[Field], SegmentationParams]:
+    """Every field of every file (names must differ), and the parameters with the area range in
+    pixels (given in pixels or square micrometres)."""
+    fields = read_field_files(paths, **read_options)
+    params = params or SegmentationParams(mode="auto")
+    for name, value in (("min_area", min_area), ("max_area", max_area)):
+        if value is not None:
+            params = dataclasses.replace(params, **{name: area_in_pixels(value, fields[0].pixel_size, what=name.replace("_", " "))})
+    return fields, params

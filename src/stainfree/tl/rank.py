@@ -1,0 +1,225 @@
+"""Ranking features by how well they separate groups of cells."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..utils import StainfreeError, read_parquet
+
+logger = logging.getLogger(__name__)
+REST = "rest"
+
+
+def js_divergence(a: np.ndarray, b: np.ndarray, *, bins: int = 32) -> float:
+    """Jensen-Shannon divergence (natural log: 0 to ln 2) between two samples of one feature.
+
+    Both samples are binned on one grid of ``bins`` equal bins between their pooled 0.5 and 99.5
+    percentiles (values beyond fall in the end bins); NaNs are dropped.
+
+    >>> round(js_divergence(np.zeros(50), np.ones(50)), 4)  # no overlap: ln 2
+    0.6931
+    >>> js_divergence(np.arange(100.0), np.arange(100.0))
+    0.0
+    """
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) == 0 or len(b) == 0:
+        return float("nan")
+    pooled = np.concatenate([a, b])
+    lo, hi = np.percentile(pooled, [0.5, 99.5])
+    if hi <= lo:
+        lo, hi = pooled.min(), pooled.max()
+    if hi <= lo:
+        return 0.0
+    edges = np.linspace(lo, hi, bins + 1)
+    p = np.histogram(np.clip(a, lo, hi), edges)[0] / len(a)
+    q = np.histogram(np.clip(b, lo, hi), edges)[0] / len(b)
+    m = (p + q) / 2
+
+    def kl(x):
+        keep = x > 0
+        return float(np.sum(x[keep] * np.log(x[keep] / m[keep])))
+
+    return max(0.0, 0.5 * kl(p) + 0.5 * kl(q))
+
+
+@dataclasses.dataclass
+class Separation:
+    """The features that separate group ``a`` from group ``b``, ranked."""
+
+    column: str
+    a: str
+    b: str
+    n_a: int
+    n_b: int
+    ranking: pd.DataFrame  # feature, jsd, median_a, median_b, spearman_with_top, rank
+    top: str
+    partner: str | None
+    pairs: pd.DataFrame | None = None  # feature_x, feature_y, svm_accuracy (optional)
+
+    def as_dict(self, n: int = 20) -> dict:
+        return {
+            "column": self.column, "a": self.a, "b": self.b, "n_a": self.n_a, "n_b": self.n_b,
+            "top": self.top, "partner": self.partner,
+            "ranking": self.ranking.head(n).replace({np.nan: None}).to_dict(orient="records"),
+            "pairs": None if self.pairs is None else self.pairs.head(n).to_dict(orient="records"),
+        }
+
+
+def group_masks(values: pd.Series, a: str | None, b: str | None, *, column: str) -> tuple[str, str, np.ndarray, np.ndarray]:
+    """Boolean masks of the two groups; ``b`` may be ``"rest"`` (every other cell).
+
+    With neither given the column must hold exactly two values.
+    """
+    values = values.astype("string")
+    present = values.dropna().unique().tolist()
+    shown = ", ".join(map(str, sorted(present)[:12])) + (" ..." if len(present) > 12 else "")
+    if a is None and b is None:
+        if len(present) != 2:
+            raise StainfreeError(f"column {column!r} has {len(present)} values ({shown}); name the two groups to compare, e.g. --groups {present[0] if present else 'A'},rest")
+        a, b = sorted(present)
+    if a is None or b is None:
+        raise StainfreeError("name two groups to compare, e.g. --groups A,B or --groups A,rest")
+    in_a = (values == a).fillna(False).to_numpy(bool)
+    in_b = (~in_a & values.notna().to_numpy(bool)) if b == REST else (values == b).fillna(False).to_numpy(bool)
+    for name, mask in ((a, in_a), (b, in_b)):
+        if not mask.any():
+            raise StainfreeError(f"group {name!r} of column {column!r} has no cells (values: {shown})")
+    if a == b:
+        raise StainfreeError(f"the two groups are the same ({a!r})")
+    return str(a), str(b), in_a, in_b
+
+
+def rank_features(
+    features: pd.DataFrame,
+    groups: pd.Series,
+    *,
+    a: str | None = None,
+    b: str | None = None,
+    column: str = "group",
+    bins: int = 32,
+    weak: float = 0.5,
+    svm_top: int = 0,
+    seed: int = 0,
+) -> Separation:
+    """Rank every feature by how differently it is distributed in groups ``a`` and ``b``.
+
+    Parameters
+    ----------
+    features : one row per cell (a ``cell_id`` column is ignored), aligned with ``groups``.
+    groups : the group of each cell (a cluster, class or condition).
+    a, b : the two groups; ``b="rest"`` compares ``a`` with all other cells.
+    weak : the partner feature is the best-ranked one whose absolute Spearman correlation with
+        the top feature (over the cells of both groups) is below this.
+    svm_top : when > 0, a cross-validated linear SVM scores how separable the two groups are in
+        each pair of the ``svm_top`` best features.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> f = pd.DataFrame({"size": np.r_[rng.normal(0, 1, 200), rng.normal(3, 1, 200)],
+    ...                   "noise": rng.normal(0, 1, 400)})
+    >>> s = rank_features(f, pd.Series(["A"] * 200 + ["B"] * 200))
+    >>> s.top, s.ranking["feature"].tolist()
+    ('size', ['size', 'noise'])
+    """
+    from scipy.stats import spearmanr
+
+    numeric = features.drop(columns=[c for c in ("cell_id",) if c in features]).select_dtypes("number")
+    if numeric.shape[1] == 0:
+        raise StainfreeError("the feature table has no numeric features")
+    if len(groups) != len(numeric):
+        raise StainfreeError(f"{len(groups)} group values for {len(numeric)} cells")
+    a, b, in_a, in_b = group_masks(pd.Series(groups).reset_index(drop=True), a, b, column=column)
+    x = numeric.to_numpy(np.float64)
+    jsd = np.array([js_divergence(x[in_a, j], x[in_b, j], bins=bins) for j in range(x.shape[1])])
+    with np.errstate(all="ignore"):
+        med_a = np.nanmedian(np.where(in_a[:, None], x, np.nan), axis=0)  # both groups have cells (group_masks)
+        med_b = np.nanmedian(np.where(in_b[:, None], x, np.nan), axis=0)
+    ranking = pd.DataFrame({"feature": numeric.columns, "jsd": jsd, "median_a": med_a, "median_b": med_b})
+    ranking = ranking.sort_values("jsd", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
+    top = str(ranking["feature"].iloc[0])
+    both = in_a | in_b
+    top_values = numeric[top].to_numpy(np.float64)[both]
+    rho = []
+    for name in ranking["feature"]:
+        v = numeric[name].to_numpy(np.float64)[both]
+        ok = np.isfinite(v) & np.isfinite(top_values)
+        if ok.sum() < 3 or np.ptp(v[ok]) == 0 or np.ptp(top_values[ok]) == 0:
+            rho.append(np.nan)
+        else:
+            rho.append(float(spearmanr(v[ok], top_values[ok])[0]))
+    ranking["spearman_with_top"] = rho
+    ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
+    weakly = ranking[(ranking["feature"] != top) & (ranking["spearman_with_top"].abs() < weak) & (ranking["jsd"] > 0)]
+    partner = str(weakly["feature"].iloc[0]) if len(weakly) else None
+    pairs = None
+    if svm_top and svm_top > 1:
+        pairs = _pair_separability(numeric, in_a, in_b, list(ranking["feature"].head(svm_top)), seed=seed)
+    return Separation(column, a, b, int(in_a.sum()), int(in_b.sum()), ranking, top, partner, pairs)
+
+
+def _pair_separability(numeric: pd.DataFrame, in_a, in_b, names: Sequence[str], *, seed: int = 0) -> pd.DataFrame:
+    """Cross-validated balanced accuracy of a linear SVM on each pair of features."""
+    from itertools import combinations
+
+    from sklearn.impute import SimpleImputer
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    both = in_a | in_b
+    y = in_a[both].astype(int)
+    folds = max(2, min(5, int(np.bincount(y).min())))
+    rows = []
+    for fx, fy in combinations(names, 2):
+        x = numeric[[fx, fy]].to_numpy(np.float64)[both]
+        model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), LinearSVC(class_weight="balanced", random_state=seed))
+        score = cross_val_score(model, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed), scoring="balanced_accuracy")
+        rows.append({"feature_x": fx, "feature_y": fy, "svm_balanced_accuracy": float(score.mean())})
+    return pd.DataFrame(rows).sort_values("svm_balanced_accuracy", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def read_groups(source: str | os.PathLike, column: str, cell_ids: Sequence[str]) -> pd.Series:
+    """The values of ``column`` for ``cell_ids`` from a CellSet folder, a ``.parquet``/``.csv``
+    table with ``cell_id`` (e.g. predictions), or an ``.h5ad`` (its ``obs``)."""
+    source = Path(source)
+    if (source / "cellset.json").is_file():
+        from ..core.store import open_cellset
+
+        table = open_cellset(source).table
+    elif source.suffix == ".h5ad":
+        import anndata
+
+        adata = anndata.read_h5ad(source, backed="r")
+        table = adata.obs.reset_index(drop=adata.obs.index.name in adata.obs.columns)
+        if "cell_id" not in table:
+            table = table.rename(columns={table.columns[0]: "cell_id"})
+    elif source.suffix in (".parquet", ".csv"):
+        if not source.is_file():
+            raise StainfreeError(f"{source}: no such file")
+        table = read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
+    else:
+        raise StainfreeError(f"{source}: not a CellSet folder, .parquet, .csv or .h5ad")
+    if "cell_id" not in table:
+        raise StainfreeError(f"{source}: has no cell_id column")
+    if column not in table:
+        raise StainfreeError(f"{source}: column {column!r} does not exist (columns: {', '.join(map(str, table.columns))})")
+    table = table.drop_duplicates("cell_id")
+    table.index = table["cell_id"].astype(str)
+    ids = [str(c) for c in cell_ids]
+    missing = [c for c in ids if c not in table.index]
+    if len(missing) == len(ids):
+        raise StainfreeError(f"{source}: none of the cells of the feature table are in it (first missing: {missing[0]})")
+    if missing:
+        logger.warning("%d cell(s) of the feature table are not in %s; they are left out", len(missing), source)
+    return table[column].reindex(ids).reset_index(drop=True)

@@ -1,0 +1,125 @@
+"""The `predict` stage on fields: segment, classify every cell, write overlays and a table."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..pl.fields import plot_mixture, plot_overlay
+from ..seg.classical import SegmentationParams
+from ..seg.pipeline import _read_with_params, cells_from_fields
+from ..seg.scoring import labelled_scores
+from ..utils import StainfreeError
+
+# ---------------------------------------------------------------------- mixed populations
+PREDICT_MARKER = "fields.json"
+
+
+def predict_fields(
+    model: str | os.PathLike,
+    paths: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    channels: Sequence[str] | None = None,
+    grey: bool = False,
+    planes: str = "channels",
+    pixel_size: float | None = None,
+    params: SegmentationParams | None = None,
+    min_area: str | float | None = None,
+    max_area: str | float | None = None,
+    label_channel: str | None = None,
+    label_names: Sequence[str] | None = None,
+    tta: bool = True,
+    prior: str = "balanced",
+    force: bool = False,
+    **options,
+) -> tuple[Path, dict]:
+    """Segment, crop and classify every cell of mixed-population fields (Yao et al., Fig. 4).
+
+    Writes ``out/`` with ``cells.parquet`` (one row per cell: field, centroid, area, predicted
+    class and probabilities, and the fluorescence label when ``label_channel`` is given),
+    ``composition.csv`` (cells and fractions of each predicted class per field),
+    ``overlays/<field>.png`` and ``fields.json`` (settings, per-field counts and, with a label
+    channel, overall and per-field accuracy, sensitivity and specificity). Cells are cut at the
+    size the model was trained on. With a label channel, ``label_names`` (dim, bright) must be
+    the model's class names; they default to the model's classes in order.
+    """
+    import json
+
+    from ..core.cellset import CellSet
+    from ..ml.classifier import Classifier, predict_cells
+    from ..utils import atomic_output_dir
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    clf = Classifier.load(model)
+    if label_channel is not None:
+        label_names = list(label_names) if label_names else list(clf.classes)
+        if len(label_names) != 2:
+            raise StainfreeError(f"a fluorescence label gives two classes, but the model has {len(clf.classes)} ({', '.join(clf.classes)}); pass --label-names")
+        unknown = [n for n in label_names if n not in clf.classes]
+        if unknown:
+            raise StainfreeError(f"label name {unknown[0]!r} is not one of the model's classes ({', '.join(clf.classes)})")
+    fields, params = _read_with_params(paths, params, min_area, max_area, channels=channels, grey=grey, planes=planes, pixel_size=pixel_size)
+    missing = [c for c in clf.channels if c not in fields[0].channels]
+    if missing:
+        raise StainfreeError(
+            f"the model was trained on channels {', '.join(clf.channels)}, but {Path(fields[0].source).name} has "
+            f"{', '.join(fields[0].channels)} (name the channels with --channels)"
+        )
+    size = int((clf.cell_size or clf.input_size)[0])
+    result = cells_from_fields(
+        fields, size=size, params=params, label_channel=label_channel, label_names=label_names or ("negative", "positive"),
+        keep_labels=options.get("points") is None, **options,
+    )
+    cells = CellSet(result.images, result.table, channels=result.channels, groups=["field"])
+    predictions = predict_cells(clf, cells, tta=tta, prior=prior)
+    table = result.table.copy()
+    if "label" in table and table["label"].isna().all():
+        table = table.drop(columns=["label"])
+    table["predicted"] = predictions["predicted"].to_numpy()
+    for c in clf.classes:
+        table[f"prob_{c}"] = predictions[f"prob_{c}"].to_numpy()
+    counts = pd.crosstab(table["field"], table["predicted"]).reindex(columns=clf.classes, fill_value=0)
+    counts = counts.reindex([f.name for f in fields], fill_value=0)
+    composition = counts.add_prefix("cells_")
+    fractions = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).add_prefix("fraction_")
+    composition = pd.concat([composition, fractions], axis=1).reset_index().rename(columns={"index": "field"})
+    summary: dict = {
+        "model": str(model),
+        "classes": list(clf.classes),
+        "crop_size": size,
+        "segmentation": dataclasses.asdict(params),
+        "fields": result.per_field,
+        "cells": int(len(table)),
+        "predicted": {c: int(counts[c].sum()) for c in clf.classes},
+    }
+    if "label" in table and table["label"].notna().any():
+        positive = label_names[1] if label_channel is not None else None
+        summary["against_labels"] = labelled_scores(table, clf.classes, positive)
+        summary["against_labels"]["per_field"] = {
+            name: labelled_scores(group, clf.classes, positive) for name, group in table.groupby("field", sort=False)
+        }
+        if result.label_fit is not None:
+            summary["label_fit"] = result.label_fit.as_dict()
+    with atomic_output_dir(out, force=force, marker=PREDICT_MARKER) as tmp:
+        table.to_parquet(tmp / "cells.parquet", index=False)
+        composition.to_csv(tmp / "composition.csv", index=False)
+        if result.label_images:
+            (tmp / "overlays").mkdir()
+            by_field = {name: dict(zip(g["label_id"], g["predicted"])) for name, g in table.groupby("field", sort=False)}
+            for f in fields:
+                plot_overlay(f.channel(result.segment_channel), result.label_images[f.name], by_field.get(f.name, {}), clf.classes, tmp / "overlays" / f"{f.name}.png", title=f.name)
+        if result.label_fit is not None:
+            plot_mixture(result.label_fit, tmp / "label_fit.png", channel=label_channel)
+        (tmp / PREDICT_MARKER).write_text(json.dumps(summary, indent=2, default=str))
+        from ..report.sections import write_report
+
+        write_report(tmp, title=f"stainfree predict: {out.name}")
+    return out, summary

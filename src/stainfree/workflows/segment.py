@@ -1,0 +1,94 @@
+"""The `segment` stage: fields in, a CellSet and its run folder out."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..io.fields import _write_label_image
+from ..pl.fields import plot_mixture
+from ..seg.classical import SegmentationParams
+from ..seg.fluorescence import balance_per_group
+from ..seg.pipeline import _read_with_params, cells_from_fields
+from ..utils import StainfreeError
+
+logger = logging.getLogger(__name__)
+
+
+def segment_to_cellset(
+    paths: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    channels: Sequence[str] | None = None,
+    grey: bool = False,
+    planes: str = "channels",
+    pixel_size: float | None = None,
+    min_area: str | float | None = None,
+    max_area: str | float | None = None,
+    save_labels: str | os.PathLike | None = None,
+    balance: bool = False,
+    force: bool = False,
+    params: SegmentationParams | None = None,
+    **options,
+):
+    """``stainfree segment``: fields on disk -> a ``.cells`` folder with a mask per cell.
+
+    ``min_area``/``max_area`` accept pixels or square micrometres (``"20um2"``). With
+    ``save_labels``, each field's label image is written as ``<dir>/<field>_labels.tif``. With
+    ``balance``, classes are subsampled to equal counts within each field. The mixture
+    histogram (``label_fit.png``) and the per-field counts (``segmentation.json``) are written
+    inside the output. Returns the path and the :class:`FieldCells` summary.
+    """
+    import json
+
+    from ..core.cellset import CellSet, provenance_entry
+
+    out = Path(out)
+    if save_labels is not None and options.get("points") is not None:
+        raise StainfreeError("--save-labels needs segmentation; it cannot be used with --points")
+    fields, params = _read_with_params(paths, params, min_area, max_area, channels=channels, grey=grey, planes=planes, pixel_size=pixel_size)
+    result = cells_from_fields(fields, params=params, keep_labels=save_labels is not None, **options)
+    keep = np.arange(len(result.table))
+    if balance:
+        if result.table["label"].isna().all():
+            raise StainfreeError("--balance needs labels (from --label-channel or a points file's label column)")
+        keep = balance_per_group(result.table["label"], result.table["field"], seed=options.get("seed", 0))
+        logger.info("balanced per field: %d of %d cells kept", len(keep), len(result.table))
+    details = {k: v for k, v in options.items() if k != "points" or isinstance(v, (str, os.PathLike))}
+    record = provenance_entry(
+        "fields.segment_to_cellset",
+        fields=[str(p) for p in paths],
+        params=dataclasses.asdict(params),
+        options={k: str(v) if isinstance(v, os.PathLike) else v for k, v in details.items()},
+        per_field=result.per_field,
+        balanced=balance,
+    )
+    cells = CellSet(
+        result.images[keep],
+        result.table.iloc[keep].reset_index(drop=True),
+        channels=result.channels,
+        groups=["field"],
+        pixel_size=result.pixel_size,
+        provenance=[record],
+        masks=None if result.masks is None else result.masks[keep].astype(np.uint8),
+    )
+
+    def write_extras(tmp: Path) -> None:
+        if save_labels is not None:
+            folder = Path(save_labels)
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, labels in result.label_images.items():
+                _write_label_image(labels, folder / f"{name}_labels.tif", force)
+        summary = {"per_field": result.per_field, "cells": len(cells), "balanced": balance}
+        if result.label_fit is not None:
+            plot_mixture(result.label_fit, tmp / "label_fit.png", channel=options.get("label_channel"))
+            summary["label_fit"] = result.label_fit.as_dict()
+        (tmp / "segmentation.json").write_text(json.dumps(summary, indent=2, default=str))
+
+    cells.save(out, force=force, extra=write_extras)
+    return out, result, cells
