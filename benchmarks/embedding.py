@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from common import emit
 from features import dna_content
 
@@ -68,8 +69,18 @@ def jurkat(methods: dict[str, dict], data: Path, *, trees: int, splits: int = 3)
         if emb.config["tta"] != "dihedral":
             variants[f"{name}+tta"] = "dihedral"
         for variant, tta in variants.items():
-            results[variant] = probe_embedding(dataclasses.replace(emb, config={**emb.config, "tta": tta}), images, labels, y_dna, name=variant,
-                                               settings={"method": method, **settings}, train_seconds=train_seconds, history=history, trees=trees, splits=splits)
+            results[variant] = probe_embedding(
+                dataclasses.replace(emb, config={**emb.config, "tta": tta}),
+                images,
+                labels,
+                y_dna,
+                name=variant,
+                settings={"method": method, **settings},
+                train_seconds=train_seconds,
+                history=history,
+                trees=trees,
+                splits=splits,
+            )
     return results, embedders
 
 
@@ -83,21 +94,39 @@ def probe_embedding(emb, images, labels, y_dna, *, name, settings, train_seconds
 
     t = time.monotonic()
     x = emb.transform(images)
-    entry = {"settings": settings, "resolved": {k: emb.config[k] for k in ("model", "epochs", "dim", "lambda_", "augment", "pooling", "tta") if k in emb.config},
-             "arch": emb.arch, "dims": int(x.shape[1]), "train_seconds": round(train_seconds, 1), "embed_seconds": round(time.monotonic() - t, 1), "last_epoch": history[-1]}
+    entry = {
+        "settings": settings,
+        "resolved": {k: emb.config[k] for k in ("model", "epochs", "dim", "lambda_", "augment", "pooling", "tta") if k in emb.config},
+        "arch": emb.arch,
+        "dims": int(x.shape[1]),
+        "train_seconds": round(train_seconds, 1),
+        "embed_seconds": round(time.monotonic() - t, 1),
+        "last_epoch": history[-1],
+    }
     for kind in ("rf", "logreg"):
         # three different 5-fold splits: with 15 anaphase cells one split's figure moves by ~0.03
         runs = [probe(x, labels, kind=kind, seed=seed) for seed in range(splits)]
         bas = [p["balanced_accuracy"] for p in runs]
-        entry[f"probe_{kind}"] = {"balanced_accuracy": round(float(np.mean(bas)), 4), "per_split": [round(b, 4) for b in bas],
-                                  "accuracy": round(float(np.mean([p["accuracy"] for p in runs])), 4), "cohen_kappa": round(float(np.mean([p["cohen_kappa"] for p in runs])), 4),
-                                  "recall_per_class": _recall_per_class(runs[0]["confusion_matrix"])}
+        entry[f"probe_{kind}"] = {
+            "balanced_accuracy": round(float(np.mean(bas)), 4),
+            "per_split": [round(b, 4) for b in bas],
+            "accuracy": round(float(np.mean([p["accuracy"] for p in runs])), 4),
+            "cohen_kappa": round(float(np.mean([p["cohen_kappa"] for p in runs])), 4),
+            "recall_per_class": _recall_per_class(runs[0]["confusion_matrix"]),
+        }
     entry["majority_balanced_accuracy"] = runs[0]["majority"]["balanced_accuracy"]
     entry["dna_pearson_r"] = {kind: round(regression_probe(x, y_dna, kind=kind, trees=trees)["pearson_r"], 4) for kind in ("rf", "ridge")}
     entry["best_balanced_accuracy"] = max(entry["probe_rf"]["balanced_accuracy"], entry["probe_logreg"]["balanced_accuracy"])
     entry["best_dna_pearson_r"] = max(entry["dna_pearson_r"].values())
-    logging.getLogger("benchmark").warning("jurkat %s: balanced accuracy %.3f (rf) %.3f (logreg), DNA r %.3f (rf) %.3f (ridge), trained in %.0f s",
-                                           name, entry["probe_rf"]["balanced_accuracy"], entry["probe_logreg"]["balanced_accuracy"], entry["dna_pearson_r"]["rf"], entry["dna_pearson_r"]["ridge"], train_seconds)
+    logging.getLogger("benchmark").warning(
+        "jurkat %s: balanced accuracy %.3f (rf) %.3f (logreg), DNA r %.3f (rf) %.3f (ridge), trained in %.0f s",
+        name,
+        entry["probe_rf"]["balanced_accuracy"],
+        entry["probe_logreg"]["balanced_accuracy"],
+        entry["dna_pearson_r"]["rf"],
+        entry["dna_pearson_r"]["ridge"],
+        train_seconds,
+    )
     return entry
 
 
@@ -115,11 +144,25 @@ def hek(settings: dict, data: Path) -> dict:
     seconds = time.monotonic() - t
     x = emb.transform(cells.read(slice(None)))
     fields = cells.table["field"].astype(str).to_numpy()
-    out = {"settings": {"method": method, **settings}, "cells": len(cells), "fields": int(len(set(fields))), "train_seconds": round(seconds, 1)}
+    out = {
+        "settings": {"method": method, **settings},
+        "cells": len(cells),
+        "fields": int(len(set(fields))),
+        "train_seconds": round(seconds, 1),
+    }
     for kind in ("rf", "logreg"):
         p = probe(x, cells.labels, kind=kind, groups=fields)
-        out[f"probe_{kind}_by_field"] = {"accuracy": round(p["accuracy"], 4), "balanced_accuracy": round(p["balanced_accuracy"], 4), "folds": p["folds"]}
-    logging.getLogger("benchmark").warning("hek %s: accuracy by field %.3f (rf) %.3f (logreg)", method, out["probe_rf_by_field"]["accuracy"], out["probe_logreg_by_field"]["accuracy"])
+        out[f"probe_{kind}_by_field"] = {
+            "accuracy": round(p["accuracy"], 4),
+            "balanced_accuracy": round(p["balanced_accuracy"], 4),
+            "folds": p["folds"],
+        }
+    logging.getLogger("benchmark").warning(
+        "hek %s: accuracy by field %.3f (rf) %.3f (logreg)",
+        method,
+        out["probe_rf_by_field"]["accuracy"],
+        out["probe_logreg_by_field"]["accuracy"],
+    )
     return out
 
 
@@ -131,7 +174,16 @@ def speed(embedder, n: int, *, tta: str | None = None) -> dict:
     t = time.monotonic()
     x = embedder.transform(images)
     seconds = time.monotonic() - t
-    return {"cells": n, "size": "40x40", "method": embedder.method, "arch": embedder.arch, "tta": embedder.config.get("tta"), "dims": int(x.shape[1]), "seconds": round(seconds, 1), "cells_per_second": round(n / seconds)}
+    return {
+        "cells": n,
+        "size": "40x40",
+        "method": embedder.method,
+        "arch": embedder.arch,
+        "tta": embedder.config.get("tta"),
+        "dims": int(x.shape[1]),
+        "seconds": round(seconds, 1),
+        "cells_per_second": round(n / seconds),
+    }
 
 
 def main() -> None:
@@ -156,9 +208,14 @@ def main() -> None:
             best = max(learned, key=lambda k: (learned[k]["best_balanced_accuracy"], learned[k]["best_dna_pearson_r"]))
             b = learned[best]
             result["jurkat_best"] = {
-                "method": best, "balanced_accuracy": b["best_balanced_accuracy"], "dna_pearson_r": b["best_dna_pearson_r"],
+                "method": best,
+                "balanced_accuracy": b["best_balanced_accuracy"],
+                "dna_pearson_r": b["best_dna_pearson_r"],
                 "targets_met": b["best_balanced_accuracy"] >= 0.65 and b["best_dna_pearson_r"] >= 0.92,
-                "beats_every_pca": all(b["best_balanced_accuracy"] > p["best_balanced_accuracy"] and b["best_dna_pearson_r"] > p["best_dna_pearson_r"] for p in pca),
+                "beats_every_pca": all(
+                    b["best_balanced_accuracy"] > p["best_balanced_accuracy"] and b["best_dna_pearson_r"] > p["best_dna_pearson_r"]
+                    for p in pca
+                ),
             }
     if "hek" not in args.skip:
         result["hek"] = hek(next(iter(parse_methods(args.hek_method).values())), Path(args.hek))

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from common import emit
 
 
@@ -42,7 +43,13 @@ def jurkat(data: str, folds: int, trees: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cells = sf.import_cells(data, Path(tmp) / "j.cells", layout="ifc", channels="Ch3,Ch4,Ch6").load()
     y = dna_content(cells.select_channels("Ch4").read(slice(None))[:, 0])
-    out: dict = {"cells": len(cells), "target": "integrated Ch4 (border-median subtracted)", "folds": folds, "trees": trees, "by_channels": {}}
+    out: dict = {
+        "cells": len(cells),
+        "target": "integrated Ch4 (border-median subtracted)",
+        "folds": folds,
+        "trees": trees,
+        "by_channels": {},
+    }
     labels = pd.Series(np.asarray(cells.labels).astype(str))
     out["dna_by_phase_mean"] = {k: round(float(v)) for k, v in pd.Series(y).groupby(labels).mean().items()}
     cv = KFold(folds, shuffle=True, random_state=0)
@@ -55,16 +62,24 @@ def jurkat(data: str, folds: int, trees: int) -> dict:
         t = time.monotonic()
         pred = cross_val_predict(model, x, y, cv=cv)
         area = table[["AreaShape_Area"]].to_numpy(np.float64)
-        pred_area = cross_val_predict(RandomForestRegressor(n_estimators=trees, min_samples_leaf=20, n_jobs=-1, random_state=0), area, y, cv=cv)
+        pred_area = cross_val_predict(
+            RandomForestRegressor(n_estimators=trees, min_samples_leaf=20, n_jobs=-1, random_state=0), area, y, cv=cv
+        )
         out["by_channels"][channels] = {
             "features": int(x.shape[1]),
             "measure_seconds": round(seconds, 1),
             "rf_seconds": round(time.monotonic() - t, 1),
             "pearson_r": round(float(np.corrcoef(pred, y)[0, 1]), 4),
             "pearson_r_area_only": round(float(np.corrcoef(pred_area, y)[0, 1]), 4),
-            "pearson_r_per_phase": {k: round(float(np.corrcoef(pred[m], y[m])[0, 1]), 3) for k in sorted(labels.unique()) if (m := (labels == k).to_numpy()).sum() > 10},
+            "pearson_r_per_phase": {
+                k: round(float(np.corrcoef(pred[m], y[m])[0, 1]), 3)
+                for k in sorted(labels.unique())
+                if (m := (labels == k).to_numpy()).sum() > 10
+            },
         }
-        logging.getLogger("benchmark").warning("jurkat %s: r = %.4f (%d features)", channels, out["by_channels"][channels]["pearson_r"], x.shape[1])
+        logging.getLogger("benchmark").warning(
+            "jurkat %s: r = %.4f (%d features)", channels, out["by_channels"][channels]["pearson_r"], x.shape[1]
+        )
     return out
 
 

@@ -43,17 +43,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cells = sf.import_cells(args.data, Path(tmp) / "hek.cells", groups={"field": r"-(\d{6})"}).load()
     features = measure(cells)
-    result = {"data": args.data, "cells": len(cells), "fields": int(cells.table["field"].nunique()), "folds": args.folds, "models": {}, "baselines": None}
+    result = {
+        "data": args.data,
+        "cells": len(cells),
+        "fields": int(cells.table["field"].nunique()),
+        "folds": args.folds,
+        "models": {},
+        "baselines": None,
+    }
     for model in [DEFAULT_MODEL if m == "default" else m for m in args.models.split(",")]:
         epochs = dict(item.split("=") for item in args.epochs.split(",")) if args.epochs else {}
         config = TrainConfig.for_data(cells, model=model, epochs=int(epochs[model]) if model in epochs else None)
         t = time.monotonic()
-        ev = evaluate(cells, group="field", n_folds=args.folds, config=config, features=features, baselines=["majority", "area_svm", "features_rf"] if result["baselines"] is None else [])
+        ev = evaluate(
+            cells,
+            group="field",
+            n_folds=args.folds,
+            config=config,
+            features=features,
+            baselines=["majority", "area_svm", "features_rf"] if result["baselines"] is None else [],
+        )
         s = ev.metrics["summary"]
         result["models"][model] = model_record(ev, time.monotonic() - t, config)
         if result["baselines"] is None:
-            result["baselines"] = {b: {"accuracy": v["summary"]["accuracy"], "balanced_accuracy": v["summary"]["balanced_accuracy"]} for b, v in ev.metrics["baselines"].items()}
-        logging.getLogger("benchmark").warning("%s: accuracy %.3f (%.0f s)", model, s["accuracy"]["mean"], result["models"][model]["seconds"])
+            result["baselines"] = {
+                b: {"accuracy": v["summary"]["accuracy"], "balanced_accuracy": v["summary"]["balanced_accuracy"]}
+                for b, v in ev.metrics["baselines"].items()
+            }
+        logging.getLogger("benchmark").warning(
+            "%s: accuracy %.3f (%.0f s)", model, s["accuracy"]["mean"], result["models"][model]["seconds"]
+        )
     result["seconds_total"] = round(time.monotonic() - t0, 1)
     emit(result, args.out)
 

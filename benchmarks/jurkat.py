@@ -42,7 +42,9 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(s[0] for s in SETTINGS))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--baselines", default="majority,area_svm,features_rf")
-    parser.add_argument("--report-dir", default=None, help="also write each setting's run folder (with report.html) here, for the first model")
+    parser.add_argument(
+        "--report-dir", default=None, help="also write each setting's run folder (with report.html) here, for the first model"
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
@@ -75,19 +77,35 @@ def main() -> None:
             config = TrainConfig.for_data(subset, model=model)
             t = time.monotonic()
             first = entry["baselines"] is None
-            ev = evaluate(subset, protocol="kfold", n_folds=args.folds, config=config, baselines=baselines if first else [], features=features_by_channels.get(channels), n_boot=1000, final_model=bool(args.report_dir) and first)
+            ev = evaluate(
+                subset,
+                protocol="kfold",
+                n_folds=args.folds,
+                config=config,
+                baselines=baselines if first else [],
+                features=features_by_channels.get(channels),
+                n_boot=1000,
+                final_model=bool(args.report_dir) and first,
+            )
             if args.report_dir and first:
                 import dataclasses
 
                 from stainfree.workflows.evaluate import write_evaluation_run
 
-                run_config = {"command": "benchmarks/jurkat.py", "data": {"cells": args.data, "channels": channels.split(","), "merge_classes": merge, "n_cells": len(subset)}, "protocol": ev.protocol, "train": dataclasses.asdict(config)}
+                run_config = {
+                    "command": "benchmarks/jurkat.py",
+                    "data": {"cells": args.data, "channels": channels.split(","), "merge_classes": merge, "n_cells": len(subset)},
+                    "protocol": ev.protocol,
+                    "train": dataclasses.asdict(config),
+                }
                 write_evaluation_run(ev, Path(args.report_dir) / name, config=run_config, force=True, cells=subset)
             s = ev.metrics["summary"]
             entry["models"][model] = model_record(ev, time.monotonic() - t, config)
             if entry["baselines"] is None:
                 entry["baselines"] = {b: v["summary"]["balanced_accuracy"] for b, v in ev.metrics["baselines"].items()}
-            logging.getLogger("benchmark").warning("%s %s: balanced accuracy %.3f (%.0f s)", name, model, s["balanced_accuracy"]["mean"], entry["models"][model]["seconds"])
+            logging.getLogger("benchmark").warning(
+                "%s %s: balanced accuracy %.3f (%.0f s)", name, model, s["balanced_accuracy"]["mean"], entry["models"][model]["seconds"]
+            )
         result["settings"][name] = entry
     result["seconds_total"] = round(time.monotonic() - t0, 1)
     emit(result, args.out)

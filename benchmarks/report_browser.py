@@ -25,7 +25,9 @@ def check(path: Path) -> dict:
     try:
         driver.get(path.resolve().as_uri())
         images = driver.execute_script("return document.images.length")
-        broken = driver.execute_script("return Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt)")
+        broken = driver.execute_script(
+            "return Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt)"
+        )
         console = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
         requests = []
         for entry in driver.get_log("performance"):
@@ -37,7 +39,15 @@ def check(path: Path) -> dict:
         sections = driver.execute_script("return document.querySelectorAll('section').length")
     finally:
         driver.quit()
-    return {"report": str(path), "bytes": path.stat().st_size, "sections": sections, "images": images, "images_not_drawn": broken, "console_errors": console, "external_requests": requests}
+    return {
+        "report": str(path),
+        "bytes": path.stat().st_size,
+        "sections": sections,
+        "images": images,
+        "images_not_drawn": broken,
+        "console_errors": console,
+        "external_requests": requests,
+    }
 
 
 def main() -> None:

@@ -103,7 +103,7 @@ def speed(repeats: int = 3) -> dict:
             cells = len(table)
         best = min(times)
         out[name] = {
-            "seconds_best_of_%d" % repeats: round(best, 3),
+            f"seconds_best_of_{repeats}": round(best, 3),
             "seconds_all": [round(t, 3) for t in times],
             "objects": r.n_objects,
             "cells_cropped": cells,
@@ -118,7 +118,7 @@ def mixed_population(seeds=(0, 1, 2)) -> dict:
 
     from stainfree.datasets.synthetic import make_cells, make_field
     from stainfree.ml.train import TrainConfig, fit
-    from stainfree.workflows.predict import predict_fields
+    from stainfree.workflows.predict import run_predict
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,16 +132,26 @@ def mixed_population(seeds=(0, 1, 2)) -> dict:
                 f = make_field((512, 512), n_cells=70, seed=1000 * (seed + 1) + k)
                 paths.append(tmp / f"s{seed}f{k}.tif")
                 tifffile.imwrite(paths[-1], np.stack([f.brightfield.astype(np.uint16), f.fluorescence]))
-            _, summary = predict_fields(tmp / f"m{seed}.safetensors", paths, tmp / f"out{seed}", channels=["bf", "fluo"], label_channel="fluo", label_names=["round", "spindle"], method="classical")
+            _, summary = run_predict(
+                tmp / f"m{seed}.safetensors",
+                paths,
+                tmp / f"out{seed}",
+                channels=["bf", "fluo"],
+                label_channel="fluo",
+                label_names=["round", "spindle"],
+                method="classical",
+            )
             a = summary["against_labels"]
-            runs.append({
-                "seed": seed,
-                "cells": a["cells"],
-                "accuracy": round(a["accuracy"], 4),
-                "sensitivity_spindle": round(a["sensitivity"], 4),
-                "specificity_spindle": round(a["specificity"], 4),
-                "per_field_accuracy": [round(v["accuracy"], 4) for v in a["per_field"].values()],
-            })
+            runs.append(
+                {
+                    "seed": seed,
+                    "cells": a["cells"],
+                    "accuracy": round(a["accuracy"], 4),
+                    "sensitivity_spindle": round(a["sensitivity"], 4),
+                    "specificity_spindle": round(a["specificity"], 4),
+                    "per_field_accuracy": [round(v["accuracy"], 4) for v in a["per_field"].values()],
+                }
+            )
     acc = [r["accuracy"] for r in runs]
     return {"runs": runs, "accuracy_mean": round(float(np.mean(acc)), 4), "accuracy_min": round(float(np.min(acc)), 4)}
 

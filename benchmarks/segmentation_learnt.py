@@ -65,8 +65,13 @@ def cross_validation(steps: int, which: list[int], *, diameter: float = 24.0, sa
         fit = [load(train[i]) for i in fit_idx]
         val = [load(train[i]) for i in val_idx]
         start = time.monotonic()
-        model = train_segmenter([x for x, _ in fit], [y for _, y in fit], channels=["phase"], config=SegTrainConfig(steps=steps, validate_every=steps, diameter=diameter),
-                                validation=([x for x, _ in val], [y for _, y in val]))
+        model = train_segmenter(
+            [x for x, _ in fit],
+            [y for _, y in fit],
+            channels=["phase"],
+            config=SegTrainConfig(steps=steps, validate_every=steps, diameter=diameter),
+            validation=([x for x, _ in val], [y for _, y in val]),
+        )
         seconds = time.monotonic() - start
         if save_models is not None:
             model.save(save_models / f"fold{k}.safetensors")
@@ -75,16 +80,29 @@ def cross_validation(steps: int, which: list[int], *, diameter: float = 24.0, sa
         for name in test:
             image, truth = load(name)
             scale, _ = model.resolve_scale()
-            maps = model.predict_maps(rescale(normalise_field(image, low=model.normalisation["low"], high=model.normalisation["high"]), scale))
+            maps = model.predict_maps(
+                rescale(normalise_field(image, low=model.normalisation["low"], high=model.normalisation["high"]), scale)
+            )
             for t in FOREGROUND_THRESHOLDS:
                 labels = model.labels_from_maps(maps, truth.shape, dataclasses.replace(model.instance_params, foreground_threshold=t))
                 by_threshold[t].append(match_counts(truth, labels))
             fold_counts.append(by_threshold[chosen][-1])
         counts += fold_counts
-        per_fold.append({"fold": k, "test_fields": test, "validation_fields": [train[i] for i in val_idx], "train_seconds": round(seconds, 1),
-                         "foreground_threshold": chosen, "validation": model.provenance["foreground_threshold_on_validation"],
-                         **scores_from_counts(pool_counts(fold_counts)),
-                         "test_at_every_threshold (not used to choose)": {str(t): {m: v for m, v in scores_from_counts(pool_counts(c)).items() if m in ("f1", "mean_matched_iou", "ap_50_95")} for t, c in by_threshold.items()}})
+        per_fold.append(
+            {
+                "fold": k,
+                "test_fields": test,
+                "validation_fields": [train[i] for i in val_idx],
+                "train_seconds": round(seconds, 1),
+                "foreground_threshold": chosen,
+                "validation": model.provenance["foreground_threshold_on_validation"],
+                **scores_from_counts(pool_counts(fold_counts)),
+                "test_at_every_threshold (not used to choose)": {
+                    str(t): {m: v for m, v in scores_from_counts(pool_counts(c)).items() if m in ("f1", "mean_matched_iou", "ap_50_95")}
+                    for t, c in by_threshold.items()
+                },
+            }
+        )
         print(json.dumps(per_fold[-1]), file=sys.stderr, flush=True)
     return {"steps": steps, "diameter": diameter, "folds": per_fold, "pooled": scores_from_counts(pool_counts(counts)) if counts else None}
 
@@ -109,7 +127,11 @@ def shipped() -> dict:
     for name in SETS[40:]:
         image, truth = load(name)
         counts.append(match_counts(truth, model.segment(image).labels))
-    return {"fields": SETS[40:], **scores_from_counts(pool_counts(counts)), "training": {k: model.provenance.get(k) for k in ("licence", "training_data")}}
+    return {
+        "fields": SETS[40:],
+        **scores_from_counts(pool_counts(counts)),
+        "training": {k: model.provenance.get(k) for k in ("licence", "training_data")},
+    }
 
 
 SPEED_CHILD = """
@@ -133,7 +155,17 @@ print(json.dumps({"size": size, "seconds": round(seconds, 2), "objects": int(lab
 def speed() -> dict:
     out = {}
     for size in (1024, 2048):
-        runs = [json.loads(subprocess.run([sys.executable, "-c", SPEED_CHILD, str(size), str(PHASE / "fields" / "set41.tif")], capture_output=True, text=True, check=True).stdout) for _ in range(2)]
+        runs = [
+            json.loads(
+                subprocess.run(
+                    [sys.executable, "-c", SPEED_CHILD, str(size), str(PHASE / "fields" / "set41.tif")],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            for _ in range(2)
+        ]
         best = min(runs, key=lambda r: r["seconds"])
         out[f"{size}x{size}"] = {**best, "seconds_all": [r["seconds"] for r in runs]}
     return out
@@ -163,9 +195,13 @@ def main() -> None:
     args = parser.parse_args()
     if not PHASE.is_dir():
         sys.exit(f"{PHASE} not found: this benchmark needs ../shared/data")
-    result = {} if args.cv_only else {"nuclei_field": nuclei_field(), "shipped": shipped(), "speed": speed(), "classical_all_45": classical()}
+    result = (
+        {} if args.cv_only else {"nuclei_field": nuclei_field(), "shipped": shipped(), "speed": speed(), "classical_all_45": classical()}
+    )
     if not args.skip_cv:
-        result["cross_validation"] = cross_validation(args.steps, [int(k) for k in args.folds.split(",")], diameter=args.diameter, save_models=args.save_models)
+        result["cross_validation"] = cross_validation(
+            args.steps, [int(k) for k in args.folds.split(",")], diameter=args.diameter, save_models=args.save_models
+        )
     emit(result, args.out)
 
 

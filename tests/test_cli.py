@@ -4,9 +4,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import write_png
 
 import stainfree as sf
+from conftest import write_png
 
 
 def run(*args, cwd=None):
@@ -74,7 +74,9 @@ def test_ctrl_c_leaves_no_output_and_says_so(tmp_path):
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "stainfree", "demo", "-o", tmp_path / "run", "--epochs", "40"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for line in proc.stderr:  # wait until training is under way

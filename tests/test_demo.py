@@ -12,8 +12,17 @@ def test_demo_writes_a_complete_run_folder(tmp_path):
     out, metrics = run_demo(tmp_path / "demo", n_per_class=40, size=32, folds=4, epochs=3)
     names = sorted(p.name for p in out.iterdir())
     assert names == [
-        "cells.cells", "config.json", "data.json", "explain", "features.parquet", "figures", "metrics.json",
-        "model.safetensors", "predictions.parquet", "report.html", "saliency",
+        "cells.cells",
+        "config.json",
+        "data.json",
+        "explain",
+        "features.parquet",
+        "figures",
+        "metrics.json",
+        "model.safetensors",
+        "predictions.parquet",
+        "report.html",
+        "saliency",
     ]
     figures = sorted(p.name for p in (out / "figures").iterdir())
     assert figures == ["confusion_matrix.png", "examples.png", "roc.png", "training_curve.png"]

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from stainfree.core.cellset import CellSet
 from stainfree.datasets.synthetic import make_cells
 from stainfree.ml.embed import (
@@ -46,7 +46,9 @@ def test_barlow_twins_loss_matches_the_formula_and_its_invariances():
     # two identical views with decorrelated features: the cross-correlation is the identity
     q, _ = np.linalg.qr(rng.normal(size=(64, 8)))
     q = q - q.mean(0)
-    assert float(loss(torch.tensor(q), torch.tensor(q))) < 1e-6 or _reference_barlow(q, q, 0.01) == pytest.approx(float(loss(torch.tensor(q), torch.tensor(q))))
+    assert float(loss(torch.tensor(q), torch.tensor(q))) < 1e-6 or _reference_barlow(q, q, 0.01) == pytest.approx(
+        float(loss(torch.tensor(q), torch.tensor(q)))
+    )
     assert float(BarlowTwinsLoss(0.0)(torch.tensor(z1), torch.tensor(z1))) == pytest.approx(0.0, abs=1e-9)
 
 
@@ -105,12 +107,26 @@ def test_stage_pooling_and_dihedral_averaging():
     assert not np.allclose(emb.transform(np.ascontiguousarray(np.rot90(images, 1, axes=(2, 3)))), emb.transform(images), atol=1e-3)
     # the defaults: stage pooling for barlow, the model's own features for slc, no averaging
     default = fit_embedder(images, channels=cells.channels, config=EmbedConfig(method="barlow", epochs=1, batch_size=8))[0]
-    assert (default.arch, default.config["dim"], default.config["pooling"], default.config["tta"]) == ("resnet_small", 128, "stages+std", "none")
+    assert (default.arch, default.config["dim"], default.config["pooling"], default.config["tta"]) == (
+        "resnet_small",
+        128,
+        "stages+std",
+        "none",
+    )
     slc = fit_embedder(images, channels=cells.channels, config=EmbedConfig(method="slc", model="cnn3", epochs=1, batch_size=8))[0]
     assert (slc.config["pooling"], slc.config["tta"], slc.width) == ("last", "none", 32)
-    assert fit_embedder(images, channels=cells.channels, config=EmbedConfig(method="barlow", model="fc2", epochs=1, batch_size=8, dim=8))[0].config["pooling"] == "last"
+    assert (
+        fit_embedder(images, channels=cells.channels, config=EmbedConfig(method="barlow", model="fc2", epochs=1, batch_size=8, dim=8))[
+            0
+        ].config["pooling"]
+        == "last"
+    )
     with pytest.raises(ValueError, match="needs a convolutional model with stages"):
-        fit_embedder(images, channels=cells.channels, config=EmbedConfig(method="barlow", model="fc2", pooling="stages", epochs=1, batch_size=8, dim=8))
+        fit_embedder(
+            images,
+            channels=cells.channels,
+            config=EmbedConfig(method="barlow", model="fc2", pooling="stages", epochs=1, batch_size=8, dim=8),
+        )
     with pytest.raises(ValueError, match="applies to slc and barlow, not pca"):
         EmbedConfig(method="pca", pooling="stages").validate()
     with pytest.raises(ValueError, match="pooling must be stages, stages[+]std or last, got 'max'"):
@@ -224,7 +240,24 @@ def test_embed_and_cluster_from_the_command_line(tmp_path):
     ad = anndata.read_h5ad(tmp_path / "e.h5ad")
     assert ad.obsm["X_pca"].shape == (80, 10) and ad.obs["cell_id"].tolist() == cells.cell_ids.tolist()
     assert json.loads(ad.uns["stainfree_embed"]["settings"])["method"] == "pca"
-    r = run_cli("cluster", tmp_path / "e.h5ad", "-o", tmp_path / "cl", "--by", "label", "--probe", "label", "--probe-group", "flask", "--regress", "area", "--cells", tmp_path / "c.cells", "--k-range", "2,5")
+    r = run_cli(
+        "cluster",
+        tmp_path / "e.h5ad",
+        "-o",
+        tmp_path / "cl",
+        "--by",
+        "label",
+        "--probe",
+        "label",
+        "--probe-group",
+        "flask",
+        "--regress",
+        "area",
+        "--cells",
+        tmp_path / "c.cells",
+        "--k-range",
+        "2,5",
+    )
     assert r.returncode == 0, r.stderr
     assert "probe label: balanced accuracy" in r.stdout and "probe area: Pearson r" in r.stdout
     out = tmp_path / "cl"
@@ -233,9 +266,19 @@ def test_embed_and_cluster_from_the_command_line(tmp_path):
     assert set(summary["regressions"]["area"]) == {"rf", "ridge", "rf on pixels", "ridge on pixels"}
     assert summary["probes"]["label"]["logreg on pixels"]["cells"] == 80
     assert summary["probes"]["label"]["logreg on pixels"]["features"] == 24 * 24 and summary["probes"]["label"]["rf"]["features"] == 10
-    assert {"clusters.h5ad", "clusters.json", "composition_label.csv", "enrichment_label.csv", "report.html"} <= {p.name for p in out.iterdir()}
+    assert {"clusters.h5ad", "clusters.json", "composition_label.csv", "enrichment_label.csv", "report.html"} <= {
+        p.name for p in out.iterdir()
+    }
     figures = {p.name for p in (out / "figures").iterdir()}
-    assert {"umap_cluster.png", "umap_label.png", "umap_flask.png", "cluster_gallery.png", "cluster_kmeans_scan.png", "composition_label.png", "cluster_matrices.png"} <= figures
+    assert {
+        "umap_cluster.png",
+        "umap_label.png",
+        "umap_flask.png",
+        "cluster_gallery.png",
+        "cluster_kmeans_scan.png",
+        "composition_label.png",
+        "cluster_matrices.png",
+    } <= figures
     clustered = anndata.read_h5ad(out / "clusters.h5ad")
     assert "X_umap" in clustered.obsm and "cluster" in clustered.obs
     report = (out / "report.html").read_text()
@@ -263,8 +306,8 @@ def test_group_column_with_one_value_is_refused_for_composition(tmp_path):
     table = pd.DataFrame({"cell_id": [f"c{i}" for i in range(30)], "label": ["a"] * 30, "dish": ["d1"] * 30})
     cells = CellSet(np.random.default_rng(0).normal(size=(30, 1, 8, 8)).astype(np.float32), table, channels=["bf"])
     ad = embed_cells(cells, method="pca", config=EmbedConfig(dim=4))
-    from stainfree.workflows.cluster import cluster_to_folder
+    from stainfree.workflows.cluster import run_cluster
 
     with pytest.raises(ValueError, match="'dish' has only one value"):
-        cluster_to_folder(ad, tmp_path / "o", by=["dish"], k=2)
+        run_cluster(ad, tmp_path / "o", by=["dish"], k=2)
     assert not (tmp_path / "o").exists()

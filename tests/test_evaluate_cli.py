@@ -24,7 +24,9 @@ def small_cells(tmp_path_factory):
 
 
 def test_evaluate_then_predict(small_cells, tmp_path):
-    out = run("evaluate", small_cells, "-o", tmp_path / "run", "--group", "flask", "--folds", 3, "--epochs", 2, "--baselines", "majority,area_svm")
+    out = run(
+        "evaluate", small_cells, "-o", tmp_path / "run", "--group", "flask", "--folds", 3, "--epochs", 2, "--baselines", "majority,area_svm"
+    )
     assert out.returncode == 0, out.stderr
     assert "by held-out flask (3 folds over 6 groups)" in out.stdout
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -33,7 +35,7 @@ def test_evaluate_then_predict(small_cells, tmp_path):
     assert pred.returncode == 0, pred.stderr
     table = read_parquet(tmp_path / "p.parquet")
     assert len(table) == 48 and {"cell_id", "label", "predicted", "prob_round", "prob_spindle"} <= set(table.columns)
-    assert "against the labels: accuracy" in pred.stdout
+    assert "against the labels (" in pred.stdout and "balanced accuracy" in pred.stdout
     again = run("predict", tmp_path / "run" / "model.safetensors", small_cells, "-o", tmp_path / "p.parquet")
     assert again.returncode == 1 and "already exists" in again.stderr
 
@@ -110,19 +112,26 @@ def test_interrupted_evaluation_resumes_finished_splits(tmp_path, caplog):
 
 
 def test_cross_group_and_audit_and_learning_curve(tmp_path):
-    from stainfree.workflows.evaluate import evaluate_to_run
+    from stainfree.workflows.evaluate import run_evaluate
 
     cs = make_cells(12, size=16, flasks_per_line=2, seed=0)
     config = TrainConfig(epochs=1)
-    out, m = evaluate_to_run(cs, tmp_path / "cg", protocol="cross-group", group="flask", config=config, baselines=["majority"])
+    out, m = run_evaluate(cs, tmp_path / "cg", protocol="cross-group", group="flask", config=config, baselines=["majority"])
     # every flask holds one line, so the smallest pools are flask pairs (one flask of each line)
-    assert m["cross_group"]["matrix"]["train"] == ["round-flask1+spindle-flask1", "round-flask1+spindle-flask2", "round-flask2+spindle-flask1", "round-flask2+spindle-flask2"]
+    assert m["cross_group"]["matrix"]["train"] == [
+        "round-flask1+spindle-flask1",
+        "round-flask1+spindle-flask2",
+        "round-flask2+spindle-flask1",
+        "round-flask2+spindle-flask2",
+    ]
     assert m["cross_group"]["matrix"]["test"] == sorted(cs.table["flask"].unique())
     assert [r["pool_size"] for r in m["cross_group"]["by_pool_size"]] == [1]
     assert (out / "figures" / "cross_group.png").is_file()
-    out, m = evaluate_to_run(cs, tmp_path / "audit", protocol="audit-groups", group="flask", n_folds=2, config=config)
+    out, m = run_evaluate(cs, tmp_path / "audit", protocol="audit-groups", group="flask", n_folds=2, config=config)
     assert set(m["audit"]) == {"round", "spindle"} and m["audit"]["round"]["chance"] == 0.5
-    out, m = evaluate_to_run(cs, tmp_path / "lc", group="flask", n_folds=2, config=config, baselines=["majority"], train_sizes=[0.5, 1.0], final_model=False)
+    out, m = run_evaluate(
+        cs, tmp_path / "lc", group="flask", n_folds=2, config=config, baselines=["majority"], train_sizes=[0.5, 1.0], final_model=False
+    )
     assert [c["train_fraction"] for c in m["learning_curve"]] == [0.5, 1.0]
     assert (out / "figures" / "learning_curve.png").is_file()
 
@@ -133,9 +142,28 @@ def test_compare_conditions_and_seeds(tmp_path):
     from stainfree.core.cellset import CellSet
 
     base = make_cells(12, size=16, flasks_per_line=2, seed=0)
-    two = CellSet(np.concatenate([base.images, base.images[:, :, ::-1]], axis=1), base.table, channels=["bf", "bf_flipped"], groups=base.groups)
+    two = CellSet(
+        np.concatenate([base.images, base.images[:, :, ::-1]], axis=1), base.table, channels=["bf", "bf_flipped"], groups=base.groups
+    )
     two.save(tmp_path / "two.cells")
-    out = run("compare", tmp_path / "two.cells", "-o", tmp_path / "cmp", "--condition", "bf=bf", "--condition", "both=bf,bf_flipped", "--seeds", 2, "--epochs", 1, "--group", "flask", "--folds", 2)
+    out = run(
+        "compare",
+        tmp_path / "two.cells",
+        "-o",
+        tmp_path / "cmp",
+        "--condition",
+        "bf=bf",
+        "--condition",
+        "both=bf,bf_flipped",
+        "--seeds",
+        2,
+        "--epochs",
+        1,
+        "--group",
+        "flask",
+        "--folds",
+        2,
+    )
     assert out.returncode == 0, out.stderr
     body = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert list(body["conditions"]) == ["bf", "both"] and body["conditions"]["both"]["balanced_accuracy"]["seeds"] == 2
@@ -173,7 +201,19 @@ def test_evaluate_reuses_a_features_file_and_checks_its_cells(small_cells, tmp_p
     assert run("features", small_cells, "-o", tmp_path / "f.parquet").returncode == 0
     features = read_parquet(tmp_path / "f.parquet")
     features.iloc[::-1].to_parquet(tmp_path / "shuffled.parquet")  # rows are matched by cell_id
-    out = run("evaluate", small_cells, "-o", tmp_path / "run", "--epochs", 1, "--features", tmp_path / "shuffled.parquet", "--baselines", "area_svm", "--no-final-model")
+    out = run(
+        "evaluate",
+        small_cells,
+        "-o",
+        tmp_path / "run",
+        "--epochs",
+        1,
+        "--features",
+        tmp_path / "shuffled.parquet",
+        "--baselines",
+        "area_svm",
+        "--no-final-model",
+    )
     assert out.returncode == 0, out.stderr
     saved = read_parquet(tmp_path / "run" / "features.parquet")
     assert saved["cell_id"].tolist() == features["cell_id"].tolist()

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from stainfree.datasets.synthetic import make_cells
 from stainfree.ml.saliency import activation_maps, saliency
 from stainfree.tl.rank import js_divergence, rank_features
-from stainfree.workflows.explain import explain_groups
+from stainfree.workflows.explain import run_explain
 
 
 def test_js_divergence_matches_the_reference_formula():
@@ -35,13 +35,15 @@ def _two_groups(n=300, seed=0):
     group = np.array(["small"] * n + ["large"] * n)
     large = group == "large"
     area = rng.normal(100, 10, 2 * n) + 40 * large
-    table = pd.DataFrame({
-        "cell_id": [f"c{i}" for i in range(2 * n)],
-        "area": area,
-        "area_twice": 2 * area + 5,  # the same information, perfectly correlated
-        "roughness": rng.normal(0, 1, 2 * n) + 1.0 * large,  # separates; within a group independent of area
-        "noise": rng.normal(0, 1, 2 * n),
-    })
+    table = pd.DataFrame(
+        {
+            "cell_id": [f"c{i}" for i in range(2 * n)],
+            "area": area,
+            "area_twice": 2 * area + 5,  # the same information, perfectly correlated
+            "roughness": rng.normal(0, 1, 2 * n) + 1.0 * large,  # separates; within a group independent of area
+            "noise": rng.normal(0, 1, 2 * n),
+        }
+    )
     return table, pd.Series(group)
 
 
@@ -76,13 +78,13 @@ def test_group_errors_name_the_problem():
 
 def test_explain_writes_the_folder_atomically(tmp_path):
     table, group = _two_groups(50)
-    out, s = explain_groups(table, group, tmp_path / "ex", column="line", svm_top=3)
+    out, s = run_explain(table, group, tmp_path / "ex", column="line", svm_top=3)
     names = sorted(p.name for p in out.iterdir())
     assert names == ["explain.json", "pairs.csv", "ranking.csv", "ranking.png", "scatter.png"]
     body = json.loads((out / "explain.json").read_text())
     assert body["top"] == s.top and body["partner"] == "roughness"
     with pytest.raises(ValueError, match="already exists"):
-        explain_groups(table, group, tmp_path / "ex", column="line")
+        run_explain(table, group, tmp_path / "ex", column="line")
 
 
 def test_explain_cli_on_measured_synthetic_lines(tmp_path):

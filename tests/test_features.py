@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from stainfree.core.cellset import CellSet
 from stainfree.datasets.synthetic import make_cells
 from stainfree.pp.features import (
@@ -81,7 +81,13 @@ def test_shape_features_do_not_depend_on_rotation_and_texture_directions_swap():
     rotated = np.rot90(images, 1, axes=(2, 3)).copy()
     a = measure(_cells(images))
     b = measure(_cells(rotated))
-    for name in ("AreaShape_Area", "AreaShape_FormFactor", "AreaShape_Solidity", "AreaShape_MaxFeretDiameter", "Intensity_MeanIntensity_bf"):
+    for name in (
+        "AreaShape_Area",
+        "AreaShape_FormFactor",
+        "AreaShape_Solidity",
+        "AreaShape_MaxFeretDiameter",
+        "Intensity_MeanIntensity_bf",
+    ):
         np.testing.assert_allclose(a[name], b[name], rtol=1e-6, err_msg=name)
     # a quarter turn swaps horizontal (00) and vertical (02) co-occurrence
     np.testing.assert_allclose(a["Texture_Contrast_bf_3_00"], b["Texture_Contrast_bf_3_02"], rtol=1e-9)

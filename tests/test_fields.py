@@ -18,8 +18,8 @@ from stainfree.seg.crops import crop_objects
 from stainfree.seg.fluorescence import correct_background, fit_two_populations
 from stainfree.seg.scoring import instance_scores
 from stainfree.utils import StainfreeError, read_parquet
-from stainfree.workflows.predict import predict_fields
-from stainfree.workflows.segment import segment_to_cellset
+from stainfree.workflows.predict import run_predict
+from stainfree.workflows.segment import run_segment
 
 
 def run(*args):
@@ -55,7 +55,12 @@ def test_read_multichannel_tiff_with_names(tmp_path):
 def test_read_ome_tiff_channel_names_and_pixel_size(tmp_path):
     data = np.zeros((2, 8, 8), np.uint16)
     data[1] = 7
-    tifffile.imwrite(tmp_path / "f.ome.tif", data, ome=True, metadata={"axes": "CYX", "Channel": {"Name": ["DIC", "mCherry"]}, "PhysicalSizeX": 0.325, "PhysicalSizeY": 0.325})
+    tifffile.imwrite(
+        tmp_path / "f.ome.tif",
+        data,
+        ome=True,
+        metadata={"axes": "CYX", "Channel": {"Name": ["DIC", "mCherry"]}, "PhysicalSizeX": 0.325, "PhysicalSizeY": 0.325},
+    )
     (field,) = read_fields(tmp_path / "f.ome.tif")
     assert field.channels == ["DIC", "mCherry"]
     assert field.pixel_size == pytest.approx(0.325)
@@ -183,7 +188,9 @@ def test_cropping_at_points_through_the_cli(tmp_path):
     img[0, 10, 10] = 500
     tifffile.imwrite(tmp_path / "a.tif", img)
     pd.DataFrame({"x": [10, 38], "y": [10, 20], "class": ["A", "B"], "Metadata_well": ["w1", "w2"]}).to_csv(tmp_path / "p.csv", index=False)
-    out = run("segment", tmp_path / "a.tif", "--points", tmp_path / "p.csv", "--size", 8, "--channels", "bf,gfp", "-o", tmp_path / "p.cells")
+    out = run(
+        "segment", tmp_path / "a.tif", "--points", tmp_path / "p.csv", "--size", 8, "--channels", "bf,gfp", "-o", tmp_path / "p.cells"
+    )
     assert out.returncode == 0, out.stderr
     assert "2 points, 1 cells kept; dropped 1 whose crop leaves the field" in out.stdout
     cs = open_cellset(tmp_path / "p.cells")
@@ -223,7 +230,24 @@ def test_mixture_that_does_not_separate_is_refused():
 def test_segment_cli_with_labels_masks_and_label_images(tmp_path):
     paths, truths = write_mixed_fields(tmp_path / "fields", n_fields=2, shape=(256, 256))
     # synthetic benchtop brightfield, not phase contrast: the classical brightfield pipeline
-    out = run("segment", *paths, "--channels", "bf,mCherry", "--label-channel", "mCherry", "--label-names", "round,spindle", "--size", 32, "--save-labels", tmp_path / "labels", "-o", tmp_path / "s.cells", "--method", "classical")
+    out = run(
+        "segment",
+        *paths,
+        "--channels",
+        "bf,mCherry",
+        "--label-channel",
+        "mCherry",
+        "--label-names",
+        "round,spindle",
+        "--size",
+        32,
+        "--save-labels",
+        tmp_path / "labels",
+        "-o",
+        tmp_path / "s.cells",
+        "--method",
+        "classical",
+    )
     assert out.returncode == 0, out.stderr
     assert "fluorescence mixture: round" in out.stdout
     cs = open_cellset(tmp_path / "s.cells")
@@ -258,7 +282,16 @@ def test_segment_cli_bad_inputs(tmp_path):
 
 def test_segment_to_cellset_balances_classes_per_field(tmp_path):
     paths, _ = write_mixed_fields(tmp_path / "fields", n_fields=2, shape=(256, 256), seed=7)
-    _, result, cells = segment_to_cellset(paths, tmp_path / "b.cells", channels=["bf", "fl"], label_channel="fl", label_names=("round", "spindle"), size=24, balance=True, method="classical")
+    _, result, cells = run_segment(
+        paths,
+        tmp_path / "b.cells",
+        channels=["bf", "fl"],
+        label_channel="fl",
+        label_names=("round", "spindle"),
+        size=24,
+        balance=True,
+        method="classical",
+    )
     per_field = cells.table.groupby("field")["label"].value_counts().unstack()
     assert (per_field["round"] == per_field["spindle"]).all()
     assert len(cells) < len(result.table)
@@ -289,7 +322,15 @@ def test_mixed_population_fields_are_classified_against_the_fluorescence_label(t
     clf, _ = fit(train.images, train.labels, channels=train.channels, config=TrainConfig.for_data(train, epochs=20))
     clf.save(tmp_path / "model.safetensors")
     paths, _ = write_mixed_fields(tmp_path / "fields")
-    out, summary = predict_fields(tmp_path / "model.safetensors", paths, tmp_path / "pred", channels=["bf", "fluo"], label_channel="fluo", label_names=["round", "spindle"], method="classical")
+    out, summary = run_predict(
+        tmp_path / "model.safetensors",
+        paths,
+        tmp_path / "pred",
+        channels=["bf", "fluo"],
+        label_channel="fluo",
+        label_names=["round", "spindle"],
+        method="classical",
+    )
     overall = summary["against_labels"]
     assert overall["cells"] >= 100
     assert overall["accuracy"] >= 0.90, overall
@@ -306,7 +347,19 @@ def test_mixed_population_fields_are_classified_against_the_fluorescence_label(t
     assert report.count("<img") == 1 + 1 + 3  # the label fit, the composition chart, one overlay per field
     assert "Not in this report" not in report
     # the same through the CLI, and a label name the model does not know
-    bad = run("predict", tmp_path / "model.safetensors", *paths, "--channels", "bf,fluo", "--label-channel", "fluo", "--label-names", "HEK,HT1080", "-o", tmp_path / "p2")
+    bad = run(
+        "predict",
+        tmp_path / "model.safetensors",
+        *paths,
+        "--channels",
+        "bf,fluo",
+        "--label-channel",
+        "fluo",
+        "--label-names",
+        "HEK,HT1080",
+        "-o",
+        tmp_path / "p2",
+    )
     assert bad.returncode == 1 and "label name 'HEK' is not one of the model's classes (round, spindle)" in bad.stderr
     good = run("predict", tmp_path / "model.safetensors", *paths[:1], "--channels", "bf,fluo", "-o", tmp_path / "p3")
     assert good.returncode == 0, good.stderr

@@ -1,11 +1,11 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_png, write_tif
 
 import stainfree as sf
+from conftest import write_png, write_tif
 from stainfree.io.images import crop_or_pad, read_image, resize_cell, to_channels_first
-from stainfree.io.importers import detect_layout, parse_group_spec
+from stainfree.io.scan import detect_layout, parse_group_spec
 
 
 def class_folders(root, sizes=None):

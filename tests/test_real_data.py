@@ -14,8 +14,21 @@ JURKAT_COUNTS = {"G1": 900, "S": 900, "G2": 900, "Prophase": 606, "Metaphase": 6
 def test_jurkat_ifc_import_via_cli(shared_data, tmp_path):
     out = tmp_path / "jurkat.cells"
     res = subprocess.run(
-        [sys.executable, "-m", "stainfree", "import", shared_data / "jurkat-bbbc048", "--layout", "ifc", "--channels", "Ch3,Ch6", "-o", out],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "stainfree",
+            "import",
+            shared_data / "jurkat-bbbc048",
+            "--layout",
+            "ifc",
+            "--channels",
+            "Ch3,Ch6",
+            "-o",
+            out,
+        ],
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 0, res.stderr
     cs = sf.open_cellset(out)
@@ -47,7 +60,8 @@ def test_hek_import_with_fields_from_file_names(shared_data, tmp_path):
     out = tmp_path / "hek.cells"
     res = subprocess.run(
         [sys.executable, "-m", "stainfree", "import", shared_data / "hek-ht1080", "--group", r"field=-(\d{6})", "-o", out],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 0, res.stderr
     cs = sf.open_cellset(out)
@@ -56,7 +70,10 @@ def test_hek_import_with_fields_from_file_names(shared_data, tmp_path):
     fields = cs.table.groupby("label")["field"].nunique().to_dict()
     assert fields == {"293A": 40, "HT1080": 22}
     assert cs.table["field"].nunique() == 62
-    assert "group field: 62 distinct" in subprocess.run([sys.executable, "-m", "stainfree", "info", out], capture_output=True, text=True).stdout
+    assert (
+        "group field: 62 distinct"
+        in subprocess.run([sys.executable, "-m", "stainfree", "info", out], capture_output=True, text=True).stdout
+    )
 
 
 def _jurkat(shared_data, tmp_path_factory=None):

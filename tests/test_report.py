@@ -8,12 +8,12 @@ import re
 import shutil
 
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from stainfree.datasets.synthetic import make_cells
 from stainfree.ml.train import TrainConfig
 from stainfree.report.sections import build_report
-from stainfree.workflows.evaluate import evaluate_to_run
+from stainfree.workflows.evaluate import run_evaluate
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,9 @@ def run_folder(tmp_path_factory):
     cells = make_cells(30, size=32, flasks_per_line=3, seed=4)
     cells.save(root / "c.cells")
     config = TrainConfig.for_data(cells, epochs=3)
-    out, _ = evaluate_to_run(cells, root / "run", group="flask", n_folds=3, config=config, data={"cells": str(root / "c.cells"), "n_cells": len(cells)})
+    out, _ = run_evaluate(
+        cells, root / "run", group="flask", n_folds=3, config=config, data={"cells": str(root / "c.cells"), "n_cells": len(cells)}
+    )
     return out
 
 
@@ -44,7 +46,13 @@ def test_evaluation_report_embeds_every_figure(run_folder):
     n_images = check_self_contained(text)
     # examples, training curve, confusion, ROC, cross-group is absent, scatter, ranking, saliency, activations
     assert n_images == 8
-    for heading in ("Data", "Protocol and settings", "Headline metrics and baselines", "What separates the classes", "What the network looks at"):
+    for heading in (
+        "Data",
+        "Protocol and settings",
+        "Headline metrics and baselines",
+        "What separates the classes",
+        "What the network looks at",
+    ):
         assert f"<h2>{heading}</h2>" in text
     assert "baseline: features_rf" in text and "held-out flask" in text
     assert "Cells per flask and class" in text

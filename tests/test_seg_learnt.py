@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
+
 from conftest import write_png, write_tif
 
 
@@ -40,7 +41,9 @@ def tiny_training():
     torch.manual_seed(0)
     images, labels = synthetic_fields(4)
     config = SegTrainConfig(steps=120, batch_size=4, crop=64, width=8, depth=2, diameter=12, lr=1e-2, validate_every=120)
-    untrained = train_segmenter(images[:3], labels[:3], channels=["bf"], config=SegTrainConfig(**{**config.__dict__, "steps": 1, "lr": 1e-9}))
+    untrained = train_segmenter(
+        images[:3], labels[:3], channels=["bf"], config=SegTrainConfig(**{**config.__dict__, "steps": 1, "lr": 1e-9})
+    )
     trained = train_segmenter(images[:3], labels[:3], channels=["bf"], config=config, pixel_size=0.5, provenance={"licence": "CC0"})
     return trained, untrained, images[3], labels[3]
 
@@ -175,7 +178,9 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch)
 def _field(name, shape=(20, 30), channels=("bf",)):
     from stainfree.io.fields import Field
 
-    return Field(image=np.zeros((len(channels), *shape), np.uint16), channels=list(channels), name=name, source=f"{name}.tif", pixel_size=None)
+    return Field(
+        image=np.zeros((len(channels), *shape), np.uint16), channels=list(channels), name=name, source=f"{name}.tif", pixel_size=None
+    )
 
 
 def test_annotations_from_label_images_roi_sets_and_coco(tmp_path):
@@ -187,7 +192,10 @@ def test_annotations_from_label_images_roi_sets_and_coco(tmp_path):
     labels[2:6, 3:9], labels[10:15, 20:25] = 4, 9
     write_tif(tmp_path / "a.tif", labels)
     write_png(tmp_path / "b_labels.png", labels.astype(np.uint8))
-    rois = [roifile.ImagejRoi.frompoints(np.array(p, float), name=str(k)) for k, p in enumerate([[[3, 2], [8, 2], [8, 5], [3, 5]], [[20, 10], [24, 10], [24, 14], [20, 14]]])]
+    rois = [
+        roifile.ImagejRoi.frompoints(np.array(p, float), name=str(k))
+        for k, p in enumerate([[[3, 2], [8, 2], [8, 5], [3, 5]], [[20, 10], [24, 10], [24, 14], [20, 14]]])
+    ]
     with zipfile.ZipFile(tmp_path / "c.zip", "w") as z:
         for roi in rois:
             z.writestr(f"{roi.name}.roi", roi.tobytes())
@@ -224,7 +232,10 @@ def test_binary_masks_are_split_with_a_warning(tmp_path, caplog):
         (lambda p: write_tif(p / "a.tif", np.ones((5, 5), np.uint16)), "annotation is 5x5 px but its field is 20x30"),
         (lambda p: write_tif(p / "a.tif", np.zeros((20, 30), np.uint16)), "holds no objects"),
         (lambda p: (p / "a.zip").write_bytes(b"not a zip"), "not a readable ImageJ ROI set"),
-        (lambda p: (p / "x.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "zz.png"}], "annotations": []})), "no annotation for field 'a'"),
+        (
+            lambda p: (p / "x.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "zz.png"}], "annotations": []})),
+            "no annotation for field 'a'",
+        ),
         (lambda p: None, "no annotation for field 'a'"),
     ],
 )
@@ -277,8 +288,27 @@ def test_cli_trains_segments_and_scores(synthetic_folder, tiny_training, capsys)
     d = synthetic_folder
     fields = sorted((d / "fields").glob("*.png"))
     model = d / "seg.safetensors"
-    code, out, err = cli(capsys, "train-segmenter", *fields, "--masks", d / "masks", "-o", model, "--steps", 4, "--crop", 32,
-                         "--batch-size", 2, "--validate-every", 2, "--licence", "CC0", "--diameter", 12)
+    code, out, err = cli(
+        capsys,
+        "train-segmenter",
+        *fields,
+        "--masks",
+        d / "masks",
+        "-o",
+        model,
+        "--steps",
+        4,
+        "--crop",
+        32,
+        "--batch-size",
+        2,
+        "--validate-every",
+        2,
+        "--licence",
+        "CC0",
+        "--diameter",
+        12,
+    )
     assert code == 0, err
     assert "validation F1" in out and model.exists() and not (d / "seg.safetensors.checkpoint").exists()
     saved = Segmenter.load(model)
@@ -286,7 +316,9 @@ def test_cli_trains_segments_and_scores(synthetic_folder, tiny_training, capsys)
     code, out, err = cli(capsys, "train-segmenter", *fields, "--masks", d / "masks", "-o", model)
     assert code == 1 and "already exists; pass --force" in err
     trained = tiny_training[0].save(d / "trained.safetensors")
-    code, out, err = cli(capsys, "segment", *fields[:2], "--model", trained, "--method", "learnt", "-o", d / "c.cells", "--size", 16, "--pad")
+    code, out, err = cli(
+        capsys, "segment", *fields[:2], "--model", trained, "--method", "learnt", "-o", d / "c.cells", "--size", 16, "--pad"
+    )
     assert code == 0, err
     assert "wrote" in out and (d / "c.cells" / "cellset.json").exists()
     from stainfree.utils import read_parquet
@@ -294,7 +326,9 @@ def test_cli_trains_segments_and_scores(synthetic_folder, tiny_training, capsys)
     table = read_parquet(d / "c.cells" / "cells.parquet")
     assert {"field_density", "local_neighbours", "density_level"} <= set(table.columns)
     assert table.groupby("field")["field_density"].nunique().eq(1).all()
-    code, out, err = cli(capsys, "score-segmentation", *fields[:2], "--truth", d / "masks", "--method", "classical", "--mode", "brightfield", "-o", d / "run")
+    code, out, err = cli(
+        capsys, "score-segmentation", *fields[:2], "--truth", d / "masks", "--method", "classical", "--mode", "brightfield", "-o", d / "run"
+    )
     assert code == 0, err
     scores = json.loads((d / "run" / "scores.json").read_text())
     assert scores["pooled"]["true_objects"] == sum(r["true_objects"] for r in scores["per_field"])

@@ -73,7 +73,9 @@ def test_folds_hold_whole_groups_and_refuse_too_few():
         make_folds(labels, groups=groups, n_folds=7)
     with pytest.raises(sf.StainfreeError, match="fewer than the 7 folds"):
         make_folds(labels, n_folds=7)
-    np.testing.assert_allclose(run_baseline("majority", np.zeros((3, 1)), ["x", "y", "y"], np.zeros((2, 1)), ["x", "y"]), [[1 / 3, 2 / 3]] * 2)
+    np.testing.assert_allclose(
+        run_baseline("majority", np.zeros((3, 1)), ["x", "y", "y"], np.zeros((2, 1)), ["x", "y"]), [[1 / 3, 2 / 3]] * 2
+    )
 
 
 def test_fit_learns_synthetic_lines_and_model_round_trips(tmp_path):

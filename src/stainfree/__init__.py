@@ -12,12 +12,13 @@ As in scanpy, ``sf.pp`` (measurements), ``sf.tl`` (clusters, probes, feature ran
 
 __version__ = "0.1.0"
 
+from . import pl, pp, tl  # noqa: E402
 from .core.cellset import CellSet  # noqa: E402
 from .core.store import CellSetWriter, concat, open_cellset  # noqa: E402
 from .io.images import read_image  # noqa: E402
-from .io.importers import import_cells, scan_source  # noqa: E402
+from .io.importers import import_cells  # noqa: E402
+from .io.scan import scan_source  # noqa: E402
 from .utils import StainfreeError  # noqa: E402
-from . import pl, pp, tl  # noqa: E402
 
 __all__ = [
     "CellSet",

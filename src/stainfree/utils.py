@@ -8,8 +8,9 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +85,7 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
         if not force:
             raise StainfreeError(f"{path}: already exists; pass --force (force=True) to replace it")
         if not _is_replaceable(path, marker):
-            raise StainfreeError(
-                f"{path}: exists and is not a stainfree output ({marker} missing); not replacing it"
-            )
+            raise StainfreeError(f"{path}: exists and is not a stainfree output ({marker} missing); not replacing it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ REQUIRED_COLUMNS = ("cell_id", "label")
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _version() -> str:
@@ -89,8 +89,7 @@ class CellSet:
             images = np.asarray(images)
         if getattr(images, "ndim", None) != 4:
             raise StainfreeError(
-                f"images must have 4 dimensions (cells, channels, height, width), got shape "
-                f"{getattr(images, 'shape', None)}"
+                f"images must have 4 dimensions (cells, channels, height, width), got shape {getattr(images, 'shape', None)}"
             )
         dtype = np.dtype(images.dtype)
         if dtype == np.bool_:
@@ -107,9 +106,7 @@ class CellSet:
         self._source = images
         self._rows = None if _rows is None else np.asarray(_rows, dtype=np.int64)
         n_source_channels = images.shape[1]
-        self._channel_index = (
-            list(range(n_source_channels)) if _channel_index is None else list(_channel_index)
-        )
+        self._channel_index = list(range(n_source_channels)) if _channel_index is None else list(_channel_index)
         n = images.shape[0] if self._rows is None else len(self._rows)
         table = pd.DataFrame(index=range(n)) if table is None else table.reset_index(drop=True)
         if len(table) != n:
@@ -127,9 +124,7 @@ class CellSet:
             channels = [f"ch{i}" for i in self._channel_index]
         channels = [str(c) for c in channels]
         if len(channels) != len(self._channel_index):
-            raise StainfreeError(
-                f"{len(channels)} channel names given for {len(self._channel_index)} channels"
-            )
+            raise StainfreeError(f"{len(channels)} channel names given for {len(self._channel_index)} channels")
         if len(set(channels)) != len(channels):
             raise StainfreeError(f"channel names must be unique: {channels}")
         self.channels = channels
@@ -207,12 +202,12 @@ class CellSet:
             stop = min(start + batch_size, len(self))
             yield self.read(slice(start, stop)), self.table.iloc[start:stop]
 
-    def load(self) -> "CellSet":
+    def load(self) -> CellSet:
         """An in-memory copy (images read into a numpy array)."""
         masks = self.read_masks().astype(np.uint8) if self.has_masks else None
         return self._derive(images=self.images, masks=masks, _rows=None, _channel_index=None)
 
-    def _derive(self, **changes) -> "CellSet":
+    def _derive(self, **changes) -> CellSet:
         kwargs = dict(
             images=self._source,
             table=self.table.copy(),
@@ -229,7 +224,7 @@ class CellSet:
         return CellSet(**kwargs)
 
     # ------------------------------------------------------------------ selection
-    def select(self, where) -> "CellSet":
+    def select(self, where) -> CellSet:
         """Cells chosen by a boolean mask, integer positions, or a pandas query string.
 
         >>> cs = CellSet(np.zeros((3, 1, 2, 2)), pd.DataFrame({"label": ["a", "b", "a"]}))
@@ -254,18 +249,16 @@ class CellSet:
         table = self.table.iloc[positions].reset_index(drop=True)
         return self._derive(table=table, _rows=rows)
 
-    def select_channels(self, names: Sequence[str] | str) -> "CellSet":
+    def select_channels(self, names: Sequence[str] | str) -> CellSet:
         """Keep the channels named, in the order given (``"Ch3,Ch6"`` or ``["Ch3", "Ch6"]``)."""
         names = parse_channel_list(names)
         missing = [n for n in names if n not in self.channels]
         if missing:
-            raise StainfreeError(
-                f"channel {missing[0]!r} is not in this set (channels: {', '.join(self.channels)})"
-            )
+            raise StainfreeError(f"channel {missing[0]!r} is not in this set (channels: {', '.join(self.channels)})")
         index = [self._channel_index[self.channels.index(n)] for n in names]
         return self._derive(channels=names, _channel_index=index)
 
-    def merge_classes(self, merges: Mapping[str, Sequence[str]] | str) -> "CellSet":
+    def merge_classes(self, merges: Mapping[str, Sequence[str]] | str) -> CellSet:
         """Rename several labels to one, e.g. ``{"Interphase": ["G1", "S", "G2"]}``.
 
         A string in the CLI syntax ``"G1,S,G2=Interphase"`` (several merges separated by ``;``)
@@ -354,7 +347,9 @@ class CellSet:
         }
         return adata
 
-    def save(self, path: str | os.PathLike, *, force: bool = False, batch_size: int = 4096, extra: Callable[[Path], None] | None = None) -> Path:
+    def save(
+        self, path: str | os.PathLike, *, force: bool = False, batch_size: int = 4096, extra: Callable[[Path], None] | None = None
+    ) -> Path:
         """Write the set to a ``.cells`` folder (atomically; refuses to overwrite without force).
 
         ``extra`` is called with the temporary folder before it is published, to add files that

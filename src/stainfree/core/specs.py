@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -55,8 +55,6 @@ def merge_labels(labels: pd.Series, merges: Mapping[str, Sequence[str]] | str) -
     for new, olds in merges.items():
         for old in olds:
             if old not in present:
-                raise StainfreeError(
-                    f"cannot merge class {old!r}: no cell has it (classes: {', '.join(sorted(present))})"
-                )
+                raise StainfreeError(f"cannot merge class {old!r}: no cell has it (classes: {', '.join(sorted(present))})")
             mapping[old] = new
     return labels.map(lambda v: mapping.get(v, v))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -59,7 +59,7 @@ class CellSetWriter:
         self._written = 0
         self._finished = False
 
-    def __enter__(self) -> "CellSetWriter":
+    def __enter__(self) -> CellSetWriter:
         import zarr
 
         self._context = atomic_output_dir(self.path, force=self.force, marker=HEADER)
@@ -91,7 +91,9 @@ class CellSetWriter:
         if batch.shape[1:] != self.shape[1:]:
             raise StainfreeError(f"batch of shape {batch.shape[1:]} for a set of {self.shape[1:]}")
         if self.with_masks != (masks is not None):
-            raise StainfreeError(f"{self.path}: masks {'missing' if self.with_masks else 'given'} for a set {'with' if self.with_masks else 'without'} masks")
+            raise StainfreeError(
+                f"{self.path}: masks {'missing' if self.with_masks else 'given'} for a set {'with' if self.with_masks else 'without'} masks"
+            )
         self.array[start : start + len(batch)] = batch.astype(self.dtype, copy=False)
         if masks is not None:
             self.masks[start : start + len(batch)] = (np.asarray(masks) > 0).astype(np.uint8)
@@ -160,9 +162,7 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
     if header.get("format") != FORMAT:
         raise StainfreeError(f"{header_path}: not a stainfree CellSet header")
     if header.get("version", 0) > FORMAT_VERSION:
-        raise StainfreeError(
-            f"{path}: written by a newer stainfree (format {header['version']}); please upgrade"
-        )
+        raise StainfreeError(f"{path}: written by a newer stainfree (format {header['version']}); please upgrade")
     try:
         table = read_parquet(path / TABLE)
     except Exception as exc:
@@ -179,8 +179,7 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
             raise StainfreeError(f"{path / MASKS}: unreadable mask array ({exc})") from None
     if tuple(images.shape) != tuple(header["shape"]) or len(table) != images.shape[0]:
         raise StainfreeError(
-            f"{path}: image array {tuple(images.shape)}, table {len(table)} rows and header "
-            f"{tuple(header['shape'])} disagree"
+            f"{path}: image array {tuple(images.shape)}, table {len(table)} rows and header {tuple(header['shape'])} disagree"
         )
     return CellSet(
         images,

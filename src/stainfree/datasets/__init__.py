@@ -1,2 +1,1 @@
-"""Built-in data: synthetic cells and fields with known answers (:mod:`.synthetic`).
-"""
+"""Built-in data: synthetic cells and fields with known answers (:mod:`.synthetic`)."""

@@ -199,7 +199,11 @@ def make_cells(
             )
             i += 1
     table = pd.DataFrame(rows)
-    prov = [provenance_entry("synthetic.make_cells", n_per_class=n_per_class, size=size, lines=list(lines), flasks_per_line=flasks_per_line, seed=seed)]
+    prov = [
+        provenance_entry(
+            "synthetic.make_cells", n_per_class=n_per_class, size=size, lines=list(lines), flasks_per_line=flasks_per_line, seed=seed
+        )
+    ]
     cs = CellSet(images, table, channels=["bf"], groups=["flask"], provenance=prov)
     return (cs, masks) if return_masks else cs
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,9 @@ OPTIONAL_BASELINES = ("outline_cnn",)
 
 
 # ---------------------------------------------------------------------- baselines
-def run_baseline(name: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, classes: Sequence[str], *, seed: int = 0) -> np.ndarray:
+def run_baseline(
+    name: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, classes: Sequence[str], *, seed: int = 0
+) -> np.ndarray:
     """Class probabilities (test cells x classes) of a baseline trained on ``train_x``.
 
     ``majority`` predicts the training class frequencies; ``area_svm`` is an RBF SVM (gamma 1)
@@ -37,7 +39,11 @@ def run_baseline(name: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np
     if name == "area_svm":
         # SVC's own probabilities are deprecated; a softmax of the one-vs-rest decision values
         # ranks cells the same way for the ROC and picks the same class as predict()
-        model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), SVC(kernel="rbf", gamma=1.0, class_weight="balanced", decision_function_shape="ovr", random_state=seed))
+        model = make_pipeline(
+            SimpleImputer(strategy="median", keep_empty_features=True),
+            StandardScaler(),
+            SVC(kernel="rbf", gamma=1.0, class_weight="balanced", decision_function_shape="ovr", random_state=seed),
+        )
         model.fit(np.log1p(train_x), train_y)
         d = model.decision_function(np.log1p(test_x))
         d = np.stack([-d, d], axis=1) if d.ndim == 1 else d

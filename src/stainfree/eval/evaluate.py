@@ -6,8 +6,8 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -159,9 +159,13 @@ def evaluate(
         train_labels = labels[split.train]
         missing = [c for c in classes if c not in set(train_labels)]
         if missing and protocol not in ("cross-group",):
-            raise StainfreeError(f"split {split.name} has no training cell of class {missing[0]!r}; use fewer folds or another group column")
+            raise StainfreeError(
+                f"split {split.name} has no training cell of class {missing[0]!r}; use fewer folds or another group column"
+            )
         if missing or len(set(train_labels)) < 2:
-            logger.info("split %d/%d (%s): skipped, training pool lacks class %s", s_i, len(splits), split.name, missing[0] if missing else "")
+            logger.info(
+                "split %d/%d (%s): skipped, training pool lacks class %s", s_i, len(splits), split.name, missing[0] if missing else ""
+            )
             continue
         logger.info("split %d/%d (%s): %d training cells, %d test cells", s_i, len(splits), split.name, len(split.train), len(split.test))
         parts = []
@@ -171,12 +175,23 @@ def evaluate(
                 train = _stratified_subsample(split.train, labels, frac, seed=config.seed + s_i)
             t0 = time.monotonic()
             clf, history = fit(
-                images[train], labels[train], channels=cells.channels, config=config, classes=classes,
+                images[train],
+                labels[train],
+                channels=cells.channels,
+                config=config,
+                classes=classes,
                 checkpoint=(work / f"split{s_i:03d}_{frac:g}.pt") if work else None,
                 masks=masks[train] if masks is not None else None,
             )
             proba = clf.predict_proba(images[split.test], tta=tta)
-            part = pd.DataFrame({"cell_id": table["cell_id"].to_numpy()[split.test], "split": split.name, "repeat": split.repeat, "label": labels[split.test]})
+            part = pd.DataFrame(
+                {
+                    "cell_id": table["cell_id"].to_numpy()[split.test],
+                    "split": split.name,
+                    "repeat": split.repeat,
+                    "label": labels[split.test],
+                }
+            )
             if group:
                 part[group] = groups[split.test]
             part["train_size"] = len(train)
@@ -191,14 +206,27 @@ def evaluate(
                 for b in baselines:
                     if b == "outline_cnn":
                         # Ogawa et al.'s contour input: the same network on the binary cell mask only
-                        outline_clf, _ = fit(outlines[train], labels[train], channels=["outline"], config=dataclasses.replace(config, normalisation="robust", augment="flips"), classes=classes)
+                        outline_clf, _ = fit(
+                            outlines[train],
+                            labels[train],
+                            channels=["outline"],
+                            config=dataclasses.replace(config, normalisation="robust", augment="flips"),
+                            classes=classes,
+                        )
                         bp = outline_clf.predict_proba(outlines[split.test])
                         part[f"baseline_{b}"] = np.asarray(classes, dtype=object)[bp.argmax(1)]
                         for j, c in enumerate(classes):
                             part[f"baseline_{b}_prob_{c}"] = bp[:, j]
                         continue
                     x = None if b == "majority" else (area if b == "area_svm" else feature_matrix)
-                    bp = run_baseline(b, x[train] if x is not None else np.zeros((len(train), 1)), labels[train], x[split.test] if x is not None else np.zeros((len(split.test), 1)), classes, seed=config.seed)
+                    bp = run_baseline(
+                        b,
+                        x[train] if x is not None else np.zeros((len(train), 1)),
+                        labels[train],
+                        x[split.test] if x is not None else np.zeros((len(split.test), 1)),
+                        classes,
+                        seed=config.seed,
+                    )
                     part[f"baseline_{b}"] = np.asarray(classes, dtype=object)[bp.argmax(1)]
                     for j, c in enumerate(classes):
                         part[f"baseline_{b}_prob_{c}"] = bp[:, j]
@@ -285,7 +313,9 @@ def _summary(folds: list[dict], pooled: dict, pred: pd.DataFrame, column: str, g
 def _metrics_block(pred: pd.DataFrame, classes: list[str], baselines: Sequence[str], group: str | None, n_boot: int, seed: int) -> dict:
     def block(column: str, prob_prefix: str) -> dict:
         folds = _per_split(pred, column, classes, prob_prefix)
-        pooled = classification_metrics(pred["label"], pred[column], pred[[f"{prob_prefix}{c}" for c in classes]].to_numpy(), classes=classes)
+        pooled = classification_metrics(
+            pred["label"], pred[column], pred[[f"{prob_prefix}{c}" for c in classes]].to_numpy(), classes=classes
+        )
         return {"summary": _summary(folds, pooled, pred, column, group, n_boot, seed), "pooled": pooled, "folds": folds}
 
     model = block("predicted", "prob_")
@@ -299,12 +329,14 @@ def _learning_curve(pred: pd.DataFrame, classes: list[str]) -> list[dict]:
     out = []
     for frac, part in pred.groupby("train_fraction"):
         folds = [classification_metrics(p["label"], p["predicted"], None, classes=classes) for _, p in part.groupby("split")]
-        out.append({
-            "train_fraction": float(frac),
-            "train_size_mean": float(part.groupby("split")["train_size"].first().mean()),
-            "balanced_accuracy": summarise([f["balanced_accuracy"] for f in folds]),
-            "accuracy": summarise([f["accuracy"] for f in folds]),
-        })
+        out.append(
+            {
+                "train_fraction": float(frac),
+                "train_size_mean": float(part.groupby("split")["train_size"].first().mean()),
+                "balanced_accuracy": summarise([f["balanced_accuracy"] for f in folds]),
+                "accuracy": summarise([f["accuracy"] for f in folds]),
+            }
+        )
     return out
 
 
@@ -312,7 +344,15 @@ def _cross_group_table(pred: pd.DataFrame, classes: list[str], group: str) -> di
     rows = []
     for (split, test_group), part in pred.groupby(["split", group], sort=False):
         m = classification_metrics(part["label"], part["predicted"], None, classes=classes)
-        rows.append({"train_pool": split, "pool_size": int(part["pool_size"].iloc[0]), "test_group": test_group, "n": m["n"], "accuracy": m["accuracy"]})
+        rows.append(
+            {
+                "train_pool": split,
+                "pool_size": int(part["pool_size"].iloc[0]),
+                "test_group": test_group,
+                "n": m["n"],
+                "accuracy": m["accuracy"],
+            }
+        )
     table = pd.DataFrame(rows)
     by_size = [
         {"pool_size": int(size), "accuracy": summarise(part["accuracy"].tolist()), "pairs": int(len(part))}
@@ -351,18 +391,45 @@ def _audit_groups(cells, labels, groups, group, config, n_folds, t_start) -> Eva
             histories.append(history)
         m = classification_metrics(g, preds, None)
         chance = 1.0 / len(counts)
-        results[cls] = {"groups": int(len(counts)), "cells": int(len(keep)), "balanced_accuracy": round(m["balanced_accuracy"], 4), "chance": round(chance, 4), "confusion_matrix": m["confusion_matrix"]}
+        results[cls] = {
+            "groups": int(len(counts)),
+            "cells": int(len(keep)),
+            "balanced_accuracy": round(m["balanced_accuracy"], 4),
+            "chance": round(chance, 4),
+            "confusion_matrix": m["confusion_matrix"],
+        }
         if m["balanced_accuracy"] > chance + 0.25 * (1 - chance):
-            logger.warning("audit: within class %s a classifier tells the %s groups apart (balanced accuracy %.2f, chance %.2f): batch effects may inflate random-split estimates", cls, group, m["balanced_accuracy"], chance)
+            logger.warning(
+                "audit: within class %s a classifier tells the %s groups apart (balanced accuracy %.2f, chance %.2f): batch effects may inflate random-split estimates",
+                cls,
+                group,
+                m["balanced_accuracy"],
+                chance,
+            )
         rows.append(pd.DataFrame({"cell_id": cells.table["cell_id"].to_numpy()[keep], "label": cls, group: g, "predicted_group": preds}))
     if not results:
         raise StainfreeError(f"no class has at least 2 {group} groups with {n_folds} cells each to audit")
     prot = {"name": "audit-groups", "folds": n_folds, "group": group, "n_groups": int(len(set(groups))), "seed": config.seed}
-    metrics = {"protocol": prot, "n_cells": int(len(labels)), "classes": sorted(set(labels)), "audit": results, "seconds": round(time.monotonic() - t_start, 1)}
+    metrics = {
+        "protocol": prot,
+        "n_cells": int(len(labels)),
+        "classes": sorted(set(labels)),
+        "audit": results,
+        "seconds": round(time.monotonic() - t_start, 1),
+    }
     return Evaluation(pd.concat(rows, ignore_index=True), histories, sorted(set(labels)), metrics, prot)
 
 
-def cross_validate(cells: CellSet, *, group: str | None = None, n_folds: int = 5, config: TrainConfig | None = None, seed: int = 0, n_boot: int = 1000, baselines: Sequence[str] = ("majority", "area_svm")) -> Evaluation:
+def cross_validate(
+    cells: CellSet,
+    *,
+    group: str | None = None,
+    n_folds: int = 5,
+    config: TrainConfig | None = None,
+    seed: int = 0,
+    n_boot: int = 1000,
+    baselines: Sequence[str] = ("majority", "area_svm"),
+) -> Evaluation:
     """Stratified (group) k-fold cross-validation: :func:`evaluate` with the default protocol."""
     config = config or TrainConfig(seed=seed)
     return evaluate(cells, group=group, n_folds=n_folds, config=config, n_boot=n_boot, baselines=baselines)

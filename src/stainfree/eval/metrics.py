@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -11,7 +11,9 @@ HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "roc_auc", "cohen_kappa")
 
 
 # ---------------------------------------------------------------------- metrics
-def classification_metrics(y_true: Sequence, y_pred: Sequence, proba: np.ndarray | None = None, *, classes: Sequence[str] | None = None) -> dict:
+def classification_metrics(
+    y_true: Sequence, y_pred: Sequence, proba: np.ndarray | None = None, *, classes: Sequence[str] | None = None
+) -> dict:
     """Accuracy, balanced accuracy, ROC AUC, Cohen's kappa, per-class precision, recall and
     specificity, and the confusion matrix (rows true, columns predicted) of one set of predictions.
 
@@ -32,14 +34,20 @@ def classification_metrics(y_true: Sequence, y_pred: Sequence, proba: np.ndarray
     recall = {c: (float(cm[i, i] / cm[i].sum()) if cm[i].sum() else None) for i, c in enumerate(classes)}
     precision = {c: (float(cm[i, i] / cm[:, i].sum()) if cm[:, i].sum() else None) for i, c in enumerate(classes)}
     negatives = cm.sum() - cm.sum(1)
-    specificity = {c: (float((cm.sum() - cm[i].sum() - cm[:, i].sum() + cm[i, i]) / negatives[i]) if negatives[i] else None) for i, c in enumerate(classes)}
+    specificity = {
+        c: (float((cm.sum() - cm[i].sum() - cm[:, i].sum() + cm[i, i]) / negatives[i]) if negatives[i] else None)
+        for i, c in enumerate(classes)
+    }
     out = {
         "n": int(len(y_true)),
         "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else float("nan"),
         "balanced_accuracy": float(np.mean([recall[classes[i]] for i in present])) if present else float("nan"),
         "cohen_kappa": _kappa(cohen_kappa_score, y_true, y_pred),
         "roc_auc": None,
-        "per_class": {c: {"precision": precision[c], "recall": recall[c], "specificity": specificity[c], "n": int(cm[i].sum())} for i, c in enumerate(classes)},
+        "per_class": {
+            c: {"precision": precision[c], "recall": recall[c], "specificity": specificity[c], "n": int(cm[i].sum())}
+            for i, c in enumerate(classes)
+        },
         "confusion_matrix": {"classes": classes, "counts": cm.tolist()},
     }
     if proba is not None and len(present) >= 2:
@@ -94,7 +102,9 @@ def summarise(values: Sequence[float | None]) -> dict:
     return {"mean": round(mean, 4), "std": round(std, 4), "ci95": ci, "n": int(len(v))}
 
 
-def bootstrap_interval(y_true, y_pred, *, groups=None, metric: str = "balanced_accuracy", n_boot: int = 1000, seed: int = 0) -> list[float] | None:
+def bootstrap_interval(
+    y_true, y_pred, *, groups=None, metric: str = "balanced_accuracy", n_boot: int = 1000, seed: int = 0
+) -> list[float] | None:
     """95% percentile bootstrap interval of a pooled metric; resamples whole groups when given."""
     y_true = np.asarray(y_true, dtype=object).astype(str)
     y_pred = np.asarray(y_pred, dtype=object).astype(str)
@@ -106,7 +116,11 @@ def bootstrap_interval(y_true, y_pred, *, groups=None, metric: str = "balanced_a
     values, draws = [], 0
     while len(values) < n_boot and draws < 20 * n_boot:
         draws += 1
-        pick = rng.integers(0, len(y_true), len(y_true)) if groups is None else np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        pick = (
+            rng.integers(0, len(y_true), len(y_true))
+            if groups is None
+            else np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        )
         if len(set(y_true[pick])) < len(classes):
             continue
         yt, yp = y_true[pick], y_pred[pick]

@@ -25,7 +25,9 @@ def write_class_folders(cells: CellSet, folder: str | os.PathLike) -> list[str]:
     for imgs, rows in cells.batches(512):
         for img, label, cid in zip(imgs, rows["label"], rows["cell_id"]):
             png = img.shape[0] == 1 and img.dtype in (np.uint8, np.uint16)
-            rel = Path("unlabelled" if label is None or pd.isna(label) else str(label)) / (str(cid).replace("/", "-") + (".png" if png else ".tif"))
+            rel = Path("unlabelled" if label is None or pd.isna(label) else str(label)) / (
+                str(cid).replace("/", "-") + (".png" if png else ".tif")
+            )
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             if png:
                 Image.fromarray(img[0]).save(folder / rel)

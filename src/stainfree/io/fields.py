@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -92,9 +92,7 @@ def _read_tiff(path: Path, planes: str) -> tuple[list[tuple[str, np.ndarray]], l
     data = np.transpose(data, order)
     plane_shape = data.shape[: len(plane_axes)]
     data = data.reshape(-1, *data.shape[-3:])
-    plane_names = [
-        "_".join(f"{a.lower()}{i}" for a, i in zip(plane_axes, idx)) for idx in np.ndindex(*plane_shape)
-    ] if plane_axes else [""]
+    plane_names = ["_".join(f"{a.lower()}{i}" for a, i in zip(plane_axes, idx)) for idx in np.ndindex(*plane_shape)] if plane_axes else [""]
     if data.shape[1] != len(names or []):
         names = None
     if planes == "fields" or len(plane_names) == 1:
@@ -232,7 +230,9 @@ def read_points(path: str | os.PathLike | pd.DataFrame, fields: Sequence[Field])
         names = points["field"].astype(str)
         unknown = sorted(set(names) - set(keys))
         if unknown:
-            raise StainfreeError(f"{where}: field {unknown[0]!r} is not one of the fields given ({', '.join(Path(f.source).name for f in fields)})")
+            raise StainfreeError(
+                f"{where}: field {unknown[0]!r} is not one of the fields given ({', '.join(Path(f.source).name for f in fields)})"
+            )
         which = names.map(keys).to_numpy()
     out = {}
     for i, f in enumerate(fields):

@@ -131,9 +131,7 @@ def crop_or_pad(img: np.ndarray, size: int) -> np.ndarray:
         out = out[:, :, left : left + size]
     ph, pw = size - out.shape[1], size - out.shape[2]
     if ph > 0 or pw > 0:
-        border = np.concatenate(
-            [out[:, 0, :], out[:, -1, :], out[:, :, 0], out[:, :, -1]], axis=1
-        )
+        border = np.concatenate([out[:, 0, :], out[:, -1, :], out[:, :, 0], out[:, :, -1]], axis=1)
         fill = np.median(border, axis=1)
         padded = np.empty((c, size, size), dtype=img.dtype)
         padded[:] = _cast_like(fill, img.dtype)[:, None, None]

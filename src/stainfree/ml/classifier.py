@@ -71,7 +71,9 @@ class Classifier:
         x = apply_normalisation(images, self.normalisation)
         return resize_batch(x, self.input_size)
 
-    def predict_proba(self, images: np.ndarray, *, batch_size: int = 256, device: str = "auto", tta: bool = False, prior: str = "balanced") -> np.ndarray:
+    def predict_proba(
+        self, images: np.ndarray, *, batch_size: int = 256, device: str = "auto", tta: bool = False, prior: str = "balanced"
+    ) -> np.ndarray:
         """Class probabilities (N x classes).
 
         ``tta`` averages over the 8 rotations/flips. ``prior="balanced"`` (the default) gives the
@@ -105,7 +107,10 @@ class Classifier:
         dev = pick_device(device)
         model = self.model.to(dev).eval()
         with torch.no_grad():
-            parts = [model.features(torch.from_numpy(self.prepare(images[s : s + batch_size])).to(dev)).cpu().numpy() for s in range(0, len(images), batch_size)]
+            parts = [
+                model.features(torch.from_numpy(self.prepare(images[s : s + batch_size])).to(dev)).cpu().numpy()
+                for s in range(0, len(images), batch_size)
+            ]
         return np.concatenate(parts)
 
     def predict(self, images: np.ndarray, **kwargs) -> np.ndarray:
@@ -117,15 +122,24 @@ class Classifier:
         return write_model_file(path, self.model.state_dict(), self.metadata)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Classifier":
+    def load(cls, path: str | os.PathLike) -> Classifier:
         meta, state = read_model_file(path)
         if meta.get("format") == "stainfree.embedder":
             raise StainfreeError(f"{path}: an embedder, not a classifier (use it as embedder:{path})")
         model = create_model(meta["arch"], len(meta["channels"]), len(meta["classes"]), meta["input_size"][0], **meta["arch_kwargs"])
         model.load_state_dict(state)
         model.eval()
-        return cls(model, meta["arch"], meta["arch_kwargs"], meta["classes"], meta["channels"], tuple(meta["input_size"]), meta["normalisation"], meta.get("train_prior"),
-            tuple(meta["cell_size"]) if meta.get("cell_size") else None)
+        return cls(
+            model,
+            meta["arch"],
+            meta["arch_kwargs"],
+            meta["classes"],
+            meta["channels"],
+            tuple(meta["input_size"]),
+            meta["normalisation"],
+            meta.get("train_prior"),
+            tuple(meta["cell_size"]) if meta.get("cell_size") else None,
+        )
 
 
 def write_model_file(path: str | os.PathLike, state: dict, metadata: dict) -> Path:
@@ -173,7 +187,11 @@ def predict_cells(clf: Classifier, cells, *, tta: bool = True, prior: str = "bal
     cells = cells.select_channels(clf.channels)
     if tuple(cells.shape[2:]) != tuple(clf.input_size):
         logger.warning(
-            "cells are %dx%d px, the model expects %dx%d: resizing them", cells.shape[2], cells.shape[3], clf.input_size[0], clf.input_size[1]
+            "cells are %dx%d px, the model expects %dx%d: resizing them",
+            cells.shape[2],
+            cells.shape[3],
+            clf.input_size[0],
+            clf.input_size[1],
         )
     parts = []
     for images, rows in cells.batches(batch_size):

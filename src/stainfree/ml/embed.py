@@ -51,13 +51,19 @@ class EmbedConfig:
         if self.augment is not None:
             augmentation_names(self.augment)
         checks = [
-            (self.method in EMBED_METHODS, f"unknown embedding method {self.method!r} (choose from {', '.join(EMBED_METHODS)}, model:PATH or embedder:PATH)"),
+            (
+                self.method in EMBED_METHODS,
+                f"unknown embedding method {self.method!r} (choose from {', '.join(EMBED_METHODS)}, model:PATH or embedder:PATH)",
+            ),
             ((self.epochs is None or self.epochs >= 1) and self.batch_size >= 2, "epochs must be >= 1 and batch size >= 2"),
             (self.lr > 0 and (self.dim is None or self.dim >= 2) and self.copies >= 1, "lr must be > 0, dim >= 2 and copies >= 1"),
             (self.lambda_ >= 0, "lambda must be >= 0"),
             (self.blackout in ("none", "full", "partial"), f"blackout must be none, full or partial, got {self.blackout!r}"),
             (self.pooling in (None, *STAGE_POOLINGS, "last"), f"pooling must be stages, stages+std or last, got {self.pooling!r}"),
-            (self.pooling not in STAGE_POOLINGS or self.method in ("slc", "barlow"), f"pooling {self.pooling!r} applies to slc and barlow, not {self.method}"),
+            (
+                self.pooling not in STAGE_POOLINGS or self.method in ("slc", "barlow"),
+                f"pooling {self.pooling!r} applies to slc and barlow, not {self.method}",
+            ),
             (self.tta in (None, "none", "dihedral"), f"tta must be none or dihedral, got {self.tta!r}"),
         ]
         for ok, message in checks:
@@ -76,7 +82,14 @@ def _autoencoder(in_channels: int, input_size: int, dim: int, widths=(32, 64, 12
             super().__init__()
             enc, c = [], in_channels
             for w in widths:
-                enc += [nn.Conv2d(c, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.Conv2d(w, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+                enc += [
+                    nn.Conv2d(c, w, 3, stride=2, padding=1),
+                    nn.BatchNorm2d(w),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(w, w, 3, padding=1),
+                    nn.BatchNorm2d(w),
+                    nn.ReLU(inplace=True),
+                ]
                 c = w
             self.encoder = nn.Sequential(*enc)
             self.to_code = nn.Linear(c * side * side, dim)
@@ -138,7 +151,9 @@ class Embedder:
 
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1] != len(self.channels):
-            raise StainfreeError(f"the embedder expects {len(self.channels)} channels ({', '.join(self.channels)}), got images of shape {images.shape}")
+            raise StainfreeError(
+                f"the embedder expects {len(self.channels)} channels ({', '.join(self.channels)}), got images of shape {images.shape}"
+            )
         return resize_batch(apply_normalisation(images, self.normalisation), self.input_size)
 
     def transform(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
@@ -176,9 +191,16 @@ class Embedder:
     @property
     def metadata(self) -> dict:
         return {
-            "format": "stainfree.embedder", "version": 1, "method": self.method, "channels": self.channels,
-            "input_size": list(self.input_size), "normalisation": self.normalisation, "config": self.config,
-            "arch": self.arch, "width": self.width, "n_train_cells": self.n_train_cells,
+            "format": "stainfree.embedder",
+            "version": 1,
+            "method": self.method,
+            "channels": self.channels,
+            "input_size": list(self.input_size),
+            "normalisation": self.normalisation,
+            "config": self.config,
+            "arch": self.arch,
+            "width": self.width,
+            "n_train_cells": self.n_train_cells,
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -193,23 +215,35 @@ class Embedder:
         return write_model_file(path, state, self.metadata)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Embedder":
+    def load(cls, path: str | os.PathLike) -> Embedder:
         from .classifier import read_model_file
 
         meta, state = read_model_file(path)
         if meta.get("format") != "stainfree.embedder":
             raise StainfreeError(f"{path}: a classifier, not an embedder (use it as model:{path})")
-        emb = cls(meta["method"], meta["channels"], tuple(meta["input_size"]), meta["normalisation"], meta["config"], arch=meta.get("arch"), width=meta.get("width"))
+        emb = cls(
+            meta["method"],
+            meta["channels"],
+            tuple(meta["input_size"]),
+            meta["normalisation"],
+            meta["config"],
+            arch=meta.get("arch"),
+            width=meta.get("width"),
+        )
         if emb.method == "pca":
             emb.pca = {k: v.numpy() for k, v in state.items()}
         else:
-            emb.network = _build_network(emb.method, emb.arch, len(emb.channels), emb.input_size[0], meta.get("n_train_cells") or 2, emb.config["dim"])
+            emb.network = _build_network(
+                emb.method, emb.arch, len(emb.channels), emb.input_size[0], meta.get("n_train_cells") or 2, emb.config["dim"]
+            )
             emb.network.load_state_dict(state)
             emb.network.eval()
         return emb
 
 
-def fit_embedder(images: np.ndarray, *, channels, config: EmbedConfig | None = None, masks: np.ndarray | None = None) -> tuple[Embedder, list[dict]]:
+def fit_embedder(
+    images: np.ndarray, *, channels, config: EmbedConfig | None = None, masks: np.ndarray | None = None
+) -> tuple[Embedder, list[dict]]:
     """Train an embedder on ``images`` (N x C x H x W) without labels; returns it and the
     per-epoch history."""
     import torch
@@ -222,7 +256,9 @@ def fit_embedder(images: np.ndarray, *, channels, config: EmbedConfig | None = N
     config.validate()
     pooling_asked = config.pooling
     config = dataclasses.replace(
-        config, dim=config.dim or DEFAULT_DIM[config.method], epochs=config.epochs or DEFAULT_EPOCHS.get(config.method, 20),
+        config,
+        dim=config.dim or DEFAULT_DIM[config.method],
+        epochs=config.epochs or DEFAULT_EPOCHS.get(config.method, 20),
         pooling=config.pooling or DEFAULT_POOLING.get(config.method, "last"),
         tta=config.tta or "none",  # "dihedral" costs 8 forward passes per cell
     )
@@ -257,7 +293,9 @@ def fit_embedder(images: np.ndarray, *, channels, config: EmbedConfig | None = N
     net = _build_network(config.method, arch, len(channels), side, n, config.dim)
     if config.pooling in STAGE_POOLINGS and not hasattr(net, "feature_maps"):
         if pooling_asked in STAGE_POOLINGS:
-            raise StainfreeError(f"pooling {pooling_asked!r} needs a convolutional model with stages (cnn3, yao2019, resnet_small), not {arch}")
+            raise StainfreeError(
+                f"pooling {pooling_asked!r} needs a convolutional model with stages (cnn3, yao2019, resnet_small), not {arch}"
+            )
         emb.config["pooling"] = "last"  # the method's default, where the model allows it
     emb.network = net
     emb.width = emb._embed_prepared(torch.zeros(2, len(channels), side, side)).shape[1]
@@ -308,13 +346,22 @@ def fit_embedder(images: np.ndarray, *, channels, config: EmbedConfig | None = N
         if config.method == "slc":
             entry["copy_accuracy"] = correct / max(count, 1)
         history.append(entry)
-        logger.info("epoch %d/%d  %s loss %.4f%s  (%.1f s)", epoch, config.epochs, config.method, entry["loss"],
-                    f"  copies recognised {entry['copy_accuracy']:.3f}" if "copy_accuracy" in entry else "", entry["seconds"])
+        logger.info(
+            "epoch %d/%d  %s loss %.4f%s  (%.1f s)",
+            epoch,
+            config.epochs,
+            config.method,
+            entry["loss"],
+            f"  copies recognised {entry['copy_accuracy']:.3f}" if "copy_accuracy" in entry else "",
+            entry["seconds"],
+        )
     net.eval()
     return emb, history
 
 
-def augmentation_robustness(embedder: Embedder, images: np.ndarray, *, preset: str = "yao", n_cells: int = 200, copies: int = 8, seed: int = 0) -> dict:
+def augmentation_robustness(
+    embedder: Embedder, images: np.ndarray, *, preset: str = "yao", n_cells: int = 200, copies: int = 8, seed: int = 0
+) -> dict:
     """How much augmentation moves a cell in the embedding, against how far apart cells are
     (Yao Fig. S5a): mean Euclidean distance between augmented copies of one cell, and between
     the originals of different cells, over ``n_cells`` random cells. A ratio well below 1 means
@@ -338,13 +385,24 @@ def augmentation_robustness(embedder: Embedder, images: np.ndarray, *, preset: s
         within.append(pdist(cell).mean())
     between = pdist(originals)
     return {
-        "cells": int(len(pick)), "copies": copies, "preset": preset,
-        "within_cell_mean": float(np.mean(within)), "between_cells_mean": float(between.mean()),
+        "cells": int(len(pick)),
+        "copies": copies,
+        "preset": preset,
+        "within_cell_mean": float(np.mean(within)),
+        "between_cells_mean": float(between.mean()),
         "ratio": float(np.mean(within) / max(between.mean(), 1e-12)),
     }
 
 
-def embed_cells(cells, out: str | os.PathLike | None = None, *, method: str = "barlow", config: EmbedConfig | None = None, save_model: str | os.PathLike | None = None, force: bool = False):
+def embed_cells(
+    cells,
+    out: str | os.PathLike | None = None,
+    *,
+    method: str = "barlow",
+    config: EmbedConfig | None = None,
+    save_model: str | os.PathLike | None = None,
+    force: bool = False,
+):
     """Embed a CellSet and return an AnnData: ``obs`` the per-cell table (with ``cell_id``),
     ``obsm['X_<method>']`` the embedding, ``uns['stainfree_embed']`` the settings and history.
 

@@ -17,7 +17,7 @@ the activation maps at the end of each stage, for multi-scale embeddings.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from ..utils import StainfreeError
 
@@ -90,7 +90,12 @@ def cnn3(in_channels: int, num_classes: int, input_size: int, widths=(16, 32, 32
             super().__init__()
             layers, c = [], in_channels
             for w in widths:
-                layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True)]
+                layers += [
+                    nn.Conv2d(c, w, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(w),
+                    nn.ReLU(inplace=True),
+                    nn.MaxPool2d(2, ceil_mode=True),
+                ]
                 c = w
             self.body = nn.Sequential(*layers)
             self.pool = nn.AdaptiveAvgPool2d(1)
@@ -131,7 +136,12 @@ def _pooled_size(size: int, stages: int, kernel: int = 2, stride: int = 2, min_s
     return size, pools
 
 
-@register_model("yao2019", input_size=224, normalisation="quantile", description="Yao et al. 2019: six conv/BN/ReLU/avg-pool blocks (32 11x11, then five 32 5x5), FC")
+@register_model(
+    "yao2019",
+    input_size=224,
+    normalisation="quantile",
+    description="Yao et al. 2019: six conv/BN/ReLU/avg-pool blocks (32 11x11, then five 32 5x5), FC",
+)
 def yao2019(in_channels: int, num_classes: int, input_size: int, width: int = 32):
     """Yao, Rochman & Sun 2019: six blocks of convolution, batch norm, ReLU and 2x2 average
     pooling (first 32 kernels of 11x11, then five of 32 kernels of 5x5), a fully connected layer.
@@ -167,7 +177,12 @@ def yao2019(in_channels: int, num_classes: int, input_size: int, width: int = 32
     return Yao2019()
 
 
-@register_model("ogawa2022", input_size=150, normalisation="circle", description="Ogawa et al. 2022: four 5x5 convs (16,16,32,32; doubled for >= 2 channels), max-pool 3/2, FC 2000")
+@register_model(
+    "ogawa2022",
+    input_size=150,
+    normalisation="circle",
+    description="Ogawa et al. 2022: four 5x5 convs (16,16,32,32; doubled for >= 2 channels), max-pool 3/2, FC 2000",
+)
 def ogawa2022(in_channels: int, num_classes: int, input_size: int, hidden: int = 2000, dropout: float = 0.1):
     """Ogawa et al. 2022 (after Xu et al.): four 5x5 convolutions with 16, 16, 32 and 32 kernels
     (all doubled when the input has two or more channels), ReLU, 3x3 max pooling with stride 2
@@ -229,7 +244,17 @@ def fc2(in_channels: int, num_classes: int, input_size: int, hidden=(100, 50), d
 
 
 @register_model("simple_vit", input_size=64, description="Simple ViT (Beyer et al.): patch 16, dim 32, 8 heads, depth 2 (Espinosa Bernal)")
-def simple_vit(in_channels: int, num_classes: int, input_size: int, patch: int = 16, dim: int = 32, heads: int = 8, depth: int = 2, dim_head: int = 64, mlp_dim: int = 32):
+def simple_vit(
+    in_channels: int,
+    num_classes: int,
+    input_size: int,
+    patch: int = 16,
+    dim: int = 32,
+    heads: int = 8,
+    depth: int = 2,
+    dim_head: int = 64,
+    mlp_dim: int = 32,
+):
     """Simple ViT: non-overlapping patches (the image is zero-padded to a multiple of the patch
     size), a linear projection, fixed 2-D sine-cosine position embeddings, a pre-norm transformer
     encoder, mean pooling over patches and a linear head."""
@@ -259,9 +284,13 @@ def simple_vit(in_channels: int, num_classes: int, input_size: int, patch: int =
     class SimpleViT(nn.Module):
         def __init__(self):
             super().__init__()
-            self.embed = nn.Sequential(nn.LayerNorm(in_channels * patch * patch), nn.Linear(in_channels * patch * patch, dim), nn.LayerNorm(dim))
+            self.embed = nn.Sequential(
+                nn.LayerNorm(in_channels * patch * patch), nn.Linear(in_channels * patch * patch, dim), nn.LayerNorm(dim)
+            )
             self.attn = nn.ModuleList([Attention() for _ in range(depth)])
-            self.mlp = nn.ModuleList([nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim)) for _ in range(depth)])
+            self.mlp = nn.ModuleList(
+                [nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim)) for _ in range(depth)]
+            )
             self.norm = nn.LayerNorm(dim)
             self.head = nn.Linear(dim, num_classes)
 
@@ -285,7 +314,9 @@ def simple_vit(in_channels: int, num_classes: int, input_size: int, patch: int =
     return SimpleViT()
 
 
-@register_model("resnet_small", input_size=64, description="stainfree default: a small residual network (stem + three stages of basic blocks)")
+@register_model(
+    "resnet_small", input_size=64, description="stainfree default: a small residual network (stem + three stages of basic blocks)"
+)
 def resnet_small(in_channels: int, num_classes: int, input_size: int, widths=(16, 32, 64), blocks=(1, 1, 1), dropout: float = 0.2):
     """A small residual network: a 3x3 stem, three stages of basic residual blocks (the second and
     third halve the resolution), global average pooling, dropout and a linear head. Chosen as the
@@ -312,7 +343,9 @@ def resnet_small(in_channels: int, num_classes: int, input_size: int, widths=(16
     class ResNetSmall(nn.Module):
         def __init__(self):
             super().__init__()
-            self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+            )
             layers, c = [], widths[0]
             for i, (w, n) in enumerate(zip(widths, blocks)):
                 for j in range(n):

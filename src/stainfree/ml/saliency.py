@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -10,7 +10,16 @@ from ..utils import StainfreeError
 
 
 # ---------------------------------------------------------------------- saliency and activations
-def saliency(clf, images: np.ndarray, *, method: str = "smoothgrad", target: Sequence[int] | None = None, n_samples: int = 25, noise: float = 0.15, seed: int = 0) -> np.ndarray:
+def saliency(
+    clf,
+    images: np.ndarray,
+    *,
+    method: str = "smoothgrad",
+    target: Sequence[int] | None = None,
+    n_samples: int = 25,
+    noise: float = 0.15,
+    seed: int = 0,
+) -> np.ndarray:
     """Saliency maps (N x H x W, at the cells' own size) for the class ``target`` of each cell
     (default: the predicted class).
 

@@ -8,8 +8,8 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -95,7 +95,7 @@ class TrainConfig:
                 raise StainfreeError(message)
 
     @classmethod
-    def for_data(cls, cells, **overrides) -> "TrainConfig":
+    def for_data(cls, cells, **overrides) -> TrainConfig:
         """Defaults adapted to a CellSet, then ``overrides`` (``None`` values are ignored).
 
         Large crops (over 128 px, such as 224 px benchtop crops) are trained at half size. Sets
@@ -125,8 +125,6 @@ class TrainConfig:
 
     def resolved_normalisation(self) -> str:
         return model_info(self.model).normalisation if self.normalisation == "auto" else self.normalisation
-
-
 
 
 def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
@@ -234,7 +232,9 @@ def fit(
         m_all = torch.from_numpy(resize_batch(np.asarray(masks, np.float32)[:, None], size) > 0.5)
     y_all = torch.from_numpy(y)
     device = pick_device(config.device)
-    model = create_model(config.model, images.shape[1], len(classes), size[0], **config.model_kwargs).to(device, memory_format=torch.channels_last)
+    model = create_model(config.model, images.shape[1], len(classes), size[0], **config.model_kwargs).to(
+        device, memory_format=torch.channels_last
+    )
     train_counts = np.bincount(y[train_idx], minlength=len(classes)).clip(min=1)
     weights = torch.tensor(class_weights(train_counts, config.loss_weighting), dtype=torch.float32, device=device)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
@@ -319,15 +319,33 @@ def fit(
             score = -np.inf  # no validation cells: the last epoch is kept
         log.info(
             "epoch %d/%d  train loss %.3f  acc %.3f%s  (%.1f s)",
-            epoch, config.epochs, record["train_loss"], record["train_accuracy"],
-            f"  val loss {record['val_loss']:.3f}  acc {record['val_accuracy']:.3f}  bal {record['val_balanced_accuracy']:.3f}" if "val_loss" in record else "",
+            epoch,
+            config.epochs,
+            record["train_loss"],
+            record["train_accuracy"],
+            f"  val loss {record['val_loss']:.3f}  acc {record['val_accuracy']:.3f}  bal {record['val_balanced_accuracy']:.3f}"
+            if "val_loss" in record
+            else "",
             record["seconds"],
         )
         if len(val_idx) and score > best["score"]:
             best = {"score": score, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, "epoch": epoch}
         if checkpoint is not None:
             tmp = Path(checkpoint).with_suffix(".tmp")
-            torch.save({"signature": signature, "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": scheduler.state_dict() if scheduler is not None else None, "history": history, "best": best, "epoch": epoch, "rng": rng.bit_generator.state, "gen": gen.get_state()}, tmp)
+            torch.save(
+                {
+                    "signature": signature,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "history": history,
+                    "best": best,
+                    "epoch": epoch,
+                    "rng": rng.bit_generator.state,
+                    "gen": gen.get_state(),
+                },
+                tmp,
+            )
             os.replace(tmp, checkpoint)
     if not len(val_idx):
         recalibrate_batchnorm(model, x_all[train_idx], device=device)
@@ -344,7 +362,7 @@ def fit(
         effective = np.sqrt(effective)
     effective = effective * class_weights(train_counts, config.loss_weighting)
     prior = (effective / effective.sum()).round(6).tolist()
-    clf = Classifier(model, config.model, dict(config.model_kwargs), list(classes), list(channels), size, norm, prior, tuple(images.shape[2:]))
+    clf = Classifier(
+        model, config.model, dict(config.model_kwargs), list(classes), list(channels), size, norm, prior, tuple(images.shape[2:])
+    )
     return clf, history
-
-

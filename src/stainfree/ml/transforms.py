@@ -23,7 +23,7 @@ Augmentations are looked up by name (:data:`AUGMENTATIONS`) and combined into na
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -34,7 +34,9 @@ N_QUANTILES = 101
 
 
 # ---------------------------------------------------------------------- normalisation
-def fit_normalisation(images: np.ndarray, method: str = "robust", *, radius: float | None = None, max_cells: int = 2000, seed: int = 0) -> dict:
+def fit_normalisation(
+    images: np.ndarray, method: str = "robust", *, radius: float | None = None, max_cells: int = 2000, seed: int = 0
+) -> dict:
     """Fit a normalisation on training images (N x C x H x W); returns a JSON-able dict.
 
     >>> p = fit_normalisation(np.arange(101, dtype=float).reshape(1, 1, 1, 101))
@@ -271,7 +273,9 @@ def augmentation_names(preset: str | list[str]) -> list[str]:
         if preset in PRESETS:
             return list(PRESETS[preset])
         if "," not in preset and preset not in AUGMENTATIONS:
-            raise StainfreeError(f"unknown augmentation preset {preset!r} (choose from {', '.join(PRESETS)}, or list augmentations: {','.join(AUGMENTATIONS)})")
+            raise StainfreeError(
+                f"unknown augmentation preset {preset!r} (choose from {', '.join(PRESETS)}, or list augmentations: {','.join(AUGMENTATIONS)})"
+            )
         preset = [name.strip() for name in preset.split(",") if name.strip()]
     for name in preset:
         if name not in AUGMENTATIONS:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -17,7 +17,9 @@ def _pyplot():
     return plt
 
 
-def heatmap(values, rows: Sequence[str], cols: Sequence[str], path: str | Path, *, title: str = "", xlabel: str = "", ylabel: str = "") -> Path:
+def heatmap(
+    values, rows: Sequence[str], cols: Sequence[str], path: str | Path, *, title: str = "", xlabel: str = "", ylabel: str = ""
+) -> Path:
     """A matrix of values in [0, 1] with each value written in its cell (missing values blank)."""
     plt = _pyplot()
     arr = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)

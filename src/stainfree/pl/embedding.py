@@ -87,7 +87,9 @@ def plot_gallery(cells, labels: pd.Series, path, *, per_cluster: int = 10, seed:
     """``per_cluster`` random cells of each cluster, a row per cluster (Engberg Fig. 8B)."""
     from .core import cell_grid
 
-    return cell_grid(cells, labels, path, per_row=per_cluster, title=lambda name, n: f"cluster {name} (n={n})", seed=seed, order=_cluster_order)
+    return cell_grid(
+        cells, labels, path, per_row=per_cluster, title=lambda name, n: f"cluster {name} (n={n})", seed=seed, order=_cluster_order
+    )
 
 
 def plot_ordered_matrices(x: np.ndarray, labels: pd.Series, path, *, max_cells: int = 1500, seed: int = 0) -> Path:

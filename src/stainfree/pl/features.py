@@ -11,7 +11,9 @@ import pandas as pd
 from ..tl.rank import Separation, group_masks
 
 
-def plot_separation(features: pd.DataFrame, groups: pd.Series, separation: Separation, path: str | os.PathLike, *, max_points: int = 4000, seed: int = 0) -> Path:
+def plot_separation(
+    features: pd.DataFrame, groups: pd.Series, separation: Separation, path: str | os.PathLike, *, max_points: int = 4000, seed: int = 0
+) -> Path:
     """Scatter of the two groups on the top feature and its weakly correlated partner (or, when
     no partner exists, the top feature's histograms)."""
     import matplotlib
@@ -29,7 +31,15 @@ def plot_separation(features: pd.DataFrame, groups: pd.Series, separation: Separ
             idx = rng.choice(idx, max_points // 2, replace=False)
         x = features[separation.top].to_numpy(np.float64)[idx]
         if separation.partner:
-            ax.scatter(x, features[separation.partner].to_numpy(np.float64)[idx], s=6, alpha=0.5, color=colour, label=f"{name} (n={mask.sum()})", edgecolors="none")
+            ax.scatter(
+                x,
+                features[separation.partner].to_numpy(np.float64)[idx],
+                s=6,
+                alpha=0.5,
+                color=colour,
+                label=f"{name} (n={mask.sum()})",
+                edgecolors="none",
+            )
         else:
             ax.hist(x[np.isfinite(x)], bins=32, alpha=0.5, color=colour, label=f"{name} (n={mask.sum()})", density=True)
     jsd = dict(zip(separation.ranking["feature"], separation.ranking["jsd"]))

@@ -21,7 +21,7 @@ nearest the crop centre kept.
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -76,11 +76,29 @@ def foreground_mask(cell: np.ndarray, *, min_deviation: float = 2.5, smooth: flo
 
 
 # position in the mosaic, not shape; normalised moments below order 2 are undefined
-SHAPE_DROP_PREFIXES = ("Center_", "BoundingBoxMinimum_", "BoundingBoxMaximum_", "SpatialMoment_", "NormalizedMoment_0_0", "NormalizedMoment_0_1", "NormalizedMoment_1_0")
+SHAPE_DROP_PREFIXES = (
+    "Center_",
+    "BoundingBoxMinimum_",
+    "BoundingBoxMaximum_",
+    "SpatialMoment_",
+    "NormalizedMoment_0_0",
+    "NormalizedMoment_0_1",
+    "NormalizedMoment_1_0",
+)
 HARALICK_NAMES = (
-    "AngularSecondMoment", "Contrast", "Correlation", "Variance", "InverseDifferenceMoment",
-    "SumAverage", "SumVariance", "SumEntropy", "Entropy", "DifferenceVariance",
-    "DifferenceEntropy", "InfoMeas1", "InfoMeas2",
+    "AngularSecondMoment",
+    "Contrast",
+    "Correlation",
+    "Variance",
+    "InverseDifferenceMoment",
+    "SumAverage",
+    "SumVariance",
+    "SumEntropy",
+    "Entropy",
+    "DifferenceVariance",
+    "DifferenceEntropy",
+    "InfoMeas1",
+    "InfoMeas2",
 )
 # CellProfiler's (and mahotas') four directions: 00 right, 01 down-right, 02 down, 03 down-left
 DIRECTIONS = ((0, 1), (1, 1), (1, 0), (1, -1))
@@ -173,7 +191,15 @@ def haralick(counts: np.ndarray) -> dict[str, np.ndarray]:
     return {name: out[name] for name in HARALICK_NAMES}
 
 
-def texture_features(images: np.ndarray, masks: np.ndarray, *, value_range: tuple[float, float], scales: Sequence[int] = TEXTURE_SCALES, gray_levels: int = GRAY_LEVELS, name: str = "ch0") -> dict[str, np.ndarray]:
+def texture_features(
+    images: np.ndarray,
+    masks: np.ndarray,
+    *,
+    value_range: tuple[float, float],
+    scales: Sequence[int] = TEXTURE_SCALES,
+    gray_levels: int = GRAY_LEVELS,
+    name: str = "ch0",
+) -> dict[str, np.ndarray]:
     """Haralick texture of one channel of a stack of cells (``N x H x W``) within their masks.
 
     Intensities are binned into ``gray_levels`` between ``value_range``; names follow
@@ -306,7 +332,9 @@ def measure(
     n_batches = (len(cells) + batch_size - 1) // batch_size
     for images, rows in progress(cells.batches(batch_size), total=n_batches, desc="features", unit="batches", log=logger):
         images = images.astype(np.float64)
-        batch_masks = masks[start : start + len(images)] if masks is not None else np.stack([foreground_mask(c[mask_index]) for c in images])
+        batch_masks = (
+            masks[start : start + len(images)] if masks is not None else np.stack([foreground_mask(c[mask_index]) for c in images])
+        )
         batch_masks = np.asarray(batch_masks, bool)
         start += len(images)
         present = batch_masks.any(axis=(1, 2))
@@ -316,7 +344,11 @@ def measure(
             kept_images, kept_masks = images[present], batch_masks[present]
             values.update(_shape_and_intensity(kept_images, kept_masks, cells.channels))
             for c, ch in enumerate(cells.channels):
-                values.update(texture_features(kept_images[:, c], kept_masks, value_range=ranges[ch], scales=texture_scales, gray_levels=gray_levels, name=ch))
+                values.update(
+                    texture_features(
+                        kept_images[:, c], kept_masks, value_range=ranges[ch], scales=texture_scales, gray_levels=gray_levels, name=ch
+                    )
+                )
             if texture_scales:
                 flat_cells += int(np.isnan(values[f"Texture_Correlation_{cells.channels[0]}_{texture_scales[0]}_00"]).sum())
         columns = {}

@@ -108,7 +108,15 @@ class Run:
 
     @property
     def kind(self) -> str:
-        for marker, kind in (("metrics.json", "evaluation"), ("fields.json", "fields"), ("clusters.json", "clusters"), ("comparison.json", "comparison"), ("explain.json", "explain"), ("saliency.json", "saliency"), ("scores.json", "segmentation")):
+        for marker, kind in (
+            ("metrics.json", "evaluation"),
+            ("fields.json", "fields"),
+            ("clusters.json", "clusters"),
+            ("comparison.json", "comparison"),
+            ("explain.json", "explain"),
+            ("saliency.json", "saliency"),
+            ("scores.json", "segmentation"),
+        ):
             if (self.folder / marker).exists():
                 return kind
         return "unknown"
@@ -138,14 +146,20 @@ def data_summary(cells, *, max_values: int = 30) -> dict:
     """What the Data section shows, as JSON: size, channels, cells per class and per group."""
     labels = pd.Series(cells.labels, dtype="string").fillna("(unlabelled)")
     out = {
-        "cells": len(cells), "channels": list(cells.channels), "size": list(cells.shape[2:]),
-        "classes": {str(k): int(v) for k, v in labels.value_counts().items()}, "groups": {},
+        "cells": len(cells),
+        "channels": list(cells.channels),
+        "size": list(cells.shape[2:]),
+        "classes": {str(k): int(v) for k, v in labels.value_counts().items()},
+        "groups": {},
     }
     for group in cells.groups[:3]:
         if group in cells.table:
             tab = pd.crosstab(cells.table[group].astype("string").fillna("(none)").to_numpy(), labels.to_numpy())
             top = tab.loc[tab.sum(axis=1).sort_values(ascending=False).index[:max_values]]
-            out["groups"][group] = {"values": int(len(tab)), "counts": {str(k): {str(c): int(v) for c, v in row.items()} for k, row in top.iterrows()}}
+            out["groups"][group] = {
+                "values": int(len(tab)),
+                "counts": {str(k): {str(c): int(v) for c, v in row.items()} for k, row in top.iterrows()},
+            }
     return out
 
 

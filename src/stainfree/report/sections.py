@@ -6,8 +6,8 @@ import datetime
 import io
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -47,7 +47,9 @@ def _section_data(run: Run) -> str:
         buffer = io.BytesIO()
         plot_examples(cells, buffer)
         examples = buffer
-    parts.append(f"<p>{summary['cells']} cells, {len(summary['channels'])} channel(s) ({_esc(', '.join(summary['channels']))}), {summary['size'][0]}x{summary['size'][1]} px.</p>")
+    parts.append(
+        f"<p>{summary['cells']} cells, {len(summary['channels'])} channel(s) ({_esc(', '.join(summary['channels']))}), {summary['size'][0]}x{summary['size'][1]} px.</p>"
+    )
     parts.append("<h3>Cells per class</h3>" + _table(pd.DataFrame(list(summary["classes"].items()), columns=["class", "cells"])))
     for group, entry in summary["groups"].items():
         caption = f"<h3>Cells per {_esc(group)} and class</h3>"
@@ -68,7 +70,9 @@ def _section_protocol(run: Run) -> str:
     parts = ["<h3>Protocol</h3>" + _table(pd.DataFrame([(k, v) for k, v in protocol.items()], columns=["", "value"]))]
     train = run.config.get("train")
     if train:
-        parts.append("<h3>Training settings</h3>" + _table(pd.DataFrame([(k, v) for k, v in train.items() if k != "device"], columns=["", "value"])))
+        parts.append(
+            "<h3>Training settings</h3>" + _table(pd.DataFrame([(k, v) for k, v in train.items() if k != "device"], columns=["", "value"]))
+        )
     for warning in m.get("warnings") or []:
         parts.append(f'<p class="missing">{_esc(warning)}</p>')
     return "".join(parts)
@@ -82,14 +86,17 @@ def _section_metrics(run: Run) -> str:
     for name, block in [("model", m), *[(f"baseline: {k}", v) for k, v in (m.get("baselines") or {}).items()]]:
         s = block["summary"]
         boot = s["balanced_accuracy"].get("ci95_bootstrap")
-        rows.append({
-            "": name,
-            "balanced accuracy (mean over splits, 95% CI)": _fmt(s["balanced_accuracy"]),
-            "pooled (bootstrap 95% CI)": f"{s['balanced_accuracy'].get('pooled', float('nan')):.3f}" + (f" [{boot[0]:.3f}, {boot[1]:.3f}]" if boot else ""),
-            "accuracy": _fmt(s["accuracy"]),
-            "ROC AUC": _fmt(s.get("roc_auc")),
-            "Cohen's kappa": _fmt(s.get("cohen_kappa")),
-        })
+        rows.append(
+            {
+                "": name,
+                "balanced accuracy (mean over splits, 95% CI)": _fmt(s["balanced_accuracy"]),
+                "pooled (bootstrap 95% CI)": f"{s['balanced_accuracy'].get('pooled', float('nan')):.3f}"
+                + (f" [{boot[0]:.3f}, {boot[1]:.3f}]" if boot else ""),
+                "accuracy": _fmt(s["accuracy"]),
+                "ROC AUC": _fmt(s.get("roc_auc")),
+                "Cohen's kappa": _fmt(s.get("cohen_kappa")),
+            }
+        )
     parts = [f'<p class="headline">{_esc(m.get("headline", ""))}</p>', _table(pd.DataFrame(rows))]
     per_class = (m.get("pooled") or {}).get("per_class")
     if per_class:
@@ -108,12 +115,16 @@ def _figures(run: Run, names: list[tuple[str, str]], what: str) -> str:
 
 
 def _section_evaluation_figures(run: Run) -> str:
-    return _figures(run, [
-        ("training_curve.png", "training curves (loss and accuracy per epoch, per split)"),
-        ("confusion_matrix.png", "confusion matrix, pooled over the test splits"),
-        ("roc.png", "ROC curves, one class against the rest"),
-        ("learning_curve.png", "learning curve"),
-    ], "evaluation")
+    return _figures(
+        run,
+        [
+            ("training_curve.png", "training curves (loss and accuracy per epoch, per split)"),
+            ("confusion_matrix.png", "confusion matrix, pooled over the test splits"),
+            ("roc.png", "ROC curves, one class against the rest"),
+            ("learning_curve.png", "learning curve"),
+        ],
+        "evaluation",
+    )
 
 
 def _section_cross_group(run: Run) -> str:
@@ -121,9 +132,13 @@ def _section_cross_group(run: Run) -> str:
 
 
 def _section_embedding(run: Run) -> str:
-    names = [p.name for pattern in ("umap*.png", "cluster*.png", "composition*.png") for p in sorted((run.folder / "figures").glob(pattern))]
+    names = [
+        p.name for pattern in ("umap*.png", "cluster*.png", "composition*.png") for p in sorted((run.folder / "figures").glob(pattern))
+    ]
     if not names:
-        raise Missing("no UMAP, cluster gallery or composition figures in this run (they come from `stainfree embed` and `stainfree cluster`)")
+        raise Missing(
+            "no UMAP, cluster gallery or composition figures in this run (they come from `stainfree embed` and `stainfree cluster`)"
+        )
     return "".join(_figure(run.folder / "figures" / n, n.removesuffix(".png").replace("_", " ")) for n in names)
 
 
@@ -132,12 +147,17 @@ def _section_explain(run: Run) -> str:
     body = _read_json(folder / "explain.json") if folder.is_dir() else None
     if body is None:
         raise Missing("explain/ is not in this run (write it with `stainfree explain FEATURES --by COLUMN -o RUN/explain`)")
-    parts = [f"<p>{_esc(body['column'])}: <b>{_esc(body['a'])}</b> (n={body['n_a']}) against <b>{_esc(body['b'])}</b> (n={body['n_b']}). "
-             "Jensen-Shannon divergence in nats: 0 for identical distributions, ln 2 = 0.693 for no overlap.</p>"]
+    parts = [
+        f"<p>{_esc(body['column'])}: <b>{_esc(body['a'])}</b> (n={body['n_a']}) against <b>{_esc(body['b'])}</b> (n={body['n_b']}). "
+        "Jensen-Shannon divergence in nats: 0 for identical distributions, ln 2 = 0.693 for no overlap.</p>"
+    ]
     ranking = pd.DataFrame(body.get("ranking") or [])
     if len(ranking):
         parts.append(_table(ranking.head(15)))
-    for name, caption in (("scatter.png", f"the two groups on the top feature and its weakly correlated partner ({body.get('partner')})"), ("ranking.png", "the highest divergences")):
+    for name, caption in (
+        ("scatter.png", f"the two groups on the top feature and its weakly correlated partner ({body.get('partner')})"),
+        ("ranking.png", "the highest divergences"),
+    ):
         if (folder / name).exists():
             parts.append(_figure(folder / name, caption))
     pairs = pd.DataFrame(body.get("pairs") or [])
@@ -151,9 +171,14 @@ def _section_saliency(run: Run) -> str:
     if not (folder / "saliency.json").exists():
         raise Missing("saliency/ is not in this run (write it with `stainfree saliency MODEL CELLS -o RUN/saliency`)")
     body = _read_json(folder / "saliency.json")
-    parts = [f"<p>Vanilla-gradient and SmoothGrad saliency of {len(body.get('cells', []))} cells (brighter: pixels that move the predicted class's score most), "
-             f"and the activation maps of the convolutional layers for cell {_esc(body.get('activation_cell'))}.</p>"]
-    for name, caption in (("saliency.png", "saliency: image, vanilla gradient, SmoothGrad"), ("activations.png", "activation maps per convolutional layer (the most varied maps of each)")):
+    parts = [
+        f"<p>Vanilla-gradient and SmoothGrad saliency of {len(body.get('cells', []))} cells (brighter: pixels that move the predicted class's score most), "
+        f"and the activation maps of the convolutional layers for cell {_esc(body.get('activation_cell'))}.</p>"
+    ]
+    for name, caption in (
+        ("saliency.png", "saliency: image, vanilla gradient, SmoothGrad"),
+        ("activations.png", "activation maps per convolutional layer (the most varied maps of each)"),
+    ):
         if (folder / name).exists():
             parts.append(_figure(folder / name, caption))
     return "".join(parts)
@@ -161,8 +186,12 @@ def _section_saliency(run: Run) -> str:
 
 def _section_fields(run: Run) -> str:
     body = _read_json(run.folder / "fields.json")
-    parts = [f"<p>Model {_esc(body.get('model'))}; {body.get('cells')} cells cut at {body.get('crop_size')} px from {len(body.get('fields', {}))} field(s).</p>"]
-    parts.append("<h3>Predicted cells per class</h3>" + _table(pd.DataFrame(list((body.get("predicted") or {}).items()), columns=["class", "cells"])))
+    parts = [
+        f"<p>Model {_esc(body.get('model'))}; {body.get('cells')} cells cut at {body.get('crop_size')} px from {len(body.get('fields', {}))} field(s).</p>"
+    ]
+    parts.append(
+        "<h3>Predicted cells per class</h3>" + _table(pd.DataFrame(list((body.get("predicted") or {}).items()), columns=["class", "cells"]))
+    )
     fields = body.get("fields")
     if isinstance(fields, dict) and fields:
         parts.append("<h3>Per field</h3>" + _table(pd.DataFrame(fields).T.rename_axis("field").reset_index()))
@@ -212,11 +241,22 @@ def _section_overlays(run: Run) -> str:
 def _section_segmentation(run: Run) -> str:
     body = _read_json(run.file("scores.json"))
     pooled = body.get("pooled") or {}
-    names = {"f1": "F1 at IoU 0.5", "precision": "precision", "recall": "recall", "ap_50_95": "average precision, IoU 0.5-0.95",
-             "mean_matched_iou": "mean matched IoU", "split_cells": "split cells", "merged_cells": "merged cells",
-             "true_objects": "true objects", "predicted_objects": "predicted objects"}
-    parts = [f"<p>Method {_esc(body.get('method'))}" + (f", model {_esc(body['segmenter'])}" if body.get("segmenter") else "")
-             + f"; truth from {_esc(body.get('truth'))}. Pooled over fields (every cell weighs the same):</p>"]
+    names = {
+        "f1": "F1 at IoU 0.5",
+        "precision": "precision",
+        "recall": "recall",
+        "ap_50_95": "average precision, IoU 0.5-0.95",
+        "mean_matched_iou": "mean matched IoU",
+        "split_cells": "split cells",
+        "merged_cells": "merged cells",
+        "true_objects": "true objects",
+        "predicted_objects": "predicted objects",
+    }
+    parts = [
+        f"<p>Method {_esc(body.get('method'))}"
+        + (f", model {_esc(body['segmenter'])}" if body.get("segmenter") else "")
+        + f"; truth from {_esc(body.get('truth'))}. Pooled over fields (every cell weighs the same):</p>"
+    ]
     parts.append(_table(pd.DataFrame([(label, pooled.get(key)) for key, label in names.items()], columns=["", "value"])))
     if body.get("per_field"):
         parts.append("<h3>Per field</h3>" + _table(pd.DataFrame(body["per_field"])))
@@ -226,39 +266,70 @@ def _section_segmentation(run: Run) -> str:
 def _section_clusters(run: Run) -> str:
     body = _read_json(run.folder / "clusters.json")
     c = body["clustering"]
-    parts = [f"<p>{body['cells']} cells; {_esc(c['method'])} on {_esc(c['on'])} of <code>{_esc(c['key'])}</code>: {c['clusters']} clusters"
-             + (f" (k = {c['k']}" + (", peak silhouette" if "scan" in c else "") + ")" if "k" in c else "")
-             + (f"; {c['noise_cells']} noise cells" if c.get("noise_cells") else "") + ".</p>"]
+    parts = [
+        f"<p>{body['cells']} cells; {_esc(c['method'])} on {_esc(c['on'])} of <code>{_esc(c['key'])}</code>: {c['clusters']} clusters"
+        + (f" (k = {c['k']}" + (", peak silhouette" if "scan" in c else "") + ")" if "k" in c else "")
+        + (f"; {c['noise_cells']} noise cells" if c.get("noise_cells") else "")
+        + ".</p>"
+    ]
     robust = (body.get("embedding") or {}).get("robustness")
     if robust:
-        parts.append(f"<p>Augmentation robustness (Yao Fig. S5a): augmented copies of one cell lie {robust['within_cell_mean']:.3g} apart on average, "
-                     f"different cells {robust['between_cells_mean']:.3g} (ratio {robust['ratio']:.2f}; well below 1: the embedding ignores rotation, translation and background texture).</p>")
+        parts.append(
+            f"<p>Augmentation robustness (Yao Fig. S5a): augmented copies of one cell lie {robust['within_cell_mean']:.3g} apart on average, "
+            f"different cells {robust['between_cells_mean']:.3g} (ratio {robust['ratio']:.2f}; well below 1: the embedding ignores rotation, translation and background texture).</p>"
+        )
     parts.append(_table(pd.DataFrame(list(body["cluster_sizes"].items()), columns=["cluster", "cells"])))
     for column, probes in (body.get("regressions") or {}).items():
         rows = [{"probe": kind, "cells": p["cells"], "folds": p["folds"], "Pearson r": p["pearson_r"]} for kind, p in probes.items()]
         parts.append(f"<h3>Regression probe: predicting {_esc(column)} from the embedding</h3>" + _table(pd.DataFrame(rows)))
     for column, probes in (body.get("probes") or {}).items():
-        rows = [{"probe": kind, "accuracy": p["accuracy"], "balanced accuracy": p["balanced_accuracy"], "Cohen's kappa": p["cohen_kappa"],
-                 "majority: accuracy": p["majority"]["accuracy"], "majority: balanced": p["majority"]["balanced_accuracy"]} for kind, p in probes.items()]
+        rows = [
+            {
+                "probe": kind,
+                "accuracy": p["accuracy"],
+                "balanced accuracy": p["balanced_accuracy"],
+                "Cohen's kappa": p["cohen_kappa"],
+                "majority: accuracy": p["majority"]["accuracy"],
+                "majority: balanced": p["majority"]["balanced_accuracy"],
+            }
+            for kind, p in probes.items()
+        ]
         parts.append(f"<h3>Probe: predicting {_esc(column)} from the embedding</h3>" + _table(pd.DataFrame(rows)))
     for column in body.get("composition") or {}:
         path = run.folder / f"enrichment_{column}.csv"
         if path.exists():
             table = pd.read_csv(path)
             called = table[table["call"].fillna("") != ""]
-            parts.append(f"<h3>Enriched and depleted clusters by {_esc(column)}</h3>" + (_table(called[["group", "cluster", "cells", "expected", "odds_ratio", "q", "call"]]) if len(called) else "<p>None at q &lt; 0.05.</p>"))
+            parts.append(
+                f"<h3>Enriched and depleted clusters by {_esc(column)}</h3>"
+                + (
+                    _table(called[["group", "cluster", "cells", "expected", "odds_ratio", "q", "call"]])
+                    if len(called)
+                    else "<p>None at q &lt; 0.05.</p>"
+                )
+            )
     return "".join(parts)
 
 
 def _section_comparison(run: Run) -> str:
     body = _read_json(run.folder / "comparison.json")
-    rows = [{"condition": k, "channels": v["channels"], "balanced accuracy (mean)": v["balanced_accuracy"]["mean"],
-             "sd over seeds": v["balanced_accuracy"]["std"], "seeds": v["balanced_accuracy"]["seeds"], "accuracy (mean)": v["accuracy_mean"]}
-            for k, v in body.get("conditions", {}).items()]
+    rows = [
+        {
+            "condition": k,
+            "channels": v["channels"],
+            "balanced accuracy (mean)": v["balanced_accuracy"]["mean"],
+            "sd over seeds": v["balanced_accuracy"]["std"],
+            "seeds": v["balanced_accuracy"]["seeds"],
+            "accuracy (mean)": v["accuracy_mean"],
+        }
+        for k, v in body.get("conditions", {}).items()
+    ]
     parts = [_table(pd.DataFrame(rows))]
     if body.get("runs"):
         parts.append("<h3>Every run</h3>" + _table(pd.DataFrame(body["runs"])))
-    parts.append("<p>Each condition and seed has its own run folder here; <code>stainfree report</code> on one of them shows its details.</p>")
+    parts.append(
+        "<p>Each condition and seed has its own run folder here; <code>stainfree report</code> on one of them shows its details.</p>"
+    )
     return "".join(parts)
 
 
@@ -299,7 +370,9 @@ def build_report(folder: str | os.PathLike, *, title: str | None = None) -> str:
         raise StainfreeError(f"{run.folder}: no such run folder")
     kind = run.kind
     if kind not in SECTIONS:
-        raise StainfreeError(f"{run.folder}: not a stainfree run (no metrics.json, fields.json, clusters.json, comparison.json, explain.json, saliency.json or scores.json)")
+        raise StainfreeError(
+            f"{run.folder}: not a stainfree run (no metrics.json, fields.json, clusters.json, comparison.json, explain.json, saliency.json or scores.json)"
+        )
     sections = []
     for name, render in SECTIONS[kind]:
         anchor = name.lower().replace(" ", "-").replace(",", "")
@@ -315,14 +388,14 @@ def build_report(folder: str | os.PathLike, *, title: str | None = None) -> str:
     title = title or f"stainfree {command}: {run.folder.name}"
     nav = "".join(f'<a href="#{a}">{_esc(n)}</a>' for a, n, _ in sections)
     content = "".join(f'<section id="{a}"><h2>{_esc(n)}</h2>{b}</section>' for a, n, b in sections)
-    provenance = (run.config.get("provenance") or {})
+    provenance = run.config.get("provenance") or {}
     meta = f"run folder {_esc(run.folder.resolve())}; report written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}"
     if provenance:
         meta += "; " + ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in provenance.items() if not isinstance(v, (dict, list)))
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{_esc(title)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>{_esc(title)}</h1><p class=\"meta\">{meta}</p><nav>{nav}</nav>{content}</body></html>\n"
+        f'<h1>{_esc(title)}</h1><p class="meta">{meta}</p><nav>{nav}</nav>{content}</body></html>\n'
     )
 
 

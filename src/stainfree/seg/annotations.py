@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -66,8 +66,12 @@ def label_image(path: str | os.PathLike, shape: tuple[int, int] | None = None) -
     if len(values) == 2:
         split = measure.label(labels > 0, connectivity=1)
         if split.max() > 1:
-            logger.warning("%s: a binary mask (values 0 and %d); split into %d connected objects, so touching cells merge",
-                           path, values[1], split.max())
+            logger.warning(
+                "%s: a binary mask (values 0 and %d); split into %d connected objects, so touching cells merge",
+                path,
+                values[1],
+                split.max(),
+            )
             labels = split
     return labels.astype(np.int32)
 
@@ -175,7 +179,9 @@ def coco_labels(path: str | os.PathLike, names: Sequence[str], shapes: dict[str,
         img = images[img_id]
         shape = shapes[stem]
         if (img.get("height"), img.get("width")) not in ((None, None), tuple(shape)):
-            raise StainfreeError(f"{path}: image {img['file_name']} is {img['height']}x{img['width']} px but its field is {shape[0]}x{shape[1]}")
+            raise StainfreeError(
+                f"{path}: image {img['file_name']} is {img['height']}x{img['width']} px but its field is {shape[0]}x{shape[1]}"
+            )
         labels = np.zeros(shape, np.int32)
         for k, ann in enumerate((a for a in annotations if a["image_id"] == img_id), 1):
             seg = ann.get("segmentation")
@@ -205,7 +211,9 @@ def read_annotations(masks: str | os.PathLike, fields: Sequence) -> dict[str, np
         if masks.suffix.lower() == ".json":
             out = coco_labels(masks, names, shapes)
             if not out:
-                raise StainfreeError(f"{masks}: no image's file_name matches a field ({', '.join(names[:5])}{'...' if len(names) > 5 else ''})")
+                raise StainfreeError(
+                    f"{masks}: no image's file_name matches a field ({', '.join(names[:5])}{'...' if len(names) > 5 else ''})"
+                )
         elif masks.suffix.lower() in (".zip", ".roi") and len(fields) == 1:
             out = {names[0]: roi_set(masks, shapes[names[0]])}
         else:
@@ -222,7 +230,9 @@ def read_annotations(masks: str | os.PathLike, fields: Sequence) -> dict[str, np
                 continue
             found = _annotation_file(masks, name)
             if found is None:
-                raise StainfreeError(f"{masks}: no annotation for field {name!r} (looked for {name}.tif/.png, {name}_labels.tif, {name}.zip, {name}_RoiSet.zip and COCO *.json)")
+                raise StainfreeError(
+                    f"{masks}: no annotation for field {name!r} (looked for {name}.tif/.png, {name}_labels.tif, {name}.zip, {name}_RoiSet.zip and COCO *.json)"
+                )
             out[name] = roi_set(found, shapes[name]) if found.suffix.lower() == ".zip" else label_image(found, shapes[name])
     return out
 

@@ -66,7 +66,12 @@ def crop_objects(image: np.ndarray, labels: np.ndarray, *, size: int, pad: bool 
     around, _, _ = _cut(labels[None], centres[kept, 0], centres[kept, 1], size, pad, fill=np.zeros(1, labels.dtype))
     masks = around[:, 0] == ids[kept][:, None, None]
     table = pd.DataFrame(
-        {"label_id": ids[kept].astype(np.int64), "centroid_x": centres[kept, 1], "centroid_y": centres[kept, 0], "area": areas[ids[kept]].astype(np.int64)}
+        {
+            "label_id": ids[kept].astype(np.int64),
+            "centroid_x": centres[kept, 1],
+            "centroid_y": centres[kept, 0],
+            "area": areas[ids[kept]].astype(np.int64),
+        }
     )
     return crops, masks, table, skipped
 

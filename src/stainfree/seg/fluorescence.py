@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -153,7 +153,18 @@ def fit_two_populations(
     labels = np.full(len(x), None, dtype=object)
     labels[post[:, 0] >= min_posterior] = names[0]
     labels[post[:, 1] >= min_posterior] = names[1]
-    return MixtureFit(logx, labels, post, names, tuple(map(float, means)), tuple(map(float, sds)), tuple(map(float, weights)), threshold, separation, min_posterior)
+    return MixtureFit(
+        logx,
+        labels,
+        post,
+        names,
+        tuple(map(float, means)),
+        tuple(map(float, sds)),
+        tuple(map(float, weights)),
+        threshold,
+        separation,
+        min_posterior,
+    )
 
 
 def balance_per_group(labels: pd.Series, groups: pd.Series, *, seed: int = 0) -> np.ndarray:

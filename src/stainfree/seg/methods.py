@@ -82,4 +82,3 @@ def segment_field(
         result.dropped_large = int((too_large > 0).sum())
         result.dropped_small = n_before - result.n_objects - result.dropped_large
     return result
-

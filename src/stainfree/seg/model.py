@@ -99,7 +99,9 @@ def labels_at_size(labels: np.ndarray, foreground: np.ndarray, shape: tuple[int,
     import torch
     from torch.nn import functional as F
 
-    smooth = F.interpolate(torch.from_numpy(np.ascontiguousarray(foreground, np.float32))[None, None], size=tuple(shape), mode="bilinear", align_corners=False)
+    smooth = F.interpolate(
+        torch.from_numpy(np.ascontiguousarray(foreground, np.float32))[None, None], size=tuple(shape), mode="bilinear", align_corners=False
+    )
     mask = smooth[0, 0].numpy() > threshold
     reach = max(shape[0] / labels.shape[0], shape[1] / labels.shape[1])
     distance, (rows, cols) = ndimage.distance_transform_edt(coarse == 0, return_indices=True)
@@ -192,7 +194,7 @@ class Segmenter:
         return write_model_file(path, self.network.state_dict(), self.metadata)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Segmenter":
+    def load(cls, path: str | os.PathLike) -> Segmenter:
         """Read a segmenter written by :meth:`save`; ``builtin:phase`` names the shipped model."""
         from ..ml.classifier import read_model_file
         from .networks import create_segmenter
@@ -204,8 +206,18 @@ class Segmenter:
         network = create_segmenter(meta["arch"], len(meta["channels"]), 3, **meta["arch_kwargs"])
         network.load_state_dict(state)
         network.eval()
-        return cls(network, meta["arch"], meta["arch_kwargs"], list(meta["channels"]), meta["pixel_size"], float(meta["scale"]),
-                   float(meta["diameter"]), InstanceParams(**meta["instance_params"]), meta["normalisation"], meta.get("provenance", {}))
+        return cls(
+            network,
+            meta["arch"],
+            meta["arch_kwargs"],
+            list(meta["channels"]),
+            meta["pixel_size"],
+            float(meta["scale"]),
+            float(meta["diameter"]),
+            InstanceParams(**meta["instance_params"]),
+            meta["normalisation"],
+            meta.get("provenance", {}),
+        )
 
     def resolve_scale(self, *, pixel_size: float | None = None, diameter: float | None = None) -> tuple[float, str]:
         """The factor from field pixels to network pixels, and how it was decided.
@@ -244,7 +256,11 @@ class Segmenter:
                     y1, x1 = min(bottom + margin, h), min(right + margin, w)
                     x = torch.from_numpy(np.ascontiguousarray(image[:, y0:y1, x0:x1]))[None].to(dev, memory_format=torch.channels_last)
                     maps = network(x)[0]
-                    maps = (torch.cat([maps[:1].sigmoid(), maps[1:] / FLOW_SCALE]) if self.representation == "flows" else maps.sigmoid()).cpu().numpy()
+                    maps = (
+                        (torch.cat([maps[:1].sigmoid(), maps[1:] / FLOW_SCALE]) if self.representation == "flows" else maps.sigmoid())
+                        .cpu()
+                        .numpy()
+                    )
                     out[:, top:bottom, left:right] = maps[:, top - y0 : bottom - y0, left - x0 : right - x0]
         return out
 
@@ -275,7 +291,9 @@ class Segmenter:
         check_memory(image.shape, scale)
         x = rescale(normalise_field(image, low=self.normalisation["low"], high=self.normalisation["high"]), scale)
         maps = self.predict_maps(x, tile=tile, device=device)
-        return SegmentationResult(self.labels_from_maps(maps, image.shape[-2:]), diameter=self.diameter / scale, threshold=float("nan"), mode="learnt")
+        return SegmentationResult(
+            self.labels_from_maps(maps, image.shape[-2:]), diameter=self.diameter / scale, threshold=float("nan"), mode="learnt"
+        )
 
     def labels_from_maps(self, maps: np.ndarray, shape: tuple[int, int], params: InstanceParams | None = None) -> np.ndarray:
         """Instance labels at a field's ``shape`` (numbered 1..n) from the network's ``maps`` of

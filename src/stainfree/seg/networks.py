@@ -12,7 +12,7 @@ Adding an architecture is one function and one decorator line::
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..utils import StainfreeError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,12 +41,16 @@ class FieldCells:
     def summary_lines(self) -> list[str]:
         lines = []
         for s in self.per_field:
-            dropped = [f"{s[k]} {what}" for k, what in (
-                ("dropped_small", "below the minimum area"),
-                ("dropped_large", "above the maximum area"),
-                ("dropped_border", "touching the border"),
-                ("skipped_edge", "whose crop leaves the field"),
-            ) if s.get(k)]
+            dropped = [
+                f"{s[k]} {what}"
+                for k, what in (
+                    ("dropped_small", "below the minimum area"),
+                    ("dropped_large", "above the maximum area"),
+                    ("dropped_border", "touching the border"),
+                    ("skipped_edge", "whose crop leaves the field"),
+                )
+                if s.get(k)
+            ]
             found = f"{s['objects']} objects" if "objects" in s else f"{s['points']} points"
             lines.append(f"{s['field']}: {found}, {s['cells']} cells kept" + (f"; dropped {', '.join(dropped)}" if dropped else ""))
         if self.label_fit is not None:
@@ -128,10 +132,21 @@ def cells_from_fields(
             stats["mode"] = result.mode
             crops, field_masks, table, skipped = crop_objects(f.image[crop_index], result.labels, size=size, pad=pad)
             table.insert(0, "cell_id", [f"{f.name}:{k}" for k in table["label_id"]])
-            stats.update(objects=result.n_objects, diameter=round(result.diameter, 2), dropped_small=result.dropped_small,
-                         dropped_large=result.dropped_large, dropped_border=result.dropped_border, skipped_edge=skipped)
-            density, units = density_columns(result.labels, table["centroid_y"].to_numpy(), table["centroid_x"].to_numpy(),
-                                             pixel_size=f.pixel_size, diameter=result.diameter)
+            stats.update(
+                objects=result.n_objects,
+                diameter=round(result.diameter, 2),
+                dropped_small=result.dropped_small,
+                dropped_large=result.dropped_large,
+                dropped_border=result.dropped_border,
+                skipped_edge=skipped,
+            )
+            density, units = density_columns(
+                result.labels,
+                table["centroid_y"].to_numpy(),
+                table["centroid_x"].to_numpy(),
+                pixel_size=f.pixel_size,
+                diameter=result.diameter,
+            )
             table = pd.concat([table, density], axis=1)
             stats.update(field_density=float(density["field_density"].iloc[0]) if len(density) else None, **units)
             if keep_labels:
@@ -158,18 +173,30 @@ def cells_from_fields(
     fit = None
     if label_channel is not None:
         intensity = np.concatenate(intensities)
-        fit = fit_two_populations(intensity, names=label_names, min_posterior=min_posterior, seed=seed, what=f"label channel {label_channel}")
+        fit = fit_two_populations(
+            intensity, names=label_names, min_posterior=min_posterior, seed=seed, what=f"label channel {label_channel}"
+        )
         table["label_intensity"] = intensity
         table["label_posterior"] = fit.posterior.max(axis=1)
         table["label"] = fit.labels
     all_masks = None if any(m is None for m in masks) else np.concatenate(masks)
-    return FieldCells(np.concatenate(images), all_masks, table, crop_channels, fields[0].pixel_size, per_field, segment_channel, fit, labels_out)
+    return FieldCells(
+        np.concatenate(images), all_masks, table, crop_channels, fields[0].pixel_size, per_field, segment_channel, fit, labels_out
+    )
 
 
-def _read_with_params(paths, params, min_area, max_area, **read_options) -> tuple[list[Field], SegmentationParams]:
-    """Every field of every file (names must differ), and the parameters with the area range in
-    pixels (given in pixels or square micrometres)."""
-    fields = read_field_files(paths, **read_options)
+#: Keywords of :func:`read_fields_to_segment`: how to read the fields, and the segmentation settings.
+READ_OPTIONS = ("channels", "grey", "planes", "pixel_size", "params", "min_area", "max_area")
+
+
+def read_fields_to_segment(paths, options: dict) -> tuple[list[Field], SegmentationParams]:
+    """Every field of every file (names must differ), and the segmentation parameters with the
+    area range in pixels. Takes (and removes) from ``options`` the :data:`READ_OPTIONS`:
+    ``channels``, ``grey``, ``planes``, ``pixel_size`` (as :func:`~stainfree.io.fields.read_field_files`),
+    ``params`` and ``min_area``/``max_area`` (pixels, or square micrometres as ``"20um2"``)."""
+    given = {name: options.pop(name) for name in READ_OPTIONS if name in options}
+    params, min_area, max_area = given.pop("params", None), given.pop("min_area", None), given.pop("max_area", None)
+    fields = read_field_files(paths, **given)
     params = params or SegmentationParams(mode="auto")
     for name, value in (("min_area", min_area), ("max_area", max_area)):
         if value is not None:

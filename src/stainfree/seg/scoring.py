@@ -16,7 +16,7 @@ Pooled figures sum the counts over fields before dividing (every cell weighs the
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -139,7 +139,6 @@ def outline_overlay(image: np.ndarray, truth: np.ndarray | None, predicted: np.n
     rgb[pred_edge & ~true_edge] = (255, 0, 255)
     rgb[true_edge & pred_edge] = (255, 255, 255)
     return rgb
-
 
 
 def instance_scores(truth: np.ndarray, predicted: np.ndarray, *, iou: float = 0.5) -> dict:

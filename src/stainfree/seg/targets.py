@@ -130,8 +130,10 @@ def training_targets(labels: np.ndarray, representation: str = "distance") -> np
     labels = np.asarray(labels)
     if representation == "flows":
         return np.concatenate([(labels > 0).astype(np.float32)[None], heat_flows(labels)])
-    return np.stack([
-        (labels > 0).astype(np.float32),
-        normalised_distance(labels),
-        instance_boundaries(labels).astype(np.float32),
-    ])
+    return np.stack(
+        [
+            (labels > 0).astype(np.float32),
+            normalised_distance(labels),
+            instance_boundaries(labels).astype(np.float32),
+        ]
+    )

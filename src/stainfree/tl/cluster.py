@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -118,8 +118,17 @@ def cluster_embedding(
 
         if min_cluster_size < 2 or min_cluster_size > n:
             raise StainfreeError(f"min cluster size {min_cluster_size} must be between 2 and the number of cells ({n})")
-        labels = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method="leaf" if leaf else "eom", copy=True).fit_predict(data)
-        info.update({"min_cluster_size": min_cluster_size, "min_samples": min_samples, "selection": "leaf" if leaf else "eom", "noise_cells": int((labels < 0).sum())})
+        labels = HDBSCAN(
+            min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method="leaf" if leaf else "eom", copy=True
+        ).fit_predict(data)
+        info.update(
+            {
+                "min_cluster_size": min_cluster_size,
+                "min_samples": min_samples,
+                "selection": "leaf" if leaf else "eom",
+                "noise_cells": int((labels < 0).sum()),
+            }
+        )
     found = sorted(set(int(v) for v in labels) - {-1})
     info["clusters"] = len(found)
     if len(found) <= 1:
@@ -152,7 +161,9 @@ def _check_group(obs: pd.DataFrame, by: str) -> None:
         raise StainfreeError(f"group column {by!r} does not exist (columns: {', '.join(map(str, obs.columns))})")
     values = obs[by].dropna().unique()
     if len(values) < 2:
-        raise StainfreeError(f"group column {by!r} has only one value ({values[0] if len(values) else 'none'}); composition needs two or more")
+        raise StainfreeError(
+            f"group column {by!r} has only one value ({values[0] if len(values) else 'none'}); composition needs two or more"
+        )
 
 
 def enrichment(obs: pd.DataFrame, by: str, *, cluster: str = "cluster", alpha: float = 0.05) -> pd.DataFrame:
@@ -181,10 +192,18 @@ def enrichment(obs: pd.DataFrame, by: str, *, cluster: str = "cluster", alpha: f
             cc = int((~in_g & in_c).sum())
             d = int((~in_g & ~in_c).sum())
             odds, p = fisher_exact([[a, b], [cc, d]])
-            rows.append({
-                "group": g, "cluster": c, "cells": a, "expected": in_g.sum() * in_c.sum() / n,
-                "fraction_in_group": a / max(a + b, 1), "fraction_elsewhere": cc / max(cc + d, 1), "odds_ratio": float(odds), "p": float(p),
-            })
+            rows.append(
+                {
+                    "group": g,
+                    "cluster": c,
+                    "cells": a,
+                    "expected": in_g.sum() * in_c.sum() / n,
+                    "fraction_in_group": a / max(a + b, 1),
+                    "fraction_elsewhere": cc / max(cc + d, 1),
+                    "odds_ratio": float(odds),
+                    "p": float(p),
+                }
+            )
     table = pd.DataFrame(rows)
     table["q"] = false_discovery_control(table["p"].to_numpy(), method="bh") if len(table) else []
     table["call"] = np.where(table["q"] < alpha, np.where(table["cells"] > table["expected"], "enriched", "depleted"), "")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,8 +56,14 @@ def probe(x: np.ndarray, y: Sequence, *, kind: str = "rf", groups: Sequence | No
     m = classification_metrics(y, predicted, classes=list(classes))
     base = classification_metrics(y, majority, classes=list(classes))
     return {
-        "kind": kind, "cells": int(len(y)), "features": int(x.shape[1]), "folds": int(cv.get_n_splits()), "group_aware": groups is not None,
-        "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"], "cohen_kappa": m["cohen_kappa"],
+        "kind": kind,
+        "cells": int(len(y)),
+        "features": int(x.shape[1]),
+        "folds": int(cv.get_n_splits()),
+        "group_aware": groups is not None,
+        "accuracy": m["accuracy"],
+        "balanced_accuracy": m["balanced_accuracy"],
+        "cohen_kappa": m["cohen_kappa"],
         "confusion_matrix": m["confusion_matrix"],
         "majority": {"accuracy": base["accuracy"], "balanced_accuracy": base["balanced_accuracy"], "cohen_kappa": base["cohen_kappa"]},
     }
@@ -87,4 +93,10 @@ def regression_probe(x: np.ndarray, y: Sequence[float], *, kind: str = "rf", fol
     else:
         raise StainfreeError(f"regression probe kind must be rf or ridge, got {kind!r}")
     pred = cross_val_predict(model, np.asarray(x)[keep], y[keep], cv=KFold(folds, shuffle=True, random_state=seed))
-    return {"kind": kind, "cells": int(keep.sum()), "features": int(np.asarray(x).shape[1]), "folds": folds, "pearson_r": float(np.corrcoef(pred, y[keep])[0, 1])}
+    return {
+        "kind": kind,
+        "cells": int(keep.sum()),
+        "features": int(np.asarray(x).shape[1]),
+        "folds": folds,
+        "pearson_r": float(np.corrcoef(pred, y[keep])[0, 1]),
+    }

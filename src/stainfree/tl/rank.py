@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -67,8 +67,13 @@ class Separation:
 
     def as_dict(self, n: int = 20) -> dict:
         return {
-            "column": self.column, "a": self.a, "b": self.b, "n_a": self.n_a, "n_b": self.n_b,
-            "top": self.top, "partner": self.partner,
+            "column": self.column,
+            "a": self.a,
+            "b": self.b,
+            "n_a": self.n_a,
+            "n_b": self.n_b,
+            "top": self.top,
+            "partner": self.partner,
             "ranking": self.ranking.head(n).replace({np.nan: None}).to_dict(orient="records"),
             "pairs": None if self.pairs is None else self.pairs.head(n).to_dict(orient="records"),
         }
@@ -84,7 +89,9 @@ def group_masks(values: pd.Series, a: str | None, b: str | None, *, column: str)
     shown = ", ".join(map(str, sorted(present)[:12])) + (" ..." if len(present) > 12 else "")
     if a is None and b is None:
         if len(present) != 2:
-            raise StainfreeError(f"column {column!r} has {len(present)} values ({shown}); name the two groups to compare, e.g. --groups {present[0] if present else 'A'},rest")
+            raise StainfreeError(
+                f"column {column!r} has {len(present)} values ({shown}); name the two groups to compare, e.g. --groups {present[0] if present else 'A'},rest"
+            )
         a, b = sorted(present)
     if a is None or b is None:
         raise StainfreeError("name two groups to compare, e.g. --groups A,B or --groups A,rest")
@@ -183,7 +190,11 @@ def _pair_separability(numeric: pd.DataFrame, in_a, in_b, names: Sequence[str], 
     rows = []
     for fx, fy in combinations(names, 2):
         x = numeric[[fx, fy]].to_numpy(np.float64)[both]
-        model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), LinearSVC(class_weight="balanced", random_state=seed))
+        model = make_pipeline(
+            SimpleImputer(strategy="median", keep_empty_features=True),
+            StandardScaler(),
+            LinearSVC(class_weight="balanced", random_state=seed),
+        )
         score = cross_val_score(model, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed), scoring="balanced_accuracy")
         rows.append({"feature_x": fx, "feature_y": fy, "svm_balanced_accuracy": float(score.mean())})
     return pd.DataFrame(rows).sort_values("svm_balanced_accuracy", ascending=False, kind="stable").reset_index(drop=True)

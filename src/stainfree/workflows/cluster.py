@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------- the whole job
-def cluster_to_folder(
+def run_cluster(
     adata,
     out: str | os.PathLike,
     *,
@@ -59,7 +59,15 @@ def cluster_to_folder(
     info = json.loads(adata.uns["stainfree_cluster"])
     key, x = embedding_of(adata, info["key"])
     embed_settings = (adata.uns.get("stainfree_embed") or {}).get("settings")
-    summary: dict = {"embedding": json.loads(embed_settings) if embed_settings else None, "clustering": info, "cells": int(adata.n_obs), "cluster_sizes": adata.obs["cluster"].value_counts().sort_index().to_dict(), "composition": {}, "probes": {}, "regressions": {}}
+    summary: dict = {
+        "embedding": json.loads(embed_settings) if embed_settings else None,
+        "clustering": info,
+        "cells": int(adata.n_obs),
+        "cluster_sizes": adata.obs["cluster"].value_counts().sort_index().to_dict(),
+        "composition": {},
+        "probes": {},
+        "regressions": {},
+    }
     with atomic_output_dir(out, force=force, marker="clusters.json") as tmp:
         figures = tmp / "figures"
         figures.mkdir()
@@ -75,7 +83,10 @@ def cluster_to_folder(
             fractions.to_csv(tmp / f"composition_{column}.csv")
             table.to_csv(tmp / f"enrichment_{column}.csv", index=False)
             plot_composition(fractions, table, column, figures / f"composition_{column}.png")
-            summary["composition"][column] = {"fractions": fractions.round(4).to_dict(orient="index"), "calls": table[table["call"] != ""][["group", "cluster", "call", "q"]].to_dict(orient="records")}
+            summary["composition"][column] = {
+                "fractions": fractions.round(4).to_dict(orient="index"),
+                "calls": table[table["call"] != ""][["group", "cluster", "call", "q"]].to_dict(orient="records"),
+            }
         if cells is not None:
             plot_gallery(cells, adata.obs["cluster"], figures / "cluster_gallery.png", seed=seed)
         plot_ordered_matrices(x, adata.obs["cluster"], figures / "cluster_matrices.png", seed=seed)
@@ -94,9 +105,17 @@ def cluster_to_folder(
                 source = cells.select_channels(channels) if channels else cells
                 inputs[" on pixels"] = source.read(slice(None)).reshape(len(cells), -1).astype(np.float32)
         for column in probe_columns:
-            summary["probes"][column] = {kind + suffix: probe(data, adata.obs[column], kind=kind, groups=groups, seed=seed) for suffix, data in inputs.items() for kind in ("rf", "logreg")}
+            summary["probes"][column] = {
+                kind + suffix: probe(data, adata.obs[column], kind=kind, groups=groups, seed=seed)
+                for suffix, data in inputs.items()
+                for kind in ("rf", "logreg")
+            }
         for column in regress_columns:
-            summary["regressions"][column] = {kind + suffix: regression_probe(data, adata.obs[column], kind=kind, seed=seed) for suffix, data in inputs.items() for kind in ("rf", "ridge")}
+            summary["regressions"][column] = {
+                kind + suffix: regression_probe(data, adata.obs[column], kind=kind, seed=seed)
+                for suffix, data in inputs.items()
+                for kind in ("rf", "ridge")
+            }
         from ..io.export import write_h5ad
 
         write_h5ad(adata, tmp / "clusters.h5ad")

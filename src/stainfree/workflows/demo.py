@@ -54,7 +54,10 @@ def run_demo(
         ev = evaluate(cells, group="flask", n_folds=folds, config=config, final_model=True)
         run_config = {
             "command": "demo",
-            "data": {"synthetic": {"n_per_class": n_per_class, "size": size, "flasks_per_line": flasks_per_line, "seed": seed}, "cells": "cells.cells"},
+            "data": {
+                "synthetic": {"n_per_class": n_per_class, "size": size, "flasks_per_line": flasks_per_line, "seed": seed},
+                "cells": "cells.cells",
+            },
             "protocol": ev.protocol,
             "train": dataclasses.asdict(config),
             "provenance": provenance_entry("demo"),

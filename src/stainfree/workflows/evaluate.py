@@ -7,8 +7,8 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -55,7 +55,16 @@ def headline(metrics: dict) -> str:
     return line
 
 
-def write_evaluation_run(ev: Evaluation, out: str | os.PathLike, *, config: dict, force: bool = False, tmp: Path | None = None, cells: CellSet | None = None, report: bool = True) -> Path:
+def write_evaluation_run(
+    ev: Evaluation,
+    out: str | os.PathLike,
+    *,
+    config: dict,
+    force: bool = False,
+    tmp: Path | None = None,
+    cells: CellSet | None = None,
+    report: bool = True,
+) -> Path:
     """Write a run folder for an evaluation (atomically, unless ``tmp`` is a folder being built).
 
     With ``cells`` (the evaluated set), the run also gets ``data.json``, example cells,
@@ -77,7 +86,15 @@ def write_evaluation_run(ev: Evaluation, out: str | os.PathLike, *, config: dict
             roc_curves(probs["label"].to_numpy(), probs[[f"prob_{c}" for c in ev.classes]].to_numpy(), ev.classes, figures / "roc.png")
         if "cross_group" in m:
             mx = m["cross_group"]["matrix"]
-            heatmap(mx["accuracy"], mx["train"], mx["test"], figures / "cross_group.png", title=f"accuracy: train on one {ev.protocol['group']}, test on another", xlabel="test", ylabel="train")
+            heatmap(
+                mx["accuracy"],
+                mx["train"],
+                mx["test"],
+                figures / "cross_group.png",
+                title=f"accuracy: train on one {ev.protocol['group']}, test on another",
+                xlabel="test",
+                ylabel="train",
+            )
         if "learning_curve" in m:
             learning_curve(m["learning_curve"], figures / "learning_curve.png")
         if ev.model is not None:
@@ -125,19 +142,19 @@ def write_insights(folder: Path, ev: Evaluation, cells: CellSet) -> None:
     most confused pair of classes (from the baselines' features) and ``saliency/`` for the final
     model; the last two are skipped when they cannot be made."""
     from ..report.html import write_data_summary
-    from .explain import explain_groups, saliency_panels
+    from .explain import run_explain, run_saliency
 
     write_data_summary(cells, folder)
     pair = most_confused_pair(ev.metrics)
     if ev.features is not None and pair is not None:
         try:
             labels = cells.table.set_index("cell_id")["label"].reindex(ev.features["cell_id"]).reset_index(drop=True)
-            explain_groups(ev.features, labels, folder / "explain", column="label", a=pair[0], b=pair[1], svm_top=6)
+            run_explain(ev.features, labels, folder / "explain", column="label", a=pair[0], b=pair[1], svm_top=6)
         except StainfreeError as exc:
             logger.info("no feature ranking in the run: %s", exc)
     if ev.model is not None:
         logger.info("saliency maps of the final model")
-        saliency_panels(ev.model, cells, folder / "saliency", n_per_class=2, n_samples=16)
+        run_saliency(ev.model, cells, folder / "saliency", n_per_class=2, n_samples=16)
 
 
 def _json_default(o):
@@ -148,36 +165,36 @@ def _json_default(o):
     return str(o)
 
 
-def evaluate_to_run(
+def run_evaluate(
     cells: CellSet,
     out: str | os.PathLike,
     *,
-    protocol: str | None = None,
-    group: str | None = None,
-    n_folds: int = 5,
-    repeats: int = 1,
     config: TrainConfig | None = None,
     baselines: Sequence[str] = BASELINES,
-    train_sizes: Sequence[float] | None = None,
     final_model: bool = True,
     force: bool = False,
     resume: bool = False,
-    tta: bool = True,
     data: dict | None = None,
-    features=None,
+    **options,
 ) -> tuple[Path, dict]:
     """Evaluate and write the run folder; with ``resume``, finished splits of an interrupted run
-    of the same output are reused. Returns the folder and its metrics."""
+    of the same output are reused. ``options`` are those of :func:`stainfree.eval.evaluate.evaluate`
+    (protocol, group, n_folds, repeats, train_sizes, tta, features). Returns the folder and its metrics."""
     config = config or TrainConfig()
     out = Path(out)
     work = out.with_name(f".{out.name}.work")
     if not resume and work.exists():
         shutil.rmtree(work)
+    protocol = options.get("protocol") or ""
     ev = evaluate(
-        cells, protocol=protocol, group=group, n_folds=n_folds, repeats=repeats, config=config,
-        baselines=baselines, train_sizes=train_sizes, final_model=final_model and (protocol or "") not in ("cross-group", "audit-groups"),
-        work_dir=work, tta=tta, features=features,
+        cells,
+        config=config,
+        baselines=baselines,
+        final_model=final_model and protocol not in ("cross-group", "audit-groups"),
+        work_dir=work,
+        **options,
     )
+    train_sizes = options.get("train_sizes")
     run_config = {
         "command": "evaluate",
         "data": data or {"cells": str(cells.path) if cells.path else None, "n_cells": len(cells), "channels": cells.channels},
@@ -192,7 +209,7 @@ def evaluate_to_run(
     return out, json.loads((out / RUN_MARKER).read_text())
 
 
-def compare_to_run(
+def run_compare(
     cells: CellSet,
     out: str | os.PathLike,
     *,
@@ -221,9 +238,22 @@ def compare_to_run(
                 cfg = dataclasses.replace(config, seed=seed)
                 logger.info("condition %s (%s), seed %d", name, ",".join(channels), seed)
                 ev = evaluate(subset, config=cfg, **evaluate_kwargs)
-                write_evaluation_run(ev, None, config={"command": "compare", "condition": name, "channels": list(channels), "train": dataclasses.asdict(cfg)}, tmp=tmp / f"{name}-seed{seed}", report=False)
+                write_evaluation_run(
+                    ev,
+                    None,
+                    config={"command": "compare", "condition": name, "channels": list(channels), "train": dataclasses.asdict(cfg)},
+                    tmp=tmp / f"{name}-seed{seed}",
+                    report=False,
+                )
                 s = ev.metrics["summary"]
-                rows.append({"condition": name, "channels": ",".join(channels), "seed": seed, **{k: s[k]["mean"] for k in ("balanced_accuracy", "accuracy", "roc_auc", "cohen_kappa")}})
+                rows.append(
+                    {
+                        "condition": name,
+                        "channels": ",".join(channels),
+                        "seed": seed,
+                        **{k: s[k]["mean"] for k in ("balanced_accuracy", "accuracy", "roc_auc", "cohen_kappa")},
+                    }
+                )
         table = pd.DataFrame(rows)
         table.to_csv(tmp / "comparison.csv", index=False)
         summary = {}
@@ -231,7 +261,13 @@ def compare_to_run(
             ba = part["balanced_accuracy"].astype(float)
             summary[name] = {
                 "channels": part["channels"].iloc[0],
-                "balanced_accuracy": {"mean": round(float(ba.mean()), 4), "std": round(float(ba.std(ddof=1)), 4) if len(ba) > 1 else 0.0, "min": round(float(ba.min()), 4), "max": round(float(ba.max()), 4), "seeds": len(ba)},
+                "balanced_accuracy": {
+                    "mean": round(float(ba.mean()), 4),
+                    "std": round(float(ba.std(ddof=1)), 4) if len(ba) > 1 else 0.0,
+                    "min": round(float(ba.min()), 4),
+                    "max": round(float(ba.max()), 4),
+                    "seeds": len(ba),
+                },
                 "accuracy_mean": round(float(part["accuracy"].mean()), 4),
             }
         body = {"conditions": summary, "runs": rows}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ from ..tl.rank import Separation, rank_features
 from ..utils import StainfreeError, atomic_output_dir
 
 
-def explain_groups(
+def run_explain(
     features: pd.DataFrame,
     groups: pd.Series,
     out: str | os.PathLike,
@@ -42,7 +42,7 @@ def explain_groups(
     return Path(out), separation
 
 
-def saliency_panels(
+def run_saliency(
     clf,
     cells,
     out: str | os.PathLike,
@@ -87,7 +87,9 @@ def saliency_panels(
     titles = [f"{ids[i][-18:]}\n{lab} -> {p}" for i, lab, p in zip(index, labels.fillna("?"), predicted)]
     layers = activation_maps(clf, images[0])
     info = {
-        "cells": [{"cell_id": ids[i], "label": None if pd.isna(lab) else lab, "predicted": str(p)} for i, lab, p in zip(index, labels, predicted)],
+        "cells": [
+            {"cell_id": ids[i], "label": None if pd.isna(lab) else lab, "predicted": str(p)} for i, lab, p in zip(index, labels, predicted)
+        ],
         "methods": {"vanilla": {}, "smoothgrad": {"n_samples": n_samples, "noise": noise}},
         "activation_cell": ids[index[0]],
         "layers": [{"name": n, "maps": int(a.shape[0]), "size": list(a.shape[1:])} for n, a in layers],

@@ -1,18 +1,18 @@
-"""The `predict` stage on fields: segment, classify every cell, write overlays and a table."""
+"""The `predict` stage: a saved classifier applied to a CellSet, or to whole fields (segment,
+classify every cell, write overlays and a table)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..pl.fields import plot_mixture, plot_overlay
-from ..seg.classical import SegmentationParams
-from ..seg.pipeline import _read_with_params, cells_from_fields
+from ..seg.pipeline import cells_from_fields, read_fields_to_segment
 from ..seg.scoring import labelled_scores
 from ..utils import StainfreeError
 
@@ -20,18 +20,11 @@ from ..utils import StainfreeError
 PREDICT_MARKER = "fields.json"
 
 
-def predict_fields(
+def run_predict(
     model: str | os.PathLike,
     paths: Sequence[str | os.PathLike],
     out: str | os.PathLike,
     *,
-    channels: Sequence[str] | None = None,
-    grey: bool = False,
-    planes: str = "channels",
-    pixel_size: float | None = None,
-    params: SegmentationParams | None = None,
-    min_area: str | float | None = None,
-    max_area: str | float | None = None,
     label_channel: str | None = None,
     label_names: Sequence[str] | None = None,
     tta: bool = True,
@@ -47,7 +40,8 @@ def predict_fields(
     ``overlays/<field>.png`` and ``fields.json`` (settings, per-field counts and, with a label
     channel, overall and per-field accuracy, sensitivity and specificity). Cells are cut at the
     size the model was trained on. With a label channel, ``label_names`` (dim, bright) must be
-    the model's class names; they default to the model's classes in order.
+    the model's class names; they default to the model's classes in order. ``options``: how to
+    read and segment the fields (as :func:`stainfree.workflows.segment.run_segment`).
     """
     import json
 
@@ -62,11 +56,13 @@ def predict_fields(
     if label_channel is not None:
         label_names = list(label_names) if label_names else list(clf.classes)
         if len(label_names) != 2:
-            raise StainfreeError(f"a fluorescence label gives two classes, but the model has {len(clf.classes)} ({', '.join(clf.classes)}); pass --label-names")
+            raise StainfreeError(
+                f"a fluorescence label gives two classes, but the model has {len(clf.classes)} ({', '.join(clf.classes)}); pass --label-names"
+            )
         unknown = [n for n in label_names if n not in clf.classes]
         if unknown:
             raise StainfreeError(f"label name {unknown[0]!r} is not one of the model's classes ({', '.join(clf.classes)})")
-    fields, params = _read_with_params(paths, params, min_area, max_area, channels=channels, grey=grey, planes=planes, pixel_size=pixel_size)
+    fields, params = read_fields_to_segment(paths, options)
     missing = [c for c in clf.channels if c not in fields[0].channels]
     if missing:
         raise StainfreeError(
@@ -75,8 +71,13 @@ def predict_fields(
         )
     size = int((clf.cell_size or clf.input_size)[0])
     result = cells_from_fields(
-        fields, size=size, params=params, label_channel=label_channel, label_names=label_names or ("negative", "positive"),
-        keep_labels=options.get("points") is None, **options,
+        fields,
+        size=size,
+        params=params,
+        label_channel=label_channel,
+        label_names=label_names or ("negative", "positive"),
+        keep_labels=options.get("points") is None,
+        **options,
     )
     cells = CellSet(result.images, result.table, channels=result.channels, groups=["field"])
     predictions = predict_cells(clf, cells, tta=tta, prior=prior)
@@ -115,11 +116,55 @@ def predict_fields(
             (tmp / "overlays").mkdir()
             by_field = {name: dict(zip(g["label_id"], g["predicted"])) for name, g in table.groupby("field", sort=False)}
             for f in fields:
-                plot_overlay(f.channel(result.segment_channel), result.label_images[f.name], by_field.get(f.name, {}), clf.classes, tmp / "overlays" / f"{f.name}.png", title=f.name)
+                plot_overlay(
+                    f.channel(result.segment_channel),
+                    result.label_images[f.name],
+                    by_field.get(f.name, {}),
+                    clf.classes,
+                    tmp / "overlays" / f"{f.name}.png",
+                    title=f.name,
+                )
         if result.label_fit is not None:
             plot_mixture(result.label_fit, tmp / "label_fit.png", channel=label_channel)
         (tmp / PREDICT_MARKER).write_text(json.dumps(summary, indent=2, default=str))
         from ..report.sections import write_report
 
         write_report(tmp, title=f"stainfree predict: {out.name}")
+    return out, summary
+
+
+def run_predict_cellset(
+    model: str | os.PathLike,
+    cells: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    tta: bool = True,
+    prior: str = "balanced",
+    force: bool = False,
+) -> tuple[Path, dict]:
+    """Predict every cell of a CellSet with a saved classifier and write ``out`` (parquet).
+
+    Returns the path and a summary: cells, predicted counts, and, when the cells carry labels,
+    accuracy and balanced accuracy on the cells whose label the model knows
+    (``unscored_labels`` names the others).
+    """
+    from ..core.store import open_cellset
+    from ..eval.metrics import classification_metrics
+    from ..ml.classifier import Classifier, predict_cells
+    from ..utils import write_parquet
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    clf = Classifier.load(model)
+    table = predict_cells(clf, open_cellset(cells), tta=tta, prior=prior)
+    write_parquet(table, out, force=force)
+    summary = {"cells": len(table), "predicted": {str(k): int(v) for k, v in table["predicted"].value_counts().items()}}
+    if "label" in table:
+        labels = table["label"].astype(str)
+        known = labels.isin(clf.classes) & table["label"].notna()
+        summary["unscored_labels"] = sorted(set(labels[~known & table["label"].notna()]))
+        if known.any():
+            m = classification_metrics(labels[known], table["predicted"][known], classes=clf.classes)
+            summary["against_labels"] = {"cells": int(known.sum()), "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"]}
     return out, summary

@@ -5,40 +5,35 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..io.fields import _write_label_image
 from ..pl.fields import plot_mixture
-from ..seg.classical import SegmentationParams
 from ..seg.fluorescence import balance_per_group
-from ..seg.pipeline import _read_with_params, cells_from_fields
+from ..seg.pipeline import cells_from_fields, read_fields_to_segment
 from ..utils import StainfreeError
 
 logger = logging.getLogger(__name__)
 
 
-def segment_to_cellset(
+def run_segment(
     paths: Sequence[str | os.PathLike],
     out: str | os.PathLike,
     *,
-    channels: Sequence[str] | None = None,
-    grey: bool = False,
-    planes: str = "channels",
-    pixel_size: float | None = None,
-    min_area: str | float | None = None,
-    max_area: str | float | None = None,
     save_labels: str | os.PathLike | None = None,
     balance: bool = False,
     force: bool = False,
-    params: SegmentationParams | None = None,
     **options,
 ):
     """``stainfree segment``: fields on disk -> a ``.cells`` folder with a mask per cell.
 
-    ``min_area``/``max_area`` accept pixels or square micrometres (``"20um2"``). With
+    ``options``: how to read and segment the fields (:data:`~stainfree.seg.pipeline.READ_OPTIONS`:
+    ``channels``, ``grey``, ``planes``, ``pixel_size``, ``params``, ``min_area``/``max_area`` in
+    pixels or square micrometres such as ``"20um2"``) and any keyword of
+    :func:`~stainfree.seg.pipeline.cells_from_fields`. With
     ``save_labels``, each field's label image is written as ``<dir>/<field>_labels.tif``. With
     ``balance``, classes are subsampled to equal counts within each field. The mixture
     histogram (``label_fit.png``) and the per-field counts (``segmentation.json``) are written
@@ -51,7 +46,7 @@ def segment_to_cellset(
     out = Path(out)
     if save_labels is not None and options.get("points") is not None:
         raise StainfreeError("--save-labels needs segmentation; it cannot be used with --points")
-    fields, params = _read_with_params(paths, params, min_area, max_area, channels=channels, grey=grey, planes=planes, pixel_size=pixel_size)
+    fields, params = read_fields_to_segment(paths, options)
     result = cells_from_fields(fields, params=params, keep_labels=save_labels is not None, **options)
     keep = np.arange(len(result.table))
     if balance:
@@ -61,7 +56,7 @@ def segment_to_cellset(
         logger.info("balanced per field: %d of %d cells kept", len(keep), len(result.table))
     details = {k: v for k, v in options.items() if k != "points" or isinstance(v, (str, os.PathLike))}
     record = provenance_entry(
-        "fields.segment_to_cellset",
+        "fields.run_segment",
         fields=[str(p) for p in paths],
         params=dataclasses.asdict(params),
         options={k: str(v) if isinstance(v, os.PathLike) else v for k, v in details.items()},

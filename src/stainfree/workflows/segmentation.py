@@ -6,8 +6,8 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -35,7 +35,7 @@ def split_validation(names: Sequence[str], *, fraction: float, seed: int) -> tup
     return [i for i in range(n) if i not in val], val
 
 
-def train_segmenter_file(
+def run_train_segmenter(
     paths: Sequence[str | os.PathLike],
     masks: str | os.PathLike,
     out: str | os.PathLike,
@@ -71,17 +71,30 @@ def train_segmenter_file(
     if pixel_sizes:
         logger.warning("the fields have different pixel sizes; the model records none (pass --pixel-size to set one)")
     train_idx, val_idx = split_validation([f.name for f in fields], fraction=validation_fraction, seed=config.seed)
-    logger.info("training on %d field(s), validating on %d: %s", len(train_idx), len(val_idx), ", ".join(fields[i].name for i in val_idx) or "none")
+    logger.info(
+        "training on %d field(s), validating on %d: %s", len(train_idx), len(val_idx), ", ".join(fields[i].name for i in val_idx) or "none"
+    )
     pick = lambda idx: ([fields[i].image for i in idx], [truth[fields[i].name] for i in idx])  # noqa: E731
     provenance = {
         "name": out.stem,
-        "training_data": {"fields": [fields[i].name for i in train_idx], "validation": [fields[i].name for i in val_idx],
-                          "annotations": str(masks), "source": source},
+        "training_data": {
+            "fields": [fields[i].name for i in train_idx],
+            "validation": [fields[i].name for i in val_idx],
+            "annotations": str(masks),
+            "source": source,
+        },
         "licence": licence,
     }
     segmenter = train_segmenter(
-        *pick(train_idx), channels=channels, config=config, validation=pick(val_idx) if val_idx else None,
-        pixel_size=pixel_size, init=load_segmenter(init) if init is not None else None, out=out, resume=resume, provenance=provenance,
+        *pick(train_idx),
+        channels=channels,
+        config=config,
+        validation=pick(val_idx) if val_idx else None,
+        pixel_size=pixel_size,
+        init=load_segmenter(init) if init is not None else None,
+        out=out,
+        resume=resume,
+        provenance=provenance,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     segmenter.save(out)
@@ -89,7 +102,7 @@ def train_segmenter_file(
     return out, segmenter
 
 
-def score_segmentation(
+def run_score_segmentation(
     paths: Sequence[str | os.PathLike],
     truth: str | os.PathLike,
     out: str | os.PathLike,

@@ -1,0 +1,59 @@
+"""The typer application, logging setup and interrupt handling shared by every command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from ..utils import StainfreeError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Label-free single-cell image analysis: import cells, train and evaluate classifiers honestly.",
+)
+
+
+@app.callback()
+def _setup(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debugging detail."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show warnings and errors."),
+):
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("stainfree")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class Interrupted(BaseException):
+    """Ctrl-C, raised past click (which would otherwise swallow it silently)."""
+
+
+def _interrupt(signum, frame):
+    raise Interrupted()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and exit status 1."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
+    try:
+        app(args=argv)
+    except StainfreeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(1)
+    except Interrupted:
+        typer.echo("interrupted: no partial output was left behind", err=True)
+        sys.exit(130)

@@ -1,0 +1,211 @@
+"""Commands on classifiers: evaluate, compare, predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..utils import StainfreeError
+from .app import app
+from .options import TRAIN_OPTIONS, read_table, with_field_options
+
+
+@app.command()
+def evaluate(
+    cells: Path = typer.Argument(..., help="A CellSet folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+    protocol: str | None = typer.Option(
+        None,
+        help="kfold, holdout, group-kfold, leave-one-group-out, cross-group or audit-groups (default: kfold, or group-kfold with --group).",
+    ),
+    folds: int = typer.Option(5, help="Folds for kfold and group-kfold."),
+    repeats: int = typer.Option(1, help="Repeats of kfold, group-kfold or holdout."),
+    group: str | None = typer.Option(None, help="Group column (field, flask, dish...): evaluate on held-out groups."),
+    channels: str | None = typer.Option(None, help="Channels to use, e.g. Ch3,Ch6 (default: all)."),
+    merge_classes: str | None = typer.Option(None, "--merge-classes", help="e.g. 'G1,S,G2=Interphase'."),
+    baselines: str = typer.Option(
+        ",".join(("majority", "area_svm", "features_rf")),
+        help="Baselines beside the model, comma-separated: majority, area_svm, features_rf, outline_cnn (a CNN on the cell outline only; slow). Empty for none.",
+    ),
+    features: Path | None = typer.Option(
+        None,
+        "--features",
+        help="Features .parquet from `stainfree features` for the area_svm and features_rf baselines (default: measured now).",
+    ),
+    learning_curve: str | None = typer.Option(None, "--learning-curve", help="Training fractions, e.g. 0.1,0.25,0.5,1."),
+    final_model: bool = typer.Option(
+        True, "--final-model/--no-final-model", help="Also train a model on all cells (RUN/model.safetensors)."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Reuse the finished splits of an interrupted run of the same OUT."),
+    tta: bool = typer.Option(True, "--tta/--no-tta", help="Test-time augmentation: average over the 8 rotations/flips of each test cell."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    model: str | None = TRAIN_OPTIONS["model"],
+    epochs: int | None = TRAIN_OPTIONS["epochs"],
+    batch_size: int | None = TRAIN_OPTIONS["batch_size"],
+    lr: float | None = TRAIN_OPTIONS["lr"],
+    optimizer: str | None = TRAIN_OPTIONS["optimizer"],
+    loss_weighting: str | None = TRAIN_OPTIONS["loss_weighting"],
+    sampling: str | None = TRAIN_OPTIONS["sampling"],
+    monitor: str | None = TRAIN_OPTIONS["monitor"],
+    patience: int | None = TRAIN_OPTIONS["patience"],
+    val_fraction: float | None = TRAIN_OPTIONS["val_fraction"],
+    augment: str | None = TRAIN_OPTIONS["augment"],
+    blackout: str | None = TRAIN_OPTIONS["blackout"],
+    normalisation: str | None = TRAIN_OPTIONS["normalisation"],
+    input_size: int | None = TRAIN_OPTIONS["input_size"],
+    seed: int | None = TRAIN_OPTIONS["seed"],
+):
+    """Train and evaluate a classifier honestly: protocol, intervals, baselines beside it."""
+    from ..core.store import open_cellset
+    from ..workflows.evaluate import run_evaluate
+
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    cs = open_cellset(cells)
+    if channels:
+        cs = cs.select_channels(channels)
+    if merge_classes:
+        cs = cs.merge_classes(merge_classes)
+    from ..ml.train import TrainConfig
+
+    config = TrainConfig.for_data(
+        cs,
+        model=model,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        loss_weighting=loss_weighting,
+        sampling=sampling,
+        monitor=monitor,
+        patience=patience,
+        val_fraction=val_fraction,
+        augment=augment,
+        blackout=blackout,
+        normalisation=normalisation,
+        input_size=input_size,
+        seed=seed,
+    )
+    config.validate()
+    sizes = [float(v) for v in learning_curve.split(",")] if learning_curve else None
+    if sizes and not all(0 < v <= 1 for v in sizes):
+        raise StainfreeError(f"learning-curve fractions must be in (0, 1], got {learning_curve}")
+    names = [b.strip() for b in baselines.split(",") if b.strip()]
+    path, metrics = run_evaluate(
+        cs,
+        out,
+        protocol=protocol,
+        group=group,
+        n_folds=folds,
+        repeats=repeats,
+        config=config,
+        baselines=names,
+        train_sizes=sorted(sizes) if sizes else None,
+        final_model=final_model,
+        force=force,
+        resume=resume,
+        tta=tta,
+        features=read_table(features) if features else None,
+        data={"cells": str(cells), "channels": cs.channels, "merge_classes": merge_classes, "n_cells": len(cs)},
+    )
+    typer.echo(f"wrote {path}")
+    typer.echo(metrics["headline"])
+
+
+@app.command()
+def compare(
+    cells: Path = typer.Argument(..., help="A CellSet folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for one run per condition and comparison.json."),
+    condition: list[str] = typer.Option(
+        [], "--condition", help="NAME=CHANNELS, e.g. bf=Ch3 or bfdf=Ch3,Ch6. Repeatable (default: all channels)."
+    ),
+    seeds: int = typer.Option(1, help="Repeat every condition with seeds 0..N-1 (spread over random initialisation)."),
+    protocol: str | None = typer.Option(None, help="As for evaluate."),
+    folds: int = typer.Option(5, help="Folds."),
+    group: str | None = typer.Option(None, help="Group column."),
+    merge_classes: str | None = typer.Option(None, "--merge-classes", help="e.g. 'G1,S,G2=Interphase'."),
+    model: str | None = TRAIN_OPTIONS["model"],
+    epochs: int | None = TRAIN_OPTIONS["epochs"],
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+):
+    """Run the same protocol per channel set and seed, and tabulate balanced accuracy."""
+    from ..core.specs import parse_channel_list
+    from ..core.store import open_cellset
+    from ..ml.train import TrainConfig
+    from ..workflows.evaluate import run_compare
+
+    if out.exists() and not force:
+        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    cs = open_cellset(cells)
+    if merge_classes:
+        cs = cs.merge_classes(merge_classes)
+    conditions = {}
+    for spec in condition:
+        name, sep, chans = spec.partition("=")
+        if not sep or not name.strip():
+            raise StainfreeError(f"condition {spec!r} is not of the form NAME=CH1,CH2")
+        conditions[name.strip()] = parse_channel_list(chans)
+    if seeds < 1:
+        raise StainfreeError(f"seeds must be at least 1, got {seeds}")
+    config = TrainConfig.for_data(cs, model=model, epochs=epochs)
+    config.validate()
+    _, body = run_compare(
+        cs,
+        out,
+        conditions=conditions or None,
+        seeds=list(range(seeds)),
+        config=config,
+        force=force,
+        protocol=protocol,
+        n_folds=folds,
+        group=group,
+        baselines=["majority"],
+    )
+    typer.echo(f"wrote {out}")
+    for name, r in body["conditions"].items():
+        ba = r["balanced_accuracy"]
+        typer.echo(f"{name} ({r['channels']}): balanced accuracy {ba['mean']:.3f} (sd {ba['std']:.3f} over {ba['seeds']} seed(s))")
+
+
+@app.command()
+@with_field_options()
+def predict(
+    model: Path = typer.Argument(..., help="A model .safetensors file (e.g. RUN/model.safetensors)."),
+    inputs: list[Path] = typer.Argument(..., help="A CellSet folder, or field images to segment, crop and classify."),
+    out: Path = typer.Option(..., "--out", "-o", help="Predictions .parquet file (for a CellSet) or output folder (for fields)."),
+    tta: bool = typer.Option(True, "--tta/--no-tta", help="Average over the 8 rotations/flips of each cell (as evaluate does)."),
+    prior: str = typer.Option("balanced", help="balanced (equal class priors, the default) or train (the training class frequencies)."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    field: dict | None = None,
+):
+    """Apply a saved classifier to a CellSet, or to whole fields (segment, crop, classify)."""
+    if len(inputs) == 1 and (inputs[0] / "cellset.json").is_file():
+        from ..workflows.predict import run_predict_cellset
+
+        path, summary = run_predict_cellset(model, inputs[0], out, tta=tta, prior=prior, force=force)
+        typer.echo(f"wrote {path}: {summary['cells']} cells; predicted " + ", ".join(f"{k} {v}" for k, v in summary["predicted"].items()))
+        if "against_labels" in summary:
+            a = summary["against_labels"]
+            typer.echo(
+                f"against the labels ({a['cells']} cells): accuracy {a['accuracy']:.3f}, balanced accuracy {a['balanced_accuracy']:.3f}"
+            )
+        if summary.get("unscored_labels"):
+            typer.echo(f"not scored: labels the model does not know ({', '.join(summary['unscored_labels'])})")
+        return
+    if len(inputs) == 1 and inputs[0].is_dir():
+        raise StainfreeError(f"{inputs[0]}: not a CellSet (no cellset.json) and not a field image")
+    from ..workflows.predict import run_predict
+
+    path, summary = run_predict(model, inputs, out, tta=tta, prior=prior, force=force, **field)
+    typer.echo(f"wrote {path} (cells.parquet, composition.csv, overlays/, fields.json, report.html)")
+    typer.echo(
+        f"{summary['cells']} cells in {len(summary['fields'])} field(s); predicted "
+        + ", ".join(f"{k} {v}" for k, v in summary["predicted"].items())
+    )
+    if "against_labels" in summary:
+        a = summary["against_labels"]
+        line = f"against the {field['label_channel'] or 'given'} labels ({a['cells']} cells): accuracy {a['accuracy']:.3f}, balanced accuracy {a['balanced_accuracy']:.3f}"
+        if "sensitivity" in a:
+            line += f", sensitivity {a['sensitivity']:.3f} and specificity {a['specificity']:.3f} for {a['positive_class']}"
+        typer.echo(line)
