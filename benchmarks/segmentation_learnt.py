@@ -14,7 +14,7 @@ Prints JSON:
   field with the shipped model (each in a fresh process, so the peak is the whole process's);
 - ``nuclei_field``: F1 of the defaults (``--method auto``) on the fluorescence nuclei field.
 
-    .venv/bin/python benchmarks/segmentation_learnt.py [--steps 600] [--diameter 24] [--folds 0,1,2,3,4] [--save-models DIR] [--skip-cv | --cv-only] [--out S.json]
+    .venv/bin/python benchmarks/segmentation_learnt.py [--steps N] [--diameter PX] [--folds 0,1,2,3,4] [--save-models DIR] [--skip-cv | --cv-only] [--out S.json]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def folds(n_folds: int = 5, seed: int = 0) -> list[tuple[list[str], list[str]]]:
     return [([SETS[i] for i in tr], [SETS[i] for i in te]) for tr, te in KFold(n_folds, shuffle=True, random_state=seed).split(SETS)]
 
 
-def cross_validation(steps: int, which: list[int], *, diameter: float = 24.0, save_models: Path | None = None) -> dict:
+def cross_validation(steps: int | None, which: list[int], *, diameter: float | None = None, save_models: Path | None = None) -> dict:
     from stainfree.seg.model import normalise_field, rescale
     from stainfree.seg.scoring import match_counts, pool_counts, scores_from_counts
     from stainfree.seg.training import (
@@ -57,6 +57,9 @@ def cross_validation(steps: int, which: list[int], *, diameter: float = 24.0, sa
     )
     from stainfree.workflows.segmentation import split_validation
 
+    defaults = SegTrainConfig()
+    steps, diameter = steps or defaults.steps, diameter or defaults.diameter
+    config = SegTrainConfig(steps=steps, validate_every=steps, diameter=diameter)
     counts, per_fold = [], []
     for k, (train, test) in enumerate(folds()):
         if k not in which:
@@ -69,7 +72,7 @@ def cross_validation(steps: int, which: list[int], *, diameter: float = 24.0, sa
             [x for x, _ in fit],
             [y for _, y in fit],
             channels=["phase"],
-            config=SegTrainConfig(steps=steps, validate_every=steps, diameter=diameter),
+            config=config,
             validation=([x for x, _ in val], [y for _, y in val]),
         )
         seconds = time.monotonic() - start
@@ -185,9 +188,9 @@ def nuclei_field() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, help="training steps (default: SegTrainConfig's)")
     parser.add_argument("--folds", default="0,1,2,3,4")
-    parser.add_argument("--diameter", type=float, default=24.0, help="median cell diameter in network pixels (the network's scale)")
+    parser.add_argument("--diameter", type=float, help="median cell diameter in network pixels (default: SegTrainConfig's)")
     parser.add_argument("--save-models", type=Path, help="folder to keep each fold's model in")
     parser.add_argument("--skip-cv", action="store_true")
     parser.add_argument("--cv-only", action="store_true")
