@@ -271,8 +271,6 @@ def train_segmenter(
     import torch
 
     from ..ml.classifier import pick_device
-    from ..utils import progress
-    from .networks import create_segmenter
 
     config = config or SegTrainConfig()
     config.validate()
@@ -280,54 +278,52 @@ def train_segmenter(
         raise StainfreeError(f"need the same, non-zero number of fields and annotations (got {len(images)} and {len(labels)})")
     if init is not None and list(init.channels) != list(channels):
         raise StainfreeError(f"the initial model was trained on channels {', '.join(init.channels)}, the fields have {', '.join(channels)}")
-    normalisation = {"method": "percentile", "low": 1.0, "high": 99.5}
-    if init is not None:
-        scale, arch, arch_kwargs, network = init.scale, init.arch, dict(init.arch_kwargs), init.network
-    else:
-        scale = config.scale or config.diameter / median_diameter(labels)
-        arch, arch_kwargs = config.arch, {"width": config.width, "depth": config.depth}
-        torch.manual_seed(config.seed)
-        network = create_segmenter(arch, len(channels), 3, **arch_kwargs)
-    representation = init.representation if init is not None else config.representation
-    config = dataclasses.replace(config, representation=representation)
-    train = [prepare_field(x, y, scale, normalisation, representation) for x, y in zip(images, labels)]
-    held = [prepare_field(x, y, scale, normalisation, representation) for x, y in zip(*validation)] if validation else []
-    diameter = median_diameter([resize_labels(y, f.image.shape[-2:]) for y, f in zip(labels, train)])
-    segmenter = Segmenter(
-        network,
-        arch,
-        arch_kwargs,
-        list(channels),
-        pixel_size / scale if pixel_size else None,
-        scale,
-        diameter,
-        init.instance_params
-        if init is not None
-        else InstanceParams(representation=representation, min_area=round(0.05 * np.pi * diameter**2 / 4, 1)),
-        normalisation,
-        {},
+    segmenter, train, held = _prepare_training(
+        images, labels, validation, channels=channels, config=config, pixel_size=pixel_size, init=init
     )
+    config = dataclasses.replace(config, representation=segmenter.representation)
+    network = segmenter.network
     dev = pick_device(config.device)
     network.to(dev, memory_format=torch.channels_last)  # about a fifth faster on a CPU
     optimiser = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.steps, pct_start=0.05)
-    generator = torch.Generator().manual_seed(config.seed)
-    history: list[dict] = []
-    start = 0
+    state = {"optimiser": optimiser, "schedule": schedule, "generator": torch.Generator().manual_seed(config.seed), "network": network}
     checkpoint = _checkpoint_path(Path(out)) if out is not None else None
-    if resume and checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=False)
-        network.load_state_dict(state["network"])
-        optimiser.load_state_dict(state["optimiser"])
-        schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
-        start, history = state["step"], state["history"]
+    start, history = _load_checkpoint(checkpoint, state) if resume and checkpoint is not None and checkpoint.exists() else (0, [])
+    if start:
         logger.info("resuming from %s at step %d of %d", checkpoint, start, config.steps)
+    history = _run_steps(
+        segmenter, train, held, config=config, state=state, start=start, history=history, checkpoint=checkpoint, device=dev
+    )
+    network.eval()
+    tuning = tune_foreground_threshold(segmenter, held, device=config.device) if held else None
+    segmenter.provenance = {
+        **(provenance or {}),
+        "config": dataclasses.asdict(config),
+        "history": history,
+        "foreground_threshold_on_validation": tuning,
+        "training_fields": len(train),
+        "validation_fields": len(held),
+        "initialised_from": (init.provenance.get("name") if init is not None else None),
+    }
+    return segmenter
+
+
+def _run_steps(
+    segmenter: Segmenter, train, held, *, config: SegTrainConfig, state: dict, start: int, history: list[dict], checkpoint, device
+) -> list[dict]:
+    """Training steps ``start`` to ``config.steps``, validating and checkpointing every
+    ``config.validate_every`` steps; returns the history."""
+    import torch
+
+    from ..utils import progress
+
+    network, optimiser, schedule, dev = state["network"], state["optimiser"], state["schedule"], device
     began, running = time.monotonic(), []
     for step in progress(range(start, config.steps), desc="training steps", unit="steps", log=logger, every_s=30):
         network.train()
-        x, t = sample_batch(train, config, generator)
-        loss = segmentation_loss(network(x.to(dev, memory_format=torch.channels_last)), t.to(dev), representation)
+        x, t = sample_batch(train, config, state["generator"])
+        loss = segmentation_loss(network(x.to(dev, memory_format=torch.channels_last)), t.to(dev), segmenter.representation)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -341,26 +337,66 @@ def train_segmenter(
             running = []
             logger.info("step %d: %s", step + 1, ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "step"))
             if checkpoint is not None:
-                torch.save(
-                    {
-                        "network": network.state_dict(),
-                        "optimiser": optimiser.state_dict(),
-                        "schedule": schedule.state_dict(),
-                        "generator": generator.get_state(),
-                        "step": step + 1,
-                        "history": history,
-                    },
-                    checkpoint,
-                )
-    network.eval()
-    tuning = tune_foreground_threshold(segmenter, held, device=config.device) if held else None
-    segmenter.provenance = {
-        **(provenance or {}),
-        "config": dataclasses.asdict(config),
-        "history": history,
-        "foreground_threshold_on_validation": tuning,
-        "training_fields": len(train),
-        "validation_fields": len(held),
-        "initialised_from": (init.provenance.get("name") if init is not None else None),
-    }
-    return segmenter
+                _save_checkpoint(checkpoint, state, step + 1, history)
+    return history
+
+
+def _prepare_training(images, labels, validation, *, channels, config: SegTrainConfig, pixel_size, init: Segmenter | None):
+    """The segmenter to train (new, or ``init``'s network and settings) and the prepared
+    training and validation fields at its scale."""
+    import torch
+
+    from .networks import create_segmenter
+
+    normalisation = {"method": "percentile", "low": 1.0, "high": 99.5}
+    if init is not None:
+        scale, arch, arch_kwargs, network = init.scale, init.arch, dict(init.arch_kwargs), init.network
+        representation = init.representation
+    else:
+        scale = config.scale or config.diameter / median_diameter(labels)
+        arch, arch_kwargs, representation = config.arch, {"width": config.width, "depth": config.depth}, config.representation
+        with torch.random.fork_rng():  # seeded initial weights, without touching the caller's global seed
+            torch.manual_seed(config.seed)
+            network = create_segmenter(arch, len(channels), 3, **arch_kwargs)
+    train = [prepare_field(x, y, scale, normalisation, representation) for x, y in zip(images, labels)]
+    held = [prepare_field(x, y, scale, normalisation, representation) for x, y in zip(*validation)] if validation else []
+    diameter = median_diameter([resize_labels(y, f.image.shape[-2:]) for y, f in zip(labels, train)])
+    params = (
+        init.instance_params
+        if init is not None
+        else InstanceParams(representation=representation, min_area=round(0.05 * np.pi * diameter**2 / 4, 1))
+    )
+    micrometres = pixel_size / scale if pixel_size else None
+    segmenter = Segmenter(network, arch, arch_kwargs, list(channels), micrometres, scale, diameter, params, normalisation, {})
+    return segmenter, train, held
+
+
+def _save_checkpoint(path: Path, state: dict, step: int, history: list[dict]) -> None:
+    """Everything needed to continue exactly: weights, optimiser, schedule, random state (written
+    atomically, so an interrupt never leaves half a checkpoint)."""
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(
+        {
+            "network": state["network"].state_dict(),
+            "optimiser": state["optimiser"].state_dict(),
+            "schedule": state["schedule"].state_dict(),
+            "generator": state["generator"].get_state(),
+            "step": step,
+            "history": history,
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, state: dict) -> tuple[int, list[dict]]:
+    import torch
+
+    saved = torch.load(path, weights_only=False)
+    state["network"].load_state_dict(saved["network"])
+    state["optimiser"].load_state_dict(saved["optimiser"])
+    state["schedule"].load_state_dict(saved["schedule"])
+    state["generator"].set_state(saved["generator"])
+    return saved["step"], saved["history"]
