@@ -378,3 +378,18 @@ def test_auto_method_keeps_the_classical_pipeline_on_fluorescence(shared_data):
     result = segment_field(field, segment_channel=field.channels[0])
     truth = tifffile.imread(shared_data / "nuclei-field" / "mask2d.tif")
     assert result.mode == "fluorescence" and segmentation_scores(truth, result.labels)["f1"] >= 0.88
+
+
+def test_training_leaves_the_global_torch_seed_alone():
+    import torch
+
+    from stainfree.seg.training import SegTrainConfig, train_segmenter
+
+    truth = np.zeros((64, 64), int)
+    truth[10:30, 10:30], truth[35:55, 35:60] = 1, 2
+    torch.manual_seed(123)
+    expected = torch.rand(1).item()
+    torch.manual_seed(123)
+    config = SegTrainConfig(steps=2, batch_size=2, crop=32, width=4, depth=2, diameter=12, validate_every=2)
+    train_segmenter([(truth > 0).astype(np.float32)[None]], [truth], channels=["a"], config=config)
+    assert torch.rand(1).item() == expected
