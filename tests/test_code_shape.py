@@ -27,7 +27,6 @@ LONG_FUNCTIONS = {
     "ml.train.fit",
     "seg.classical.segment",
     "seg.pipeline.cells_from_fields",
-    "tl.cluster.cluster_embedding",
     "workflows.cluster.run_cluster",
     "workflows.predict.run_predict",
 }

@@ -94,6 +94,23 @@ def cluster_embedding(
         adata.obsm["X_umap_3d"] = umap_embedding(x, n_components=3, seed=seed)
     data = adata.obsm["X_umap"].astype(np.float64) if on == "umap" else x
     info: dict = {"method": method, "key": key, "on": on, "seed": seed}
+    labels = _cluster_labels(
+        data, method, k=k, k_range=(lo, hi), min_cluster_size=min_cluster_size, min_samples=min_samples, leaf=leaf, seed=seed, info=info
+    )
+    found = sorted(set(int(v) for v in labels) - {-1})
+    info["clusters"] = len(found)
+    if len(found) <= 1:
+        logger.warning("the clustering found a single cluster: the embedding shows no separate groups with these settings")
+    adata.obs["cluster"] = pd.Categorical([str(v) for v in labels], categories=[str(v) for v in sorted(set(int(v) for v in labels))])
+    adata.uns["stainfree_cluster"] = json.dumps(info)
+    return adata
+
+
+def _cluster_labels(data: np.ndarray, method: str, *, k, k_range, min_cluster_size, min_samples, leaf, seed, info: dict) -> np.ndarray:
+    """Cluster labels of ``data`` by ``method`` (see :func:`cluster_embedding`); what was chosen
+    (k, the scan or BIC, HDBSCAN's settings and noise) is added to ``info``."""
+    lo, hi = k_range
+    n = len(data)
     if method == "kmeans":
         from sklearn.cluster import KMeans
 
@@ -129,13 +146,7 @@ def cluster_embedding(
                 "noise_cells": int((labels < 0).sum()),
             }
         )
-    found = sorted(set(int(v) for v in labels) - {-1})
-    info["clusters"] = len(found)
-    if len(found) <= 1:
-        logger.warning("the clustering found a single cluster: the embedding shows no separate groups with these settings")
-    adata.obs["cluster"] = pd.Categorical([str(v) for v in labels], categories=[str(v) for v in sorted(set(int(v) for v in labels))])
-    adata.uns["stainfree_cluster"] = json.dumps(info)
-    return adata
+    return labels
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
