@@ -22,7 +22,6 @@ BLOCK = 6
 LONG_FUNCTIONS = {
     "cli.classify.evaluate",
     "eval.evaluate.evaluate",
-    "io.importers.read_plan",
     "ml.embed.fit_embedder",
     "ml.train.fit",
     "seg.classical.segment",

@@ -47,6 +47,39 @@ def _read_cell(paths: list[Path], grey: bool, size: int | None, crop: int | None
     return img
 
 
+def _check_sizes(*, size: int | None, crop: int | None, pixel_size: float | None) -> None:
+    if size is not None and crop is not None:
+        raise StainfreeError("give either size (resize) or crop (centre-crop/pad), not both")
+    for name, v in (("size", size), ("crop", crop)):
+        if v is not None and v < 1:
+            raise StainfreeError(f"{name} must be a positive number of pixels, got {v}")
+    if pixel_size is not None and not pixel_size > 0:
+        raise StainfreeError(f"pixel size must be a positive number of micrometres, got {pixel_size}")
+
+
+def _channels_to_keep(plan: ImportPlan, n_channels: int) -> tuple[list[str], list[int]]:
+    """The channel names of the imported cells and the positions of the file's channels to keep:
+    the plan's names, else grey, R/G/B or ch0, ch1...; only the plan's selection, if any.
+
+    >>> _channels_to_keep(ImportPlan(src=Path("."), layout="folders", table=None, files=[], channels=None, groups=[], sizes=None, select=["B"]), 3)
+    (['B'], [2])
+    """
+    if plan.channels is not None:
+        channels = list(plan.channels)
+    elif n_channels == 1:
+        channels = ["grey"]
+    elif n_channels == 3:
+        channels = ["R", "G", "B"]
+    else:
+        channels = [f"ch{i}" for i in range(n_channels)]
+    if not plan.select:
+        return channels, list(range(n_channels))
+    missing = [ch for ch in plan.select if ch not in channels]
+    if missing:
+        raise StainfreeError(f"{plan.files[0][0]}: no channel {missing[0]!r} (its channels: {', '.join(channels)})")
+    return list(plan.select), [channels.index(ch) for ch in plan.select]
+
+
 def read_plan(
     plan: ImportPlan,
     out: str | os.PathLike | None = None,
@@ -61,13 +94,7 @@ def read_plan(
     workers: int | None = None,
 ) -> CellSet:
     """Read the pixels of an :class:`ImportPlan` into a CellSet (streamed to ``out`` if given)."""
-    if size is not None and crop is not None:
-        raise StainfreeError("give either size (resize) or crop (centre-crop/pad), not both")
-    for name, v in (("size", size), ("crop", crop)):
-        if v is not None and v < 1:
-            raise StainfreeError(f"{name} must be a positive number of pixels, got {v}")
-    if pixel_size is not None and not pixel_size > 0:
-        raise StainfreeError(f"pixel size must be a positive number of micrometres, got {pixel_size}")
+    _check_sizes(size=size, crop=crop, pixel_size=pixel_size)
     table = plan.table.copy()
     if merge_classes:
         table["label"] = merge_labels(table["label"], merge_classes)
@@ -75,21 +102,7 @@ def read_plan(
     first = _read_cell(plan.files[0], grey, size, crop)
     c, h, w = first.shape
     dtype = first.dtype
-    if plan.channels is not None:
-        channels = list(plan.channels)
-    elif c == 1:
-        channels = ["grey"]
-    elif c == 3:
-        channels = ["R", "G", "B"]
-    else:
-        channels = [f"ch{i}" for i in range(c)]
-    keep = list(range(c))
-    if plan.select:
-        missing = [ch for ch in plan.select if ch not in channels]
-        if missing:
-            raise StainfreeError(f"{plan.files[0][0]}: no channel {missing[0]!r} (its channels: {', '.join(channels)})")
-        keep = [channels.index(ch) for ch in plan.select]
-        channels = list(plan.select)
+    channels, keep = _channels_to_keep(plan, c)
     prov = [
         provenance_entry(
             "import",
