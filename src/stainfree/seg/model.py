@@ -56,14 +56,24 @@ def rescale(image: np.ndarray, scale: float) -> np.ndarray:
     >>> rescale(np.ones((2, 10, 6), np.float32), 0.5).shape
     (2, 5, 3)
     """
+    if scale == 1:
+        return image
+    return resize_bilinear(image, tuple(max(1, int(round(n * scale))) for n in image.shape[-2:]))
+
+
+def resize_bilinear(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a (C, H, W) array to ``shape`` (float32; antialiased along an axis that
+    shrinks).
+
+    >>> resize_bilinear(np.array([[[0.0, 1.0]]]), (1, 4)).round(2).tolist()
+    [[[0.0, 0.25, 0.75, 1.0]]]
+    """
     import torch
     from torch.nn import functional as F
 
-    if scale == 1:
-        return image
-    size = tuple(max(1, int(round(n * scale))) for n in image.shape[-2:])
     x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None]
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)[0].numpy()
+    shrinks = shape[0] < image.shape[-2] or shape[1] < image.shape[-1]
+    return F.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False, antialias=shrinks)[0].numpy()
 
 
 def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -96,13 +106,7 @@ def labels_at_size(labels: np.ndarray, foreground: np.ndarray, shape: tuple[int,
     coarse = resize_labels(labels, shape)
     if coarse.shape == np.shape(labels):
         return np.where(np.asarray(foreground) > threshold, labels, 0)
-    import torch
-    from torch.nn import functional as F
-
-    smooth = F.interpolate(
-        torch.from_numpy(np.ascontiguousarray(foreground, np.float32))[None, None], size=tuple(shape), mode="bilinear", align_corners=False
-    )
-    mask = smooth[0, 0].numpy() > threshold
+    mask = resize_bilinear(np.asarray(foreground)[None], shape)[0] > threshold
     reach = max(shape[0] / labels.shape[0], shape[1] / labels.shape[1])
     distance, (rows, cols) = ndimage.distance_transform_edt(coarse == 0, return_indices=True)
     return np.where(mask & (distance <= reach), coarse[rows, cols], 0).astype(np.int32)

@@ -161,9 +161,9 @@ def run_predict_cellset(
     write_parquet(table, out, force=force)
     summary = {"cells": len(table), "predicted": {str(k): int(v) for k, v in table["predicted"].value_counts().items()}}
     if "label" in table:
-        labels = table["label"].astype(str)
-        known = labels.isin(clf.classes) & table["label"].notna()
-        summary["unscored_labels"] = sorted(set(labels[~known & table["label"].notna()]))
+        labels, labelled = table["label"].astype(str), table["label"].notna()
+        known = labelled & labels.isin(clf.classes)
+        summary["unscored_labels"] = sorted(set(labels[labelled & ~known]))
         if known.any():
             m = classification_metrics(labels[known], table["predicted"][known], classes=clf.classes)
             summary["against_labels"] = {"cells": int(known.sum()), "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"]}
