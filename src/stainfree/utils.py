@@ -118,13 +118,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             tmp.unlink()
 
 
+def refuse_existing(path: str | os.PathLike | None, *, force: bool) -> None:
+    """Stop, with one line, before anything is computed for an output that exists (unless
+    ``force``); ``None`` (no output asked for) passes.
+
+    >>> refuse_existing(None, force=False)
+    """
+    if path is not None and Path(path).exists() and not force:
+        raise StainfreeError(f"{path}: already exists; pass --force to replace it")
+
+
 def write_parquet(table, path: str | os.PathLike, *, force: bool = False) -> Path:
     """Write a DataFrame to ``path`` atomically; an existing file needs ``force``."""
     import io
 
     path = Path(path)
-    if path.exists() and not force:
-        raise StainfreeError(f"{path}: already exists; pass --force to replace it")
+    refuse_existing(path, force=force)
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False)
     atomic_write_bytes(path, buffer.getvalue())

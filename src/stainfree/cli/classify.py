@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..utils import StainfreeError
+from ..utils import StainfreeError, refuse_existing
 from .app import app
 from .options import TRAIN_OPTIONS, read_table, with_field_options
 
@@ -60,8 +60,7 @@ def evaluate(
     from ..core.store import open_cellset
     from ..workflows.evaluate import run_evaluate
 
-    if out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     cs = open_cellset(cells)
     if channels:
         cs = cs.select_channels(channels)
@@ -135,8 +134,7 @@ def compare(
     from ..ml.train import TrainConfig
     from ..workflows.evaluate import run_compare
 
-    if out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     cs = open_cellset(cells)
     if merge_classes:
         cs = cs.merge_classes(merge_classes)

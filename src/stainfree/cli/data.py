@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ..utils import StainfreeError
+from ..utils import refuse_existing
 from .app import app
 
 
@@ -38,8 +38,7 @@ def import_(
     from ..io.importers import read_plan
     from ..io.scan import scan_source
 
-    if out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     plan = scan_source(src, layout=layout, channels=channels, groups=group, groups_across_classes=groups_across_classes)
     typer.echo(plan.describe())
     cells = read_plan(plan, out, grey=grey, size=size, crop=crop, merge_classes=merge_classes, pixel_size=pixel_size, force=force)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..utils import StainfreeError
+from ..utils import StainfreeError, refuse_existing
 from .app import app
 from .options import read_h5ad, read_table
 
@@ -28,8 +28,7 @@ def features(
     from ..pp.features import measure
     from ..utils import write_parquet
 
-    if out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     try:
         texture_scales = [int(v) for v in scales.split(",") if v.strip()]
     except ValueError:
@@ -64,8 +63,7 @@ def explain(
     from ..tl.rank import read_groups
     from ..workflows.explain import run_explain
 
-    if out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     table = read_table(features)
     if "cell_id" not in table:
         raise StainfreeError(f"{features}: has no cell_id column (write it with `stainfree features`)")
@@ -110,8 +108,7 @@ def saliency(
     from ..ml.classifier import Classifier
     from ..workflows.explain import run_saliency
 
-    if out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     if per_class < 1 or samples < 1 or noise < 0:
         raise StainfreeError("--cells-per-class and --samples must be at least 1, --noise at least 0")
     path, info = run_saliency(
@@ -139,8 +136,7 @@ def report(
     """Write one self-contained report.html (embedded figures, no external links) for a run."""
     from ..report.sections import write_report
 
-    if out is not None and out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     path = write_report(run, out=out)
     typer.echo(f"wrote {path}")
 
@@ -190,8 +186,7 @@ def embed(
     from ..core.store import open_cellset
     from ..ml.embed import EmbedConfig, embed_cells
 
-    if out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     cs = open_cellset(cells)
     if channels:
         cs = cs.select_channels(channels)
@@ -247,8 +242,7 @@ def cluster(
     """UMAP, clusters, composition by group with enrichment tests, galleries and probes."""
     from ..workflows.cluster import run_cluster
 
-    if out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     adata = read_h5ad(embedding)
     try:
         lo, hi = (int(v) for v in k_range.split(","))

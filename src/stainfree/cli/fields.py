@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..seg.training import SegTrainConfig
-from ..utils import StainfreeError
+from ..utils import refuse_existing
 from .app import app
 from .options import SCORING_OPTIONS, with_field_options
 
@@ -30,8 +30,7 @@ def segment(
     """Segment fields of view (or crop at given points) into a CellSet with one mask per cell."""
     from ..workflows.segment import run_segment
 
-    if out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     field["label_names"] = field["label_names"] or ("negative", "positive")
     path, result, cells = run_segment(
         fields,

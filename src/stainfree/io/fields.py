@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..utils import StainfreeError, first_line
+from ..utils import StainfreeError, first_line, refuse_existing
 
 
 # ---------------------------------------------------------------------- reading fields
@@ -256,8 +256,7 @@ def _write_label_image(labels: np.ndarray, path: Path, force: bool) -> None:
 
     from ..utils import atomic_write_bytes
 
-    if path.exists() and not force:
-        raise StainfreeError(f"{path}: already exists; pass --force to replace it")
+    refuse_existing(path, force=force)
     buffer = _io.BytesIO()
     tifffile.imwrite(buffer, labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32))
     atomic_write_bytes(path, buffer.getvalue())

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.export import write_h5ad
-from ..utils import StainfreeError
+from ..utils import StainfreeError, refuse_existing
 from .losses import BarlowTwinsLoss
 
 logger = logging.getLogger(__name__)
@@ -412,10 +412,8 @@ def embed_cells(
     the trained embedder too.
     """
     t0 = time.monotonic()
-    if out is not None and Path(out).exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
-    if save_model is not None and Path(save_model).exists() and not force:
-        raise StainfreeError(f"{save_model}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
+    refuse_existing(save_model, force=force)
     history: list[dict] = []
     if method.startswith(("model:", "embedder:")):
         kind, _, path = method.partition(":")

@@ -14,7 +14,7 @@ import pandas as pd
 from ..pl.fields import plot_mixture, plot_overlay
 from ..seg.pipeline import cells_from_fields, read_fields_to_segment
 from ..seg.scoring import labelled_scores
-from ..utils import StainfreeError
+from ..utils import StainfreeError, refuse_existing
 
 # ---------------------------------------------------------------------- mixed populations
 PREDICT_MARKER = "fields.json"
@@ -50,8 +50,7 @@ def run_predict(
     from ..utils import atomic_output_dir
 
     out = Path(out)
-    if out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     clf = Classifier.load(model)
     if label_channel is not None:
         label_names = list(label_names) if label_names else list(clf.classes)
@@ -154,8 +153,7 @@ def run_predict_cellset(
     from ..utils import write_parquet
 
     out = Path(out)
-    if out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     clf = Classifier.load(model)
     table = predict_cells(clf, open_cellset(cells), tta=tta, prior=prior)
     write_parquet(table, out, force=force)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import StainfreeError
+from ..utils import StainfreeError, refuse_existing
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,7 @@ def run_train_segmenter(
     from ..seg.training import SegTrainConfig, _checkpoint_path, train_segmenter
 
     out = Path(out)
-    if out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     config = config or SegTrainConfig()
     fields = read_field_files(paths, **read_options)
     channels = list(fields[0].channels)
@@ -136,8 +135,7 @@ def run_score_segmentation(
     from ..utils import atomic_output_dir, progress
 
     out = Path(out)
-    if out.exists() and not force:
-        raise StainfreeError(f"{out}: already exists; pass --force to replace it")
+    refuse_existing(out, force=force)
     fields = read_field_files(paths, **read_options)
     annotations = read_annotations(truth, fields)
     if method in ("auto", "learnt"):
