@@ -17,14 +17,9 @@ from ..ml.classifier import Classifier, check_finite
 from ..ml.train import TrainConfig, fit
 from ..utils import StainfreeError, read_parquet
 from .baselines import BASELINES, OPTIONAL_BASELINES, align_features, run_baseline
-from .metrics import (
-    HEADLINE_METRICS,
-    accuracy_interval,
-    bootstrap_interval,
-    classification_metrics,
-    summarise,
-)
+from .metrics import classification_metrics
 from .protocols import PROTOCOLS, make_folds, make_splits
+from .summary import cross_group_table, learning_curve_table, metrics_block
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +46,179 @@ def _select_labelled(cells: CellSet) -> CellSet:
         logger.info("leaving out %d unlabelled cells", int((~labelled).sum()))
         cells = cells.select(labelled)
     return cells
+
+
+@dataclasses.dataclass
+class _Job:
+    """What every split of one evaluation shares."""
+
+    cells: CellSet
+    labels: np.ndarray
+    classes: list[str]
+    groups: np.ndarray | None
+    group: str | None
+    masks: np.ndarray | None
+    config: TrainConfig
+    baselines: Sequence[str]
+    tta: bool
+    work: Path | None
+    protocol: str
+    outlines: np.ndarray | None = None
+    feature_matrix: np.ndarray | None = None
+    area: np.ndarray | None = None
+
+
+def _check_request(cells: CellSet, protocol: str | None, group: str | None, baselines: Sequence[str]) -> tuple[str, list[str]]:
+    """The protocol to run and the warnings to record; refuses unknown names."""
+    table = cells.table
+    protocol = protocol or ("group-kfold" if group else "kfold")
+    if protocol not in PROTOCOLS:
+        raise StainfreeError(f"unknown protocol {protocol!r} (choose from {', '.join(PROTOCOLS)})")
+    if group is not None and group not in table.columns:
+        raise StainfreeError(f"group column {group!r} does not exist (columns: {', '.join(map(str, table.columns))})")
+    warnings = []
+    if protocol in ("kfold", "holdout") and cells.groups:
+        msg = (
+            f"random split although the set has group columns ({', '.join(cells.groups)}): cells of one group "
+            "look alike, so this estimate is likely optimistic; pass --group for an honest one"
+        )
+        logger.warning(msg)
+        warnings.append(msg)
+    for b in baselines:
+        if b not in BASELINES + OPTIONAL_BASELINES:
+            raise StainfreeError(f"unknown baseline {b!r} (choose from {', '.join(BASELINES + OPTIONAL_BASELINES)})")
+    return protocol, warnings
+
+
+def _class_labels(table: pd.DataFrame) -> tuple[np.ndarray, list[str], pd.Series]:
+    labels = table["label"].astype(str).to_numpy(dtype=object)
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise StainfreeError(f"need at least two classes, got {classes}")
+    counts = pd.Series(labels).value_counts()
+    if counts.min() < 2:
+        raise StainfreeError(f"class {counts.idxmin()!r} has only one cell; every class needs at least 2")
+    return labels, classes, counts
+
+
+def _prepare_baselines(job: _Job, features: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Outlines and handcrafted features for the baselines that need them; returns the features."""
+    cells = job.cells
+    if "outline_cnn" in job.baselines:
+        from ..pp.features import foreground_mask
+
+        if cells.has_masks:
+            job.outlines = cells.read_masks().astype(np.float32)[:, None]
+        else:
+            logger.info("finding cell outlines for the outline-only baseline")
+            job.outlines = np.stack([foreground_mask(c) for c in cells.images]).astype(np.float32)[:, None]
+    if any(b in ("area_svm", "features_rf") for b in job.baselines) and features is None:
+        from ..pp.features import measure
+
+        logger.info("measuring handcrafted features for the baselines")
+        features = measure(cells)
+    elif features is not None:
+        features = align_features(features, cells.cell_ids)
+    if features is not None:
+        job.feature_matrix = features.drop(columns=["cell_id"]).to_numpy(np.float64)
+        job.area = features["AreaShape_Area"].to_numpy(np.float64)[:, None]
+    return features
+
+
+def _add_probabilities(part: pd.DataFrame, prefix: str, proba: np.ndarray, classes: list[str], predicted: str) -> None:
+    part[predicted] = np.asarray(classes, dtype=object)[proba.argmax(1)]
+    for j, c in enumerate(classes):
+        part[f"{prefix}{c}"] = proba[:, j]
+
+
+def _run_baselines(job: _Job, part: pd.DataFrame, train: np.ndarray, test: np.ndarray) -> None:
+    labels, classes, config = job.labels, job.classes, job.config
+    for b in job.baselines:
+        if b == "outline_cnn":
+            # Ogawa et al.'s contour input: the same network on the binary cell mask only
+            outline_clf, _ = fit(
+                job.outlines[train],
+                labels[train],
+                channels=["outline"],
+                config=dataclasses.replace(config, normalisation="robust", augment="flips"),
+                classes=classes,
+            )
+            bp = outline_clf.predict_proba(job.outlines[test])
+        else:
+            x = None if b == "majority" else (job.area if b == "area_svm" else job.feature_matrix)
+            bp = run_baseline(
+                b,
+                x[train] if x is not None else np.zeros((len(train), 1)),
+                labels[train],
+                x[test] if x is not None else np.zeros((len(test), 1)),
+                classes,
+                seed=config.seed,
+            )
+        _add_probabilities(part, f"baseline_{b}_prob_", bp, classes, f"baseline_{b}")
+
+
+def _train_and_test(job: _Job, s_i: int, split, train: np.ndarray, frac: float, with_baselines: bool) -> tuple[pd.DataFrame, list[dict]]:
+    """Train on ``train`` (a subsample of the split's training cells when ``frac`` < 1) and
+    predict the split's test cells, baselines included when asked."""
+    cells, labels = job.cells, job.labels
+    t0 = time.monotonic()
+    clf, history = fit(
+        cells.images[train],
+        labels[train],
+        channels=cells.channels,
+        config=job.config,
+        classes=job.classes,
+        checkpoint=(job.work / f"split{s_i:03d}_{frac:g}.pt") if job.work else None,
+        masks=job.masks[train] if job.masks is not None else None,
+    )
+    proba = clf.predict_proba(cells.images[split.test], tta=job.tta)
+    part = pd.DataFrame(
+        {
+            "cell_id": cells.table["cell_id"].to_numpy()[split.test],
+            "split": split.name,
+            "repeat": split.repeat,
+            "label": labels[split.test],
+        }
+    )
+    if job.group:
+        part[job.group] = job.groups[split.test]
+    part["train_size"] = len(train)
+    part["train_fraction"] = frac
+    part["pool_size"] = split.pool_size
+    _add_probabilities(part, "prob_", proba, job.classes, "predicted")
+    part["epochs"] = len(history)
+    part["seconds"] = round(time.monotonic() - t0, 2)
+    if with_baselines:
+        _run_baselines(job, part, train, split.test)
+    return part, history
+
+
+def _run_split(job: _Job, s_i: int, n_splits: int, split, sizes: list[float]) -> tuple[pd.DataFrame, list[dict]] | None:
+    """One split at every training size; ``None`` when a cross-group pool lacks a class. Finished
+    splits are kept in the work folder and read back when an evaluation resumes."""
+    work = job.work
+    done = work / f"split{s_i:03d}.parquet" if work else None
+    if done is not None and done.is_file():
+        logger.info("split %d/%d (%s): already done, loading", s_i, n_splits, split.name)
+        return read_parquet(done), json.loads((work / f"split{s_i:03d}.history.json").read_text())
+    train_labels = set(job.labels[split.train])
+    missing = [c for c in job.classes if c not in train_labels]
+    if missing and job.protocol != "cross-group":
+        raise StainfreeError(f"split {split.name} has no training cell of class {missing[0]!r}; use fewer folds or another group column")
+    if missing or len(train_labels) < 2:
+        logger.info("split %d/%d (%s): skipped, training pool lacks class %s", s_i, n_splits, split.name, missing[0] if missing else "")
+        return None
+    logger.info("split %d/%d (%s): %d training cells, %d test cells", s_i, n_splits, split.name, len(split.train), len(split.test))
+    parts = []
+    for frac in sizes:
+        train = split.train if frac >= 1.0 else _stratified_subsample(split.train, job.labels, frac, seed=job.config.seed + s_i)
+        part, history = _train_and_test(job, s_i, split, train, frac, with_baselines=frac == sizes[-1])
+        parts.append(part)
+    part = pd.concat(parts, ignore_index=True)
+    if done is not None:
+        part.to_parquet(done, index=False)
+        (work / f"split{s_i:03d}.history.json").write_text(json.dumps(history))
+    return part, history
 
 
 def evaluate(
@@ -91,162 +259,32 @@ def evaluate(
     config = config or TrainConfig()
     config.validate()
     cells = _select_labelled(cells).load()  # read once: training, features and baselines share it
-    table = cells.table
-    protocol = protocol or ("group-kfold" if group else "kfold")
-    if protocol not in PROTOCOLS:
-        raise StainfreeError(f"unknown protocol {protocol!r} (choose from {', '.join(PROTOCOLS)})")
-    if group is not None and group not in table.columns:
-        raise StainfreeError(f"group column {group!r} does not exist (columns: {', '.join(map(str, table.columns))})")
-    warnings = []
-    if protocol in ("kfold", "holdout") and cells.groups:
-        msg = (
-            f"random split although the set has group columns ({', '.join(cells.groups)}): cells of one group "
-            "look alike, so this estimate is likely optimistic; pass --group for an honest one"
-        )
-        logger.warning(msg)
-        warnings.append(msg)
-    for b in baselines:
-        if b not in BASELINES + OPTIONAL_BASELINES:
-            raise StainfreeError(f"unknown baseline {b!r} (choose from {', '.join(BASELINES + OPTIONAL_BASELINES)})")
-    labels = table["label"].astype(str).to_numpy(dtype=object)
-    classes = sorted(set(labels))
-    if len(classes) < 2:
-        raise StainfreeError(f"need at least two classes, got {classes}")
-    counts = pd.Series(labels).value_counts()
-    if counts.min() < 2:
-        raise StainfreeError(f"class {counts.idxmin()!r} has only one cell; every class needs at least 2")
-    groups = table[group].astype(str).to_numpy(dtype=object) if group else None
-    images = cells.images
-    masks = cells.read_masks() if cells.has_masks else None
-    check_finite(images, table["cell_id"])
+    protocol, warnings = _check_request(cells, protocol, group, baselines)
+    labels, classes, counts = _class_labels(cells.table)
+    groups = cells.table[group].astype(str).to_numpy(dtype=object) if group else None
+    check_finite(cells.images, cells.table["cell_id"])
     if protocol == "audit-groups":
         return _audit_groups(cells, labels, groups, group, config, n_folds, t_start)
 
     splits = make_splits(protocol, labels, groups=groups, n_folds=n_folds, repeats=repeats, seed=config.seed)
-    outlines = None
-    if "outline_cnn" in baselines:
-        from ..pp.features import foreground_mask
-
-        if cells.has_masks:
-            outlines = cells.read_masks().astype(np.float32)[:, None]
-        else:
-            logger.info("finding cell outlines for the outline-only baseline")
-            outlines = np.stack([foreground_mask(c) for c in images]).astype(np.float32)[:, None]
-    needs_features = [b for b in baselines if b in ("area_svm", "features_rf")]
-    if needs_features and features is None:
-        from ..pp.features import measure
-
-        logger.info("measuring handcrafted features for the baselines")
-        features = measure(cells)
-    elif features is not None:
-        features = align_features(features, cells.cell_ids)
-    feature_matrix = features.drop(columns=["cell_id"]).to_numpy(np.float64) if features is not None else None
-    area = features["AreaShape_Area"].to_numpy(np.float64)[:, None] if features is not None else None
+    masks = cells.read_masks() if cells.has_masks else None
     work = Path(work_dir) if work_dir else None
     if work:
         work.mkdir(parents=True, exist_ok=True)
-
-    rows, histories = [], []
+    job = _Job(cells, labels, classes, groups, group, masks, config, list(baselines), tta, work, protocol)
+    features = _prepare_baselines(job, features)
     sizes = list(train_sizes) if train_sizes else [1.0]
-    for s_i, split in enumerate(splits, 1):
-        done = work / f"split{s_i:03d}.parquet" if work else None
-        if done is not None and done.is_file():
-            logger.info("split %d/%d (%s): already done, loading", s_i, len(splits), split.name)
-            part = read_parquet(done)
-            rows.append(part)
-            histories.append(json.loads((work / f"split{s_i:03d}.history.json").read_text()))
-            continue
-        train_labels = labels[split.train]
-        missing = [c for c in classes if c not in set(train_labels)]
-        if missing and protocol not in ("cross-group",):
-            raise StainfreeError(
-                f"split {split.name} has no training cell of class {missing[0]!r}; use fewer folds or another group column"
-            )
-        if missing or len(set(train_labels)) < 2:
-            logger.info(
-                "split %d/%d (%s): skipped, training pool lacks class %s", s_i, len(splits), split.name, missing[0] if missing else ""
-            )
-            continue
-        logger.info("split %d/%d (%s): %d training cells, %d test cells", s_i, len(splits), split.name, len(split.train), len(split.test))
-        parts = []
-        for frac in sizes:
-            train = split.train
-            if frac < 1.0:
-                train = _stratified_subsample(split.train, labels, frac, seed=config.seed + s_i)
-            t0 = time.monotonic()
-            clf, history = fit(
-                images[train],
-                labels[train],
-                channels=cells.channels,
-                config=config,
-                classes=classes,
-                checkpoint=(work / f"split{s_i:03d}_{frac:g}.pt") if work else None,
-                masks=masks[train] if masks is not None else None,
-            )
-            proba = clf.predict_proba(images[split.test], tta=tta)
-            part = pd.DataFrame(
-                {
-                    "cell_id": table["cell_id"].to_numpy()[split.test],
-                    "split": split.name,
-                    "repeat": split.repeat,
-                    "label": labels[split.test],
-                }
-            )
-            if group:
-                part[group] = groups[split.test]
-            part["train_size"] = len(train)
-            part["train_fraction"] = frac
-            part["pool_size"] = split.pool_size
-            part["predicted"] = np.asarray(classes, dtype=object)[proba.argmax(1)]
-            for j, c in enumerate(classes):
-                part[f"prob_{c}"] = proba[:, j]
-            part["epochs"] = len(history)
-            part["seconds"] = round(time.monotonic() - t0, 2)
-            if frac == sizes[-1]:
-                for b in baselines:
-                    if b == "outline_cnn":
-                        # Ogawa et al.'s contour input: the same network on the binary cell mask only
-                        outline_clf, _ = fit(
-                            outlines[train],
-                            labels[train],
-                            channels=["outline"],
-                            config=dataclasses.replace(config, normalisation="robust", augment="flips"),
-                            classes=classes,
-                        )
-                        bp = outline_clf.predict_proba(outlines[split.test])
-                        part[f"baseline_{b}"] = np.asarray(classes, dtype=object)[bp.argmax(1)]
-                        for j, c in enumerate(classes):
-                            part[f"baseline_{b}_prob_{c}"] = bp[:, j]
-                        continue
-                    x = None if b == "majority" else (area if b == "area_svm" else feature_matrix)
-                    bp = run_baseline(
-                        b,
-                        x[train] if x is not None else np.zeros((len(train), 1)),
-                        labels[train],
-                        x[split.test] if x is not None else np.zeros((len(split.test), 1)),
-                        classes,
-                        seed=config.seed,
-                    )
-                    part[f"baseline_{b}"] = np.asarray(classes, dtype=object)[bp.argmax(1)]
-                    for j, c in enumerate(classes):
-                        part[f"baseline_{b}_prob_{c}"] = bp[:, j]
-            parts.append(part)
-            if frac == sizes[-1]:
-                histories.append(history)
-        part = pd.concat(parts, ignore_index=True)
-        if done is not None:
-            part.to_parquet(done, index=False)
-            (work / f"split{s_i:03d}.history.json").write_text(json.dumps(histories[-1]))
-        rows.append(part)
-    if not rows:
+    done = [r for s_i, split in enumerate(splits, 1) if (r := _run_split(job, s_i, len(splits), split, sizes)) is not None]
+    if not done:
         raise StainfreeError("no split could be trained (every training pool lacked a class)")
-    pred = pd.concat(rows, ignore_index=True)
+    pred = pd.concat([part for part, _ in done], ignore_index=True)
+    histories = [history for _, history in done]
     full = pred[pred["train_fraction"] == sizes[-1]].reset_index(drop=True)
-    metrics = _metrics_block(full, classes, baselines, group, n_boot, config.seed)
+    metrics = metrics_block(full, classes, baselines, group, n_boot, config.seed)
     if len(sizes) > 1:
-        metrics["learning_curve"] = _learning_curve(pred, classes)
+        metrics["learning_curve"] = learning_curve_table(pred, classes)
     if protocol == "cross-group":
-        metrics["cross_group"] = _cross_group_table(full, classes, group)
+        metrics["cross_group"] = cross_group_table(full, classes, group)
     prot = {
         "name": protocol,
         "folds": n_folds if protocol in ("kfold", "group-kfold") else None,
@@ -269,7 +307,7 @@ def evaluate(
     model = None
     if final_model:
         logger.info("training the final model on all %d cells", len(labels))
-        model, _ = fit(images, labels, channels=cells.channels, config=config, classes=classes, masks=masks)
+        model, _ = fit(cells.images, labels, channels=cells.channels, config=config, classes=classes, masks=masks)
     metrics["seconds"] = round(time.monotonic() - t_start, 1)
     return Evaluation(pred, histories, classes, metrics, prot, model, features)
 
@@ -282,89 +320,6 @@ def _stratified_subsample(idx: np.ndarray, labels: np.ndarray, fraction: float, 
         n = max(2, int(round(fraction * len(members))))
         keep.append(rng.choice(members, min(n, len(members)), replace=False))
     return np.sort(np.concatenate(keep))
-
-
-def _per_split(pred: pd.DataFrame, column: str, classes: list[str], prob_prefix: str) -> list[dict]:
-    out = []
-    for name, part in pred.groupby("split", sort=False):
-        proba = part[[f"{prob_prefix}{c}" for c in classes]].to_numpy()
-        m = classification_metrics(part["label"], part[column], proba, classes=classes)
-        m["split"] = str(name)
-        m["train_size"] = int(part["train_size"].iloc[0])
-        if column == "predicted":
-            m["epochs"] = int(part["epochs"].iloc[0])
-            m["seconds"] = float(part["seconds"].iloc[0])
-        out.append(m)
-    return out
-
-
-def _summary(folds: list[dict], pooled: dict, pred: pd.DataFrame, column: str, group: str | None, n_boot: int, seed: int) -> dict:
-    summary = {k: summarise([f[k] for f in folds]) for k in HEADLINE_METRICS}
-    summary["accuracy"]["pooled"] = round(pooled["accuracy"], 4)
-    summary["accuracy"]["ci95_binomial"] = accuracy_interval(pooled["accuracy"], pooled["n"])
-    summary["balanced_accuracy"]["pooled"] = round(pooled["balanced_accuracy"], 4)
-    summary["balanced_accuracy"]["ci95_bootstrap"] = (
-        bootstrap_interval(pred["label"], pred[column], groups=pred[group] if group else None, n_boot=n_boot, seed=seed) if n_boot else None
-    )
-    summary["balanced_accuracy"]["bootstrap_unit"] = group or "cell"
-    return summary
-
-
-def _metrics_block(pred: pd.DataFrame, classes: list[str], baselines: Sequence[str], group: str | None, n_boot: int, seed: int) -> dict:
-    def block(column: str, prob_prefix: str) -> dict:
-        folds = _per_split(pred, column, classes, prob_prefix)
-        pooled = classification_metrics(
-            pred["label"], pred[column], pred[[f"{prob_prefix}{c}" for c in classes]].to_numpy(), classes=classes
-        )
-        return {"summary": _summary(folds, pooled, pred, column, group, n_boot, seed), "pooled": pooled, "folds": folds}
-
-    model = block("predicted", "prob_")
-    out = {"summary": model["summary"], "pooled": model["pooled"], "folds": model["folds"], "baselines": {}}
-    for b in baselines:
-        out["baselines"][b] = block(f"baseline_{b}", f"baseline_{b}_prob_")
-    return out
-
-
-def _learning_curve(pred: pd.DataFrame, classes: list[str]) -> list[dict]:
-    out = []
-    for frac, part in pred.groupby("train_fraction"):
-        folds = [classification_metrics(p["label"], p["predicted"], None, classes=classes) for _, p in part.groupby("split")]
-        out.append(
-            {
-                "train_fraction": float(frac),
-                "train_size_mean": float(part.groupby("split")["train_size"].first().mean()),
-                "balanced_accuracy": summarise([f["balanced_accuracy"] for f in folds]),
-                "accuracy": summarise([f["accuracy"] for f in folds]),
-            }
-        )
-    return out
-
-
-def _cross_group_table(pred: pd.DataFrame, classes: list[str], group: str) -> dict:
-    rows = []
-    for (split, test_group), part in pred.groupby(["split", group], sort=False):
-        m = classification_metrics(part["label"], part["predicted"], None, classes=classes)
-        rows.append(
-            {
-                "train_pool": split,
-                "pool_size": int(part["pool_size"].iloc[0]),
-                "test_group": test_group,
-                "n": m["n"],
-                "accuracy": m["accuracy"],
-            }
-        )
-    table = pd.DataFrame(rows)
-    by_size = [
-        {"pool_size": int(size), "accuracy": summarise(part["accuracy"].tolist()), "pairs": int(len(part))}
-        for size, part in table.groupby("pool_size")
-    ]
-    smallest = table[table["pool_size"] == table["pool_size"].min()]
-    train = list(dict.fromkeys(smallest["train_pool"]))
-    test = sorted(set(smallest["test_group"]))
-    matrix = [[None] * len(test) for _ in train]
-    for _, r in smallest.iterrows():
-        matrix[train.index(r["train_pool"])][test.index(r["test_group"])] = round(float(r["accuracy"]), 4)
-    return {"table": table.to_dict(orient="records"), "by_pool_size": by_size, "matrix": {"train": train, "test": test, "accuracy": matrix}}
 
 
 def _audit_groups(cells, labels, groups, group, config, n_folds, t_start) -> Evaluation:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -14,15 +13,17 @@ import numpy as np
 
 from ..io.export import write_h5ad
 from ..utils import StainfreeError, refuse_existing
-from .losses import BarlowTwinsLoss
+from ._embed_loop import (
+    DEFAULT_ARCH,
+    build_network,
+    check_training_cells,
+    fit_pca,
+    resolved_config,
+    start_training,
+)
 
 logger = logging.getLogger(__name__)
 EMBED_METHODS = ("slc", "barlow", "autoencoder", "pca")
-DEFAULT_ARCH = {"slc": "yao2019", "barlow": "resnet_small"}
-DEFAULT_AUGMENT = {"slc": "yao", "barlow": "engberg", "autoencoder": "flips"}
-DEFAULT_DIM = {"pca": 50, "slc": 64, "barlow": 128, "autoencoder": 64}
-DEFAULT_EPOCHS = {"barlow": 30}  # others: 20
-DEFAULT_POOLING = {"barlow": "stages+std"}  # others: "last"
 STAGE_POOLINGS = ("stages", "stages+std")
 
 
@@ -69,65 +70,6 @@ class EmbedConfig:
         for ok, message in checks:
             if not ok:
                 raise StainfreeError(message)
-
-
-def _autoencoder(in_channels: int, input_size: int, dim: int, widths=(32, 64, 128)):
-    """Encoder of stride-2 conv blocks to a ``dim`` bottleneck, mirrored decoder, no skips."""
-    from torch import nn
-
-    side = input_size // 2 ** len(widths)
-
-    class AutoEncoder(nn.Module):
-        def __init__(self):
-            super().__init__()
-            enc, c = [], in_channels
-            for w in widths:
-                enc += [
-                    nn.Conv2d(c, w, 3, stride=2, padding=1),
-                    nn.BatchNorm2d(w),
-                    nn.ReLU(inplace=True),
-                    nn.Conv2d(w, w, 3, padding=1),
-                    nn.BatchNorm2d(w),
-                    nn.ReLU(inplace=True),
-                ]
-                c = w
-            self.encoder = nn.Sequential(*enc)
-            self.to_code = nn.Linear(c * side * side, dim)
-            self.from_code = nn.Linear(dim, c * side * side)
-            dec = []
-            for w in list(widths[::-1][1:]) + [widths[0]]:
-                dec += [nn.ConvTranspose2d(c, w, 4, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
-                c = w
-            dec.append(nn.Conv2d(c, in_channels, 3, padding=1))
-            self.decoder = nn.Sequential(*dec)
-            self.c, self.side = widths[-1], side
-
-        def features(self, x):
-            return self.to_code(self.encoder(x).flatten(1))
-
-        def forward(self, x):
-            code = self.features(x)
-            return self.decoder(self.from_code(code).view(len(x), self.c, self.side, self.side))
-
-    return AutoEncoder()
-
-
-def _build_network(method: str, arch: str | None, in_channels: int, input_size: int, n_cells: int, dim: int):
-    """The network trained by ``method`` (its embedding width comes from :meth:`Embedder._embed_prepared`)."""
-    from torch import nn
-
-    from .models import create_model
-
-    if method == "autoencoder":
-        return _autoencoder(in_channels, input_size, dim)
-    net = create_model(arch, in_channels, max(n_cells, 2) if method == "slc" else 2, input_size)
-    if method == "barlow":
-        import torch
-
-        with torch.no_grad():
-            width = net.eval().features(torch.zeros(2, in_channels, input_size, input_size)).shape[1]
-        net.projector = nn.Sequential(nn.Linear(width, 4 * dim), nn.BatchNorm1d(4 * dim), nn.ReLU(inplace=True), nn.Linear(4 * dim, dim))
-    return net
 
 
 @dataclasses.dataclass
@@ -233,7 +175,7 @@ class Embedder:
         if emb.method == "pca":
             emb.pca = {k: v.numpy() for k, v in state.items()}
         else:
-            emb.network = _build_network(
+            emb.network = build_network(
                 emb.method, emb.arch, len(emb.channels), emb.input_size[0], meta.get("n_train_cells") or 2, emb.config["dim"]
             )
             emb.network.load_state_dict(state)
@@ -248,27 +190,16 @@ def fit_embedder(
     per-epoch history."""
     import torch
 
-    from .classifier import resize_batch
     from .models import model_info
-    from .transforms import augment, blackout_outside, fit_normalisation
+    from .transforms import fit_normalisation
 
     config = config or EmbedConfig()
     config.validate()
     pooling_asked = config.pooling
-    config = dataclasses.replace(
-        config,
-        dim=config.dim or DEFAULT_DIM[config.method],
-        epochs=config.epochs or DEFAULT_EPOCHS.get(config.method, 20),
-        pooling=config.pooling or DEFAULT_POOLING.get(config.method, "last"),
-        tta=config.tta or "none",  # "dihedral" costs 8 forward passes per cell
-    )
+    config = resolved_config(config)
     images = np.asarray(images)
     n = len(images)
-    minimum = {"pca": 3, "slc": 10, "barlow": 16, "autoencoder": 8}[config.method]
-    if n < minimum:
-        raise StainfreeError(f"{n} cells are too few for {config.method} (at least {minimum})")
-    if config.blackout != "none" and masks is None:
-        raise StainfreeError("--blackout needs cell masks (cells from `stainfree segment`)")
+    check_training_cells(n, config, masks)
     arch = config.model or DEFAULT_ARCH.get(config.method)
     side = int(config.input_size or images.shape[2])
     if config.method == "autoencoder":
@@ -280,81 +211,22 @@ def fit_embedder(
     emb = Embedder(config.method, list(channels), (side, side), normalisation, dataclasses.asdict(config), arch=arch, n_train_cells=n)
     x_all = emb.prepare(images)
     if config.method == "pca":
-        from sklearn.decomposition import PCA
+        return emb, fit_pca(emb, x_all, config)
 
-        k = min(config.dim, n - 1, x_all[0].size)
-        pca = PCA(n_components=k, random_state=config.seed).fit(x_all.reshape(n, -1))
-        emb.pca = {"mean": pca.mean_.astype(np.float32), "components": pca.components_.astype(np.float32)}
-        emb.width = k
-        return emb, [{"explained_variance": float(pca.explained_variance_ratio_.sum())}]
-
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    net = _build_network(config.method, arch, len(channels), side, n, config.dim)
-    if config.pooling in STAGE_POOLINGS and not hasattr(net, "feature_maps"):
-        if pooling_asked in STAGE_POOLINGS:
-            raise StainfreeError(
-                f"pooling {pooling_asked!r} needs a convolutional model with stages (cnn3, yao2019, resnet_small), not {arch}"
-            )
-        emb.config["pooling"] = "last"  # the method's default, where the model allows it
-    emb.network = net
-    emb.width = emb._embed_prepared(torch.zeros(2, len(channels), side, side)).shape[1]
-    x_all = torch.from_numpy(x_all)
-    mask_t = torch.from_numpy(resize_batch(np.asarray(masks, np.float32)[:, None], side)[:, 0] > 0.5) if masks is not None else None
-    preset = config.augment or DEFAULT_AUGMENT[config.method]
-    barlow = BarlowTwinsLoss(config.lambda_) if config.method == "barlow" else None
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
-    per_epoch = n * (config.copies if config.method == "slc" else 1)
-    steps = config.epochs * math.ceil(per_epoch / config.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.1)
-    history = []
-    for epoch in range(1, config.epochs + 1):
-        t0 = time.monotonic()
-        net.train()
-        order = torch.randperm(n, generator=gen).repeat(config.copies if config.method == "slc" else 1)
-        order = order[torch.randperm(len(order), generator=gen)]
-        total, count, correct = 0.0, 0, 0
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            if len(idx) < 2:
-                continue
-            x = x_all[idx]
-            if config.method == "slc":
-                logits = net(augment(x, preset, generator=gen))
-                loss = torch.nn.functional.cross_entropy(logits, idx)
-                correct += int((logits.argmax(1) == idx).sum())
-            elif config.method == "barlow":
-                views = []
-                for _ in range(2):
-                    v = augment(x, preset, generator=gen)
-                    if mask_t is not None:
-                        half = torch.rand(len(v), generator=gen) < 0.5
-                        if half.any():
-                            v[half] = blackout_outside(v[half], mask_t[idx][half], mode=config.blackout, generator=gen)
-                    views.append(v)
-                loss = barlow(net.projector(net.features(views[0])), net.projector(net.features(views[1])))
-            else:
-                v = augment(x, preset, generator=gen)
-                loss = torch.nn.functional.mse_loss(net(v), v)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        entry = {"epoch": epoch, "loss": total / max(count, 1), "seconds": round(time.monotonic() - t0, 2)}
-        if config.method == "slc":
-            entry["copy_accuracy"] = correct / max(count, 1)
-        history.append(entry)
-        logger.info(
-            "epoch %d/%d  %s loss %.4f%s  (%.1f s)",
-            epoch,
-            config.epochs,
-            config.method,
-            entry["loss"],
-            f"  copies recognised {entry['copy_accuracy']:.3f}" if "copy_accuracy" in entry else "",
-            entry["seconds"],
-        )
+    # seeded weights, without touching the caller's global torch seed
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+        torch.manual_seed(config.seed)
+        net = build_network(config.method, arch, len(channels), side, n, config.dim)
+        if config.pooling in STAGE_POOLINGS and not hasattr(net, "feature_maps"):
+            if pooling_asked in STAGE_POOLINGS:
+                raise StainfreeError(
+                    f"pooling {pooling_asked!r} needs a convolutional model with stages (cnn3, yao2019, resnet_small), not {arch}"
+                )
+            emb.config["pooling"] = "last"  # the method's default, where the model allows it
+        emb.network = net
+        emb.width = emb._embed_prepared(torch.zeros(2, len(channels), side, side)).shape[1]
+        training = start_training(net, x_all, masks, config, side)
+        history = [training.epoch(epoch) for epoch in range(1, config.epochs + 1)]
     net.eval()
     return emb, history
 

@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from ..utils import StainfreeError
+from ._loop import TrainingRun, keep_if_best, log_epoch, make_optimiser, resume, save_checkpoint, train_epoch, validate
 from .classifier import Classifier, pick_device, resize_batch
 from .models import DEFAULT_MODEL, create_model, model_info
 from .transforms import (
     apply_normalisation,
-    augment,
     augmentation_names,
-    blackout_outside,
     fit_normalisation,
 )
 
@@ -167,9 +166,77 @@ def recalibrate_batchnorm(model, x, *, batch_size: int = 256, device=None) -> No
     model.train(was_training)
 
 
-def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    recalls = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
-    return float(np.mean(recalls)) if recalls else float("nan")
+def _encode_labels(labels, classes: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
+    labels = np.asarray(labels, dtype=object)
+    classes = sorted(set(labels)) if classes is None else list(classes)
+    if len(classes) < 2:
+        raise StainfreeError(f"need at least two classes to train a classifier, got {classes}")
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = set(labels) - set(index)
+    if unknown:
+        raise StainfreeError(f"label {sorted(map(str, unknown))[0]!r} is not one of the classes {classes}")
+    y = np.array([index[v] for v in labels], dtype=np.int64)
+    counts = np.bincount(y, minlength=len(classes))
+    if (counts < 2).any():
+        lonely = classes[int(np.argmin(counts))]
+        raise StainfreeError(f"class {lonely!r} has {counts.min()} cell(s) in the training data; each class needs at least 2")
+    return y, classes
+
+
+def _validation_split(y: np.ndarray, n_classes: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    n_val = int(round(config.val_fraction * len(y)))
+    if config.val_fraction > 0 and n_val >= n_classes and len(y) - n_val >= n_classes:
+        return tuple(train_test_split(idx, test_size=n_val, stratify=y, random_state=config.seed))
+    return idx, idx[:0]
+
+
+def _effective_prior(train_counts: np.ndarray, config: TrainConfig) -> list[float]:
+    """The class distribution the network effectively learnt under: sampling times loss weights."""
+    effective = train_counts.astype(np.float64)
+    if config.sampling == "balanced":
+        effective = np.ones_like(effective)
+    elif config.sampling == "sqrt":
+        effective = np.sqrt(effective)
+    effective = effective * class_weights(train_counts, config.loss_weighting)
+    return (effective / effective.sum()).round(6).tolist()
+
+
+def _start_run(images: np.ndarray, y: np.ndarray, split, n_classes: int, masks, config: TrainConfig, size, norm: dict) -> TrainingRun:
+    import torch
+
+    train_idx, val_idx = split
+    x = torch.from_numpy(resize_batch(apply_normalisation(images, norm), size))
+    m = None
+    if config.blackout != "none":
+        if masks is None:
+            raise StainfreeError("blackout augmentation needs cell masks; cells cut from fields by `stainfree segment` have them")
+        m = torch.from_numpy(resize_batch(np.asarray(masks, np.float32)[:, None], size) > 0.5)
+    device = pick_device(config.device)
+    model = create_model(config.model, images.shape[1], n_classes, size[0], **config.model_kwargs)
+    model = model.to(device, memory_format=torch.channels_last)
+    train_counts = np.bincount(y[train_idx], minlength=n_classes).clip(min=1)
+    weights = torch.tensor(class_weights(train_counts, config.loss_weighting), dtype=torch.float32, device=device)
+    opt, scheduler = make_optimiser(model, config, max(1, len(train_idx) // config.batch_size))
+    return TrainingRun(
+        config,
+        model,
+        opt,
+        scheduler,
+        torch.nn.CrossEntropyLoss(weight=weights),
+        weights,
+        device,
+        x,
+        m,
+        y,
+        train_idx,
+        val_idx,
+        train_counts,
+        np.random.default_rng(config.seed),
+        torch.Generator().manual_seed(config.seed),
+    )
 
 
 def fit(
@@ -193,176 +260,45 @@ def fit(
     same settings is resumed. Returns the classifier (best epoch restored) and the history.
     """
     import torch
-    from sklearn.model_selection import train_test_split
 
     config = config or TrainConfig()
     config.validate()
     log = log or logger
     images = np.asarray(images)  # NaN or infinite pixels are refused by apply_normalisation
-    labels = np.asarray(labels, dtype=object)
-    classes = sorted(set(labels)) if classes is None else list(classes)
-    if len(classes) < 2:
-        raise StainfreeError(f"need at least two classes to train a classifier, got {classes}")
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = set(labels) - set(index)
-    if unknown:
-        raise StainfreeError(f"label {sorted(map(str, unknown))[0]!r} is not one of the classes {classes}")
-    y = np.array([index[v] for v in labels], dtype=np.int64)
-    counts = np.bincount(y, minlength=len(classes))
-    if (counts < 2).any():
-        lonely = classes[int(np.argmin(counts))]
-        raise StainfreeError(f"class {lonely!r} has {counts.min()} cell(s) in the training data; each class needs at least 2")
-
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    idx = np.arange(len(y))
-    n_val = int(round(config.val_fraction * len(y)))
-    if config.val_fraction > 0 and n_val >= len(classes) and len(y) - n_val >= len(classes):
-        train_idx, val_idx = train_test_split(idx, test_size=n_val, stratify=y, random_state=config.seed)
-    else:
-        train_idx, val_idx = idx, idx[:0]
-
+    y, classes = _encode_labels(labels, classes)
     size = (config.input_size, config.input_size) if config.input_size else tuple(images.shape[2:])
-    norm = fit_normalisation(images[train_idx], config.resolved_normalisation(), seed=config.seed)
-    x_all = torch.from_numpy(resize_batch(apply_normalisation(images, norm), size))
-    m_all = None
-    if config.blackout != "none":
-        if masks is None:
-            raise StainfreeError("blackout augmentation needs cell masks; cells cut from fields by `stainfree segment` have them")
-        m_all = torch.from_numpy(resize_batch(np.asarray(masks, np.float32)[:, None], size) > 0.5)
-    y_all = torch.from_numpy(y)
-    device = pick_device(config.device)
-    model = create_model(config.model, images.shape[1], len(classes), size[0], **config.model_kwargs).to(
-        device, memory_format=torch.channels_last
-    )
-    train_counts = np.bincount(y[train_idx], minlength=len(classes)).clip(min=1)
-    weights = torch.tensor(class_weights(train_counts, config.loss_weighting), dtype=torch.float32, device=device)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
-    if config.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay, nesterov=True)
-    elif config.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, len(train_idx) // config.batch_size)
-    scheduler = (
-        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.15)
-        if config.schedule == "cosine"
-        else None
-    )
-    gen = torch.Generator().manual_seed(config.seed)
-    sample_p = {"balanced": 1.0 / train_counts[y[train_idx]], "sqrt": 1.0 / np.sqrt(train_counts[y[train_idx]])}.get(config.sampling)
-    if sample_p is not None:
-        sample_p = sample_p / sample_p.sum()
-
-    history: list[dict] = []
-    best = {"score": -np.inf, "state": None, "epoch": 0}
-    start_epoch = 1
     signature = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str) + f"|{len(y)}|{classes}"
-    if checkpoint is not None and Path(checkpoint).is_file():
-        saved = torch.load(checkpoint, weights_only=False)
-        if saved.get("signature") == signature:
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["optimizer"])
-            if scheduler is not None and saved.get("scheduler"):
-                scheduler.load_state_dict(saved["scheduler"])
-            history, best, start_epoch = saved["history"], saved["best"], saved["epoch"] + 1
-            rng.bit_generator.state = saved["rng"]
-            gen.set_state(saved["gen"])
-            log.info("resuming from %s at epoch %d", checkpoint, start_epoch)
-        else:
-            log.info("ignoring %s: it was written with other settings", checkpoint)
-
-    for epoch in range(start_epoch, config.epochs + 1):
-        if len(val_idx) and best["state"] is not None and epoch - best["epoch"] > config.patience:
-            break
-        t0 = time.monotonic()
-        model.train()
-        order = rng.choice(train_idx, size=len(train_idx), p=sample_p) if sample_p is not None else rng.permutation(train_idx)
-        total, seen, correct = 0.0, 0, 0
-        for step in range(steps_per_epoch):
-            b = order[step * config.batch_size : (step + 1) * config.batch_size]
-            if len(b) < 2:  # batch norm needs two samples
-                continue
-            xb = x_all[b]
-            if m_all is not None:
-                blacked = blackout_outside(xb, m_all[b], mode=config.blackout, generator=gen)
-                xb = torch.where(torch.rand(len(b), 1, 1, 1, generator=gen) < 0.5, blacked, xb)
-            xb = augment(xb, config.augment, generator=gen).to(device, memory_format=torch.channels_last)
-            yb = y_all[b].to(device)
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if scheduler is not None:
-                scheduler.step()
-            total += loss.item() * len(b)
-            seen += len(b)
-            correct += int((logits.argmax(1) == yb).sum())
-        if len(val_idx):  # without validation cells, once at the end is enough
-            recalibrate_batchnorm(model, x_all[train_idx], device=device)
-        record = {"epoch": epoch, "train_loss": total / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
-        if len(val_idx):
-            model.eval()
-            with torch.no_grad():
-                logits = torch.cat([model(x_all[val_idx[s : s + 512]].to(device)).cpu() for s in range(0, len(val_idx), 512)])
-            pred = logits.argmax(1).numpy()
-            record["val_loss"] = float(torch.nn.functional.cross_entropy(logits, y_all[val_idx], weight=weights.cpu()))
-            record["val_accuracy"] = float(np.mean(pred == y[val_idx]))
-            record["val_balanced_accuracy"] = _balanced_accuracy(y[val_idx], pred)
-        record["seconds"] = round(time.monotonic() - t0, 3)
-        history.append(record)
-        if "val_loss" in record:
-            score = -record["val_loss"] if config.monitor == "val_loss" else record["val_balanced_accuracy"] - 1e-3 * record["val_loss"]
-        else:
-            score = -np.inf  # no validation cells: the last epoch is kept
-        log.info(
-            "epoch %d/%d  train loss %.3f  acc %.3f%s  (%.1f s)",
-            epoch,
-            config.epochs,
-            record["train_loss"],
-            record["train_accuracy"],
-            f"  val loss {record['val_loss']:.3f}  acc {record['val_accuracy']:.3f}  bal {record['val_balanced_accuracy']:.3f}"
-            if "val_loss" in record
-            else "",
-            record["seconds"],
-        )
-        if len(val_idx) and score > best["score"]:
-            best = {"score": score, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, "epoch": epoch}
-        if checkpoint is not None:
-            tmp = Path(checkpoint).with_suffix(".tmp")
-            torch.save(
-                {
-                    "signature": signature,
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "history": history,
-                    "best": best,
-                    "epoch": epoch,
-                    "rng": rng.bit_generator.state,
-                    "gen": gen.get_state(),
-                },
-                tmp,
-            )
-            os.replace(tmp, checkpoint)
-    if not len(val_idx):
-        recalibrate_batchnorm(model, x_all[train_idx], device=device)
-    elif best["state"] is not None:
-        if best["epoch"] < len(history):
-            log.info("restoring epoch %d (best %s)", best["epoch"], config.monitor)
-        model.load_state_dict(best["state"])
+    # seeded weights and dropout, without touching the caller's global torch seed
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+        torch.manual_seed(config.seed)
+        split = _validation_split(y, len(classes), config)
+        norm = fit_normalisation(images[split[0]], config.resolved_normalisation(), seed=config.seed)
+        run = _start_run(images, y, split, len(classes), masks, config, size, norm)
+        if checkpoint is not None and Path(checkpoint).is_file():
+            resume(run, checkpoint, signature, log)
+        validating = len(run.val_idx) > 0
+        for epoch in range(run.epoch + 1, config.epochs + 1):
+            if validating and run.best["state"] is not None and epoch - run.best["epoch"] > config.patience:
+                break
+            t0 = time.monotonic()
+            record = {"epoch": epoch, **train_epoch(run), **(validate(run) if validating else {})}
+            record["seconds"] = round(time.monotonic() - t0, 3)
+            run.history.append(record)
+            log_epoch(log, record, config.epochs)
+            keep_if_best(run, record)
+            run.epoch = epoch
+            if checkpoint is not None:
+                save_checkpoint(run, checkpoint, signature)
+    model = run.model
+    if not validating:  # without validation cells, recalibrating once at the end is enough
+        recalibrate_batchnorm(model, run.x[run.train_idx], device=run.device)
+    elif run.best["state"] is not None:
+        if run.best["epoch"] < len(run.history):
+            log.info("restoring epoch %d (best %s)", run.best["epoch"], config.monitor)
+        model.load_state_dict(run.best["state"])
     model.eval().cpu()
-    # the class distribution the network effectively learnt under: sampling times loss weights
-    effective = train_counts.astype(np.float64)
-    if config.sampling == "balanced":
-        effective = np.ones_like(effective)
-    elif config.sampling == "sqrt":
-        effective = np.sqrt(effective)
-    effective = effective * class_weights(train_counts, config.loss_weighting)
-    prior = (effective / effective.sum()).round(6).tolist()
+    prior = _effective_prior(run.train_counts, config)
     clf = Classifier(
         model, config.model, dict(config.model_kwargs), list(classes), list(channels), size, norm, prior, tuple(images.shape[2:])
     )
-    return clf, history
+    return clf, run.history

@@ -1,0 +1,95 @@
+"""Summaries of an evaluation's pooled predictions: per split, pooled, learning curves and the
+cross-group table. Internal to :func:`stainfree.eval.evaluate.evaluate`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from .metrics import HEADLINE_METRICS, accuracy_interval, bootstrap_interval, classification_metrics, summarise
+
+__all__: list[str] = []
+
+
+def _per_split(pred: pd.DataFrame, column: str, classes: list[str], prob_prefix: str) -> list[dict]:
+    out = []
+    for name, part in pred.groupby("split", sort=False):
+        proba = part[[f"{prob_prefix}{c}" for c in classes]].to_numpy()
+        m = classification_metrics(part["label"], part[column], proba, classes=classes)
+        m["split"] = str(name)
+        m["train_size"] = int(part["train_size"].iloc[0])
+        if column == "predicted":
+            m["epochs"] = int(part["epochs"].iloc[0])
+            m["seconds"] = float(part["seconds"].iloc[0])
+        out.append(m)
+    return out
+
+
+def _summary(folds: list[dict], pooled: dict, pred: pd.DataFrame, column: str, group: str | None, n_boot: int, seed: int) -> dict:
+    summary = {k: summarise([f[k] for f in folds]) for k in HEADLINE_METRICS}
+    summary["accuracy"]["pooled"] = round(pooled["accuracy"], 4)
+    summary["accuracy"]["ci95_binomial"] = accuracy_interval(pooled["accuracy"], pooled["n"])
+    summary["balanced_accuracy"]["pooled"] = round(pooled["balanced_accuracy"], 4)
+    summary["balanced_accuracy"]["ci95_bootstrap"] = (
+        bootstrap_interval(pred["label"], pred[column], groups=pred[group] if group else None, n_boot=n_boot, seed=seed) if n_boot else None
+    )
+    summary["balanced_accuracy"]["bootstrap_unit"] = group or "cell"
+    return summary
+
+
+def metrics_block(pred: pd.DataFrame, classes: list[str], baselines: Sequence[str], group: str | None, n_boot: int, seed: int) -> dict:
+    def block(column: str, prob_prefix: str) -> dict:
+        folds = _per_split(pred, column, classes, prob_prefix)
+        pooled = classification_metrics(
+            pred["label"], pred[column], pred[[f"{prob_prefix}{c}" for c in classes]].to_numpy(), classes=classes
+        )
+        return {"summary": _summary(folds, pooled, pred, column, group, n_boot, seed), "pooled": pooled, "folds": folds}
+
+    model = block("predicted", "prob_")
+    out = {"summary": model["summary"], "pooled": model["pooled"], "folds": model["folds"], "baselines": {}}
+    for b in baselines:
+        out["baselines"][b] = block(f"baseline_{b}", f"baseline_{b}_prob_")
+    return out
+
+
+def learning_curve_table(pred: pd.DataFrame, classes: list[str]) -> list[dict]:
+    out = []
+    for frac, part in pred.groupby("train_fraction"):
+        folds = [classification_metrics(p["label"], p["predicted"], None, classes=classes) for _, p in part.groupby("split")]
+        out.append(
+            {
+                "train_fraction": float(frac),
+                "train_size_mean": float(part.groupby("split")["train_size"].first().mean()),
+                "balanced_accuracy": summarise([f["balanced_accuracy"] for f in folds]),
+                "accuracy": summarise([f["accuracy"] for f in folds]),
+            }
+        )
+    return out
+
+
+def cross_group_table(pred: pd.DataFrame, classes: list[str], group: str) -> dict:
+    rows = []
+    for (split, test_group), part in pred.groupby(["split", group], sort=False):
+        m = classification_metrics(part["label"], part["predicted"], None, classes=classes)
+        rows.append(
+            {
+                "train_pool": split,
+                "pool_size": int(part["pool_size"].iloc[0]),
+                "test_group": test_group,
+                "n": m["n"],
+                "accuracy": m["accuracy"],
+            }
+        )
+    table = pd.DataFrame(rows)
+    by_size = [
+        {"pool_size": int(size), "accuracy": summarise(part["accuracy"].tolist()), "pairs": int(len(part))}
+        for size, part in table.groupby("pool_size")
+    ]
+    smallest = table[table["pool_size"] == table["pool_size"].min()]
+    train = list(dict.fromkeys(smallest["train_pool"]))
+    test = sorted(set(smallest["test_group"]))
+    matrix = [[None] * len(test) for _ in train]
+    for _, r in smallest.iterrows():
+        matrix[train.index(r["train_pool"])][test.index(r["test_group"])] = round(float(r["accuracy"]), 4)
+    return {"table": table.to_dict(orient="records"), "by_pool_size": by_size, "matrix": {"train": train, "test": test, "accuracy": matrix}}

@@ -1,0 +1,183 @@
+"""The epoch loop behind :func:`stainfree.ml.train.fit`: its state, one epoch of training, validation,
+best-epoch keeping and checkpoints. Internal: use :func:`~stainfree.ml.train.fit`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .transforms import augment, blackout_outside
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    recalls = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """The state of one training run, what a checkpoint saves and restores."""
+
+    config: TrainConfig
+    model: object
+    optimiser: object
+    scheduler: object
+    loss_fn: object
+    weights: object
+    device: object
+    x: object  # all cells, normalised and resized (torch)
+    masks: object  # their masks for blackout, or None
+    y: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    train_counts: np.ndarray
+    rng: np.random.Generator
+    generator: object
+    history: list = dataclasses.field(default_factory=list)
+    best: dict = dataclasses.field(default_factory=lambda: {"score": -np.inf, "state": None, "epoch": 0})
+    epoch: int = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.train_idx) // self.config.batch_size)
+
+    def sampling_probabilities(self) -> np.ndarray | None:
+        counts = self.train_counts[self.y[self.train_idx]]
+        p = {"balanced": 1.0 / counts, "sqrt": 1.0 / np.sqrt(counts)}.get(self.config.sampling)
+        return None if p is None else p / p.sum()
+
+
+def make_optimiser(model, config: TrainConfig, steps_per_epoch: int):
+    import torch
+
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay, nesterov=True)
+    elif config.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = (
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.15)
+        if config.schedule == "cosine"
+        else None
+    )
+    return opt, scheduler
+
+
+def resume(run: TrainingRun, checkpoint, signature: str, log) -> None:
+    import torch
+
+    saved = torch.load(checkpoint, weights_only=False)
+    if saved.get("signature") != signature:
+        log.info("ignoring %s: it was written with other settings", checkpoint)
+        return
+    run.model.load_state_dict(saved["model"])
+    run.optimiser.load_state_dict(saved["optimizer"])
+    if run.scheduler is not None and saved.get("scheduler"):
+        run.scheduler.load_state_dict(saved["scheduler"])
+    run.history, run.best, run.epoch = saved["history"], saved["best"], saved["epoch"]
+    run.rng.bit_generator.state = saved["rng"]
+    run.generator.set_state(saved["gen"])
+    log.info("resuming from %s at epoch %d", checkpoint, run.epoch + 1)
+
+
+def save_checkpoint(run: TrainingRun, checkpoint, signature: str) -> None:
+    import torch
+
+    tmp = Path(checkpoint).with_suffix(".tmp")
+    state = {
+        "signature": signature,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimiser.state_dict(),
+        "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+        "history": run.history,
+        "best": run.best,
+        "epoch": run.epoch,
+        "rng": run.rng.bit_generator.state,
+        "gen": run.generator.get_state(),
+    }
+    torch.save(state, tmp)
+    os.replace(tmp, checkpoint)
+
+
+def train_epoch(run: TrainingRun) -> dict:
+    import torch
+
+    config, gen = run.config, run.generator
+    run.model.train()
+    p = run.sampling_probabilities()
+    order = run.rng.choice(run.train_idx, size=len(run.train_idx), p=p) if p is not None else run.rng.permutation(run.train_idx)
+    total, seen, correct = 0.0, 0, 0
+    for step in range(run.steps_per_epoch):
+        b = order[step * config.batch_size : (step + 1) * config.batch_size]
+        if len(b) < 2:  # batch norm needs two samples
+            continue
+        xb = run.x[b]
+        if run.masks is not None:
+            blacked = blackout_outside(xb, run.masks[b], mode=config.blackout, generator=gen)
+            xb = torch.where(torch.rand(len(b), 1, 1, 1, generator=gen) < 0.5, blacked, xb)
+        xb = augment(xb, config.augment, generator=gen).to(run.device, memory_format=torch.channels_last)
+        yb = torch.from_numpy(run.y[b]).to(run.device)
+        logits = run.model(xb)
+        loss = run.loss_fn(logits, yb)
+        run.optimiser.zero_grad()
+        loss.backward()
+        run.optimiser.step()
+        if run.scheduler is not None:
+            run.scheduler.step()
+        total += loss.item() * len(b)
+        seen += len(b)
+        correct += int((logits.argmax(1) == yb).sum())
+    return {"train_loss": total / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+
+
+def validate(run: TrainingRun) -> dict:
+    import torch
+
+    from .train import recalibrate_batchnorm
+
+    val = run.val_idx
+    recalibrate_batchnorm(run.model, run.x[run.train_idx], device=run.device)
+    run.model.eval()
+    with torch.no_grad():
+        logits = torch.cat([run.model(run.x[val[s : s + 512]].to(run.device)).cpu() for s in range(0, len(val), 512)])
+    pred = logits.argmax(1).numpy()
+    y_val = run.y[val]
+    return {
+        "val_loss": float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(y_val), weight=run.weights.cpu())),
+        "val_accuracy": float(np.mean(pred == y_val)),
+        "val_balanced_accuracy": balanced_accuracy(y_val, pred),
+    }
+
+
+def log_epoch(log, record: dict, epochs: int) -> None:
+    val = (
+        f"  val loss {record['val_loss']:.3f}  acc {record['val_accuracy']:.3f}  bal {record['val_balanced_accuracy']:.3f}"
+        if "val_loss" in record
+        else ""
+    )
+    log.info(
+        "epoch %d/%d  train loss %.3f  acc %.3f%s  (%.1f s)",
+        record["epoch"],
+        epochs,
+        record["train_loss"],
+        record["train_accuracy"],
+        val,
+        record["seconds"],
+    )
+
+
+def keep_if_best(run: TrainingRun, record: dict) -> None:
+    if "val_loss" not in record:
+        return  # no validation cells: the last epoch is kept
+    score = -record["val_loss"] if run.config.monitor == "val_loss" else record["val_balanced_accuracy"] - 1e-3 * record["val_loss"]
+    if score > run.best["score"]:
+        state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        run.best = {"score": score, "state": state, "epoch": record["epoch"]}
