@@ -145,3 +145,16 @@ def test_protocol_splits():
         make_splits("leave-one-group-out", labels, groups=["x"] * 20)
     with pytest.raises(sf.StainfreeError, match="unknown protocol 'bogus'"):
         make_splits("bogus", labels)
+
+
+def test_fit_and_fit_embedder_leave_the_global_torch_seed_alone():
+    from stainfree.ml.embed import EmbedConfig, fit_embedder
+
+    cs = make_cells(8, size=24, seed=3).load()
+    labels = cs.table["label"].astype(str).to_numpy()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    fit(cs.images, labels, channels=cs.channels, config=TrainConfig(epochs=1, batch_size=8, seed=5))
+    fit_embedder(cs.images, channels=cs.channels, config=EmbedConfig(method="autoencoder", epochs=1, batch_size=8, seed=5))
+    assert torch.equal(torch.rand(3), expected)

@@ -289,10 +289,10 @@ def fit(
             run.epoch = epoch
             if checkpoint is not None:
                 save_checkpoint(run, checkpoint, signature)
+        if not validating:  # without validation cells, recalibrating once at the end is enough
+            recalibrate_batchnorm(run.model, run.x[run.train_idx], device=run.device)
     model = run.model
-    if not validating:  # without validation cells, recalibrating once at the end is enough
-        recalibrate_batchnorm(model, run.x[run.train_idx], device=run.device)
-    elif run.best["state"] is not None:
+    if validating and run.best["state"] is not None:
         if run.best["epoch"] < len(run.history):
             log.info("restoring epoch %d (best %s)", run.best["epoch"], config.monitor)
         model.load_state_dict(run.best["state"])
