@@ -110,6 +110,75 @@ def _markers(distance: np.ndarray, components: np.ndarray, min_distance: int) ->
     return markers
 
 
+def _enhanced(image: np.ndarray, params: SegmentationParams) -> np.ndarray:
+    from scipy import ndimage
+
+    x = image.astype(np.float32)
+    if params.mode == "brightfield":
+        return enhance_brightfield(x, sigma=params.smoothing or 1.0)
+    if params.smoothing:
+        return ndimage.gaussian_filter(x, params.smoothing)
+    return x
+
+
+def _foreground(x: np.ndarray, threshold: float, diameter: float, params: SegmentationParams) -> np.ndarray:
+    from scipy import ndimage
+    from skimage import filters, morphology
+
+    brightfield = params.mode == "brightfield"
+    foreground = x > threshold
+    if params.local_window and not brightfield:
+        window = int(2 * round(params.local_window * diameter / 2) + 1)
+        foreground &= x > filters.threshold_local(x, window, method="gaussian")
+    if params.closing:
+        foreground = ndimage.binary_closing(foreground, morphology.disk(params.closing), border_value=0)
+    if params.fill_holes:
+        foreground = ndimage.binary_fill_holes(foreground)
+    shrink = params.shrink if params.shrink is not None else (2 if brightfield else 0)
+    if shrink:
+        foreground = ndimage.binary_erosion(foreground, morphology.disk(shrink))
+    return foreground
+
+
+def _drop_specks(foreground: np.ndarray, min_area: float) -> tuple[np.ndarray, int]:
+    """Connected components without those far below the area range (they only cost time in the
+    watershed), and how many were dropped."""
+    from skimage import measure
+
+    components = measure.label(foreground)
+    sizes = np.bincount(components.ravel())
+    specks = sizes < min_area / 4
+    specks[0] = False
+    n_specks = int(specks.sum())
+    if n_specks:
+        renumber = np.zeros(len(sizes), components.dtype)
+        kept = ~specks
+        kept[0] = False
+        renumber[kept] = np.arange(1, int(kept.sum()) + 1)
+        components = renumber[components]
+    return components, n_specks
+
+
+def _split_touching(components: np.ndarray, diameter: float, params: SegmentationParams) -> tuple[np.ndarray, int]:
+    """Watershed of the distance transform from one marker per expected object; objects touching
+    the border are then cleared when asked. Returns the labels and how many were cleared."""
+    from scipy import ndimage
+    from skimage import segmentation
+
+    foreground = components > 0
+    distance = ndimage.distance_transform_edt(foreground).astype(np.float32)
+    if params.distance_smoothing:
+        distance = ndimage.gaussian_filter(distance, params.distance_smoothing)
+    min_distance = params.min_distance if params.min_distance is not None else 0.3 * diameter
+    markers = _markers(distance, components, max(1, int(round(min_distance))))
+    labels = segmentation.watershed(-distance, markers, mask=foreground)
+    if not params.clear_border:
+        return labels, 0
+    before = np.count_nonzero(np.bincount(labels.ravel())[1:])
+    labels = segmentation.clear_border(labels)
+    return labels, before - np.count_nonzero(np.bincount(labels.ravel())[1:])
+
+
 def segment(image: np.ndarray, params: SegmentationParams | None = None, **overrides) -> SegmentationResult:
     """Label the objects of a 2-D field with the classical pipeline (see the module docstring).
 
@@ -133,8 +202,7 @@ def segment(image: np.ndarray, params: SegmentationParams | None = None, **overr
     >>> r.n_objects, sorted(np.bincount(r.labels.ravel())[1:].tolist())
     (2, [100, 120])
     """
-    from scipy import ndimage
-    from skimage import filters, measure, morphology, segmentation
+    from skimage import filters
 
     params = dataclasses.replace(params or SegmentationParams(), **overrides)
     params.validate()
@@ -143,61 +211,23 @@ def segment(image: np.ndarray, params: SegmentationParams | None = None, **overr
         raise StainfreeError(f"segment needs one 2-D channel, got shape {image.shape}")
     if params.mode == "auto":
         params = dataclasses.replace(params, mode=guess_mode(image))
-    x = image.astype(np.float32)
-    if params.mode == "brightfield":
-        x = enhance_brightfield(x, sigma=params.smoothing or 1.0)
-    elif params.smoothing:
-        x = ndimage.gaussian_filter(x, params.smoothing)
+    x = _enhanced(image, params)
     empty = SegmentationResult(np.zeros(image.shape, np.int32), diameter=params.diameter or 0.0, threshold=float("nan"), mode=params.mode)
     if float(x.max()) == float(x.min()):
         return empty
     otsu = float(filters.threshold_otsu(x))
-    brightfield = params.mode == "brightfield"
-    scale = params.threshold_scale if params.threshold_scale is not None else (1.5 if brightfield else 0.75)
+    scale = params.threshold_scale if params.threshold_scale is not None else (1.5 if params.mode == "brightfield" else 0.75)
     threshold = otsu * scale
     diameter = params.diameter or _estimate_diameter(x > otsu)
     if diameter is None:
         return empty
     empty.diameter = diameter
-    foreground = x > threshold
-    if params.local_window and not brightfield:
-        window = int(2 * round(params.local_window * diameter / 2) + 1)
-        foreground &= x > filters.threshold_local(x, window, method="gaussian")
-    if params.closing:
-        foreground = ndimage.binary_closing(foreground, morphology.disk(params.closing), border_value=0)
-    if params.fill_holes:
-        foreground = ndimage.binary_fill_holes(foreground)
-    shrink = params.shrink if params.shrink is not None else (2 if brightfield else 0)
-    if shrink:
-        foreground = ndimage.binary_erosion(foreground, morphology.disk(shrink))
     min_area = params.min_area if params.min_area is not None else np.pi * (0.2 * diameter) ** 2
-    # Specks far below the area range only cost time in the watershed; drop (and count) them first.
-    components = measure.label(foreground)
-    sizes = np.bincount(components.ravel())
-    specks = sizes < min_area / 4
-    specks[0] = False
-    n_specks = int(specks.sum())
-    if n_specks:
-        renumber = np.zeros(len(sizes), components.dtype)
-        kept = ~specks
-        kept[0] = False
-        renumber[kept] = np.arange(1, int(kept.sum()) + 1)
-        components = renumber[components]
-        foreground = components > 0
+    components, n_specks = _drop_specks(_foreground(x, threshold, diameter, params), min_area)
     empty.dropped_small = n_specks
-    if not foreground.any():
+    if not components.any():
         return empty
-    distance = ndimage.distance_transform_edt(foreground).astype(np.float32)
-    if params.distance_smoothing:
-        distance = ndimage.gaussian_filter(distance, params.distance_smoothing)
-    min_distance = params.min_distance if params.min_distance is not None else 0.3 * diameter
-    markers = _markers(distance, components, max(1, int(round(min_distance))))
-    labels = segmentation.watershed(-distance, markers, mask=foreground)
-    dropped_border = 0
-    if params.clear_border:
-        before = np.count_nonzero(np.bincount(labels.ravel())[1:])
-        labels = segmentation.clear_border(labels)
-        dropped_border = before - np.count_nonzero(np.bincount(labels.ravel())[1:])
+    labels, dropped_border = _split_touching(components, diameter, params)
     areas = np.bincount(labels.ravel())
     areas[0] = 0
     present = areas > 0

@@ -58,6 +58,80 @@ class FieldCells:
         return lines
 
 
+def _channel_roles(fields: Sequence[Field], segment_channel, label_channel, keep_label_channel: bool) -> tuple[list[str], list[str], str]:
+    """The fields' channels, those to crop (the label channel left out) and the one to segment."""
+    _check_same_channels(fields)
+    channels = list(fields[0].channels)
+    if label_channel is not None and label_channel not in channels:
+        raise StainfreeError(f"label channel {label_channel!r} is not in the fields (channels: {', '.join(channels)})")
+    crop_channels = [c for c in channels if keep_label_channel or c != label_channel]
+    if not crop_channels:
+        raise StainfreeError(f"the only channel is the label channel {label_channel!r}; nothing label-free is left to crop")
+    if segment_channel is None:
+        segment_channel = crop_channels[0]
+    elif segment_channel not in channels:
+        raise StainfreeError(f"segmentation channel {segment_channel!r} is not in the fields (channels: {', '.join(channels)})")
+    return channels, crop_channels, segment_channel
+
+
+@dataclasses.dataclass
+class _FieldPart:
+    """The cells of one field."""
+
+    crops: np.ndarray
+    masks: np.ndarray | None
+    table: pd.DataFrame
+    stats: dict
+    radius: float  # of the disk the label channel is summed over
+    labels: np.ndarray | None = None
+
+
+def _cells_at_points(f: Field, rows: pd.DataFrame, crop_index: list[int], *, size: int, pad: bool, label_radius) -> _FieldPart:
+    rows = rows.reset_index(drop=True)
+    crops, kept, skipped = crop_points(f.image[crop_index], rows["x"], rows["y"], size=size, pad=pad)
+    table = rows.iloc[kept].reset_index(drop=True).rename(columns={"x": "centroid_x", "y": "centroid_y"})
+    table.insert(0, "cell_id", [f"{f.name}:p{k}" for k in kept])
+    stats = {"field": f.name, "source": f.source, "points": len(rows), "skipped_edge": skipped}
+    return _FieldPart(crops, None, table, stats, label_radius or 30.0)
+
+
+def _cells_of_objects(f: Field, crop_index: list[int], *, size: int, pad: bool, label_radius, **segment) -> _FieldPart:
+    from .density import density_columns
+    from .methods import segment_field
+
+    result = segment_field(f, **segment)
+    crops, field_masks, table, skipped = crop_objects(f.image[crop_index], result.labels, size=size, pad=pad)
+    table.insert(0, "cell_id", [f"{f.name}:{k}" for k in table["label_id"]])
+    stats = {
+        "field": f.name,
+        "source": f.source,
+        "mode": result.mode,
+        "objects": result.n_objects,
+        "diameter": round(result.diameter, 2),
+        "dropped_small": result.dropped_small,
+        "dropped_large": result.dropped_large,
+        "dropped_border": result.dropped_border,
+        "skipped_edge": skipped,
+    }
+    density, units = density_columns(
+        result.labels, table["centroid_y"].to_numpy(), table["centroid_x"].to_numpy(), pixel_size=f.pixel_size, diameter=result.diameter
+    )
+    table = pd.concat([table, density], axis=1)
+    stats.update(field_density=float(density["field_density"].iloc[0]) if len(density) else None, **units)
+    if result.n_objects == 0:
+        logger.warning("%s: no objects found", f.source)
+    return _FieldPart(crops, field_masks, table, stats, label_radius or max(result.diameter / 2, 1.0), result.labels)
+
+
+def _label_by_intensity(table: pd.DataFrame, intensities: list[np.ndarray], label_channel: str, **mixture) -> MixtureFit:
+    intensity = np.concatenate(intensities)
+    fit = fit_two_populations(intensity, what=f"label channel {label_channel}", **mixture)
+    table["label_intensity"] = intensity
+    table["label_posterior"] = fit.posterior.max(axis=1)
+    table["label"] = fit.labels
+    return fit
+
+
 def cells_from_fields(
     fields: Sequence[Field],
     *,
@@ -89,82 +163,37 @@ def cells_from_fields(
     mixture fitted over all fields; the label channel is left out of the crops unless
     ``keep_label_channel``, so no classifier sees the stain by accident.
     """
+    from ..utils import progress
+    from .density import density_levels
+    from .methods import METHODS, load_segmenter
+
     if not fields:
         raise StainfreeError("no fields given")
     if size < 4:
         raise StainfreeError(f"crop size must be at least 4 px, got {size}")
-    _check_same_channels(fields)
-    channels = list(fields[0].channels)
-    if label_channel is not None and label_channel not in channels:
-        raise StainfreeError(f"label channel {label_channel!r} is not in the fields (channels: {', '.join(channels)})")
-    crop_channels = [c for c in channels if keep_label_channel or c != label_channel]
-    if not crop_channels:
-        raise StainfreeError(f"the only channel is the label channel {label_channel!r}; nothing label-free is left to crop")
-    if segment_channel is None:
-        segment_channel = crop_channels[0]
-    elif segment_channel not in channels:
-        raise StainfreeError(f"segmentation channel {segment_channel!r} is not in the fields (channels: {', '.join(channels)})")
-    from .density import density_columns, density_levels
-    from .methods import METHODS, load_segmenter, segment_field
-
+    channels, crop_channels, segment_channel = _channel_roles(fields, segment_channel, label_channel, keep_label_channel)
     if method not in METHODS:
         raise StainfreeError(f"segmentation method must be one of {', '.join(METHODS)}, not {method!r}")
     if method in ("auto", "learnt") and points is None:
         segmenter = load_segmenter(segmenter)
     params = params or SegmentationParams(mode="auto")
     point_sets = read_points(points, fields) if points is not None else None
-    crop_index = [channels.index(c) for c in crop_channels]
-    from ..utils import progress
-
-    images, masks, tables, per_field, intensities, labels_out = [], [], [], [], [], {}
+    crop = {"crop_index": [channels.index(c) for c in crop_channels], "size": size, "pad": pad, "label_radius": label_radius}
+    parts, intensities = [], []
     for i, f in enumerate(progress(fields, desc="fields", unit="fields", log=logger)):
-        stats: dict = {"field": f.name, "source": f.source}
         if point_sets is not None:
-            rows = point_sets[i].reset_index(drop=True)
-            crops, kept, skipped = crop_points(f.image[crop_index], rows["x"], rows["y"], size=size, pad=pad)
-            table = rows.iloc[kept].reset_index(drop=True).rename(columns={"x": "centroid_x", "y": "centroid_y"})
-            table.insert(0, "cell_id", [f"{f.name}:p{k}" for k in kept])
-            field_masks = None
-            stats.update(points=len(rows), skipped_edge=skipped)
-            radius = label_radius or 30.0
+            part = _cells_at_points(f, point_sets[i], **crop)
         else:
-            result = segment_field(f, segment_channel=segment_channel, method=method, params=params, segmenter=segmenter)
-            stats["mode"] = result.mode
-            crops, field_masks, table, skipped = crop_objects(f.image[crop_index], result.labels, size=size, pad=pad)
-            table.insert(0, "cell_id", [f"{f.name}:{k}" for k in table["label_id"]])
-            stats.update(
-                objects=result.n_objects,
-                diameter=round(result.diameter, 2),
-                dropped_small=result.dropped_small,
-                dropped_large=result.dropped_large,
-                dropped_border=result.dropped_border,
-                skipped_edge=skipped,
-            )
-            density, units = density_columns(
-                result.labels,
-                table["centroid_y"].to_numpy(),
-                table["centroid_x"].to_numpy(),
-                pixel_size=f.pixel_size,
-                diameter=result.diameter,
-            )
-            table = pd.concat([table, density], axis=1)
-            stats.update(field_density=float(density["field_density"].iloc[0]) if len(density) else None, **units)
-            if keep_labels:
-                labels_out[f.name] = result.labels
-            radius = label_radius or max(result.diameter / 2, 1.0)
-            if result.n_objects == 0:
-                logger.warning("%s: no objects found", f.source)
-        table.insert(1, "source", f.source)
-        table.insert(2, "field", f.name)
+            part = _cells_of_objects(f, **crop, segment_channel=segment_channel, method=method, params=params, segmenter=segmenter)
+        part.table.insert(1, "source", f.source)
+        part.table.insert(2, "field", f.name)
         if label_channel is not None:
             corrected = correct_background(f.channel(label_channel), sigma=background_sigma)
-            intensities.append(disk_intensity(corrected, table["centroid_x"], table["centroid_y"], radius=radius))
-        stats["cells"] = len(table)
-        per_field.append(stats)
-        images.append(crops)
-        masks.append(field_masks)
-        tables.append(table)
-    table = pd.concat(tables, ignore_index=True)
+            intensities.append(disk_intensity(corrected, part.table["centroid_x"], part.table["centroid_y"], radius=part.radius))
+        part.stats["cells"] = len(part.table)
+        parts.append(part)
+    per_field = [p.stats for p in parts]
+    table = pd.concat([p.table for p in parts], ignore_index=True)
     if len(table) == 0:
         detail = "; ".join(f"{s['field']}: {s.get('objects', s.get('points'))} found" for s in per_field)
         raise StainfreeError(f"no cells in any field ({detail}); check the segmentation mode, diameter and area range")
@@ -172,16 +201,19 @@ def cells_from_fields(
         table["density_level"] = density_levels(table["field_density"], table["field"])
     fit = None
     if label_channel is not None:
-        intensity = np.concatenate(intensities)
-        fit = fit_two_populations(
-            intensity, names=label_names, min_posterior=min_posterior, seed=seed, what=f"label channel {label_channel}"
-        )
-        table["label_intensity"] = intensity
-        table["label_posterior"] = fit.posterior.max(axis=1)
-        table["label"] = fit.labels
-    all_masks = None if any(m is None for m in masks) else np.concatenate(masks)
+        fit = _label_by_intensity(table, intensities, label_channel, names=label_names, min_posterior=min_posterior, seed=seed)
+    all_masks = None if any(p.masks is None for p in parts) else np.concatenate([p.masks for p in parts])
+    label_images = {f.name: p.labels for f, p in zip(fields, parts)} if keep_labels and point_sets is None else {}
     return FieldCells(
-        np.concatenate(images), all_masks, table, crop_channels, fields[0].pixel_size, per_field, segment_channel, fit, labels_out
+        np.concatenate([p.crops for p in parts]),
+        all_masks,
+        table,
+        crop_channels,
+        fields[0].pixel_size,
+        per_field,
+        segment_channel,
+        fit,
+        label_images,
     )
 
 

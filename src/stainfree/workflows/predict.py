@@ -20,6 +20,44 @@ from ..utils import StainfreeError, refuse_existing
 PREDICT_MARKER = "fields.json"
 
 
+def _label_names_for(clf, label_channel: str | None, label_names: Sequence[str] | None) -> list[str] | None:
+    """The two class names a fluorescence label gives, checked against the model's classes."""
+    if label_channel is None:
+        return label_names
+    label_names = list(label_names) if label_names else list(clf.classes)
+    if len(label_names) != 2:
+        raise StainfreeError(
+            f"a fluorescence label gives two classes, but the model has {len(clf.classes)} ({', '.join(clf.classes)}); pass --label-names"
+        )
+    unknown = [n for n in label_names if n not in clf.classes]
+    if unknown:
+        raise StainfreeError(f"label name {unknown[0]!r} is not one of the model's classes ({', '.join(clf.classes)})")
+    return label_names
+
+
+def _composition(table: pd.DataFrame, classes: list[str], field_names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cells of each predicted class per field, and the table of counts and fractions."""
+    counts = pd.crosstab(table["field"], table["predicted"]).reindex(columns=classes, fill_value=0)
+    counts = counts.reindex(field_names, fill_value=0)
+    fractions = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).add_prefix("fraction_")
+    composition = pd.concat([counts.add_prefix("cells_"), fractions], axis=1).reset_index().rename(columns={"index": "field"})
+    return counts, composition
+
+
+def _write_overlays(folder: Path, fields, result, table: pd.DataFrame, classes: list[str]) -> None:
+    folder.mkdir()
+    by_field = {name: dict(zip(g["label_id"], g["predicted"])) for name, g in table.groupby("field", sort=False)}
+    for f in fields:
+        plot_overlay(
+            f.channel(result.segment_channel),
+            result.label_images[f.name],
+            by_field.get(f.name, {}),
+            classes,
+            folder / f"{f.name}.png",
+            title=f.name,
+        )
+
+
 def run_predict(
     model: str | os.PathLike,
     paths: Sequence[str | os.PathLike],
@@ -47,20 +85,13 @@ def run_predict(
 
     from ..core.cellset import CellSet
     from ..ml.classifier import Classifier, predict_cells
+    from ..report.sections import write_report
     from ..utils import atomic_output_dir
 
     out = Path(out)
     refuse_existing(out, force=force)
     clf = Classifier.load(model)
-    if label_channel is not None:
-        label_names = list(label_names) if label_names else list(clf.classes)
-        if len(label_names) != 2:
-            raise StainfreeError(
-                f"a fluorescence label gives two classes, but the model has {len(clf.classes)} ({', '.join(clf.classes)}); pass --label-names"
-            )
-        unknown = [n for n in label_names if n not in clf.classes]
-        if unknown:
-            raise StainfreeError(f"label name {unknown[0]!r} is not one of the model's classes ({', '.join(clf.classes)})")
+    label_names = _label_names_for(clf, label_channel, label_names)
     fields, params = read_fields_to_segment(paths, options)
     missing = [c for c in clf.channels if c not in fields[0].channels]
     if missing:
@@ -86,11 +117,7 @@ def run_predict(
     table["predicted"] = predictions["predicted"].to_numpy()
     for c in clf.classes:
         table[f"prob_{c}"] = predictions[f"prob_{c}"].to_numpy()
-    counts = pd.crosstab(table["field"], table["predicted"]).reindex(columns=clf.classes, fill_value=0)
-    counts = counts.reindex([f.name for f in fields], fill_value=0)
-    composition = counts.add_prefix("cells_")
-    fractions = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0).add_prefix("fraction_")
-    composition = pd.concat([composition, fractions], axis=1).reset_index().rename(columns={"index": "field"})
+    counts, composition = _composition(table, list(clf.classes), [f.name for f in fields])
     summary: dict = {
         "model": str(model),
         "classes": list(clf.classes),
@@ -112,22 +139,10 @@ def run_predict(
         table.to_parquet(tmp / "cells.parquet", index=False)
         composition.to_csv(tmp / "composition.csv", index=False)
         if result.label_images:
-            (tmp / "overlays").mkdir()
-            by_field = {name: dict(zip(g["label_id"], g["predicted"])) for name, g in table.groupby("field", sort=False)}
-            for f in fields:
-                plot_overlay(
-                    f.channel(result.segment_channel),
-                    result.label_images[f.name],
-                    by_field.get(f.name, {}),
-                    clf.classes,
-                    tmp / "overlays" / f"{f.name}.png",
-                    title=f.name,
-                )
+            _write_overlays(tmp / "overlays", fields, result, table, list(clf.classes))
         if result.label_fit is not None:
             plot_mixture(result.label_fit, tmp / "label_fit.png", channel=label_channel)
         (tmp / PREDICT_MARKER).write_text(json.dumps(summary, indent=2, default=str))
-        from ..report.sections import write_report
-
         write_report(tmp, title=f"stainfree predict: {out.name}")
     return out, summary
 
