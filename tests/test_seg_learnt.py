@@ -57,7 +57,7 @@ def test_perfect_maps_give_back_the_true_instances(representation):
     _, labels = synthetic_fields(2, size=160)
     for truth in labels:
         maps = training_targets(truth, representation)
-        scores = segmentation_scores(truth, instances_from_maps(maps, InstanceParams(representation=representation)))
+        scores = segmentation_scores(truth, instances_from_maps(maps, params=InstanceParams(representation=representation)))
         assert scores["f1"] >= 0.97 and scores["mean_matched_iou"] >= 0.97
 
 
@@ -70,8 +70,8 @@ def test_flows_keep_a_branched_cell_whole_where_the_distance_core_breaks():
     yy, xx = np.mgrid[:40, :40]
     truth[(yy - 20) ** 2 + (xx - 6) ** 2 < 25] = 1
     truth[(yy - 20) ** 2 + (xx - 33) ** 2 < 25] = 1
-    flows = instances_from_maps(training_targets(truth, "flows"), InstanceParams(representation="flows", min_seed_count=5))
-    distance = instances_from_maps(training_targets(truth, "distance"), InstanceParams(representation="distance"))
+    flows = instances_from_maps(training_targets(truth, "flows"), params=InstanceParams(representation="flows", min_seed_count=5))
+    distance = instances_from_maps(training_targets(truth, "distance"), params=InstanceParams(representation="distance"))
     assert flows.max() == 1 and np.array_equal(flows > 0, truth > 0)
     assert distance.max() >= 2
 
@@ -82,7 +82,7 @@ def test_boundary_representation_separates_touching_cells():
 
     truth = np.zeros((10, 20), int)
     truth[1:9, 1:10], truth[1:9, 10:19] = 1, 2
-    labels = instances_from_maps(training_targets(truth), InstanceParams(representation="boundary"))
+    labels = instances_from_maps(training_targets(truth), params=InstanceParams(representation="boundary"))
     assert labels.max() == 2 and len(np.unique(labels[truth == 1])) == 1 and (labels[truth == 1] != labels[truth == 2][0]).all()
 
 
@@ -93,10 +93,10 @@ def test_min_area_drops_small_objects_and_bad_params_are_refused():
 
     truth = np.zeros((12, 12), int)
     truth[1:7, 1:7], truth[9:11, 9:11] = 1, 2
-    labels = instances_from_maps(training_targets(truth), InstanceParams(representation="distance", min_area=5))
+    labels = instances_from_maps(training_targets(truth), params=InstanceParams(representation="distance", min_area=5))
     assert np.array_equal(np.unique(labels), [0, 1]) and (labels == 1).sum() == 36
     with pytest.raises(StainfreeError, match="seed threshold must lie between 0 and 1"):
-        instances_from_maps(training_targets(truth), InstanceParams(seed_threshold=1.5))
+        instances_from_maps(training_targets(truth), params=InstanceParams(seed_threshold=1.5))
 
 
 def test_training_beats_the_untrained_network_by_a_wide_margin(tiny_training):

@@ -26,13 +26,41 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 NAME_SUFFIXES = ("", "_labels", "_label", "_masks", "_mask", "_cp_masks")
 
 
-def label_image(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+def label_image(path: str | os.PathLike, *, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read an instance label image (or a binary mask, split into connected objects).
 
-    >>> import tempfile, tifffile
-    >>> p = Path(tempfile.mkdtemp()) / "m.tif"
-    >>> tifffile.imwrite(p, np.array([[0, 3, 3], [0, 0, 0], [7, 0, 0]], np.uint16))
-    >>> label_image(p).tolist()
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A TIFF or PNG holding one channel of non-negative whole numbers (0 = background). A grey
+        colour image (equal R, G, B) is read as its first channel.
+    shape : tuple of int, optional
+        The (rows, cols) of the field the labels belong to; a label image of another size is an
+        error. Default: no check.
+
+    Returns
+    -------
+    labels : (H, W) ndarray of int32
+        The labels as stored. A binary mask (0 and one other value) is split into 4-connected
+        objects numbered 1..n, with a logged warning, since touching cells then merge.
+
+    Raises
+    ------
+    StainfreeError
+        When the file cannot be read, is a colour image, is not 2-D, holds fractional or negative
+        values or only zeros, or does not match ``shape``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import tifffile
+    >>> from stainfree.seg.annotations import label_image
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "m.tif"
+    ...     tifffile.imwrite(path, np.array([[0, 3, 3], [0, 0, 0], [7, 0, 0]], np.uint16))
+    ...     label_image(path, shape=(3, 3)).tolist()
     [[0, 3, 3], [0, 0, 0], [7, 0, 0]]
     """
     from skimage import measure
@@ -94,10 +122,37 @@ def _paint(labels: np.ndarray, polygons: Sequence[np.ndarray], value: int) -> No
 def roi_set(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
     """Rasterise an ImageJ/Fiji ROI set (``RoiSet.zip`` or one ``.roi``) to instance labels.
 
-    >>> import tempfile, roifile
-    >>> p = Path(tempfile.mkdtemp()) / "RoiSet.zip"
-    >>> roifile.ImagejRoi.frompoints([[1, 1], [4, 1], [4, 3], [1, 3]]).tofile(p)
-    >>> roi_set(p, (5, 6))[2].tolist()
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ROI set. ImageJ stores points as (x, y) = (col, row); they are filled as polygons.
+        Area ROIs count (polygons, freehand, rectangles, ovals); lines and points paint nothing.
+    shape : tuple of int
+        (rows, cols) of the label image to paint.
+
+    Returns
+    -------
+    labels : ndarray of int32, shape ``shape``
+        ROI ``k`` (1-based, in file order) painted with ``k``; later ROIs win where they overlap.
+
+    Raises
+    ------
+    StainfreeError
+        When the file or one of its ROIs cannot be read, or no ROI covers any pixel.
+
+    Examples
+    --------
+    A rectangle from x = 1 to 4 (columns) and y = 1 to 3 (rows):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import roifile
+    >>> from stainfree.seg.annotations import roi_set
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "RoiSet.zip"
+    ...     roifile.ImagejRoi.frompoints([[1, 1], [4, 1], [4, 3], [1, 3]]).tofile(path)
+    ...     labels = roi_set(path, (5, 6))
+    >>> labels[2].tolist()
     [0, 1, 1, 1, 1, 0]
     """
     import roifile
@@ -121,8 +176,22 @@ def roi_set(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
 
 
 def rle_decode(rle: dict) -> np.ndarray:
-    """Decode COCO run-length encoding (a list of counts or the compressed string), column-major.
+    """Decode COCO run-length encoding (a list of counts or the compressed string).
 
+    Parameters
+    ----------
+    rle : dict
+        ``size``: [rows, cols]; ``counts``: alternating runs of 0 and 1 in column-major
+        (Fortran) order, starting with 0, as a list of ints or pycocotools' compressed string.
+
+    Returns
+    -------
+    mask : ndarray of uint8, shape ``size``
+        1 inside the object, 0 elsewhere.
+
+    Examples
+    --------
+    >>> from stainfree.seg.annotations import rle_decode
     >>> rle_decode({"size": [2, 3], "counts": [1, 2, 3]}).tolist()
     [[0, 1, 0], [1, 0, 0]]
     >>> rle_decode({"size": [2, 3], "counts": "12"}).tolist()
@@ -163,8 +232,48 @@ def _rle_from_string(text: str) -> list[int]:
 
 
 def coco_labels(path: str | os.PathLike, names: Sequence[str], shapes: dict[str, tuple[int, int]]) -> dict[str, np.ndarray]:
-    """Instance labels per field from a COCO JSON file, for the images whose ``file_name`` stem
-    is one of ``names``."""
+    """Instance labels per field from a COCO JSON file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The COCO file: ``images`` (``id``, ``file_name``, optionally ``height`` and ``width``) and
+        ``annotations`` (``image_id``, ``segmentation`` as polygons [x0, y0, x1, y1, ...] in
+        (col, row) order, or as run-length encoding, see :func:`rle_decode`).
+    names : sequence of str
+        Field names; an image is used when the stem of its ``file_name`` is one of them.
+    shapes : dict
+        (rows, cols) of each field, by name.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Labels (int32, 0 = background) of each matched field; annotation ``k`` of an image is
+        painted with ``k`` (later ones win where they overlap). Unmatched names are left out.
+
+    Raises
+    ------
+    StainfreeError
+        When the file is not COCO, an image's size differs from its field's, or a matched image
+        has no annotated pixels.
+
+    Examples
+    --------
+    >>> import json
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stainfree.seg.annotations import coco_labels
+    >>> coco = {
+    ...     "images": [{"id": 1, "file_name": "a.tif", "height": 3, "width": 4}],
+    ...     "annotations": [{"image_id": 1, "segmentation": {"size": [3, 4], "counts": [4, 2, 1, 2, 3]}}],
+    ... }
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "coco.json"
+    ...     _ = path.write_text(json.dumps(coco))
+    ...     labels = coco_labels(path, ["a", "b"], {"a": (3, 4), "b": (3, 4)})
+    >>> list(labels), labels["a"].tolist()
+    (['a'], [[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0]])
+    """
     path = Path(path)
     try:
         coco = json.loads(path.read_text())
@@ -196,10 +305,44 @@ def coco_labels(path: str | os.PathLike, names: Sequence[str], shapes: dict[str,
 
 
 def read_annotations(masks: str | os.PathLike, fields: Sequence) -> dict[str, np.ndarray]:
-    """Instance labels for each field (by ``field.name``) from a folder or a COCO/ROI file.
+    """Instance labels for each field from a folder or a COCO/ROI file.
 
-    Every field must find its annotation; the error names the first that does not and what was
-    looked for.
+    Fields are matched by name as the module docstring describes.
+
+    Parameters
+    ----------
+    masks : str or os.PathLike
+        A folder of label images, ROI sets and COCO ``.json`` files; or one COCO ``.json``; or
+        one ROI set (``.zip`` or ``.roi``) when there is a single field.
+    fields : sequence of Field
+        The fields (:class:`stainfree.io.fields.Field`); their ``name`` and the (rows, cols) of
+        their ``image`` are used.
+
+    Returns
+    -------
+    dict of str to ndarray
+        The (H, W) int32 labels of each field, by field name.
+
+    Raises
+    ------
+    StainfreeError
+        When ``masks`` does not exist, a field finds no annotation (the message names the first
+        and what was looked for), or an annotation is unreadable or of the wrong size.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import tifffile
+    >>> from stainfree.io.fields import Field
+    >>> from stainfree.seg.annotations import read_annotations
+    >>> field = Field(np.zeros((1, 2, 3), np.uint8), ["phase"], "a", "a.tif")
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     tifffile.imwrite(Path(folder) / "a_masks.tif", np.array([[0, 2, 2], [5, 0, 0]], np.uint16))
+    ...     truth = read_annotations(folder, [field])
+    >>> truth["a"].tolist()
+    [[0, 2, 2], [5, 0, 0]]
     """
     masks = Path(masks)
     if not masks.exists():
@@ -233,7 +376,7 @@ def read_annotations(masks: str | os.PathLike, fields: Sequence) -> dict[str, np
                 raise StainfreeError(
                     f"{masks}: no annotation for field {name!r} (looked for {name}.tif/.png, {name}_labels.tif, {name}.zip, {name}_RoiSet.zip and COCO *.json)"
                 )
-            out[name] = roi_set(found, shapes[name]) if found.suffix.lower() == ".zip" else label_image(found, shapes[name])
+            out[name] = roi_set(found, shapes[name]) if found.suffix.lower() == ".zip" else label_image(found, shape=shapes[name])
     return out
 
 

@@ -13,7 +13,46 @@ from ..utils import StainfreeError
 # ---------------------------------------------------------------------- segmentation
 @dataclasses.dataclass
 class SegmentationParams:
-    """Every step of the classical pipeline; ``None`` means "derive from the diameter"."""
+    """Settings of every step of the classical pipeline (:func:`segment`).
+
+    ``None`` means "derive from the diameter" (or from the mode); lengths and areas are in pixels.
+
+    Parameters
+    ----------
+    mode : {"auto", "fluorescence", "brightfield"}, default "auto"
+        How to find the foreground; ``"auto"`` asks :func:`guess_mode` for each field.
+    diameter : float, optional
+        Expected object diameter; estimated from the Otsu foreground when ``None``.
+    smoothing : float, default 1.0
+        Gaussian sigma before thresholding; in brightfield, the window of the local variance.
+    threshold_scale : float, optional
+        Global floor = this x Otsu; default 0.75 (fluorescence), 1.5 (brightfield).
+    local_window : float, default 2.0
+        Window of the local threshold, in diameters (fluorescence only); 0 turns it off.
+    closing : int, default 1
+        Disk radius of the morphological closing; 0 turns it off.
+    fill_holes : bool, default True
+        Fill holes in the foreground.
+    shrink : int, optional
+        Erosion after filling; default 0, or 2 in brightfield (where the variance makes a halo).
+    clear_border : bool, default False
+        Drop objects that touch the field's edge.
+    distance_smoothing : float, default 1.0
+        Gaussian sigma on the distance transform before the watershed.
+    min_distance : float, optional
+        Least distance between watershed markers; default 0.3 x diameter.
+    min_area, max_area : float, optional
+        Area range kept; default from the area of a disk of radius 0.2 x diameter, no upper limit.
+
+    Examples
+    --------
+    >>> from stainfree.seg.classical import SegmentationParams
+    >>> SegmentationParams(mode="fluorescence", diameter=12).validate()
+    >>> SegmentationParams(min_area=50, max_area=10).validate()
+    Traceback (most recent call last):
+    ...
+    stainfree.utils.StainfreeError: min area 50 is above max area 10
+    """
 
     mode: str = "auto"  # "fluorescence", "brightfield", or "auto" (guess_mode per field)
     diameter: float | None = None  # expected object diameter in px; estimated when None
@@ -30,6 +69,7 @@ class SegmentationParams:
     max_area: float | None = None  # px; default no upper limit
 
     def validate(self) -> None:
+        """Raise a :class:`~stainfree.utils.StainfreeError` naming the first setting out of range."""
         if self.mode not in ("fluorescence", "brightfield", "auto"):
             raise StainfreeError(f"segmentation mode must be auto, fluorescence or brightfield, not {self.mode!r}")
         for name in ("smoothing", "threshold_scale", "local_window", "closing", "shrink", "distance_smoothing"):
@@ -43,6 +83,31 @@ class SegmentationParams:
 
 @dataclasses.dataclass
 class SegmentationResult:
+    """The objects found in a field, and what the pipeline used and dropped on the way.
+
+    Attributes
+    ----------
+    labels : (H, W) ndarray of int32
+        0 = background, objects numbered 1..n.
+    diameter : float
+        The object diameter used (given or estimated), px; 0 when unknown.
+    threshold : float
+        The global intensity threshold (NaN for the learnt model and cellpose).
+    mode : str
+        The mode used: ``"fluorescence"``, ``"brightfield"`` (what ``"auto"`` chose), ``"learnt"``
+        or ``"cellpose"``.
+    dropped_small, dropped_large, dropped_border : int
+        Objects dropped below the minimum area, above the maximum, and touching the border.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.classical import SegmentationResult
+    >>> result = SegmentationResult(np.array([[0, 1], [2, 2]], np.int32), diameter=2.0, threshold=0.5, mode="fluorescence")
+    >>> result.n_objects
+    2
+    """
+
     labels: np.ndarray  # H x W int32, 0 = background, objects numbered 1..n
     diameter: float
     threshold: float
@@ -53,12 +118,31 @@ class SegmentationResult:
 
     @property
     def n_objects(self) -> int:
+        """The number of objects (the highest label)."""
         return int(self.labels.max())
 
 
 def enhance_brightfield(image: np.ndarray, *, sigma: float = 2.0) -> np.ndarray:
-    """Local standard deviation (Gaussian window ``sigma``): high on cell edges and texture.
+    """Local standard deviation in a Gaussian window: high on cell edges and texture.
 
+    This turns a brightfield or phase field into a map that can be thresholded like fluorescence.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        One channel.
+    sigma : float, default 2.0
+        Gaussian sigma of the window, px.
+
+    Returns
+    -------
+    (H, W) ndarray of float64
+        The local standard deviation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.classical import enhance_brightfield
     >>> flat = np.full((15, 15), 5.0); flat[7, 7] = 9.0
     >>> v = enhance_brightfield(flat, sigma=1.0)
     >>> bool(v[7, 7] > 0.5), float(v[0, 0]) < 1e-3
@@ -248,7 +332,36 @@ def segment(image: np.ndarray, params: SegmentationParams | None = None, **overr
 
 
 def segment_cellpose(image: np.ndarray, *, diameter: float | None = None, model: str = "cyto3") -> SegmentationResult:
-    """Deep segmentation with cellpose, when it is installed (it is an optional extra)."""
+    """Deep segmentation with cellpose, when it is installed (it is an optional extra).
+
+    Parameters
+    ----------
+    image : (H, W) array
+        One channel.
+    diameter : float, optional
+        Expected object diameter, px; cellpose estimates it when ``None``.
+    model : str, default "cyto3"
+        The cellpose model type.
+
+    Returns
+    -------
+    SegmentationResult
+        The cellpose masks as ``labels``, with ``mode="cellpose"`` and a NaN threshold.
+
+    Raises
+    ------
+    StainfreeError
+        When cellpose is not installed (it needs torchvision, which stainfree does not depend on).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.classical import segment_cellpose
+    >>> img = np.zeros((64, 64)); img[10:30, 10:30] = 100
+    >>> # skipped: cellpose is optional and downloads its model weights on first use
+    >>> segment_cellpose(img, diameter=20).n_objects  # doctest: +SKIP
+    1
+    """
     try:
         from cellpose import models as cp_models
     except Exception:
@@ -263,9 +376,23 @@ def segment_cellpose(image: np.ndarray, *, diameter: float | None = None, model:
 
 # ---------------------------------------------------------------------- the whole path, many fields
 def guess_mode(image: np.ndarray) -> str:
-    """``"fluorescence"`` when the background is dark (the median pixel sits in the lowest
-    quarter of the 1st-99th percentile range), else ``"brightfield"``.
+    """Tell a fluorescence field from a transmitted-light one by its background.
 
+    Parameters
+    ----------
+    image : (H, W) array
+        One channel.
+
+    Returns
+    -------
+    str
+        ``"fluorescence"`` when the background is dark (the median pixel sits in the lowest
+        quarter of the 1st-99th percentile range, or the image is flat), else ``"brightfield"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.classical import guess_mode
     >>> dark = np.zeros((20, 20)); dark[5:9, 5:9] = 100
     >>> grey = np.full((20, 20), 120.0); grey[5:9, 5:9] = 60; grey[12:16, 12:16] = 200
     >>> guess_mode(dark), guess_mode(grey)
@@ -278,8 +405,31 @@ def guess_mode(image: np.ndarray) -> str:
 
 
 def area_in_pixels(value: str | float | None, pixel_size: float | None, *, what: str = "area") -> float | None:
-    """``"30"`` -> 30 px; ``"20um2"`` (square micrometres) -> pixels, given the pixel size.
+    """An area given in pixels or in square micrometres, in pixels.
 
+    Parameters
+    ----------
+    value : str, float or None
+        ``"30"`` or ``30`` or ``"30px"`` (pixels), or ``"20um2"`` / ``"20µm^2"`` (square
+        micrometres); ``None`` or ``""`` give ``None``.
+    pixel_size : float or None
+        Micrometres per pixel; needed for square micrometres.
+    what : str, default "area"
+        How the value is called in error messages.
+
+    Returns
+    -------
+    float or None
+        The area in pixels.
+
+    Raises
+    ------
+    StainfreeError
+        When ``value`` is not a number of either unit, or is in square micrometres with no pixel size.
+
+    Examples
+    --------
+    >>> from stainfree.seg.classical import area_in_pixels
     >>> area_in_pixels("30", None), area_in_pixels("8um2", 0.5)
     (30.0, 32.0)
     """

@@ -2,10 +2,68 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
 from ..utils import StainfreeError
+
+
+class ObjectCrops(NamedTuple):
+    """What :func:`crop_objects` returns; it unpacks as ``crops, masks, table, skipped``.
+
+    Attributes
+    ----------
+    crops : (n, C, size, size) ndarray
+        One crop per kept object, in the field's dtype.
+    masks : (n, size, size) ndarray of bool
+        True on the object itself (not on its neighbours).
+    table : pandas.DataFrame
+        One row per crop: ``label_id``, ``centroid_x`` (column), ``centroid_y`` (row), ``area`` (px).
+    skipped : int
+        Objects whose crop left the field (0 with ``pad=True``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.crops import crop_objects
+    >>> labels = np.zeros((6, 6), int); labels[2:4, 2:4] = 1
+    >>> out = crop_objects(np.ones((2, 6, 6)), labels, size=3)
+    >>> out.crops.shape, out.masks.shape, out.table.columns.tolist(), out.skipped
+    ((1, 2, 3, 3), (1, 3, 3), ['label_id', 'centroid_x', 'centroid_y', 'area'], 0)
+    """
+
+    crops: np.ndarray
+    masks: np.ndarray
+    table: pd.DataFrame
+    skipped: int
+
+
+class PointCrops(NamedTuple):
+    """What :func:`crop_points` returns; it unpacks as ``crops, kept, skipped``.
+
+    Attributes
+    ----------
+    crops : (n, C, size, size) ndarray
+        One crop per kept point, in the field's dtype.
+    kept : ndarray of int
+        Positions (into the given points) of the crops.
+    skipped : int
+        Points whose crop left the field (0 with ``pad=True``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.crops import crop_points
+    >>> out = crop_points(np.zeros((1, 4, 4)), [2], [2], size=2)
+    >>> out.crops.shape, out.kept.tolist(), out.skipped
+    ((1, 1, 2, 2), [0], 0)
+    """
+
+    crops: np.ndarray
+    kept: np.ndarray
+    skipped: int
 
 
 # ---------------------------------------------------------------------- cropping
@@ -26,28 +84,38 @@ def _padded(image: np.ndarray, size: int, fill: np.ndarray) -> np.ndarray:
     return out
 
 
-def crop_objects(image: np.ndarray, labels: np.ndarray, *, size: int, pad: bool = False):
+def crop_objects(image: np.ndarray, labels: np.ndarray, *, size: int, pad: bool = False) -> ObjectCrops:
     """Square crops of ``size`` px centred on each labelled object, with each object's own mask.
+
+    Each crop is centred on the object's centroid, rounded to the nearest pixel.
 
     Parameters
     ----------
     image : (C, H, W) array
-    labels : (H, W) int array, 0 = background
+        The field, channels first.
+    labels : (H, W) array of int
+        Instance labels, 0 = background.
     size : int
         Crop side in pixels.
-    pad : bool
+    pad : bool, default False
         Keep objects whose crop leaves the field, padding with each channel's median; by default
         they are skipped (and counted).
 
     Returns
     -------
-    crops : (n, C, size, size) array, same dtype as ``image``
-    masks : (n, size, size) bool array, True on the object itself (not its neighbours)
-    table : DataFrame with ``label_id``, ``centroid_x``, ``centroid_y``, ``area``
-    skipped : int, objects whose crop left the field
+    ObjectCrops
+        ``crops``, ``masks``, ``table`` (``label_id``, ``centroid_x`` = column, ``centroid_y`` =
+        row, ``area``) and ``skipped``, in order of label.
+
+    Raises
+    ------
+    StainfreeError
+        When ``labels`` is not the size of the field.
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from stainfree.seg.crops import crop_objects
     >>> img = np.arange(100, dtype=np.uint8).reshape(1, 10, 10)
     >>> lab = np.zeros((10, 10), int); lab[4:6, 4:6] = 1; lab[0, 0] = 2
     >>> crops, masks, table, skipped = crop_objects(img, lab, size=4)
@@ -73,15 +141,33 @@ def crop_objects(image: np.ndarray, labels: np.ndarray, *, size: int, pad: bool 
             "area": areas[ids[kept]].astype(np.int64),
         }
     )
-    return crops, masks, table, skipped
+    return ObjectCrops(crops, masks, table, skipped)
 
 
 def crop_points(image: np.ndarray, xs, ys, *, size: int, pad: bool = False):
-    """Square crops of ``size`` px centred on given points (x = column, y = row).
+    """Square crops of ``size`` px centred on given points.
 
-    Returns the crops, the positions (into ``xs``) that were kept, and how many were skipped
-    because their crop left the field (none with ``pad``).
+    Parameters
+    ----------
+    image : (C, H, W) array
+        The field, channels first.
+    xs, ys : array_like of float
+        The centres: ``xs`` are columns, ``ys`` rows (in that order), rounded to whole pixels.
+    size : int
+        Crop side in pixels.
+    pad : bool, default False
+        As in :func:`crop_objects`: pad with each channel's median instead of skipping points
+        whose crop leaves the field.
 
+    Returns
+    -------
+    PointCrops
+        ``crops``, ``kept`` (positions into ``xs`` of the crops) and ``skipped``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.crops import crop_points
     >>> img = np.arange(100, dtype=np.uint8).reshape(1, 10, 10)
     >>> crops, kept, skipped = crop_points(img, [5, 0], [5, 0], size=2)
     >>> crops[0, 0].tolist(), kept.tolist(), skipped
@@ -106,4 +192,4 @@ def _cut(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int, pad: bool
     crops = np.empty((len(idx), image.shape[0], size, size), image.dtype)
     for k, i in enumerate(idx):
         crops[k] = source[:, top[i] : top[i] + size, left[i] : left[i] + size]
-    return crops, idx, int((~keep).sum())
+    return PointCrops(crops, idx, int((~keep).sum()))

@@ -9,13 +9,30 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+#: Neighbour radius (micrometres) when the pixel size is known.
 DEFAULT_RADIUS_UM = 100.0
+#: Neighbour radius (in cell diameters) when it is not.
 DEFAULT_RADIUS_DIAMETERS = 5.0
 
 
 def object_centroids(labels: np.ndarray) -> np.ndarray:
-    """(row, col) centroid of every object 1..max of a label image (NaN for absent numbers).
+    """The (row, col) centroid of every object of a label image.
 
+    Parameters
+    ----------
+    labels : (H, W) array of int
+        Instance labels, 0 = background.
+
+    Returns
+    -------
+    (n, 2) ndarray of float
+        Row ``k - 1`` holds the (row, col) centroid of object ``k``, for ``k`` = 1..``labels.max()``;
+        NaN for numbers that do not occur.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.density import object_centroids
     >>> lab = np.zeros((4, 5), int); lab[0, 0:2] = 1; lab[3, 4] = 3
     >>> object_centroids(lab).tolist()
     [[0.0, 0.5], [nan, nan], [3.0, 4.0]]
@@ -40,15 +57,38 @@ def density_columns(
     radius: float | None = None,
     diameter: float | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Field density and neighbour counts for cells at (``rows``, ``cols``) of a labelled field.
+    """Field density and neighbour counts for cells of a labelled field.
 
     Every object of ``labels`` counts (also those whose crop was skipped). With a pixel size the
     field density is in cells per mm^2 and the radius defaults to 100 um; without one it is in
-    cells per megapixel and the radius defaults to 5 cell diameters (``diameter`` px).
+    cells per megapixel and the radius defaults to 5 cell diameters.
 
-    Returns the columns (``field_density``, ``local_neighbours``: other objects whose centroid lies
-    within the radius) and a description of the units.
+    Parameters
+    ----------
+    labels : (H, W) array of int
+        Instance labels of the whole field, 0 = background.
+    rows, cols : (n,) array of float
+        Positions of the cells to describe: rows first, then columns.
+    pixel_size : float, optional
+        Micrometres per pixel.
+    radius : float, optional
+        Neighbour radius in pixels; overrides the defaults above.
+    diameter : float, optional
+        Cell diameter in pixels, for the default radius without a pixel size (20 px when ``None``).
 
+    Returns
+    -------
+    columns : pandas.DataFrame
+        One row per cell: ``field_density`` (the same for all, rounded to 3 decimals) and
+        ``local_neighbours`` (other objects whose centroid lies within the radius; a cell's own
+        object is one whose centroid lies within 1 px of it).
+    units : dict
+        ``field_density_unit`` and ``neighbour_radius_px``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.density import density_columns
     >>> lab = np.zeros((100, 100), int); lab[10, 10] = 1; lab[10, 20] = 2; lab[90, 90] = 3
     >>> cols, info = density_columns(lab, np.array([10.0, 90.0]), np.array([10.0, 90.0]), radius=15)
     >>> cols["field_density"].tolist(), cols["local_neighbours"].tolist(), info["field_density_unit"]
@@ -80,9 +120,27 @@ def density_columns(
 
 
 def density_levels(field_density: pd.Series, fields: pd.Series) -> pd.Series:
-    """``low`` / ``high``: each field's density against the median over fields (a condition for
-    ``cluster --by`` and ``evaluate --group``); all ``low`` when every field is equally dense.
+    """Call each cell's field ``low`` or ``high`` density against the median over fields.
 
+    The result serves as a condition for ``cluster --by`` and ``evaluate --group``.
+
+    Parameters
+    ----------
+    field_density : pandas.Series
+        Each cell's field density (the first value of each field is used).
+    fields : pandas.Series
+        Each cell's field name, aligned with ``field_density``.
+
+    Returns
+    -------
+    pandas.Series
+        ``"high"`` where the field's density is above the median over fields, else ``"low"``
+        (so all ``"low"`` when every field is equally dense); indexed like ``fields``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from stainfree.seg.density import density_levels
     >>> density_levels(pd.Series([1.0, 1.0, 5.0, 9.0, 20.0]), pd.Series(["a", "a", "b", "c", "d"])).tolist()
     ['low', 'low', 'low', 'high', 'high']
     """

@@ -13,11 +13,27 @@ from ..utils import StainfreeError
 
 # ---------------------------------------------------------------------- labels from fluorescence
 def correct_background(image: np.ndarray, *, sigma: float = 200.0) -> np.ndarray:
-    """Divide by a strongly blurred copy (Ogawa et al.: Gaussian, sigma 200 px).
+    """Flatten uneven illumination: divide by a strongly blurred copy.
 
     The blur is computed on a block-averaged copy and interpolated back, which is the same to
     within a fraction of a percent for such wide kernels and hundreds of times faster.
 
+    Parameters
+    ----------
+    image : (H, W) array
+        One channel.
+    sigma : float, default 200.0
+        Gaussian sigma of the blur, px (Ogawa et al. use 200 px).
+
+    Returns
+    -------
+    (H, W) ndarray of float64
+        The image over its blur: about 1 on the background.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.fluorescence import correct_background
     >>> field = np.full((64, 64), 50.0); field[:, 32:] = 100.0  # two halves, one twice as bright
     >>> out = correct_background(field, sigma=4)
     >>> round(float(out[10, 5]), 3), round(float(out[10, 60]), 3)
@@ -38,8 +54,28 @@ def correct_background(image: np.ndarray, *, sigma: float = 200.0) -> np.ndarray
 
 
 def disk_intensity(image: np.ndarray, xs, ys, *, radius: float) -> np.ndarray:
-    """Total intensity within ``radius`` px of each centre (Ogawa et al.: 30 px).
+    """Total intensity within ``radius`` px of each centre.
 
+    Pixels beyond the image's edge count as 0.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        One channel (usually background-corrected, :func:`correct_background`).
+    xs, ys : array_like of float
+        The centres: ``xs`` are columns, ``ys`` rows (in that order), rounded to whole pixels.
+    radius : float
+        Disk radius, px (Ogawa et al. use 30 px); pixels whose centre lies within it count.
+
+    Returns
+    -------
+    (n,) ndarray of float64
+        The sum over each disk.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.fluorescence import disk_intensity
     >>> img = np.zeros((9, 9)); img[4, 4] = 2.0; img[4, 5] = 1.0
     >>> disk_intensity(img, [4], [4], radius=0.5).tolist(), disk_intensity(img, [4], [4], radius=1).tolist()
     ([2.0], [3.0])
@@ -56,7 +92,40 @@ def disk_intensity(image: np.ndarray, xs, ys, *, radius: float) -> np.ndarray:
 
 @dataclasses.dataclass
 class MixtureFit:
-    """A two-component Gaussian mixture on log intensities and the labels it gives."""
+    """A two-component Gaussian mixture on log intensities and the labels it gives.
+
+    Made by :func:`fit_two_populations`; components come in the order (dim, bright).
+
+    Attributes
+    ----------
+    log_intensity : (n,) ndarray
+        The natural log of each cell's intensity, as fitted.
+    labels : (n,) ndarray of object
+        Each cell's class name, or ``None`` where neither posterior reaches ``min_posterior``.
+    posterior : (n, 2) ndarray
+        Each cell's posterior for each component, columns in the order of ``names``.
+    names : tuple of str
+        The class names of the dim and the bright component.
+    means, sds, weights : tuple of float
+        Each component's mean and standard deviation (log scale) and weight.
+    threshold : float
+        The log intensity where the two posteriors are equal.
+    separation : float
+        Ashman's D between the components.
+    min_posterior : float
+        The posterior a cell needs for a label.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.fluorescence import fit_two_populations
+    >>> spread = np.linspace(0.9, 1.1, 10)
+    >>> fit = fit_two_populations(np.r_[10 * spread, 1000 * spread], names=("dim", "bright"))
+    >>> fit.labels[[0, -1]].tolist(), fit.counts, round(float(np.exp(fit.threshold)))
+    (['dim', 'bright'], {'dim': 10, 'bright': 10}, 100)
+    >>> fit.summary()
+    "fluorescence mixture: dim 10, bright 10, unused 0 (posterior < 0.8 for both); threshold 99.8, separation (Ashman's D) 71.94"
+    """
 
     log_intensity: np.ndarray
     labels: np.ndarray  # object array: a class name, or None for "unused"
@@ -71,6 +140,7 @@ class MixtureFit:
 
     @property
     def counts(self) -> dict:
+        """Cells per class name, ``"unused"`` for those without a label."""
         s = pd.Series(self.labels).fillna("unused")
         return {k: int(v) for k, v in s.value_counts().items()}
 
@@ -88,6 +158,7 @@ class MixtureFit:
         }
 
     def summary(self) -> str:
+        """One line for the log: counts per class, the threshold (intensity units) and Ashman's D."""
         c = self.counts
         return (
             f"fluorescence mixture: {self.names[0]} {c.get(self.names[0], 0)}, {self.names[1]} {c.get(self.names[1], 0)}, "
@@ -111,10 +182,39 @@ def fit_two_populations(
     """Label cells dim/bright from a two-component Gaussian mixture on log intensities.
 
     The first name goes to the dim component, the second to the bright one. Cells whose
-    posterior is below ``min_posterior`` for both components get no label (``None``). When the
-    two components do not separate (Ashman's D below 2, or one of them empty), a
-    :class:`StainfreeError` says so instead of inventing labels.
+    posterior is below ``min_posterior`` for both components get no label (``None``).
+    Intensities that are not positive or not finite are raised to half the smallest positive one
+    before the log.
 
+    Parameters
+    ----------
+    intensity : (n,) array of float
+        One intensity per cell (at least 10 cells), e.g. from :func:`disk_intensity`.
+    names : sequence of two str, default ("negative", "positive")
+        Class names of the dim and the bright component.
+    min_posterior : float, default 0.8
+        The posterior a cell needs for a label.
+    seed : int, default 0
+        Random state of the mixture's initialisations.
+    what : str, default "fluorescence"
+        What the intensities are, for messages.
+
+    Returns
+    -------
+    MixtureFit
+        The components, the threshold and each cell's posterior and label.
+
+    Raises
+    ------
+    StainfreeError
+        When the names are not two different ones, there are fewer than 10 cells, or the two
+        components do not separate (Ashman's D below :data:`MIN_SEPARATION`, a component under
+        1 % of the cells, or all intensities equal): no labels are invented then.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.fluorescence import fit_two_populations
     >>> rng = np.random.default_rng(0)
     >>> x = np.r_[rng.lognormal(3, 0.3, 200), rng.lognormal(6, 0.3, 100)]
     >>> fit = fit_two_populations(x, names=("HEK", "HT1080"))
@@ -167,17 +267,36 @@ def fit_two_populations(
     )
 
 
-def balance_per_group(labels: pd.Series, groups: pd.Series, *, seed: int = 0) -> np.ndarray:
+def balance_per_group(labels: pd.Series, groups: pd.Series, *, random_state: int = 0) -> np.ndarray:
     """Positions of a random subsample with equal class counts within each group (Ogawa et al.).
 
+    Within each group, every class keeps as many cells as the group's rarest class has.
     Cells without a label are dropped. A group where some class is absent keeps nothing, since
     it cannot be balanced.
 
+    Parameters
+    ----------
+    labels : pandas.Series
+        Each cell's class (missing values for cells without one).
+    groups : pandas.Series
+        Each cell's group (e.g. its field), aligned with ``labels``.
+    random_state : int, default 0
+        Seed of the subsampling.
+
+    Returns
+    -------
+    ndarray of int64
+        The kept positions, sorted.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from stainfree.seg.fluorescence import balance_per_group
     >>> keep = balance_per_group(pd.Series(["a", "a", "b", "a", "b"]), pd.Series([1, 1, 1, 2, 2]))
     >>> len(keep), keep[-3:].tolist()
     (4, [2, 3, 4])
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     df = pd.DataFrame({"label": labels.to_numpy(), "group": groups.to_numpy()}).dropna(subset=["label"])
     classes = df["label"].unique()
     keep = []

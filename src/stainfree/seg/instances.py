@@ -29,7 +29,33 @@ REPRESENTATIONS = ("flows", "distance", "boundary")
 
 @dataclasses.dataclass(frozen=True)
 class InstanceParams:
-    """Settings of the post-processing; the defaults are stored with each model."""
+    """Settings of the post-processing (see the module docstring); stored with each model.
+
+    Parameters
+    ----------
+    representation : {"flows", "distance", "boundary"}, default "flows"
+        What the network's second and third maps hold.
+    foreground_threshold : float, default 0.5
+        Foreground probability above which a pixel belongs to an object; in (0, 1).
+    seed_threshold : float, default 0.5
+        ``distance``: normalised distance above which a pixel seeds its object; ``boundary``:
+        boundary probability below which it does. In (0, 1); unused by ``flows``.
+    min_area : float, default 0.0
+        Objects under this many pixels (at the network's scale) are dropped.
+    flow_iterations : int, default 200
+        ``flows``: unit steps each pixel takes along the flow.
+    min_seed_count : int, default 10
+        ``flows``: pixels that must end in one place for it to become an object.
+
+    Examples
+    --------
+    >>> from stainfree.seg.instances import InstanceParams
+    >>> InstanceParams(representation="distance", min_area=20).validate()
+    >>> InstanceParams(seed_threshold=1.5).validate()
+    Traceback (most recent call last):
+    ...
+    stainfree.utils.StainfreeError: seed threshold must lie between 0 and 1, got 1.5
+    """
 
     representation: str = "flows"
     foreground_threshold: float = 0.5
@@ -39,6 +65,7 @@ class InstanceParams:
     min_seed_count: int = 10
 
     def validate(self) -> None:
+        """Raise a :class:`~stainfree.utils.StainfreeError` naming the first setting out of range."""
         if self.representation not in REPRESENTATIONS:
             raise StainfreeError(f"instance representation must be one of {', '.join(REPRESENTATIONS)}, not {self.representation!r}")
         for name in ("foreground_threshold", "seed_threshold"):
@@ -50,8 +77,24 @@ class InstanceParams:
 
 
 def relabel_by_size(labels: np.ndarray, *, min_area: float = 0.0) -> np.ndarray:
-    """Drop objects under ``min_area`` pixels and number the rest 1..n in order of first label.
+    """Drop small objects and number the rest 1..n, keeping their order.
 
+    Parameters
+    ----------
+    labels : array of int
+        Instance labels, 0 = background.
+    min_area : float, default 0.0
+        Objects with fewer pixels are dropped.
+
+    Returns
+    -------
+    ndarray of int32
+        The labels renumbered 1..n in the order of their old numbers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.instances import relabel_by_size
     >>> relabel_by_size(np.array([[5, 5, 0, 9], [5, 0, 2, 2]]), min_area=2)
     array([[2, 2, 0, 0],
            [2, 0, 1, 1]], dtype=int32)
@@ -65,9 +108,29 @@ def relabel_by_size(labels: np.ndarray, *, min_area: float = 0.0) -> np.ndarray:
 
 
 def follow_flows(flows: np.ndarray, mask: np.ndarray, *, iterations: int = 200) -> np.ndarray:
-    """End points (N, 2) (row, col) of the pixels of ``mask`` after ``iterations`` unit steps
-    along the (bilinearly interpolated) ``flows`` (2, H, W), kept inside the image.
+    """Where the pixels of a mask end after following a flow field.
 
+    Each pixel takes ``iterations`` steps along the bilinearly interpolated flow at its current
+    position, clamped to the image.
+
+    Parameters
+    ----------
+    flows : (2, H, W) array of float
+        The flow's row component, then its column component, in pixels per step.
+    mask : (H, W) array of bool
+        The pixels to move.
+    iterations : int, default 200
+        Number of steps.
+
+    Returns
+    -------
+    (N, 2) ndarray of float
+        The (row, col) end point of each pixel of ``mask``, in the order of ``np.nonzero(mask)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.instances import follow_flows
     >>> flows = np.zeros((2, 5, 9), np.float32); flows[1] = 1.0   # everything flows right
     >>> mask = np.zeros((5, 9), bool); mask[2, 0] = True
     >>> follow_flows(flows, mask, iterations=3).round(3).tolist()
@@ -91,12 +154,31 @@ def follow_flows(flows: np.ndarray, mask: np.ndarray, *, iterations: int = 200) 
     return np.ascontiguousarray(points[:, ::-1])
 
 
-def instances_from_flows(foreground: np.ndarray, flows: np.ndarray, params: InstanceParams | None = None) -> np.ndarray:
-    """Instance labels from a foreground probability (H, W) and flows (2, H, W).
+def instances_from_flows(foreground: np.ndarray, flows: np.ndarray, *, params: InstanceParams | None = None) -> np.ndarray:
+    """Instance labels from a foreground probability and flows (the ``flows`` representation).
 
+    Parameters
+    ----------
+    foreground : (H, W) array of float
+        Foreground probability.
+    flows : (2, H, W) array of float
+        Flow rows and columns, as :func:`follow_flows` takes them.
+    params : InstanceParams, optional
+        Uses ``foreground_threshold``, ``flow_iterations``, ``min_seed_count`` and ``min_area``;
+        default ``InstanceParams()``.
+
+    Returns
+    -------
+    (H, W) ndarray of int32
+        Instance labels, 0 = background.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.instances import InstanceParams, instances_from_flows
     >>> from stainfree.seg.targets import heat_flows
     >>> truth = np.zeros((12, 24), int); truth[1:11, 1:12] = 1; truth[1:11, 12:23] = 2
-    >>> labels = instances_from_flows((truth > 0).astype(float), heat_flows(truth), InstanceParams(min_seed_count=5))
+    >>> labels = instances_from_flows((truth > 0).astype(float), heat_flows(truth), params=InstanceParams(min_seed_count=5))
     >>> bool(np.array_equal(labels, truth))
     True
     """
@@ -120,7 +202,7 @@ def instances_from_flows(foreground: np.ndarray, flows: np.ndarray, params: Inst
     return relabel_by_size(labels, min_area=params.min_area)
 
 
-def instances_from_maps(maps: np.ndarray, params: InstanceParams | None = None) -> np.ndarray:
+def instances_from_maps(maps: np.ndarray, *, params: InstanceParams | None = None) -> np.ndarray:
     """Instance labels from a network's three output maps (after their activations).
 
     Parameters
@@ -129,18 +211,27 @@ def instances_from_maps(maps: np.ndarray, params: InstanceParams | None = None) 
         ``flows``: foreground probability, flow rows, flow columns; ``distance`` and
         ``boundary``: foreground probability, normalised distance, boundary probability.
     params : InstanceParams, optional
+        The post-processing; default ``InstanceParams()`` (flows).
 
     Returns
     -------
-    (H, W) int32 labels, 0 = background.
+    (H, W) ndarray of int32
+        Instance labels, 0 = background.
+
+    Raises
+    ------
+    StainfreeError
+        When ``params`` is out of range (:meth:`InstanceParams.validate`).
 
     Examples
     --------
     Two touching squares, told apart by their distance maps:
 
+    >>> import numpy as np
+    >>> from stainfree.seg.instances import InstanceParams, instances_from_maps
     >>> from stainfree.seg.targets import training_targets
     >>> truth = np.zeros((8, 12), int); truth[1:7, 1:6] = 1; truth[1:7, 6:11] = 2
-    >>> labels = instances_from_maps(training_targets(truth), InstanceParams(representation="distance"))
+    >>> labels = instances_from_maps(training_targets(truth), params=InstanceParams(representation="distance"))
     >>> bool(np.array_equal(labels, truth))
     True
     """
@@ -150,7 +241,7 @@ def instances_from_maps(maps: np.ndarray, params: InstanceParams | None = None) 
     params.validate()
     foreground, second, third = maps
     if params.representation == "flows":
-        return instances_from_flows(foreground, np.stack([second, third]), params)
+        return instances_from_flows(foreground, np.stack([second, third]), params=params)
     distance, boundary = second, third
     mask = np.asarray(foreground) > params.foreground_threshold
     if not mask.any():

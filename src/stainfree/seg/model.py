@@ -306,7 +306,7 @@ class Segmenter:
         from .instances import relabel_by_size
 
         params = params or self.instance_params
-        labels = labels_at_size(instances_from_maps(maps, params), maps[0], shape, threshold=params.foreground_threshold)
+        labels = labels_at_size(instances_from_maps(maps, params=params), maps[0], shape, threshold=params.foreground_threshold)
         zoom = shape[0] * shape[1] / (maps.shape[1] * maps.shape[2])
         return relabel_by_size(labels, min_area=params.min_area * zoom)
 

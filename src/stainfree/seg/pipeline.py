@@ -26,7 +26,42 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class FieldCells:
-    """Single cells cut from fields, before they are written: images, masks, one row per cell."""
+    """Single cells cut from fields, before they are written: images, masks, one row per cell.
+
+    Made by :func:`cells_from_fields`.
+
+    Attributes
+    ----------
+    images : (n, C, size, size) ndarray
+        One crop per cell.
+    masks : (n, size, size) ndarray of bool or None
+        Each cell's own mask; ``None`` when cells were cropped at given points.
+    table : pandas.DataFrame
+        One row per cell: ``cell_id``, ``source``, ``field``, ``centroid_x`` (column),
+        ``centroid_y`` (row) and what segmentation, density and labelling added.
+    channels : list of str
+        The channels of the crops.
+    pixel_size : float or None
+        Micrometres per pixel of the fields.
+    per_field : list of dict
+        What happened in each field (objects found, dropped, cells kept), for the log.
+    segment_channel : str
+        The channel that was segmented.
+    label_fit : MixtureFit, optional
+        The fluorescence mixture that labelled the cells, if any.
+    label_images : dict of str to ndarray
+        Each field's instance labels by field name, when they were kept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from stainfree.seg.pipeline import FieldCells
+    >>> stats = {"field": "a", "objects": 3, "cells": 2, "dropped_small": 1}
+    >>> cells = FieldCells(np.zeros((2, 1, 8, 8)), None, pd.DataFrame({"cell_id": ["a:1", "a:2"]}), ["phase"], None, [stats], "phase")
+    >>> cells.summary_lines()
+    ['a: 3 objects, 2 cells kept; dropped 1 below the minimum area']
+    """
 
     images: np.ndarray
     masks: np.ndarray | None
@@ -39,6 +74,7 @@ class FieldCells:
     label_images: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def summary_lines(self) -> list[str]:
+        """One line per field (objects or points, cells kept, what was dropped), then the mixture's."""
         lines = []
         for s in self.per_field:
             dropped = [
@@ -222,10 +258,45 @@ READ_OPTIONS = ("channels", "grey", "planes", "pixel_size", "params", "min_area"
 
 
 def read_fields_to_segment(paths, options: dict) -> tuple[list[Field], SegmentationParams]:
-    """Every field of every file (names must differ), and the segmentation parameters with the
-    area range in pixels. Takes (and removes) from ``options`` the :data:`READ_OPTIONS`:
-    ``channels``, ``grey``, ``planes``, ``pixel_size`` (as :func:`~stainfree.io.fields.read_field_files`),
-    ``params`` and ``min_area``/``max_area`` (pixels, or square micrometres as ``"20um2"``)."""
+    """Read the fields to segment and settle the segmentation parameters.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        The field files; the names of all their fields must differ.
+    options : dict
+        Keyword options; the :data:`READ_OPTIONS` are taken out of it (the rest stay):
+        ``channels``, ``grey``, ``planes``, ``pixel_size`` (as
+        :func:`~stainfree.io.fields.read_field_files`), ``params`` (a
+        :class:`~stainfree.seg.classical.SegmentationParams`) and ``min_area``/``max_area``
+        (pixels, or square micrometres as ``"20um2"``, see
+        :func:`~stainfree.seg.classical.area_in_pixels`).
+
+    Returns
+    -------
+    fields : list of Field
+        Every field of every file.
+    params : SegmentationParams
+        ``params`` (default ``mode="auto"``) with the area range in pixels.
+
+    Raises
+    ------
+    StainfreeError
+        When a file cannot be read, two fields share a name, or an area is not understood.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np, tifffile
+    >>> from stainfree.seg.pipeline import read_fields_to_segment
+    >>> options = {"channels": ["phase"], "pixel_size": 0.5, "min_area": "10um2", "size": 32}
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     tifffile.imwrite(Path(folder) / "well1.tif", np.zeros((16, 16), np.uint8))
+    ...     fields, params = read_fields_to_segment([Path(folder) / "well1.tif"], options)
+    >>> [(f.name, f.channels) for f in fields], params.min_area, options
+    ([('well1', ['phase'])], 40.0, {'size': 32})
+    """
     given = {name: options.pop(name) for name in READ_OPTIONS if name in options}
     params, min_area, max_area = given.pop("params", None), given.pop("min_area", None), given.pop("max_area", None)
     fields = read_field_files(paths, **given)
