@@ -40,7 +40,7 @@ def segment(
         force=force,
         size=size,
         keep_label_channel=keep_label_channel,
-        seed=seed,
+        random_state=seed,
         **field,
     )
     for line in result.summary_lines():

@@ -130,7 +130,7 @@ def crop_objects(image: np.ndarray, labels: np.ndarray, *, size: int, pad: bool 
     areas = np.bincount(labels.ravel())
     ids = np.flatnonzero(areas[1:]) + 1
     centres = np.asarray(ndimage.center_of_mass(np.ones(labels.shape), labels, ids)).reshape(-1, 2)
-    crops, kept, skipped = crop_points(image, centres[:, 1], centres[:, 0], size=size, pad=pad)
+    crops, kept, skipped = crop_points(image, centres[:, 0], centres[:, 1], size=size, pad=pad)
     around, _, _ = _cut(labels[None], centres[kept, 0], centres[kept, 1], size, pad, fill=np.zeros(1, labels.dtype))
     masks = around[:, 0] == ids[kept][:, None, None]
     table = pd.DataFrame(
@@ -144,15 +144,15 @@ def crop_objects(image: np.ndarray, labels: np.ndarray, *, size: int, pad: bool 
     return ObjectCrops(crops, masks, table, skipped)
 
 
-def crop_points(image: np.ndarray, xs, ys, *, size: int, pad: bool = False):
+def crop_points(image: np.ndarray, rows, cols, *, size: int, pad: bool = False):
     """Square crops of ``size`` px centred on given points.
 
     Parameters
     ----------
     image : (C, H, W) array
         The field, channels first.
-    xs, ys : array_like of float
-        The centres: ``xs`` are columns, ``ys`` rows (in that order), rounded to whole pixels.
+    rows, cols : array_like of float
+        The centres' rows and columns, rounded to whole pixels.
     size : int
         Crop side in pixels.
     pad : bool, default False
@@ -162,22 +162,22 @@ def crop_points(image: np.ndarray, xs, ys, *, size: int, pad: bool = False):
     Returns
     -------
     PointCrops
-        ``crops``, ``kept`` (positions into ``xs`` of the crops) and ``skipped``.
+        ``crops``, ``kept`` (positions into ``rows`` of the crops) and ``skipped``.
 
     Examples
     --------
     >>> import numpy as np
     >>> from stainfree.seg.crops import crop_points
     >>> img = np.arange(100, dtype=np.uint8).reshape(1, 10, 10)
-    >>> crops, kept, skipped = crop_points(img, [5, 0], [5, 0], size=2)
+    >>> crops, kept, skipped = crop_points(img, [5, 0], [3, 0], size=2)
     >>> crops[0, 0].tolist(), kept.tolist(), skipped
-    ([[44, 45], [54, 55]], [0], 1)
+    ([[42, 43], [52, 53]], [0], 1)
     """
     fill = None
     if pad:  # each channel's median, as crop_or_pad pads single cells
         fill = np.median(image.reshape(image.shape[0], -1), axis=1)
         fill = (np.rint(fill) if image.dtype.kind in "ui" else fill).astype(image.dtype)
-    return _cut(image, np.asarray(ys, float), np.asarray(xs, float), size, pad, fill)
+    return _cut(image, np.asarray(rows, float), np.asarray(cols, float), size, pad, fill)
 
 
 def _cut(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int, pad: bool, fill: np.ndarray | None):

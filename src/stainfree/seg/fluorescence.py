@@ -53,7 +53,7 @@ def correct_background(image: np.ndarray, *, sigma: float = 200.0) -> np.ndarray
     return x / np.maximum(blurred, 1e-6 * max(float(blurred.max()), 1e-12))
 
 
-def disk_intensity(image: np.ndarray, xs, ys, *, radius: float) -> np.ndarray:
+def disk_intensity(image: np.ndarray, rows, cols, *, radius: float) -> np.ndarray:
     """Total intensity within ``radius`` px of each centre.
 
     Pixels beyond the image's edge count as 0.
@@ -62,8 +62,8 @@ def disk_intensity(image: np.ndarray, xs, ys, *, radius: float) -> np.ndarray:
     ----------
     image : (H, W) array
         One channel (usually background-corrected, :func:`correct_background`).
-    xs, ys : array_like of float
-        The centres: ``xs`` are columns, ``ys`` rows (in that order), rounded to whole pixels.
+    rows, cols : array_like of float
+        The centres' rows and columns, rounded to whole pixels.
     radius : float
         Disk radius, px (Ogawa et al. use 30 px); pixels whose centre lies within it count.
 
@@ -79,13 +79,15 @@ def disk_intensity(image: np.ndarray, xs, ys, *, radius: float) -> np.ndarray:
     >>> img = np.zeros((9, 9)); img[4, 4] = 2.0; img[4, 5] = 1.0
     >>> disk_intensity(img, [4], [4], radius=0.5).tolist(), disk_intensity(img, [4], [4], radius=1).tolist()
     ([2.0], [3.0])
+    >>> disk_intensity(img, [4], [5], radius=0.5).tolist()  # row 4, column 5
+    [1.0]
     """
     r = int(np.ceil(radius))
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     disk = (yy**2 + xx**2) <= radius**2
     padded = np.pad(np.asarray(image, np.float64), r)
-    out = np.empty(len(xs))
-    for k, (x, y) in enumerate(zip(np.rint(xs).astype(int), np.rint(ys).astype(int))):
+    out = np.empty(len(rows))
+    for k, (y, x) in enumerate(zip(np.rint(rows).astype(int), np.rint(cols).astype(int))):
         out[k] = padded[y : y + 2 * r + 1, x : x + 2 * r + 1][disk].sum()
     return out
 
@@ -176,7 +178,7 @@ def fit_two_populations(
     *,
     names: Sequence[str] = ("negative", "positive"),
     min_posterior: float = 0.8,
-    seed: int = 0,
+    random_state: int = 0,
     what: str = "fluorescence",
 ) -> MixtureFit:
     """Label cells dim/bright from a two-component Gaussian mixture on log intensities.
@@ -194,7 +196,7 @@ def fit_two_populations(
         Class names of the dim and the bright component.
     min_posterior : float, default 0.8
         The posterior a cell needs for a label.
-    seed : int, default 0
+    random_state : int, default 0
         Random state of the mixture's initialisations.
     what : str, default "fluorescence"
         What the intensities are, for messages.
@@ -235,7 +237,7 @@ def fit_two_populations(
     logx = np.log(x)
     if np.ptp(logx) == 0:
         raise StainfreeError(f"{what}: every cell has the same intensity; the mixture does not separate, so no labels were made")
-    gm = GaussianMixture(2, random_state=seed, n_init=3).fit(logx[:, None])
+    gm = GaussianMixture(2, random_state=random_state, n_init=3).fit(logx[:, None])
     order = np.argsort(gm.means_.ravel())
     means = gm.means_.ravel()[order]
     sds = np.sqrt(gm.covariances_.ravel()[order])

@@ -124,7 +124,7 @@ class _FieldPart:
 
 def _cells_at_points(f: Field, rows: pd.DataFrame, crop_index: list[int], *, size: int, pad: bool, label_radius) -> _FieldPart:
     rows = rows.reset_index(drop=True)
-    crops, kept, skipped = crop_points(f.image[crop_index], rows["x"], rows["y"], size=size, pad=pad)
+    crops, kept, skipped = crop_points(f.image[crop_index], rows["y"], rows["x"], size=size, pad=pad)
     table = rows.iloc[kept].reset_index(drop=True).rename(columns={"x": "centroid_x", "y": "centroid_y"})
     table.insert(0, "cell_id", [f"{f.name}:p{k}" for k in kept])
     stats = {"field": f.name, "source": f.source, "points": len(rows), "skipped_edge": skipped}
@@ -185,7 +185,7 @@ def cells_from_fields(
     min_posterior: float = 0.8,
     keep_label_channel: bool = False,
     keep_labels: bool = False,
-    seed: int = 0,
+    random_state: int = 0,
 ) -> FieldCells:
     """Segment (or take given points), crop and optionally label the cells of several fields.
 
@@ -198,6 +198,61 @@ def cells_from_fields(
     the segmentation diameter, or 30 px with points, as Ogawa et al.) feeds a two-population
     mixture fitted over all fields; the label channel is left out of the crops unless
     ``keep_label_channel``, so no classifier sees the stain by accident.
+
+    Parameters
+    ----------
+    fields : sequence of Field
+        The fields, all with the same channels (:func:`stainfree.io.fields.read_field_files`).
+    size : int, default 64
+        Side of the square crops, px.
+    pad : bool, default False
+        Pad crops that leave the field with each channel's median instead of skipping the cell.
+    segment_channel : str, optional
+        The channel objects are found on.
+    params : SegmentationParams, optional
+        Settings of the classical pipeline (default: ``mode="auto"``).
+    method : {"auto", "learnt", "classical"}, default "auto"
+        How objects are found (:func:`stainfree.seg.methods.segment_field`).
+    segmenter : Segmenter or path, optional
+        The learnt segmenter; default the shipped phase-contrast model.
+    points : path or DataFrame, optional
+        Cell centres (columns ``x``, ``y`` and ``field`` when there are several fields); given
+        points replace segmentation (:func:`stainfree.io.fields.read_points`).
+    label_channel : str, optional
+        A stain that labels each cell by a two-population mixture on its intensity.
+    label_names : (str, str), default ("negative", "positive")
+        Names of the dim and the bright population.
+    label_radius : float, optional
+        Radius of the disk the label channel is summed over, px.
+    background_sigma : float, default 200
+        Scale of the label channel's background estimate, px (:func:`correct_background`).
+    min_posterior : float, default 0.8
+        Cells whose posterior is below this for both populations stay unlabelled.
+    keep_label_channel : bool, default False
+        Keep the label channel in the crops.
+    keep_labels : bool, default False
+        Keep each field's label image (``FieldCells.label_images``), for overlays.
+    random_state : int, default 0
+        Seed of the mixture fit.
+
+    Returns
+    -------
+    FieldCells
+        The crops (N x C x size x size), their masks (``None`` with points), one table row per
+        cell (``cell_id``, ``source``, ``field``, ``label_id``, ``centroid_x``/``centroid_y``
+        (column/row), area, density columns, and the label columns with ``label_channel``), and
+        per-field counts of what was found and dropped.
+
+    Examples
+    --------
+    >>> from stainfree.datasets.synthetic import make_field
+    >>> from stainfree.io.fields import Field
+    >>> from stainfree.seg.pipeline import cells_from_fields
+    >>> truth = make_field((256, 256), n_cells=12, seed=1)
+    >>> field = Field(truth.brightfield[None], ["BF"], "f1", "f1.tif")
+    >>> cells = cells_from_fields([field], size=32, method="classical")
+    >>> cells.images.shape[1:], cells.table["field"].unique().tolist()
+    ((1, 32, 32), ['f1'])
     """
     from ..utils import progress
     from .density import density_levels
@@ -225,7 +280,7 @@ def cells_from_fields(
         part.table.insert(2, "field", f.name)
         if label_channel is not None:
             corrected = correct_background(f.channel(label_channel), sigma=background_sigma)
-            intensities.append(disk_intensity(corrected, part.table["centroid_x"], part.table["centroid_y"], radius=part.radius))
+            intensities.append(disk_intensity(corrected, part.table["centroid_y"], part.table["centroid_x"], radius=part.radius))
         part.stats["cells"] = len(part.table)
         parts.append(part)
     per_field = [p.stats for p in parts]
@@ -237,7 +292,9 @@ def cells_from_fields(
         table["density_level"] = density_levels(table["field_density"], table["field"])
     fit = None
     if label_channel is not None:
-        fit = _label_by_intensity(table, intensities, label_channel, names=label_names, min_posterior=min_posterior, seed=seed)
+        fit = _label_by_intensity(
+            table, intensities, label_channel, names=label_names, min_posterior=min_posterior, random_state=random_state
+        )
     all_masks = None if any(p.masks is None for p in parts) else np.concatenate([p.masks for p in parts])
     label_images = {f.name: p.labels for f, p in zip(fields, parts)} if keep_labels and point_sets is None else {}
     return FieldCells(

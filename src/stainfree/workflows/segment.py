@@ -52,7 +52,7 @@ def run_segment(
     if balance:
         if result.table["label"].isna().all():
             raise StainfreeError("--balance needs labels (from --label-channel or a points file's label column)")
-        keep = balance_per_group(result.table["label"], result.table["field"], random_state=options.get("seed", 0))
+        keep = balance_per_group(result.table["label"], result.table["field"], random_state=options.get("random_state", 0))
         logger.info("balanced per field: %d of %d cells kept", len(keep), len(result.table))
     details = {k: v for k, v in options.items() if k != "points" or isinstance(v, (str, os.PathLike))}
     record = provenance_entry(
