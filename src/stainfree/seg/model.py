@@ -39,7 +39,7 @@ def normalise_field(image: np.ndarray, *, low: float = 1.0, high: float = 99.5, 
     ----------
     image : (C, H, W) array
     low, high : float, default 1.0 and 99.5
-    max_samples : int, default 2**22
+    max_samples : int, default ``2**22``
 
     Returns
     -------

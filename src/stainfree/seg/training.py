@@ -52,7 +52,9 @@ class SegTrainConfig:
     scale_range : (float, float), default (0.75, 1.33)
         Range of the random zoom of each crop.
     validate_every : int, default 250
+        Steps between validations (and checkpoints).
     seed : int, default 0
+        Seeds the initial weights and every random draw of the batches.
     device : str, default "auto"
 
     Examples
