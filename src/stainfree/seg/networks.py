@@ -17,7 +17,7 @@ from collections.abc import Callable
 from ..utils import StainfreeError
 
 _SEGMENTERS: dict[str, Callable] = {}
-#: The architecture :class:`~stainfree.seg.training.SegTrainConfig` trains unless told otherwise.
+#: The name of the default architecture (``SegTrainConfig.arch`` repeats it; nothing reads this).
 DEFAULT_SEGMENTER = "unet"
 
 
