@@ -87,7 +87,9 @@ def cross_validation(steps: int | None, which: list[int], *, diameter: float | N
                 rescale(normalise_field(image, low=model.normalisation["low"], high=model.normalisation["high"]), scale)
             )
             for t in FOREGROUND_THRESHOLDS:
-                labels = model.labels_from_maps(maps, truth.shape, dataclasses.replace(model.instance_params, foreground_threshold=t))
+                labels = model.labels_from_maps(
+                    maps, truth.shape, params=dataclasses.replace(model.instance_params, foreground_threshold=t)
+                )
                 by_threshold[t].append(match_counts(truth, labels))
             fold_counts.append(by_threshold[chosen][-1])
         counts += fold_counts

@@ -56,7 +56,7 @@ def test_perfect_maps_give_back_the_true_instances(representation):
 
     _, labels = synthetic_fields(2, size=160)
     for truth in labels:
-        maps = training_targets(truth, representation)
+        maps = training_targets(truth, representation=representation)
         scores = segmentation_scores(truth, instances_from_maps(maps, params=InstanceParams(representation=representation)))
         assert scores["f1"] >= 0.97 and scores["mean_matched_iou"] >= 0.97
 
@@ -70,8 +70,10 @@ def test_flows_keep_a_branched_cell_whole_where_the_distance_core_breaks():
     yy, xx = np.mgrid[:40, :40]
     truth[(yy - 20) ** 2 + (xx - 6) ** 2 < 25] = 1
     truth[(yy - 20) ** 2 + (xx - 33) ** 2 < 25] = 1
-    flows = instances_from_maps(training_targets(truth, "flows"), params=InstanceParams(representation="flows", min_seed_count=5))
-    distance = instances_from_maps(training_targets(truth, "distance"), params=InstanceParams(representation="distance"))
+    flows = instances_from_maps(
+        training_targets(truth, representation="flows"), params=InstanceParams(representation="flows", min_seed_count=5)
+    )
+    distance = instances_from_maps(training_targets(truth, representation="distance"), params=InstanceParams(representation="distance"))
     assert flows.max() == 1 and np.array_equal(flows > 0, truth > 0)
     assert distance.max() >= 2
 
@@ -156,11 +158,11 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch)
     original = training.segmentation_loss
     calls = {"n": 0}
 
-    def failing(*args):
+    def failing(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 5:
             raise KeyboardInterrupt
-        return original(*args)
+        return original(*args, **kwargs)
 
     monkeypatch.setattr(training, "segmentation_loss", failing)
     out = tmp_path / "seg.safetensors"

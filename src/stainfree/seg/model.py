@@ -30,11 +30,25 @@ BUILTIN = {"phase": "phase_contrast.safetensors"}
 
 
 def normalise_field(image: np.ndarray, *, low: float = 1.0, high: float = 99.5, max_samples: int = 1 << 22) -> np.ndarray:
-    """Scale each channel so its ``low`` and ``high`` percentiles become 0 and 1 (float32).
+    """Scale each channel so its ``low`` and ``high`` percentiles become 0 and 1 (not clipped).
 
     Percentiles come from at most ``max_samples`` evenly spaced pixels, so huge fields cost
     little. A flat channel becomes zeros.
 
+    Parameters
+    ----------
+    image : (C, H, W) array
+    low, high : float, default 1.0 and 99.5
+    max_samples : int, default ``2**22``
+
+    Returns
+    -------
+    (C, H, W) float32 array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.model import normalise_field
     >>> x = np.arange(101, dtype=np.uint16).reshape(1, 1, 101)
     >>> normalise_field(x, low=0, high=100)[0, 0, [0, 50, 100]].tolist()
     [0.0, 0.5, 1.0]
@@ -51,8 +65,23 @@ def normalise_field(image: np.ndarray, *, low: float = 1.0, high: float = 99.5, 
 
 
 def rescale(image: np.ndarray, scale: float) -> np.ndarray:
-    """Bilinear (antialiased when shrinking) resize of a (C, H, W) float32 array by ``scale``.
+    """Resize a (C, H, W) array by ``scale``, bilinearly (antialiased when shrinking).
 
+    Parameters
+    ----------
+    image : (C, H, W) float array
+    scale : float
+        A side of ``n`` pixels becomes ``round(n * scale)``, at least 1.
+
+    Returns
+    -------
+    (C, h, w) float32 array
+        ``image`` itself when ``scale`` is 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.model import rescale
     >>> rescale(np.ones((2, 10, 6), np.float32), 0.5).shape
     (2, 5, 3)
     """
@@ -62,9 +91,22 @@ def rescale(image: np.ndarray, scale: float) -> np.ndarray:
 
 
 def resize_bilinear(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a (C, H, W) array to ``shape`` (float32; antialiased along an axis that
-    shrinks).
+    """Resize a (C, H, W) array bilinearly, antialiased along an axis that shrinks.
 
+    Parameters
+    ----------
+    image : (C, H, W) array
+    shape : (int, int)
+        The output's height and width.
+
+    Returns
+    -------
+    (C, h, w) float32 array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.model import resize_bilinear
     >>> resize_bilinear(np.array([[[0.0, 1.0]]]), (1, 4)).round(2).tolist()
     [[[0.0, 0.25, 0.75, 1.0]]]
     """
@@ -77,8 +119,23 @@ def resize_bilinear(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label image to ``shape`` (pixel centres map to pixel centres).
+    """Nearest-neighbour resize of a label image (pixel centres map to pixel centres).
 
+    Parameters
+    ----------
+    labels : (H, W) array
+    shape : (int, int)
+        The output's height and width.
+
+    Returns
+    -------
+    (h, w) array
+        Of the dtype of ``labels`` (``labels`` itself when the shape already matches).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.model import resize_labels
     >>> resize_labels(np.array([[1, 2], [3, 4]]), (4, 4))[1:3].tolist()
     [[1, 1, 2, 2], [3, 3, 4, 4]]
     """
@@ -91,12 +148,31 @@ def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def labels_at_size(labels: np.ndarray, foreground: np.ndarray, shape: tuple[int, int], *, threshold: float) -> np.ndarray:
-    """Bring instance ``labels`` found at the network's scale to a field's ``shape`` along smooth
-    outlines: the ``foreground`` probability (at the labels' scale) is resized bilinearly and
-    thresholded at the field's resolution, and each foreground pixel takes the label of the
-    nearest labelled pixel of the nearest-neighbour resize, if one lies within a network pixel.
-    Objects keep their numbers; one that vanishes leaves a gap.
+    """Bring instance labels found at the network's scale to a field's ``shape``, along smooth outlines.
 
+    The ``foreground`` probability is resized bilinearly and thresholded at ``threshold`` at the
+    field's resolution, and each foreground pixel takes the label of the nearest labelled pixel of
+    the nearest-neighbour resize, if one lies within a network pixel. Objects keep their numbers;
+    one that vanishes leaves a gap.
+
+    Parameters
+    ----------
+    labels : (h, w) int array
+    foreground : (h, w) float array
+        The foreground probability at the labels' scale.
+    shape : (int, int)
+        The field's height and width.
+    threshold : float
+        Foreground probability above which a pixel belongs to an object.
+
+    Returns
+    -------
+    (H, W) int array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.model import labels_at_size
     >>> labels = np.array([[0, 1, 1, 0]]); foreground = np.array([[0.2, 0.9, 0.9, 0.2]])
     >>> labels_at_size(labels, foreground, (1, 8), threshold=0.5).tolist()
     [[0, 0, 1, 1, 1, 1, 0, 0]]
@@ -113,8 +189,27 @@ def labels_at_size(labels: np.ndarray, foreground: np.ndarray, shape: tuple[int,
 
 
 def inference_copy(network):
-    """A copy of ``network`` in eval mode with every batch norm folded into the convolution
-    before it (the same outputs, less work per pixel)."""
+    """A copy of ``network`` in eval mode with every batch norm folded into the convolution before it.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+        The same outputs (up to rounding), less work per pixel.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.seg.model import inference_copy
+    >>> from stainfree.seg.networks import create_segmenter
+    >>> net = create_segmenter("unet", 1, 3, width=4, depth=2).eval()
+    >>> fused, x = inference_copy(net), torch.rand(1, 1, 16, 16)
+    >>> bool(torch.allclose(fused(x), net(x), atol=1e-5)), any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    (True, False)
+    """
     import copy
 
     from torch import nn
@@ -130,12 +225,27 @@ def inference_copy(network):
     return net
 
 
-def balanced_core(length: int, tile: int, margin: int) -> int:
-    """Core size of equal tiles covering ``length`` with at most ``tile`` pixels each, margins
-    included (the whole length when it fits in one tile).
+def balanced_core(length: int, *, tile: int, margin: int) -> int:
+    """Core size of the fewest equal tiles that cover ``length`` pixels.
 
-    >>> balanced_core(500, 512, 32), balanced_core(1045, 512, 32), balanced_core(900, 512, 32)
-    (500, 349, 300)
+    Parameters
+    ----------
+    length : int
+    tile : int
+        Most pixels of a tile, margins included.
+    margin : int
+        Context pixels a tile reads on each side of its core.
+
+    Returns
+    -------
+    int
+        The whole ``length`` when it fits in one tile.
+
+    Examples
+    --------
+    >>> from stainfree.seg.model import balanced_core
+    >>> [balanced_core(n, tile=512, margin=32) for n in (500, 1045, 900)]
+    [500, 349, 300]
     """
     if length <= tile:
         return length
@@ -143,10 +253,22 @@ def balanced_core(length: int, tile: int, margin: int) -> int:
     return -(-length // n)
 
 
-def tile_starts(length: int, core: int) -> list[int]:
+def tile_starts(length: int, *, core: int) -> list[int]:
     """Start of each core window of size ``core`` covering ``length`` pixels.
 
-    >>> tile_starts(10, 4), tile_starts(3, 4)
+    Parameters
+    ----------
+    length : int
+    core : int
+
+    Returns
+    -------
+    list of int
+
+    Examples
+    --------
+    >>> from stainfree.seg.model import tile_starts
+    >>> tile_starts(10, core=4), tile_starts(3, core=4)
     ([0, 4, 8], [0])
     """
     return list(range(0, max(length, 1), core))
@@ -154,16 +276,57 @@ def tile_starts(length: int, core: int) -> list[int]:
 
 @dataclasses.dataclass
 class Segmenter:
-    """A segmentation network and its description; build with :func:`stainfree.seg.training.train_segmenter`
-    or :meth:`load`."""
+    """A segmentation network with everything needed to reuse it.
+
+    Build one with :func:`stainfree.seg.training.train_segmenter` or :meth:`load`; label a field
+    with :meth:`segment`.
+
+    Attributes
+    ----------
+    network : torch.nn.Module
+        Built by :func:`stainfree.seg.networks.create_segmenter` from ``arch`` and ``arch_kwargs``.
+    arch : str
+    arch_kwargs : dict
+    channels : list of str
+        The input channels, in order.
+    pixel_size : float or None
+        Micrometres per network pixel, when the training data had one.
+    scale : float
+        Field pixels to network pixels when neither pixel size nor diameter is known.
+    diameter : float
+        Median training cell diameter, in network pixels.
+    instance_params : InstanceParams
+        The post-processing settings (:mod:`stainfree.seg.instances`).
+    normalisation : dict
+        ``method`` (``percentile``), ``low`` and ``high`` of :func:`normalise_field`.
+    provenance : dict
+        Training data, licence, configuration and history.
+
+    Examples
+    --------
+    The shipped phase-contrast model on a small synthetic field, saved and read back:
+
+    >>> import tempfile
+    >>> from stainfree.datasets.synthetic import make_field
+    >>> from stainfree.seg.model import Segmenter
+    >>> model = Segmenter.load("builtin:phase")
+    >>> model.channels, model.representation, model.segment(make_field((64, 64), n_cells=4).brightfield).labels.shape
+    (['phase'], 'flows', (64, 64))
+    >>> model.resolve_scale(diameter=model.diameter / 2)[0]  # cells half as wide as the network's: enlarged 2 x
+    2.0
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     again = Segmenter.load(model.save(f"{tmp}/phase.safetensors"))
+    >>> again.metadata == model.metadata
+    True
+    """
 
     network: object
     arch: str
     arch_kwargs: dict
     channels: list[str]
-    pixel_size: float | None  # micrometres per network pixel, when the training data had one
-    scale: float  # field pixels to network pixels when neither pixel size nor diameter is known
-    diameter: float  # median training cell diameter, in network pixels
+    pixel_size: float | None
+    scale: float
+    diameter: float
     instance_params: InstanceParams = dataclasses.field(default_factory=InstanceParams)
     normalisation: dict = dataclasses.field(default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.5})
     provenance: dict = dataclasses.field(default_factory=dict)
@@ -175,6 +338,7 @@ class Segmenter:
 
     @property
     def metadata(self) -> dict:
+        """The JSON description saved with the weights (``format`` is :data:`FORMAT`)."""
         from .targets import OUTPUTS
 
         return {
@@ -192,14 +356,38 @@ class Segmenter:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``.safetensors`` weights with :attr:`metadata` (atomically)."""
+        """Write ``.safetensors`` weights with :attr:`metadata`, atomically.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        pathlib.Path
+        """
         from ..ml.classifier import write_model_file
 
         return write_model_file(path, self.network.state_dict(), self.metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Segmenter:
-        """Read a segmenter written by :meth:`save`; ``builtin:phase`` names the shipped model."""
+        """Read a segmenter written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A model file, or ``builtin:phase`` for the shipped model.
+
+        Returns
+        -------
+        Segmenter
+
+        Raises
+        ------
+        StainfreeError
+            When the file is missing, unreadable, or not a segmentation model.
+        """
         from ..ml.classifier import read_model_file
         from .networks import create_segmenter
 
@@ -226,8 +414,26 @@ class Segmenter:
     def resolve_scale(self, *, pixel_size: float | None = None, diameter: float | None = None) -> tuple[float, str]:
         """The factor from field pixels to network pixels, and how it was decided.
 
-        A given cell ``diameter`` (field pixels) wins, then the field's pixel size, then the
-        model's default (which assumes the field has the training data's pixel size).
+        A given cell diameter wins, then the field's pixel size, then the model's default (which
+        assumes the field has the training data's pixel size).
+
+        Parameters
+        ----------
+        pixel_size : float, optional
+            Micrometres per field pixel.
+        diameter : float, optional
+            Typical cell diameter, in field pixels.
+
+        Returns
+        -------
+        scale : float
+        how : str
+            One line, for the log.
+
+        Raises
+        ------
+        StainfreeError
+            When ``diameter`` is 2 px or less.
         """
         if diameter is not None:
             if diameter <= 2:
@@ -238,9 +444,30 @@ class Segmenter:
         return self.scale, "the model's training scale (no pixel size or diameter given)"
 
     def predict_maps(self, image: np.ndarray, *, tile: int = 512, margin: int = 32, device: str = "auto") -> np.ndarray:
-        """The three output maps (3, h, w) of an image already at the network's scale and
-        normalised, predicted over overlapping ``tile`` windows: foreground probability and
-        flows, or foreground, distance and boundary probabilities."""
+        """The three output maps of an image, predicted over overlapping tiles.
+
+        Parameters
+        ----------
+        image : (C, h, w) float32 array
+            Normalised (:func:`normalise_field`) and at the network's scale.
+        tile : int, default 512
+            Most pixels along a side of a tile, margins included.
+        margin : int, default 32
+            Context read beyond a tile's core on each side (the core alone is kept).
+        device : str, default "auto"
+            A torch device; ``auto`` takes a GPU when there is one.
+
+        Returns
+        -------
+        (3, h, w) float32 array
+            Foreground probability and flows (row, col), or foreground, distance and boundary
+            probabilities, as :attr:`representation`.
+
+        Raises
+        ------
+        StainfreeError
+            When ``tile`` is not more than twice ``margin``.
+        """
         import torch
 
         from ..ml.classifier import pick_device
@@ -251,10 +478,10 @@ class Segmenter:
         network = inference_copy(self.network).to(dev, memory_format=torch.channels_last)
         c, h, w = image.shape
         out = np.zeros((3, h, w), np.float32)
-        core_h, core_w = balanced_core(h, tile, margin), balanced_core(w, tile, margin)
+        core_h, core_w = balanced_core(h, tile=tile, margin=margin), balanced_core(w, tile=tile, margin=margin)
         with torch.no_grad():
-            for top in tile_starts(h, core_h):
-                for left in tile_starts(w, core_w):
+            for top in tile_starts(h, core=core_h):
+                for left in tile_starts(w, core=core_w):
                     bottom, right = min(top + core_h, h), min(left + core_w, w)
                     y0, x0 = max(top - margin, 0), max(left - margin, 0)
                     y1, x1 = min(bottom + margin, h), min(right + margin, w)
@@ -277,10 +504,27 @@ class Segmenter:
         tile: int = 512,
         device: str = "auto",
     ):
-        """Instance labels of a field (C, H, W) in the model's channel order.
+        """Instance labels of a field: normalised, rescaled (:meth:`resolve_scale`), predicted
+        (:meth:`predict_maps`), then brought back to the field's size.
 
-        Returns a :class:`stainfree.seg.classical.SegmentationResult` with labels at the field's size and
-        the expected diameter in field pixels.
+        Parameters
+        ----------
+        image : (C, H, W) or (H, W) array
+            The field, channels in the model's order.
+        pixel_size, diameter : float, optional
+            As in :meth:`resolve_scale`.
+        tile, device
+            As in :meth:`predict_maps`.
+
+        Returns
+        -------
+        stainfree.seg.classical.SegmentationResult
+            Labels at the field's size and the expected diameter in field pixels.
+
+        Raises
+        ------
+        StainfreeError
+            When the channels do not match the model's, or the field would not fit in memory.
         """
         from .classical import SegmentationResult
 
@@ -292,17 +536,33 @@ class Segmenter:
                 f"the segmentation model expects {len(self.channels)} channel(s) ({', '.join(self.channels)}), got {image.shape[0]}"
             )
         scale, _ = self.resolve_scale(pixel_size=pixel_size, diameter=diameter)
-        check_memory(image.shape, scale)
+        check_memory(image.shape, scale=scale)
         x = rescale(normalise_field(image, low=self.normalisation["low"], high=self.normalisation["high"]), scale)
         maps = self.predict_maps(x, tile=tile, device=device)
         return SegmentationResult(
             self.labels_from_maps(maps, image.shape[-2:]), diameter=self.diameter / scale, threshold=float("nan"), mode="learnt"
         )
 
-    def labels_from_maps(self, maps: np.ndarray, shape: tuple[int, int], params: InstanceParams | None = None) -> np.ndarray:
-        """Instance labels at a field's ``shape`` (numbered 1..n) from the network's ``maps`` of
-        it: instances are found at the network's scale, then brought to the field's resolution
-        (:func:`labels_at_size`)."""
+    def labels_from_maps(self, maps: np.ndarray, shape: tuple[int, int], *, params: InstanceParams | None = None) -> np.ndarray:
+        """Instance labels at a field's size from the network's maps of it.
+
+        Instances are found at the network's scale, then brought to the field's resolution
+        (:func:`labels_at_size`).
+
+        Parameters
+        ----------
+        maps : (3, h, w) float array
+            From :meth:`predict_maps`.
+        shape : (int, int)
+            The field's height and width.
+        params : InstanceParams, optional
+            Default the model's own.
+
+        Returns
+        -------
+        (H, W) int array
+            Objects numbered 1..n.
+        """
         from .instances import relabel_by_size
 
         params = params or self.instance_params
@@ -312,7 +572,19 @@ class Segmenter:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available now (Linux), else ``None``."""
+    """Bytes of memory available now (Linux), else ``None``.
+
+    Returns
+    -------
+    int or None
+
+    Examples
+    --------
+    >>> from stainfree.seg.model import available_memory
+    >>> free = available_memory()
+    >>> free is None or free > 0
+    True
+    """
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -323,9 +595,29 @@ def available_memory() -> int | None:
     return None
 
 
-def check_memory(shape: tuple[int, ...], scale: float) -> None:
-    """Refuse, with one clear line, a field whose working copies would not fit in memory: a
-    float32 copy at the field's size, one at the network's, three maps and the labels."""
+def check_memory(shape: tuple[int, ...], *, scale: float) -> None:
+    """Refuse, with one clear line, a field whose working copies would not fit in memory.
+
+    The copies are a float32 one at the field's size, one at the network's, three maps and the
+    labels.
+
+    Parameters
+    ----------
+    shape : (C, H, W) tuple of int
+        The field's shape.
+    scale : float
+        Field pixels to network pixels.
+
+    Raises
+    ------
+    StainfreeError
+        When they would need more than 80 % of :func:`available_memory`.
+
+    Examples
+    --------
+    >>> from stainfree.seg.model import check_memory
+    >>> check_memory((1, 1024, 1024), scale=0.5)  # about 17 MiB: it fits, so nothing happens
+    """
     c, h, w = shape
     need = 4 * h * w * (c + 2) + 4 * h * w * scale**2 * (c + 4)
     free = available_memory()
@@ -337,7 +629,27 @@ def check_memory(shape: tuple[int, ...], scale: float) -> None:
 
 
 def builtin_path(path: str | os.PathLike) -> Path:
-    """The file behind ``builtin:<name>`` (the models shipped in the package), else ``path``."""
+    """The file behind ``builtin:<name>`` (the models shipped in the package), else ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    StainfreeError
+        When no model is built in under that name.
+
+    Examples
+    --------
+    >>> from stainfree.seg.model import builtin_path
+    >>> builtin_path("builtin:phase").name, builtin_path("model.safetensors").name
+    ('phase_contrast.safetensors', 'model.safetensors')
+    """
     text = str(path)
     if not text.startswith("builtin:"):
         return Path(path)

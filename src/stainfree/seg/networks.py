@@ -17,11 +17,39 @@ from collections.abc import Callable
 from ..utils import StainfreeError
 
 _SEGMENTERS: dict[str, Callable] = {}
+#: The name of the default architecture (``SegTrainConfig.arch`` repeats it; nothing reads this).
 DEFAULT_SEGMENTER = "unet"
 
 
 def register_segmenter(name: str):
-    """Decorator adding a segmentation network builder to the registry under ``name``."""
+    """Decorator adding a segmentation network builder to the registry under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The name :func:`create_segmenter` and saved models refer to the builder by.
+
+    Returns
+    -------
+    callable
+        A decorator that registers a builder ``(in_channels, out_channels, **kwargs) -> nn.Module``
+        and returns it unchanged.
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is already registered.
+
+    Examples
+    --------
+    Use it as in the module docstring; a name can be taken only once:
+
+    >>> from stainfree.seg.networks import register_segmenter
+    >>> register_segmenter("unet")(lambda in_channels, out_channels: None)
+    Traceback (most recent call last):
+    ...
+    ValueError: segmenter 'unet' registered twice
+    """
 
     def wrap(fn):
         if name in _SEGMENTERS:
@@ -35,6 +63,14 @@ def register_segmenter(name: str):
 def list_segmenters() -> list[str]:
     """Names of the registered segmentation networks.
 
+    Returns
+    -------
+    list of str
+        Sorted names, each accepted by :func:`create_segmenter`.
+
+    Examples
+    --------
+    >>> from stainfree.seg.networks import list_segmenters
     >>> "unet" in list_segmenters()
     True
     """
@@ -44,8 +80,32 @@ def list_segmenters() -> list[str]:
 def create_segmenter(name: str, in_channels: int, out_channels: int, **kwargs):
     """Build the network registered as ``name``.
 
-    >>> net = create_segmenter("unet", 2, 3, width=4, depth=2)
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_segmenters`.
+    in_channels : int
+        Channels of the images the network reads.
+    out_channels : int
+        Per-pixel output maps (3 for the representations of :mod:`stainfree.seg.targets`).
+    **kwargs
+        The architecture's own settings (for ``unet``: ``width`` and ``depth``).
+
+    Returns
+    -------
+    torch.nn.Module
+        Maps an ``N x in_channels x H x W`` batch to ``N x out_channels x H x W``, any H and W.
+
+    Raises
+    ------
+    StainfreeError
+        When no network is registered as ``name``.
+
+    Examples
+    --------
     >>> import torch
+    >>> from stainfree.seg.networks import create_segmenter
+    >>> net = create_segmenter("unet", 2, 3, width=4, depth=2)
     >>> tuple(net(torch.zeros(1, 2, 30, 21)).shape)
     (1, 3, 30, 21)
     """
@@ -103,5 +163,30 @@ def _unet_class():
 
 @register_segmenter("unet")
 def unet(in_channels: int, out_channels: int, *, width: int = 16, depth: int = 4):
-    """U-Net, 16-32-64-128-256 channels by default (about 1.9 M parameters, 7.5 MB in float32)."""
+    """A U-Net: ``depth`` max-poolings, bilinear upsampling and skip connections by concatenation.
+
+    Each level has two 3 x 3 convolutions with batch norm and ReLU; a 1 x 1 convolution makes
+    the outputs. Inputs are padded to a multiple of ``2**depth`` and the outputs cropped back.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels in and per-pixel maps out.
+    width : int, default 16
+        Channels at the first level, doubling at each level below: 16-32-64-128-256 by default
+        (about 1.9 M parameters, 7.5 MB in float32).
+    depth : int, default 4
+        Number of poolings (the network's stride is ``2**depth``).
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Examples
+    --------
+    >>> from stainfree.seg.networks import unet
+    >>> net = unet(1, 3, width=4, depth=2)
+    >>> net.stride, sum(p.numel() for p in net.parameters())
+    (4, 7555)
+    """
     return _unet_class()(in_channels, out_channels, width=width, depth=depth)

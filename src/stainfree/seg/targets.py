@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The names of the three maps of each representation, in the network's output order.
 OUTPUTS = {"distance": ("foreground", "distance", "boundary"), "flows": ("foreground", "flow_y", "flow_x")}
 
 
 def normalised_distance(labels: np.ndarray) -> np.ndarray:
     """Each object's Euclidean distance transform divided by its own maximum.
+
+    An object touching the field's edge is treated as bounded there too.
 
     Parameters
     ----------
@@ -29,10 +32,13 @@ def normalised_distance(labels: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    (H, W) float32 array in [0, 1].
+    (H, W) float32 array
+        In [0, 1]: 1 on each object's medial ridge, 0 outside objects.
 
     Examples
     --------
+    >>> import numpy as np
+    >>> from stainfree.seg.targets import normalised_distance
     >>> labels = np.zeros((5, 7), int); labels[1:4, 1:4] = 1; labels[1:4, 4:6] = 2
     >>> normalised_distance(labels)[2]
     array([0. , 0.5, 1. , 0.5, 1. , 1. , 0. ], dtype=float32)
@@ -57,6 +63,20 @@ def normalised_distance(labels: np.ndarray) -> np.ndarray:
 def instance_boundaries(labels: np.ndarray) -> np.ndarray:
     """Pixels of an object with a 4-neighbour outside it (background or another object).
 
+    Parameters
+    ----------
+    labels : (H, W) int array
+        Instance labels; 0 is background, and the field's edge counts as outside.
+
+    Returns
+    -------
+    (H, W) bool array
+        True on each object's outermost pixels, including where two objects touch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.targets import instance_boundaries
     >>> labels = np.zeros((4, 6), int); labels[:, :3] = 1; labels[:, 3:] = 2
     >>> instance_boundaries(labels).astype(int)[1]
     array([1, 0, 1, 1, 0, 1])
@@ -73,6 +93,23 @@ def instance_boundaries(labels: np.ndarray) -> np.ndarray:
 def object_centre(inside: np.ndarray) -> tuple[int, int]:
     """The pixel of a mask closest to the median of its coordinates (always inside the mask).
 
+    Unlike the centroid, this lies inside curved or branched objects.
+
+    Parameters
+    ----------
+    inside : (H, W) bool array
+        The object's mask; it must hold at least one pixel.
+
+    Returns
+    -------
+    (row, col) : tuple of int
+
+    Examples
+    --------
+    An L-shaped mask, whose centroid lies outside it:
+
+    >>> import numpy as np
+    >>> from stainfree.seg.targets import object_centre
     >>> m = np.zeros((5, 5), bool); m[1:4, 1] = True; m[3, 1:4] = True
     >>> object_centre(m)
     (3, 1)
@@ -83,10 +120,27 @@ def object_centre(inside: np.ndarray) -> tuple[int, int]:
 
 
 def heat_flows(labels: np.ndarray) -> np.ndarray:
-    """Unit flow vectors (2, H, W) (row, col components) of every object: the normalised
-    gradient of heat diffused from the object's centre within the object (``2 (h + w)``
-    rounds of 3 x 3 averaging for an ``h x w`` bounding box). Zero outside objects.
+    """Unit flow vectors of every object, pointing towards its centre (as cellpose).
 
+    Heat is released at each object's centre (:func:`object_centre`) and diffused within the
+    object only, ``2 (h + w)`` rounds of 3 x 3 averaging for an ``h x w`` bounding box; the
+    flow is the normalised gradient of the log of the heat. Following it from any pixel of an
+    object ends at its centre, whatever the object's shape.
+
+    Parameters
+    ----------
+    labels : (H, W) int array
+        Instance labels, 0 = background.
+
+    Returns
+    -------
+    (2, H, W) float32 array
+        Row and column components; zero outside objects and at each centre.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.targets import heat_flows
     >>> lab = np.zeros((7, 7), int); lab[1:6, 1:6] = 1
     >>> f = heat_flows(lab)
     >>> (f[:, 1, 3].round(2) + 0).tolist(), (f[:, 3, 5].round(2) + 0).tolist(), f[:, 0, 0].tolist()
@@ -119,9 +173,26 @@ def heat_flows(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def training_targets(labels: np.ndarray, representation: str = "distance") -> np.ndarray:
-    """The three target maps of ``OUTPUTS[representation]``, stacked as a (3, H, W) float32 array.
+def training_targets(labels: np.ndarray, *, representation: str = "distance") -> np.ndarray:
+    """The three maps a segmentation network learns to predict from ``labels``.
 
+    Parameters
+    ----------
+    labels : (H, W) int array
+        Instance labels, 0 = background.
+    representation : {"distance", "flows"}, default "distance"
+        ``flows``: foreground and :func:`heat_flows`; anything else gives ``distance``:
+        foreground, :func:`normalised_distance` and :func:`instance_boundaries`.
+
+    Returns
+    -------
+    (3, H, W) float32 array
+        The maps named by ``OUTPUTS[representation]``, in that order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.targets import training_targets
     >>> labels = np.zeros((5, 5), int); labels[1:4, 1:4] = 7
     >>> t = training_targets(labels)
     >>> t.shape, float(t[0].sum()), float(t[1, 2, 2]), int(t[2].sum())

@@ -30,25 +30,60 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class SegTrainConfig:
-    """Settings of :func:`train_segmenter`; the defaults train the shipped phase-contrast model."""
+    """Settings of :func:`train_segmenter`; the defaults train the shipped phase-contrast model.
+
+    Attributes
+    ----------
+    steps : int, default 800
+    batch_size : int, default 8
+    crop : int, default 256
+        Side of the square crops, in network pixels.
+    lr, weight_decay : float, default 2e-3 and 1e-4
+        Peak learning rate (one-cycle schedule) and AdamW weight decay.
+    representation : {"flows", "distance"}, default "flows"
+        What the network learns (:mod:`stainfree.seg.targets`).
+    arch : str, default "unet"
+    width, depth : int, default 8 and 4
+        The network's settings (:func:`stainfree.seg.networks.unet`).
+    diameter : float, default 30.0
+        Median cell diameter the network sees, in its own pixels.
+    scale : float, optional
+        Field pixels to network pixels; default from ``diameter`` and the annotations.
+    scale_range : (float, float), default (0.75, 1.33)
+        Range of the random zoom of each crop.
+    validate_every : int, default 250
+        Steps between validations (and checkpoints).
+    seed : int, default 0
+        Seeds the initial weights and every random draw of the batches.
+    device : str, default "auto"
+
+    Examples
+    --------
+    >>> from stainfree.seg.training import SegTrainConfig
+    >>> SegTrainConfig(crop=8).validate()
+    Traceback (most recent call last):
+    ...
+    stainfree.utils.StainfreeError: crop 8 is smaller than the network's stride 16
+    """
 
     steps: int = 800
     batch_size: int = 8
     crop: int = 256
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    representation: str = "flows"  # or "distance" (see stainfree.seg.targets)
+    representation: str = "flows"
     arch: str = "unet"
     width: int = 8
     depth: int = 4
-    diameter: float = 30.0  # median cell diameter the network sees, in its own pixels
-    scale: float | None = None  # field -> network pixels; default from diameter and the annotations
+    diameter: float = 30.0
+    scale: float | None = None
     scale_range: tuple[float, float] = (0.75, 1.33)
     validate_every: int = 250
     seed: int = 0
     device: str = "auto"
 
     def validate(self) -> None:
+        """Raise :class:`~stainfree.utils.StainfreeError` for a setting out of range."""
         for name in ("steps", "batch_size", "crop", "validate_every", "width", "depth"):
             if getattr(self, name) < 1:
                 raise StainfreeError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
@@ -63,6 +98,23 @@ class SegTrainConfig:
 def median_diameter(label_images: Sequence[np.ndarray]) -> float:
     """Median equivalent-circle diameter of the objects of several label images.
 
+    Parameters
+    ----------
+    label_images : sequence of (H, W) int arrays
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    StainfreeError
+        When the images hold no objects.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.training import median_diameter
     >>> lab = np.zeros((10, 10), int); lab[:4, :4] = 1; lab[5:, 5:] = 2
     >>> round(median_diameter([lab]), 3)
     5.109
@@ -76,30 +128,86 @@ def median_diameter(label_images: Sequence[np.ndarray]) -> float:
 
 @dataclasses.dataclass
 class PreparedField:
-    image: np.ndarray  # C x h x w float32 at the network's scale
-    targets: np.ndarray  # 3 x h x w float32
-    truth: np.ndarray  # the annotation at the field's own size, for scoring
+    """A training or validation field at the network's scale, from :func:`prepare_field`.
+
+    Attributes
+    ----------
+    image : (C, h, w) float32 array
+        Normalised, at the network's scale.
+    targets : (3, h, w) float32 array
+        :func:`~stainfree.seg.targets.training_targets` of the labels at that scale.
+    truth : (H, W) int array
+        The annotation at the field's own size, for scoring.
+    """
+
+    image: np.ndarray
+    targets: np.ndarray
+    truth: np.ndarray
 
 
-def prepare_field(image: np.ndarray, labels: np.ndarray, scale: float, normalisation: dict, representation: str = "flows") -> PreparedField:
+def prepare_field(
+    image: np.ndarray, labels: np.ndarray, *, scale: float, normalisation: dict, representation: str = "flows"
+) -> PreparedField:
+    """Normalise and rescale a field once, and compute its targets at the network's scale.
+
+    Parameters
+    ----------
+    image : (C, H, W) array
+    labels : (H, W) int array
+        Its instance labels.
+    scale : float
+        Field pixels to network pixels.
+    normalisation : dict
+        ``low`` and ``high`` percentiles of :func:`~stainfree.seg.model.normalise_field`.
+    representation : {"flows", "distance"}, default "flows"
+
+    Returns
+    -------
+    PreparedField
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.training import prepare_field
+    >>> labels = np.zeros((20, 20), int); labels[4:12, 4:12] = 1
+    >>> f = prepare_field(labels[None] * 1.0, labels, scale=0.5, normalisation={"low": 1.0, "high": 99.5})
+    >>> f.image.shape, f.targets.shape, f.truth.shape
+    ((1, 10, 10), (3, 10, 10), (20, 20))
+    """
     from .targets import training_targets
 
     x = rescale(normalise_field(image, low=normalisation["low"], high=normalisation["high"]), scale)
     small = resize_labels(labels, x.shape[-2:])
-    return PreparedField(x, training_targets(small, representation), np.asarray(labels))
+    return PreparedField(x, training_targets(small, representation=representation), np.asarray(labels))
 
 
-def dihedral(image, targets, k: int, flip: bool, *, vectors: bool):
-    """Rotate (C, H, W) image and targets by ``k`` quarter turns (rows towards columns, as
-    :func:`torch.rot90`), then mirror the columns when ``flip``. With ``vectors``, target
-    channels 1 and 2 are (row, col) vector components and turn with the picture.
+def dihedral(image, targets, *, k: int, flip: bool, vectors: bool):
+    """Rotate an image and its targets by ``k`` quarter turns, then mirror the columns when ``flip``.
 
+    Turns go rows towards columns, as :func:`torch.rot90`.
+
+    Parameters
+    ----------
+    image, targets : (C, H, W) torch.Tensor
+    k : int
+    flip : bool
+    vectors : bool
+        Target channels 1 and 2 are (row, col) vector components, which turn with the picture.
+
+    Returns
+    -------
+    image, targets : torch.Tensor
+
+    Examples
+    --------
+    >>> import numpy as np
     >>> import torch
     >>> from stainfree.seg.targets import training_targets
+    >>> from stainfree.seg.training import dihedral
     >>> lab = np.zeros((9, 9), int); lab[1:4, 1:8] = 1; lab[5:8, 2:5] = 2
-    >>> t = torch.from_numpy(training_targets(lab, "flows"))
-    >>> _, turned = dihedral(t[:1], t, 1, True, vectors=True)
-    >>> direct = training_targets(np.rot90(lab, 1).copy()[:, ::-1].copy(), "flows")
+    >>> t = torch.from_numpy(training_targets(lab, representation="flows"))
+    >>> _, turned = dihedral(t[:1], t, k=1, flip=True, vectors=True)
+    >>> direct = training_targets(np.rot90(lab, 1).copy()[:, ::-1].copy(), representation="flows")
     >>> bool(torch.allclose(turned, torch.from_numpy(direct), atol=1e-5))
     True
     """
@@ -126,7 +234,7 @@ def _augment(batch, targets, generator, *, vectors: bool):
     for i in range(n):
         k = int(torch.randint(4, (1,), generator=generator))
         flip = bool(torch.randint(2, (1,), generator=generator))
-        batch[i], targets[i] = dihedral(batch[i], targets[i], k, flip, vectors=vectors)
+        batch[i], targets[i] = dihedral(batch[i], targets[i], k=k, flip=flip, vectors=vectors)
     u = torch.rand(n, 6, generator=generator)
     contrast = (0.7 + 0.7 * u[:, 0]).view(n, 1, 1, 1)
     shift = (0.3 * u[:, 1] - 0.15).view(n, 1, 1, 1)
@@ -145,8 +253,38 @@ def _augment(batch, targets, generator, *, vectors: bool):
     return torch.where(noisy, batch + noise, batch), targets
 
 
-def sample_batch(fields: Sequence[PreparedField], config: SegTrainConfig, generator):
-    """A batch of augmented crops and their targets (torch tensors)."""
+def sample_batch(fields: Sequence[PreparedField], *, config: SegTrainConfig, generator):
+    """A batch of augmented crops and their targets.
+
+    Fields are drawn in proportion to their area; each crop is zoomed at random within
+    ``config.scale_range``, turned and mirrored (:func:`dihedral`), and varied in intensity,
+    contrast, gamma, blur and noise.
+
+    Parameters
+    ----------
+    fields : sequence of PreparedField
+    config : SegTrainConfig
+        ``batch_size``, ``crop``, ``scale_range`` and ``representation`` are used.
+    generator : torch.Generator
+        The source of every random choice.
+
+    Returns
+    -------
+    images, targets : torch.Tensor
+        ``(batch_size, C, crop, crop)`` and ``(batch_size, 3, crop, crop)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from stainfree.seg.training import SegTrainConfig, prepare_field, sample_batch
+    >>> labels = np.zeros((40, 40), int); labels[4:20, 4:20] = 1
+    >>> field = prepare_field(labels[None] * 1.0, labels, scale=1.0, normalisation={"low": 1.0, "high": 99.5})
+    >>> config = SegTrainConfig(batch_size=2, crop=16)
+    >>> x, t = sample_batch([field], config=config, generator=torch.Generator().manual_seed(0))
+    >>> tuple(x.shape), tuple(t.shape)
+    ((2, 1, 16, 16), (2, 3, 16, 16))
+    """
     import torch
     from torch.nn import functional as F
 
@@ -170,10 +308,35 @@ def sample_batch(fields: Sequence[PreparedField], config: SegTrainConfig, genera
     return _augment(torch.stack(images), torch.stack(targets), generator, vectors=config.representation == "flows")
 
 
-def segmentation_loss(outputs, targets, representation: str = "flows"):
-    """``flows``: BCE on foreground plus half the squared error of the flows (learnt as
-    :data:`~stainfree.seg.model.FLOW_SCALE` x the unit vectors), as cellpose; ``distance``: BCE
-    on foreground and boundary plus 2 x squared error of the normalised distance."""
+def segmentation_loss(outputs, targets, *, representation: str = "flows"):
+    """The training loss of a batch of network outputs.
+
+    ``flows``: binary cross-entropy on the foreground plus half the squared error of the flows
+    (learnt as :data:`~stainfree.seg.model.FLOW_SCALE` x the unit vectors), as cellpose;
+    ``distance``: binary cross-entropy on foreground and boundary plus twice the squared error of
+    the normalised distance.
+
+    Parameters
+    ----------
+    outputs : (N, 3, H, W) torch.Tensor
+        The network's raw outputs (logits).
+    targets : (N, 3, H, W) torch.Tensor
+        From :func:`~stainfree.seg.targets.training_targets`.
+    representation : {"flows", "distance"}, default "flows"
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.seg.training import segmentation_loss
+    >>> out, target = torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)
+    >>> round(segmentation_loss(out, target).item(), 4), round(segmentation_loss(out, target, representation="distance").item(), 4)
+    (0.6931, 1.8863)
+    """
     from torch.nn import functional as F
 
     from .model import FLOW_SCALE
@@ -190,8 +353,36 @@ def segmentation_loss(outputs, targets, representation: str = "flows"):
 
 
 def score_fields(segmenter: Segmenter, fields: Sequence[PreparedField], *, device: str = "auto", maps=None) -> dict:
-    """Pooled instance F1 at IoU 0.5 and mean matched IoU of ``segmenter`` on prepared fields
-    (``maps``: the network's outputs on them, when already computed)."""
+    """Pooled instance scores of a segmenter on prepared fields.
+
+    Parameters
+    ----------
+    segmenter : Segmenter
+    fields : sequence of PreparedField
+    device : str, default "auto"
+    maps : list of (3, h, w) arrays, optional
+        The network's outputs on ``fields``, when already computed.
+
+    Returns
+    -------
+    dict
+        ``f1`` (at IoU 0.5), ``mean_matched_iou``, ``ap_50_95`` and the number of ``fields``
+        (:func:`~stainfree.seg.scoring.scores_from_counts`).
+
+    Examples
+    --------
+    Perfect maps (the targets themselves) give perfect scores:
+
+    >>> import numpy as np
+    >>> from stainfree.seg.model import Segmenter
+    >>> from stainfree.seg.networks import create_segmenter
+    >>> from stainfree.seg.training import prepare_field, score_fields
+    >>> labels = np.zeros((32, 32), int); labels[4:14, 4:14] = 1; labels[18:28, 16:30] = 2
+    >>> field = prepare_field(labels[None] * 1.0, labels, scale=1.0, normalisation={"low": 1.0, "high": 99.5})
+    >>> model = Segmenter(create_segmenter("unet", 1, 3, width=4, depth=2), "unet", {"width": 4, "depth": 2}, ["phase"], None, 1.0, 12.0)
+    >>> score_fields(model, [field], maps=[field.targets])
+    {'f1': 1.0, 'mean_matched_iou': 1.0, 'ap_50_95': 1.0, 'fields': 1}
+    """
     from .scoring import match_counts, pool_counts, scores_from_counts
 
     maps = maps if maps is not None else [segmenter.predict_maps(f.image, device=device) for f in fields]
@@ -200,14 +391,43 @@ def score_fields(segmenter: Segmenter, fields: Sequence[PreparedField], *, devic
     return {"f1": s["f1"], "mean_matched_iou": s["mean_matched_iou"], "ap_50_95": s["ap_50_95"], "fields": len(fields)}
 
 
+#: The foreground thresholds :func:`tune_foreground_threshold` tries.
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6, 0.7)
 
 
 def tune_foreground_threshold(segmenter: Segmenter, fields: Sequence[PreparedField], *, device: str = "auto") -> dict:
-    """Set the segmenter's foreground threshold to the one of :data:`FOREGROUND_THRESHOLDS` with
-    the best average precision over IoU 0.5-0.95 on ``fields`` (held-out validation fields,
-    never the fields a benchmark reports), which rewards finding cells and outlining them well;
-    returns the scores of each threshold."""
+    """Set the segmenter's foreground threshold to the best of :data:`FOREGROUND_THRESHOLDS`.
+
+    The best has the highest average precision over IoU 0.5-0.95 on ``fields``, which rewards
+    finding cells and outlining them well; ties go to the threshold nearest 0.5. Use held-out
+    validation fields, never the fields a benchmark reports.
+
+    Parameters
+    ----------
+    segmenter : Segmenter
+        Changed in place (``instance_params``).
+    fields : sequence of PreparedField
+    device : str, default "auto"
+
+    Returns
+    -------
+    dict
+        :func:`score_fields` of each threshold (as a string), rounded to 4 decimals.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.seg.model import Segmenter
+    >>> from stainfree.seg.networks import create_segmenter
+    >>> from stainfree.seg.training import prepare_field, tune_foreground_threshold
+    >>> labels = np.zeros((32, 32), int); labels[4:14, 4:14] = 1
+    >>> field = prepare_field(labels[None] * 1.0, labels, scale=1.0, normalisation={"low": 1.0, "high": 99.5})
+    >>> model = Segmenter(create_segmenter("unet", 1, 3, width=4, depth=2), "unet", {"width": 4, "depth": 2}, ["phase"], None, 1.0, 12.0)
+    >>> list(tune_foreground_threshold(model, [field], device="cpu"))
+    ['0.4', '0.5', '0.6', '0.7']
+    >>> model.instance_params.foreground_threshold in (0.4, 0.5, 0.6, 0.7)
+    True
+    """
     maps = [segmenter.predict_maps(f.image, device=device) for f in fields]
     tried = {}
     for threshold in FOREGROUND_THRESHOLDS:
@@ -243,6 +463,11 @@ def train_segmenter(
 ) -> Segmenter:
     """Train (or, with ``init``, fine-tune) a segmenter on fields and their instance labels.
 
+    Each step draws a batch with :func:`sample_batch` and minimises :func:`segmentation_loss`
+    (AdamW, one-cycle learning rate). Every ``config.validate_every`` steps the held-out fields are
+    scored (:func:`score_fields`) and a checkpoint written; at the end the foreground threshold is
+    tuned on them (:func:`tune_foreground_threshold`).
+
     Parameters
     ----------
     images : sequence of (C, H, W) arrays
@@ -252,21 +477,43 @@ def train_segmenter(
     channels : sequence of str
         Channel names, stored with the model.
     config : SegTrainConfig, optional
+        Default ``SegTrainConfig()``.
     validation : (images, labels), optional
         Held-out fields, scored at every validation.
     pixel_size : float, optional
         Micrometres per pixel of the fields, stored so other fields can be rescaled to match.
     init : Segmenter, optional
-        A model to start from (same channels); its scale is kept.
+        A model to start from (same channels); its scale, network and post-processing are kept.
     out : path, optional
         Where the model will be saved; a checkpoint ``<out>.checkpoint`` is written at every
-        validation and, with ``resume``, training continues from it.
+        validation.
+    resume : bool, default False
+        Continue from the checkpoint of ``out``, when there is one.
     provenance : dict, optional
-        Stored in the model (training data, licence, command).
+        Stored in the model (training data, licence, command), with the configuration and history.
 
     Returns
     -------
     Segmenter
+        In eval mode; not saved (call :meth:`~stainfree.seg.model.Segmenter.save`).
+
+    Raises
+    ------
+    StainfreeError
+        When the settings are out of range, the numbers of fields and annotations differ or are
+        zero, the annotations hold no objects, or ``init`` has other channels.
+
+    Examples
+    --------
+    Two steps on one small synthetic field (a real model needs hundreds):
+
+    >>> from stainfree.datasets.synthetic import make_field
+    >>> from stainfree.seg.training import SegTrainConfig, train_segmenter
+    >>> field = make_field((64, 64), n_cells=4)
+    >>> config = SegTrainConfig(steps=2, batch_size=2, crop=32, width=4, depth=2, diameter=12)
+    >>> model = train_segmenter([field.brightfield[None]], [field.labels], channels=["phase"], config=config)
+    >>> model.representation, model.channels, [h["step"] for h in model.provenance["history"]]
+    ('flows', ['phase'], [2])
     """
     import torch
 
@@ -322,8 +569,8 @@ def _run_steps(
     began, running = time.monotonic(), []
     for step in progress(range(start, config.steps), desc="training steps", unit="steps", log=logger, every_s=30):
         network.train()
-        x, t = sample_batch(train, config, state["generator"])
-        loss = segmentation_loss(network(x.to(dev, memory_format=torch.channels_last)), t.to(dev), segmenter.representation)
+        x, t = sample_batch(train, config=config, generator=state["generator"])
+        loss = segmentation_loss(network(x.to(dev, memory_format=torch.channels_last)), t.to(dev), representation=segmenter.representation)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -358,8 +605,9 @@ def _prepare_training(images, labels, validation, *, channels, config: SegTrainC
         with torch.random.fork_rng():  # seeded initial weights, without touching the caller's global seed
             torch.manual_seed(config.seed)
             network = create_segmenter(arch, len(channels), 3, **arch_kwargs)
-    train = [prepare_field(x, y, scale, normalisation, representation) for x, y in zip(images, labels)]
-    held = [prepare_field(x, y, scale, normalisation, representation) for x, y in zip(*validation)] if validation else []
+    kwargs = {"scale": scale, "normalisation": normalisation, "representation": representation}
+    train = [prepare_field(x, y, **kwargs) for x, y in zip(images, labels)]
+    held = [prepare_field(x, y, **kwargs) for x, y in zip(*validation)] if validation else []
     diameter = median_diameter([resize_labels(y, f.image.shape[-2:]) for y, f in zip(labels, train)])
     params = (
         init.instance_params

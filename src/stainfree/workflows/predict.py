@@ -129,9 +129,9 @@ def run_predict(
     }
     if "label" in table and table["label"].notna().any():
         positive = label_names[1] if label_channel is not None else None
-        summary["against_labels"] = labelled_scores(table, clf.classes, positive)
+        summary["against_labels"] = labelled_scores(table, clf.classes, positive=positive)
         summary["against_labels"]["per_field"] = {
-            name: labelled_scores(group, clf.classes, positive) for name, group in table.groupby("field", sort=False)
+            name: labelled_scores(group, clf.classes, positive=positive) for name, group in table.groupby("field", sort=False)
         }
         if result.label_fit is not None:
             summary["label_fit"] = result.label_fit.as_dict()
