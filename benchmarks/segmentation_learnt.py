@@ -48,7 +48,7 @@ def folds(n_folds: int = 5, seed: int = 0) -> list[tuple[list[str], list[str]]]:
 
 
 def cross_validation(steps: int | None, which: list[int], *, diameter: float | None = None, save_models: Path | None = None) -> dict:
-    from stainfree.seg.model import normalise_field, rescale
+    from stainfree.seg.resize import normalise_field, rescale
     from stainfree.seg.scoring import match_counts, pool_counts, scores_from_counts
     from stainfree.seg.training import (
         FOREGROUND_THRESHOLDS,

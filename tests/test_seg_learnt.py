@@ -138,7 +138,7 @@ def test_save_and_load_keep_weights_scale_and_provenance(tiny_training, tmp_path
 
 
 def test_a_field_too_large_for_memory_is_refused_before_any_work(tiny_training, monkeypatch):
-    from stainfree.seg import model as model_module
+    from stainfree.seg import resize as model_module
     from stainfree.utils import StainfreeError
 
     monkeypatch.setattr(model_module, "available_memory", lambda: 2**20)

@@ -7,8 +7,10 @@ Learnt instance segmentation of unstained cells:
 - :mod:`.instances`: network outputs to instance labels (seeded watershed, size filter);
 - :mod:`.model`: :class:`~stainfree.seg.model.Segmenter`, a trained network with everything
   needed to reuse it (scale, channels, normalisation, provenance), tiled prediction;
+- :mod:`.resize`: fields at the network's scale and back, tiling and memory checks;
 - :mod:`.annotations`: label images, ImageJ ROI sets, COCO JSON and binary masks;
 - :mod:`.training`: training and fine-tuning from annotated fields;
+- :mod:`.batches`: augmented training crops and the loss;
 - :mod:`.scoring`: instance F1, average precision, splits and merges against a ground truth.
 
 Beside it:

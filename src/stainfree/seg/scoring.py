@@ -263,7 +263,7 @@ def outline_overlay(image: np.ndarray, truth: np.ndarray | None, predicted: np.n
     >>> rgb.shape, rgb[2, 2].tolist(), rgb[0, 0].tolist()
     ((6, 6, 3), [255, 255, 255], [0, 0, 0])
     """
-    from .model import normalise_field, resize_labels
+    from .resize import normalise_field, resize_labels
     from .targets import instance_boundaries
 
     image = np.asarray(image)
