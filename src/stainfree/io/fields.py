@@ -140,12 +140,12 @@ def read_fields(
     ----------
     path : path
         The file.
-    channels : sequence of str, optional
+    channels : list of str, optional
         Names for the channels, in file order. Default: the names stored in an OME-TIFF, else
         ``ch0``, ``ch1``, ... (``red``, ``green``, ``blue`` for colour images).
-    grey : bool
+    grey : bool, default False
         Convert a colour image to one grey channel (``grey``).
-    planes : {"channels", "fields"}
+    planes : {"channels", "fields"}, default "channels"
         What z-slices, time points and extra pages become: extra channels named
         ``<channel>_z0``, ``<channel>_t3`` ... (default), or separate fields named
         ``<stem>_z0`` ....
