@@ -90,7 +90,7 @@ def main() -> None:
     result: dict = {"import": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cells = make_cells(args.import_cells // 2, size=64, seed=0)
+        cells = make_cells(args.import_cells // 2, size=64, random_state=0)
         write_class_folders(cells, tmp / "pngs")
         result["import"]["png_class_folders_64px"] = time_import(tmp / "pngs")
     jurkat = SHARED / "jurkat-bbbc048"

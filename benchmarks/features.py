@@ -88,7 +88,7 @@ def speed(n_cells: int) -> dict:
     from stainfree.datasets.synthetic import make_cells
     from stainfree.pp.features import measure
 
-    one = make_cells(n_cells // 2, size=64, seed=0).load()
+    one = make_cells(n_cells // 2, size=64, random_state=0).load()
     images = one.read(slice(None))
     two = CellSet(np.concatenate([images, 255 - images], axis=1), one.table, channels=["bf", "inverted"])
     out = {"cells": len(one), "size": "64x64"}

@@ -91,7 +91,7 @@ def speed(repeats: int = 3) -> dict:
     fields = {}
     if (DATA / "nuclei-field").is_dir():
         fields["fluorescence_2048 (nuclei field tiled 4x4)"] = np.tile(tifffile.imread(DATA / "nuclei-field" / "img2d.tif"), (4, 4))
-    fields["brightfield_2048 (synthetic)"] = make_field((2048, 2048), n_cells=1500, seed=0).brightfield
+    fields["brightfield_2048 (synthetic)"] = make_field((2048, 2048), n_cells=1500, random_state=0).brightfield
     out = {}
     for name, image in fields.items():
         times, cells = [], 0
@@ -124,12 +124,12 @@ def mixed_population(seeds=(0, 1, 2)) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for seed in seeds:
-            train = make_cells(300, size=32, seed=1 + seed)
+            train = make_cells(300, size=32, random_state=1 + seed)
             clf, _ = fit(train.images, train.labels, channels=train.channels, config=TrainConfig.for_data(train, epochs=20, seed=seed))
             clf.save(tmp / f"m{seed}.safetensors")
             paths = []
             for k in range(5):
-                f = make_field((512, 512), n_cells=70, seed=1000 * (seed + 1) + k)
+                f = make_field((512, 512), n_cells=70, random_state=1000 * (seed + 1) + k)
                 paths.append(tmp / f"s{seed}f{k}.tif")
                 tifffile.imwrite(paths[-1], np.stack([f.brightfield.astype(np.uint16), f.fluorescence]))
             _, summary = run_predict(

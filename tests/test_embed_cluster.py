@@ -55,7 +55,7 @@ def test_barlow_twins_loss_matches_the_formula_and_its_invariances():
 def test_pca_embedding_is_pca_of_the_normalised_pixels(tmp_path):
     from sklearn.decomposition import PCA
 
-    cells = make_cells(20, size=16, seed=1)
+    cells = make_cells(20, size=16, random_state=1)
     emb, _ = fit_embedder(cells.read(slice(None)), channels=cells.channels, config=EmbedConfig(method="pca", dim=5))
     x = emb.prepare(cells.read(slice(None))).reshape(len(cells), -1)
     expected = PCA(5, random_state=0).fit_transform(x)
@@ -64,14 +64,14 @@ def test_pca_embedding_is_pca_of_the_normalised_pixels(tmp_path):
     emb.save(tmp_path / "p.safetensors")
     np.testing.assert_array_equal(Embedder.load(tmp_path / "p.safetensors").transform(cells.read(slice(None))), got)
     # the component count is the one asked for (64 included), or 50 when none is
-    more = make_cells(40, size=16, seed=1).read(slice(None))
+    more = make_cells(40, size=16, random_state=1).read(slice(None))
     assert fit_embedder(more, channels=["bf"], config=EmbedConfig(method="pca", dim=64))[0].width == 64
     assert fit_embedder(more, channels=["bf"], config=EmbedConfig(method="pca"))[0].width == 50
 
 
 @pytest.mark.parametrize("method", [m for m in EMBED_METHODS if m != "pca"])
 def test_every_trained_embedder_trains_saves_and_reloads(method, tmp_path):
-    cells = make_cells(12, size=16, seed=2)
+    cells = make_cells(12, size=16, random_state=2)
     images = cells.read(slice(None))
     config = EmbedConfig(method=method, model="cnn3" if method == "slc" else None, epochs=1, batch_size=8, dim=8)
     emb, history = fit_embedder(images, channels=cells.channels, config=config)
@@ -85,7 +85,7 @@ def test_every_trained_embedder_trains_saves_and_reloads(method, tmp_path):
 def test_stage_pooling_and_dihedral_averaging():
     import torch
 
-    cells = make_cells(12, size=16, seed=4)
+    cells = make_cells(12, size=16, random_state=4)
     images = cells.read(slice(None))
     config = EmbedConfig(method="barlow", model="resnet_small", epochs=1, batch_size=8, dim=8, tta="none")
     emb, _ = fit_embedder(images, channels=cells.channels, config=config)
@@ -136,7 +136,7 @@ def test_stage_pooling_and_dihedral_averaging():
 
 
 def test_embed_errors():
-    cells = make_cells(3, size=16, seed=0)
+    cells = make_cells(3, size=16, random_state=0)
     with pytest.raises(ValueError, match="too few for barlow"):
         fit_embedder(cells.read(slice(None)), channels=cells.channels, config=EmbedConfig(method="barlow"))
     with pytest.raises(ValueError, match="unknown embedding method 'umap'"):
@@ -216,7 +216,7 @@ def test_probes_on_a_separable_embedding():
 def test_model_path_embeds_with_a_classifier(tmp_path):
     from stainfree.ml.train import TrainConfig, fit
 
-    cells = make_cells(10, size=16, seed=3)
+    cells = make_cells(10, size=16, random_state=3)
     clf, _ = fit(cells.read(slice(None)), cells.labels, channels=cells.channels, config=TrainConfig(epochs=1, batch_size=8))
     clf.save(tmp_path / "m.safetensors")
     ad = embed_cells(cells, method=f"model:{tmp_path / 'm.safetensors'}")
@@ -228,7 +228,7 @@ def test_model_path_embeds_with_a_classifier(tmp_path):
 def test_embed_and_cluster_from_the_command_line(tmp_path):
     from stainfree.core.cellset import CellSet
 
-    one = make_cells(40, size=24, seed=5)
+    one = make_cells(40, size=24, random_state=5)
     # a second channel standing in for a stain: the embedding and its pixel probes never see it
     stain = np.full_like(one.read(slice(None)), 7)
     cells = CellSet(np.concatenate([one.read(slice(None)), stain], axis=1), one.table, channels=["bf", "stain"], groups=one.groups)

@@ -19,7 +19,7 @@ def run(*args):
 @pytest.fixture(scope="module")
 def small_cells(tmp_path_factory):
     path = tmp_path_factory.mktemp("cells") / "s.cells"
-    make_cells(24, size=24, flasks_per_line=3, seed=2).save(path)
+    make_cells(24, size=24, flasks_per_line=3, random_state=2).save(path)
     return path
 
 
@@ -69,14 +69,14 @@ def test_evaluate_bad_input(small_cells, tmp_path, extra, message):
 
 
 def test_group_column_with_one_value_is_refused(tmp_path):
-    cs = make_cells(6, size=16, flasks_per_line=1, seed=0)
+    cs = make_cells(6, size=16, flasks_per_line=1, random_state=0)
     cs.table["dish"] = "d1"
     with pytest.raises(sf.StainfreeError, match="only one value"):
         evaluate(cs, group="dish", protocol="leave-one-group-out", config=TrainConfig(epochs=1))
 
 
 def test_predict_refuses_missing_channels(small_cells, tmp_path):
-    cs = make_cells(6, size=24, flasks_per_line=1, seed=0)
+    cs = make_cells(6, size=24, flasks_per_line=1, random_state=0)
     from stainfree.ml.train import fit
 
     clf, _ = fit(cs.images, cs.labels, channels=["other"], config=TrainConfig(epochs=1))
@@ -92,16 +92,16 @@ def test_predict_resizes_other_sizes_with_a_warning(tmp_path, caplog):
     from stainfree.ml.classifier import predict_cells
     from stainfree.ml.train import fit
 
-    cs = make_cells(6, size=24, flasks_per_line=1, seed=0)
+    cs = make_cells(6, size=24, flasks_per_line=1, random_state=0)
     clf, _ = fit(cs.images, cs.labels, channels=cs.channels, config=TrainConfig(epochs=1))
-    bigger = make_cells(3, size=32, flasks_per_line=1, seed=1)
+    bigger = make_cells(3, size=32, flasks_per_line=1, random_state=1)
     with caplog.at_level("WARNING"):
         table = predict_cells(clf, bigger)
     assert len(table) == 6 and "resizing them" in caplog.text
 
 
 def test_interrupted_evaluation_resumes_finished_splits(tmp_path, caplog):
-    cs = make_cells(12, size=16, flasks_per_line=2, seed=0)
+    cs = make_cells(12, size=16, flasks_per_line=2, random_state=0)
     config = TrainConfig(epochs=1)
     first = evaluate(cs, group="flask", n_folds=2, config=config, baselines=["majority"], work_dir=tmp_path / "work", n_boot=0)
     assert sorted(p.name for p in (tmp_path / "work").glob("*.parquet")) == ["split001.parquet", "split002.parquet"]
@@ -114,7 +114,7 @@ def test_interrupted_evaluation_resumes_finished_splits(tmp_path, caplog):
 def test_cross_group_and_audit_and_learning_curve(tmp_path):
     from stainfree.workflows.evaluate import run_evaluate
 
-    cs = make_cells(12, size=16, flasks_per_line=2, seed=0)
+    cs = make_cells(12, size=16, flasks_per_line=2, random_state=0)
     config = TrainConfig(epochs=1)
     out, m = run_evaluate(cs, tmp_path / "cg", protocol="cross-group", group="flask", config=config, baselines=["majority"])
     # every flask holds one line, so the smallest pools are flask pairs (one flask of each line)
@@ -141,7 +141,7 @@ def test_compare_conditions_and_seeds(tmp_path):
 
     from stainfree.core.cellset import CellSet
 
-    base = make_cells(12, size=16, flasks_per_line=2, seed=0)
+    base = make_cells(12, size=16, flasks_per_line=2, random_state=0)
     two = CellSet(
         np.concatenate([base.images, base.images[:, :, ::-1]], axis=1), base.table, channels=["bf", "bf_flipped"], groups=base.groups
     )
@@ -179,7 +179,7 @@ def test_nan_pixels_are_named(tmp_path):
 
     from stainfree.core.cellset import CellSet
 
-    cs = make_cells(6, size=16, flasks_per_line=1, seed=0)
+    cs = make_cells(6, size=16, flasks_per_line=1, random_state=0)
     images = cs.images.astype(np.float32)
     images[4, 0, 3, 3] = np.nan
     bad = CellSet(images, cs.table, channels=cs.channels)
@@ -188,7 +188,7 @@ def test_nan_pixels_are_named(tmp_path):
 
 
 def test_outline_only_baseline_runs_on_the_same_splits():
-    cs = make_cells(12, size=24, flasks_per_line=2, seed=0)
+    cs = make_cells(12, size=24, flasks_per_line=2, random_state=0)
     ev = evaluate(cs, group="flask", n_folds=2, config=TrainConfig(epochs=2), baselines=["outline_cnn"], n_boot=0)
     assert "baseline_outline_cnn" in ev.predictions.columns
     assert set(ev.metrics["baselines"]) == {"outline_cnn"}

@@ -88,7 +88,7 @@ def test_explain_writes_the_folder_atomically(tmp_path):
 
 
 def test_explain_cli_on_measured_synthetic_lines(tmp_path):
-    cells = make_cells(40, size=32, seed=1)
+    cells = make_cells(40, size=32, random_state=1)
     cells.save(tmp_path / "c.cells")
     assert run_cli("features", tmp_path / "c.cells", "-o", tmp_path / "f.parquet").returncode == 0
     r = run_cli("explain", tmp_path / "f.parquet", "--by", "label", "--from", tmp_path / "c.cells", "-o", tmp_path / "ex")

@@ -76,7 +76,7 @@ def test_a_square_cell_has_exact_shape_and_intensity():
 
 
 def test_shape_features_do_not_depend_on_rotation_and_texture_directions_swap():
-    cells = make_cells(4, size=40, seed=3)
+    cells = make_cells(4, size=40, random_state=3)
     images = cells.read(slice(None))
     rotated = np.rot90(images, 1, axes=(2, 3)).copy()
     a = measure(_cells(images))
@@ -137,7 +137,7 @@ def test_the_default_mask_follows_the_first_channel():
 
 
 def test_features_cli_writes_one_row_per_cell(tmp_path):
-    cells = make_cells(6, size=32, seed=0)
+    cells = make_cells(6, size=32, random_state=0)
     cells.save(tmp_path / "c.cells")
     out = tmp_path / "f.parquet"
     r = run_cli("features", str(tmp_path / "c.cells"), "-o", str(out), "--scales", "2")

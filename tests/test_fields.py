@@ -31,7 +31,7 @@ def write_mixed_fields(folder, n_fields=3, *, shape=(384, 384), seed=100):
     folder.mkdir(parents=True, exist_ok=True)
     paths, truths = [], []
     for s in range(n_fields):
-        f = make_field(shape, n_cells=45, seed=seed + s)
+        f = make_field(shape, n_cells=45, random_state=seed + s)
         path = folder / f"field{s}.tif"
         tifffile.imwrite(path, np.stack([f.brightfield.astype(np.uint16), f.fluorescence]))
         paths.append(path)
@@ -134,7 +134,7 @@ def test_empty_field_gives_no_objects():
 
 
 def test_brightfield_segmentation_of_synthetic_field():
-    f = make_field((384, 384), n_cells=40, seed=3)
+    f = make_field((384, 384), n_cells=40, random_state=3)
     r = segment(f.brightfield, mode="auto")
     s = instance_scores(f.labels, r.labels)
     assert s["f1"] >= 0.9, s
@@ -318,7 +318,7 @@ def test_cellset_masks_survive_save_select_and_concat(tmp_path):
 def test_mixed_population_fields_are_classified_against_the_fluorescence_label(tmp_path):
     from stainfree.ml.train import TrainConfig, fit
 
-    train = make_cells(300, size=32, seed=1)  # single-line flasks
+    train = make_cells(300, size=32, random_state=1)  # single-line flasks
     clf, _ = fit(train.images, train.labels, channels=train.channels, config=TrainConfig.for_data(train, epochs=20))
     clf.save(tmp_path / "model.safetensors")
     paths, _ = write_mixed_fields(tmp_path / "fields")

@@ -166,8 +166,12 @@ def test_ifc_missing_channel_is_named(tmp_path):
 
 
 def test_merge_classes_at_import(tmp_path):
-    cs = sf.import_cells(ifc_folder(tmp_path / "ifc"), channels="Ch3", merge_classes="G1,M=All")
+    cs = sf.import_cells(ifc_folder(tmp_path / "ifc"), channels=["Ch3"], merge_classes={"All": ["G1", "M"]})
     assert cs.class_counts().to_dict() == {"All": 4}
+    assert cs.provenance[-1]["merge_classes"] == {"All": ["G1", "M"]}
+    # the command-line strings are still accepted
+    same = sf.import_cells(tmp_path / "ifc", channels="Ch3", merge_classes="G1,M=All")
+    assert same.class_counts().to_dict() == {"All": 4}
 
 
 def test_manifest_with_per_channel_paths_labels_and_metadata(tmp_path):
@@ -207,7 +211,7 @@ def test_write_class_folders_round_trip(tmp_path):
     from stainfree.datasets.synthetic import make_cells
     from stainfree.io.export import write_class_folders
 
-    cs = make_cells(3, size=24, flasks_per_line=1, seed=3)
+    cs = make_cells(3, size=24, flasks_per_line=1, random_state=3)
     files = write_class_folders(cs, tmp_path / "export")
     back = sf.import_cells(tmp_path / "export")
     assert sorted(back.table["source"]) == sorted(files)

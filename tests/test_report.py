@@ -19,7 +19,7 @@ from stainfree.workflows.evaluate import run_evaluate
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
-    cells = make_cells(30, size=32, flasks_per_line=3, seed=4)
+    cells = make_cells(30, size=32, flasks_per_line=3, random_state=4)
     cells.save(root / "c.cells")
     config = TrainConfig.for_data(cells, epochs=3)
     out, _ = run_evaluate(

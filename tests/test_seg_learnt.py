@@ -26,7 +26,7 @@ def cli(capsys, *args):
 def synthetic_fields(n, *, size=128, seed=0):
     from stainfree.datasets.synthetic import make_field
 
-    fields = [make_field((size, size), n_cells=12, density="high", seed=seed + k) for k in range(n)]
+    fields = [make_field((size, size), n_cells=12, density="high", random_state=seed + k) for k in range(n)]
     return [f.brightfield[None] for f in fields], [f.labels for f in fields]
 
 

@@ -4,13 +4,13 @@ from stainfree.datasets.synthetic import make_cells, make_field
 
 
 def test_same_seed_same_cells_other_seed_other_cells():
-    a, b, c = make_cells(5, size=32, seed=7), make_cells(5, size=32, seed=7), make_cells(5, size=32, seed=8)
+    a, b, c = make_cells(5, size=32, random_state=7), make_cells(5, size=32, random_state=7), make_cells(5, size=32, random_state=8)
     np.testing.assert_array_equal(a.images, b.images)
     assert not np.array_equal(a.images, c.images)
 
 
 def test_lines_differ_in_size_and_shape_as_documented():
-    cs, masks = make_cells(150, size=64, flasks_per_line=2, seed=0, return_masks=True)
+    cs, masks = make_cells(150, size=64, flasks_per_line=2, random_state=0, return_masks=True)
     area = cs.table.groupby("label")["area"].median()
     assert area["spindle"] > 1.25 * area["round"]
     # elongation from the mask's second moments
@@ -22,7 +22,7 @@ def test_lines_differ_in_size_and_shape_as_documented():
 
 
 def test_flasks_hold_one_line_and_carry_density():
-    cs = make_cells(40, size=32, flasks_per_line=4, seed=1)
+    cs = make_cells(40, size=32, flasks_per_line=4, random_state=1)
     per_flask = cs.table.groupby("flask")["label"].nunique()
     assert (per_flask == 1).all() and len(per_flask) == 8
     assert set(cs.table["density"]) == {"low", "high"}
@@ -33,14 +33,14 @@ def test_flasks_hold_one_line_and_carry_density():
 
 
 def test_flask_background_differs_between_flasks():
-    cs = make_cells(30, size=48, flasks_per_line=3, seed=2)
+    cs = make_cells(30, size=48, flasks_per_line=3, random_state=2)
     corner = cs.images[:, 0, :6, :6].reshape(len(cs), -1).mean(1)
     means = cs.table.assign(bg=corner).groupby("flask")["bg"].mean()
     assert means.max() - means.min() > 10  # grey levels
 
 
 def test_field_masks_labels_and_fluorescence_ground_truth():
-    f = make_field((256, 256), n_cells=20, seed=4)
+    f = make_field((256, 256), n_cells=20, random_state=4)
     assert f.labels.max() == len(f.cells) and len(f.cells) >= 15
     for _, row in f.cells.iterrows():
         region = f.labels == row["label_id"]

@@ -79,7 +79,7 @@ def test_folds_hold_whole_groups_and_refuse_too_few():
 
 
 def test_fit_learns_synthetic_lines_and_model_round_trips(tmp_path):
-    cs = make_cells(60, size=32, flasks_per_line=2, seed=0)
+    cs = make_cells(60, size=32, flasks_per_line=2, random_state=0)
     images, labels = cs.images, cs.labels
     clf, history = fit(images, labels, channels=cs.channels, config=TrainConfig(epochs=15, seed=0, val_fraction=0.15, batch_size=32))
     assert 1 <= len(history) <= 15 and "val_loss" in history[0]
@@ -101,7 +101,7 @@ def test_fit_refuses_a_class_with_one_cell():
 def test_group_cross_validation_beats_baselines_on_synthetic_lines():
     # one density only: with mixed densities a fold can confound density with line, which is
     # real (and what group-aware evaluation exposes) but not what this test is about
-    cs = make_cells(80, size=40, flasks_per_line=3, densities=("low",), seed=1)
+    cs = make_cells(80, size=40, flasks_per_line=3, densities=("low",), random_state=1)
     ev = cross_validate(cs, group="flask", n_folds=3, config=TrainConfig.for_data(cs, epochs=40), n_boot=200)
     pred = ev.predictions
     assert len(pred) == 160 and sorted(pred["split"].unique()) == ["fold1", "fold2", "fold3"]
@@ -117,7 +117,7 @@ def test_group_cross_validation_beats_baselines_on_synthetic_lines():
 
 
 def test_random_split_with_groups_warns(caplog):
-    cs = make_cells(10, size=16, flasks_per_line=2, seed=1)
+    cs = make_cells(10, size=16, flasks_per_line=2, random_state=1)
     with caplog.at_level("WARNING"):
         ev = evaluate(cs, n_folds=2, config=TrainConfig(epochs=1), baselines=["majority"], n_boot=0)
     assert "random split although the set has group columns (flask)" in caplog.text

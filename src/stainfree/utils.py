@@ -18,12 +18,34 @@ T = TypeVar("T")
 
 
 class StainfreeError(ValueError):
-    """A problem with the user's input, reported as one line (the CLI prints it and exits 1)."""
+    """A problem with the user's input, reported as one line (the CLI prints it and exits 1).
+
+    A subclass of :class:`ValueError`, so code that catches ``ValueError`` catches it too.
+
+    Examples
+    --------
+    >>> from stainfree.utils import StainfreeError
+    >>> isinstance(StainfreeError("cells.cells: no such CellSet"), ValueError)
+    True
+    """
 
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type name when the message is empty.
 
+    Parameters
+    ----------
+    exc : BaseException
+        Any exception.
+
+    Returns
+    -------
+    str
+        Short enough for a one-line error report.
+
+    Examples
+    --------
+    >>> from stainfree.utils import first_line
     >>> first_line(ValueError("bad\\nmore")), first_line(KeyError())
     ('bad', 'KeyError')
     """
@@ -44,6 +66,32 @@ def progress(
 
     Progress goes through :mod:`logging` (not a terminal-only bar), so it shows in a shell, in CI
     logs and in notebooks alike; silence it with the log level.
+
+    Parameters
+    ----------
+    iterable : iterable
+        What to iterate over.
+    total : int, optional
+        Number of items, shown as ``count/total``; taken from ``len(iterable)`` when it has one.
+    desc : str, default ""
+        What is being done, at the start of every message.
+    unit : str, default "items"
+        What is counted.
+    log : logging.Logger, optional
+        Where to log (default this module's logger), at level INFO.
+    every_s : float, default 5.0
+        Seconds between progress messages.
+
+    Yields
+    ------
+    object
+        The items of ``iterable``, unchanged.
+
+    Examples
+    --------
+    >>> from stainfree.utils import progress
+    >>> list(progress(range(3), desc="demo"))
+    [0, 1, 2]
     """
     log = log or logger
     if total is None and hasattr(iterable, "__len__"):
@@ -79,6 +127,36 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
     untouched (no half-written output can look complete). An existing ``path`` is refused unless
     ``force``; even with ``force`` only a file, an empty folder, or a folder holding ``marker``
     (a previous output of the same kind) is replaced, so ``-o .`` can never wipe a user's folder.
+
+    Parameters
+    ----------
+    path : path
+        The output folder.
+    force : bool, default False
+        Replace an existing ``path`` (see above for what may be replaced).
+    marker : str, optional
+        A file name that marks a folder as a previous output of this kind.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary folder, a sibling of ``path``.
+
+    Raises
+    ------
+    StainfreeError
+        When ``path`` exists and ``force`` is not given, or it may not be replaced.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stainfree.utils import atomic_output_dir
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with atomic_output_dir(Path(tmp) / "run") as folder:
+    ...         _ = (folder / "metrics.json").write_text("{}")
+    ...     print(sorted(p.name for p in Path(tmp, "run").iterdir()))
+    ['metrics.json']
     """
     path = Path(path)
     if path.exists():
@@ -107,7 +185,28 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write a file through a temporary name in the same folder and rename it into place."""
+    """Write a file through a temporary name in the same folder and rename it into place.
+
+    A reader never sees a half-written file, and an existing file is replaced only once the new
+    one is complete.
+
+    Parameters
+    ----------
+    path : path
+        The file to write (its folder must exist).
+    data : bytes
+        The whole content.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stainfree.utils import atomic_write_bytes
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     atomic_write_bytes(Path(tmp) / "a.txt", b"hello")
+    ...     print(Path(tmp, "a.txt").read_text(), len(list(Path(tmp).iterdir())))
+    hello 1
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
@@ -119,17 +218,61 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def refuse_existing(path: str | os.PathLike | None, *, force: bool) -> None:
-    """Stop, with one line, before anything is computed for an output that exists (unless
-    ``force``); ``None`` (no output asked for) passes.
+    """Stop, with one line, before anything is computed for an output that exists (unless ``force``).
 
+    Parameters
+    ----------
+    path : path or None
+        The output; ``None`` (no output asked for) passes.
+    force : bool
+        Allow an existing ``path`` (it will be replaced later).
+
+    Raises
+    ------
+    StainfreeError
+        When ``path`` exists and ``force`` is false.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stainfree.utils import refuse_existing
     >>> refuse_existing(None, force=False)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     refuse_existing(tmp, force=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    stainfree.utils.StainfreeError: ...: already exists; pass --force to replace it
     """
     if path is not None and Path(path).exists() and not force:
         raise StainfreeError(f"{path}: already exists; pass --force to replace it")
 
 
 def write_parquet(table, path: str | os.PathLike, *, force: bool = False) -> Path:
-    """Write a DataFrame to ``path`` atomically; an existing file needs ``force``."""
+    """Write a DataFrame to a parquet file atomically, without its index.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The table.
+    path : path
+        The ``.parquet`` file.
+    force : bool, default False
+        Replace an existing file; without it, one raises :class:`StainfreeError`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> from stainfree.utils import read_parquet, write_parquet
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = write_parquet(pd.DataFrame({"area": [10, 12]}), f"{tmp}/t.parquet")
+    ...     print(read_parquet(path)["area"].tolist())
+    [10, 12]
+    """
     import io
 
     path = Path(path)
@@ -148,6 +291,16 @@ def read_parquet(path: str | os.PathLike):
     apache/arrow#34314 and #50482). Reading on the calling thread, without pre-buffering
     on pyarrow's I/O pool, avoids that; the tables stainfree reads are small enough that
     threads gain nothing.
+
+    Parameters
+    ----------
+    path : path
+        A parquet file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table (see :func:`write_parquet` for an example).
     """
     import pandas as pd
 
@@ -158,7 +311,25 @@ def lazy_exports(package: str, exports: dict[str, str]):
     """``__getattr__`` and ``__dir__`` for a package whose public names live in submodules that
     are imported only when a name is first used (so ``import stainfree`` stays light).
 
-    ``exports`` maps each public name to the submodule (relative to ``package``) that defines it.
+    Parameters
+    ----------
+    package : str
+        The package's ``__name__``.
+    exports : dict of str to str
+        Each public name and the submodule (relative to ``package``, e.g. ``".core.store"``)
+        that defines it.
+
+    Returns
+    -------
+    tuple of two functions
+        The package's ``__getattr__`` and ``__dir__``; assign them at module level.
+
+    Examples
+    --------
+    >>> from stainfree.utils import lazy_exports
+    >>> getattr_, dir_ = lazy_exports("stainfree", {"make_cells": ".datasets.synthetic"})
+    >>> getattr_("make_cells").__name__, dir_()
+    ('make_cells', ['make_cells'])
     """
     import importlib
 

@@ -57,15 +57,16 @@ def evaluate(
     seed: int | None = TRAIN_OPTIONS["seed"],
 ):
     """Train and evaluate a classifier honestly: protocol, intervals, baselines beside it."""
+    from ..core.specs import parse_channel_list, parse_merge_spec
     from ..core.store import open_cellset
     from ..workflows.evaluate import run_evaluate
 
     refuse_existing(out, force=force)
     cs = open_cellset(cells)
     if channels:
-        cs = cs.select_channels(channels)
+        cs = cs.select_channels(parse_channel_list(channels))
     if merge_classes:
-        cs = cs.merge_classes(merge_classes)
+        cs = cs.merge_classes(parse_merge_spec(merge_classes))
     from ..ml.train import TrainConfig
 
     config = TrainConfig.for_data(
@@ -129,7 +130,7 @@ def compare(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Run the same protocol per channel set and seed, and tabulate balanced accuracy."""
-    from ..core.specs import parse_channel_list
+    from ..core.specs import parse_channel_list, parse_merge_spec
     from ..core.store import open_cellset
     from ..ml.train import TrainConfig
     from ..workflows.evaluate import run_compare
@@ -137,7 +138,7 @@ def compare(
     refuse_existing(out, force=force)
     cs = open_cellset(cells)
     if merge_classes:
-        cs = cs.merge_classes(merge_classes)
+        cs = cs.merge_classes(parse_merge_spec(merge_classes))
     conditions = {}
     for spec in condition:
         name, sep, chans = spec.partition("=")

@@ -35,13 +35,16 @@ def import_(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Import single-cell images into a CellSet."""
+    from ..core.specs import parse_channel_list, parse_merge_spec
     from ..io.importers import read_plan
     from ..io.scan import scan_source
 
     refuse_existing(out, force=force)
-    plan = scan_source(src, layout=layout, channels=channels, groups=group, groups_across_classes=groups_across_classes)
+    names = None if channels is None else parse_channel_list(channels)
+    plan = scan_source(src, layout=layout, channels=names, groups=group, groups_across_classes=groups_across_classes)
     typer.echo(plan.describe())
-    cells = read_plan(plan, out, grey=grey, size=size, crop=crop, merge_classes=merge_classes, pixel_size=pixel_size, force=force)
+    merges = parse_merge_spec(merge_classes) if merge_classes else None
+    cells = read_plan(plan, out, grey=grey, size=size, crop=crop, merge_classes=merges, pixel_size=pixel_size, force=force)
     typer.echo(f"wrote {out}: {cells.describe().splitlines()[0]}")
 
 
@@ -69,7 +72,7 @@ def synth(
     """Write a synthetic labelled CellSet (two cell lines grown in separate flasks)."""
     from ..datasets.synthetic import make_cells
 
-    cs = make_cells(n_per_class, size=size, flasks_per_line=flasks, seed=seed)
+    cs = make_cells(n_per_class, size=size, flasks_per_line=flasks, random_state=seed)
     cs.save(out, force=force)
     typer.echo(f"wrote {out}: {cs.describe().splitlines()[0]}")
 

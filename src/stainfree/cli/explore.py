@@ -24,6 +24,7 @@ def features(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Measure CellProfiler-style shape, intensity, texture and skeleton features per cell."""
+    from ..core.specs import parse_channel_list
     from ..core.store import open_cellset
     from ..pp.features import measure
     from ..utils import write_parquet
@@ -35,9 +36,8 @@ def features(
         raise StainfreeError(f"--scales must be whole numbers of pixels, e.g. 3,5 (got {scales!r})") from None
     if any(v < 1 for v in texture_scales) or gray_levels < 2:
         raise StainfreeError("texture scales must be >= 1 pixel and --gray-levels >= 2")
-    table = measure(
-        open_cellset(cells), channels=channels, mask_channel=mask_channel, texture_scales=texture_scales, gray_levels=gray_levels
-    )
+    names = None if channels is None else parse_channel_list(channels)
+    table = measure(open_cellset(cells), channels=names, mask_channel=mask_channel, texture_scales=texture_scales, gray_levels=gray_levels)
     write_parquet(table, out, force=force)
     typer.echo(f"wrote {out}: {len(table)} cells x {table.shape[1] - 1} features")
 
@@ -183,13 +183,14 @@ def embed(
     force: bool = typer.Option(False, "--force", help="Replace OUT (and --save-model) if they exist."),
 ):
     """Embed cells without labels: Self-Label Clustering, Barlow Twins, autoencoder, PCA."""
+    from ..core.specs import parse_channel_list
     from ..core.store import open_cellset
     from ..ml.embed import EmbedConfig, embed_cells
 
     refuse_existing(out, force=force)
     cs = open_cellset(cells)
     if channels:
-        cs = cs.select_channels(channels)
+        cs = cs.select_channels(parse_channel_list(channels))
     config = EmbedConfig(
         model=model,
         epochs=epochs,

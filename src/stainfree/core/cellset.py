@@ -36,7 +36,26 @@ def _version() -> str:
 
 
 def provenance_entry(step: str, **details) -> dict:
-    """One provenance record: what was done, when, by which stainfree version."""
+    """One provenance record: what was done, when, by which stainfree version.
+
+    Parameters
+    ----------
+    step : str
+        What was done (``"import"``, ``"merge_classes"``, ...).
+    **details
+        Anything else worth recording; must be JSON-serialisable to be saved.
+
+    Returns
+    -------
+    dict
+        ``step``, ``time`` (UTC, ISO 8601), ``stainfree`` (the version) and the details.
+
+    Examples
+    --------
+    >>> from stainfree.core.cellset import provenance_entry
+    >>> sorted(provenance_entry("import", src="cells/"))
+    ['src', 'stainfree', 'step', 'time']
+    """
     return {"step": step, "time": _now(), "stainfree": _version(), **details}
 
 
@@ -51,9 +70,9 @@ class CellSet:
     table : pandas.DataFrame, optional
         One row per cell, in image order. ``cell_id`` is created (``"0"``, ``"1"``, ...) when
         missing and must be unique; ``label`` is created empty when missing.
-    channels : sequence of str, optional
+    channels : list of str, optional
         One name per channel (default ``ch0``, ``ch1``, ...).
-    groups : sequence of str, optional
+    groups : list of str, optional
         Table columns that name non-independent groups of cells (field, flask, dish, ...).
     pixel_size : float, optional
         Micrometres per pixel, where known.
@@ -62,10 +81,20 @@ class CellSet:
     masks : array-like, shape (N, H, W), optional
         Each cell's object mask (nonzero inside the cell), for example from segmentation. Used by
         blackout augmentation, the outline baseline and the features; absent for most imports.
+    path : path, optional
+        The ``.cells`` folder the set was opened from (set by :func:`~stainfree.open_cellset`).
+
+    Raises
+    ------
+    StainfreeError
+        When the images are not 4-D integers or floats, or the table, channel names, groups or
+        masks do not fit them.
 
     Examples
     --------
     >>> import numpy as np
+    >>> import pandas as pd
+    >>> from stainfree.core.cellset import CellSet
     >>> cs = CellSet(np.zeros((3, 1, 4, 4), np.uint8), pd.DataFrame({"label": ["a", "b", "a"]}))
     >>> cs.shape, cs.channels, cs.class_counts().to_dict()
     ((3, 1, 4, 4), ['ch0'], {'a': 2, 'b': 1})
@@ -142,11 +171,13 @@ class CellSet:
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
+        """``(cells, channels, height, width)``."""
         _, _, h, w = self._source.shape
         return (len(self), len(self.channels), h, w)
 
     @property
     def dtype(self) -> np.dtype:
+        """The pixel type."""
         return np.dtype(self._source.dtype)
 
     @property
@@ -156,10 +187,12 @@ class CellSet:
 
     @property
     def cell_ids(self) -> np.ndarray:
+        """The ``cell_id`` column as an array."""
         return self.table["cell_id"].to_numpy()
 
     @property
     def labels(self) -> np.ndarray:
+        """The ``label`` column as an array (``None`` for unlabelled cells)."""
         return self.table["label"].to_numpy()
 
     def class_counts(self) -> pd.Series:
@@ -167,7 +200,9 @@ class CellSet:
         return self.table["label"].dropna().astype(str).value_counts()
 
     def read(self, index) -> np.ndarray:
-        """Read the images of the cells at positions ``index`` (slice or integer array)."""
+        """Read the images of the cells at positions ``index``: ``(n, C, H, W)``, or ``(C, H, W)`` for
+        one integer position. ``index`` is anything numpy indexing takes: an integer, a slice or an
+        integer array."""
         positions = np.arange(len(self))[index]
         scalar = positions.ndim == 0
         positions = np.atleast_1d(positions)
@@ -183,10 +218,14 @@ class CellSet:
 
     @property
     def has_masks(self) -> bool:
+        """True when the set holds a mask per cell."""
         return self._masks is not None
 
     def read_masks(self, index=slice(None)) -> np.ndarray:
-        """Boolean object masks (n x H x W) of the cells at positions ``index``."""
+        """Boolean object masks ``(n, H, W)`` of the cells at positions ``index`` (default all).
+
+        Raises :class:`StainfreeError` when the set has no masks.
+        """
         if self._masks is None:
             raise StainfreeError("this set has no cell masks (they come from `stainfree segment`)")
         positions = np.atleast_1d(np.arange(len(self))[index])
@@ -197,6 +236,11 @@ class CellSet:
         """Yield ``(images, table_rows)`` in order, ``batch_size`` cells at a time.
 
         Only one batch is in memory at once, so sets larger than memory can be streamed.
+
+        >>> import numpy as np
+        >>> from stainfree.core.cellset import CellSet
+        >>> [(imgs.shape, len(rows)) for imgs, rows in CellSet(np.zeros((5, 1, 2, 2))).batches(3)]
+        [((3, 1, 2, 2), 3), ((2, 1, 2, 2), 2)]
         """
         for start in range(0, len(self), batch_size):
             stop = min(start + batch_size, len(self))
@@ -227,6 +271,13 @@ class CellSet:
     def select(self, where) -> CellSet:
         """Cells chosen by a boolean mask, integer positions, or a pandas query string.
 
+        On an opened set nothing is read: the result still reads from the same folder.
+        Raises :class:`StainfreeError` for a query that pandas cannot evaluate or a mask of the
+        wrong length.
+
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> from stainfree.core.cellset import CellSet
         >>> cs = CellSet(np.zeros((3, 1, 2, 2)), pd.DataFrame({"label": ["a", "b", "a"]}))
         >>> len(cs.select("label == 'a'")), len(cs.select(np.array([True, False, False])))
         (2, 1)
@@ -249,8 +300,19 @@ class CellSet:
         table = self.table.iloc[positions].reset_index(drop=True)
         return self._derive(table=table, _rows=rows)
 
-    def select_channels(self, names: Sequence[str] | str) -> CellSet:
-        """Keep the channels named, in the order given (``"Ch3,Ch6"`` or ``["Ch3", "Ch6"]``)."""
+    def select_channels(self, names: Sequence[str]) -> CellSet:
+        """Keep the channels ``names`` (a list such as ``["Ch3", "Ch6"]``), in the order given.
+
+        Nothing is read from disk. A name that is not a channel of the set, or an empty list,
+        raises :class:`StainfreeError`. (The command-line form ``"Ch3,Ch6"`` is accepted too.)
+
+        >>> import numpy as np
+        >>> from stainfree.core.cellset import CellSet
+        >>> cs = CellSet(np.arange(6).reshape(1, 3, 1, 2), channels=["bf", "df", "dna"])
+        >>> two = cs.select_channels(["dna", "bf"])
+        >>> two.channels, two.images[0, :, 0].tolist()
+        (['dna', 'bf'], [[4, 5], [0, 1]])
+        """
         names = parse_channel_list(names)
         missing = [n for n in names if n not in self.channels]
         if missing:
@@ -258,11 +320,19 @@ class CellSet:
         index = [self._channel_index[self.channels.index(n)] for n in names]
         return self._derive(channels=names, _channel_index=index)
 
-    def merge_classes(self, merges: Mapping[str, Sequence[str]] | str) -> CellSet:
-        """Rename several labels to one, e.g. ``{"Interphase": ["G1", "S", "G2"]}``.
+    def merge_classes(self, merges: Mapping[str, Sequence[str]]) -> CellSet:
+        """Rename several labels to one; ``merges`` maps each new class to the old classes that
+        become it, e.g. ``{"Interphase": ["G1", "S", "G2"]}``. The merge is recorded in the provenance.
 
-        A string in the CLI syntax ``"G1,S,G2=Interphase"`` (several merges separated by ``;``)
-        is accepted too. Naming a class that no cell has is an error, since it is usually a typo.
+        Naming an old class that no cell has raises :class:`StainfreeError`, since it is usually a
+        typo. (The command-line form ``"G1,S,G2=Interphase"``, ``;`` between merges, is accepted too.)
+
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> from stainfree.core.cellset import CellSet
+        >>> cs = CellSet(np.zeros((4, 1, 2, 2)), pd.DataFrame({"label": ["G1", "S", "M", "G1"]}))
+        >>> cs.merge_classes({"Interphase": ["G1", "S"]}).class_counts().to_dict()
+        {'Interphase': 3, 'M': 1}
         """
         if isinstance(merges, str):
             merges = parse_merge_spec(merges)
@@ -314,11 +384,17 @@ class CellSet:
 
     # ------------------------------------------------------------------ export
     def to_anndata(self, embedding: np.ndarray | None = None, *, key: str = "X_embedding", metadata_prefix: bool = False):
-        """The per-cell table as an AnnData ``obs`` (index = ``cell_id``), with an embedding.
+        """The per-cell table as an AnnData ``obs`` (index ``cell_id``), with an ``embedding`` (N x D,
+        optional) in ``obsm[key]`` and, as float32, in ``X``.
 
-        ``embedding`` (N x D) goes into ``obsm[key]`` and ``X``. Channel names, groups and
-        provenance go into ``uns['stainfree']``. With ``metadata_prefix``, group columns are
-        renamed ``Metadata_<name>`` as CellProfiler names them.
+        Channel names, groups and provenance go into ``uns['stainfree']``. With
+        ``metadata_prefix``, group columns are renamed ``Metadata_<name>`` as CellProfiler names them.
+
+        >>> import numpy as np
+        >>> from stainfree.core.cellset import CellSet
+        >>> ad = CellSet(np.zeros((2, 1, 2, 2))).to_anndata(np.ones((2, 3)), key="X_pca")
+        >>> ad.shape, list(ad.obs_names), ad.uns["stainfree"]["channels"]
+        ((2, 3), ['0', '1'], ['ch0'])
         """
         import anndata
 
@@ -350,10 +426,19 @@ class CellSet:
     def save(
         self, path: str | os.PathLike, *, force: bool = False, batch_size: int = 4096, extra: Callable[[Path], None] | None = None
     ) -> Path:
-        """Write the set to a ``.cells`` folder (atomically; refuses to overwrite without force).
+        """Write the set to the ``.cells`` folder ``path`` atomically, ``batch_size`` cells at a time;
+        returns ``path``. See :class:`~stainfree.core.store.CellSetWriter`.
 
+        An existing set at ``path`` is replaced only with ``force`` (anything else never is).
         ``extra`` is called with the temporary folder before it is published, to add files that
         belong with the cells (a figure, a summary); if it raises, nothing is written.
+
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from stainfree.core.cellset import CellSet
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     print(CellSet(np.ones((2, 1, 3, 3), np.uint8)).save(f"{tmp}/x.cells").name)
+        x.cells
         """
         from .store import CellSetWriter
 

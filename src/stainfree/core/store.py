@@ -28,12 +28,45 @@ from .cellset import (
 class CellSetWriter:
     """Stream cells into a new ``.cells`` folder, batch by batch, then publish it atomically.
 
+    Use it as a context manager: :meth:`write` every batch, then :meth:`finish` with the table.
+    The folder is built under a temporary name and appears only when the ``with`` block ends
+    without an error (see :func:`~stainfree.utils.atomic_output_dir`), so sets larger than
+    memory can be written and an interrupted write leaves nothing that looks complete.
+
+    Parameters
+    ----------
+    path : path
+        The ``.cells`` folder to write.
+    n_cells : int
+        Number of cells that will be written.
+    channels : list of str
+        Channel names.
+    height, width : int
+        Size of every cell image in pixels.
+    dtype : numpy dtype or str
+        Pixel type; batches are cast to it.
+    masks : bool, default False
+        Whether every batch comes with its cell masks.
+    force : bool, default False
+        Replace an existing CellSet at ``path``.
+
+    Raises
+    ------
+    StainfreeError
+        When ``path`` exists (without ``force``), a batch does not fit, or the writer is closed
+        before :meth:`finish` or before all cells are written.
+
+    Examples
+    --------
     >>> import tempfile
-    >>> out = Path(tempfile.mkdtemp()) / "x.cells"
-    >>> with CellSetWriter(out, n_cells=2, channels=["bf"], height=3, width=3, dtype="uint8") as w:
-    ...     w.write(0, np.ones((2, 1, 3, 3), np.uint8))
-    ...     w.finish(pd.DataFrame({"cell_id": ["a", "b"], "label": ["x", "y"]}))
-    >>> open_cellset(out).shape
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from stainfree.core.store import CellSetWriter, open_cellset
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with CellSetWriter(f"{tmp}/x.cells", n_cells=2, channels=["bf"], height=3, width=3, dtype="uint8") as w:
+    ...         w.write(0, np.ones((2, 1, 3, 3), np.uint8))
+    ...         w.finish(pd.DataFrame({"cell_id": ["a", "b"], "label": ["x", "y"]}))
+    ...     print(open_cellset(f"{tmp}/x.cells").shape)
     (2, 1, 3, 3)
     """
 
@@ -86,7 +119,8 @@ class CellSetWriter:
         return self
 
     def write(self, start: int, batch: np.ndarray, masks: np.ndarray | None = None) -> None:
-        """Write ``batch`` (b x C x H x W), and its masks (b x H x W) when the set has them."""
+        """Write ``batch`` ``(b, C, H, W)`` at cell position ``start``, and its masks ``(b, H, W)``
+        when the set has them (nonzero is inside the cell)."""
         batch = np.asarray(batch)
         if batch.shape[1:] != self.shape[1:]:
             raise StainfreeError(f"batch of shape {batch.shape[1:]} for a set of {self.shape[1:]}")
@@ -107,7 +141,9 @@ class CellSetWriter:
         pixel_size: float | None = None,
         provenance: list[dict] | None = None,
     ) -> None:
-        """Write the table and the header; the folder is published when the ``with`` block ends."""
+        """Write the table (one row per cell; validated as :class:`CellSet` does) and the header with
+        the ``groups`` columns, ``pixel_size`` (micrometres) and ``provenance``. The folder is
+        published when the ``with`` block ends."""
         if self._written != self.shape[0]:
             raise StainfreeError(f"{self.path}: {self._written} of {self.shape[0]} cells written")
         # Validate the table the same way an in-memory set would.
@@ -145,7 +181,33 @@ class CellSetWriter:
 def open_cellset(path: str | os.PathLike) -> CellSet:
     """Open a ``.cells`` folder lazily: the table is read, the images stay on disk.
 
-    Raises :class:`StainfreeError` naming the folder when it is missing, incomplete or corrupt.
+    Parameters
+    ----------
+    path : path
+        A folder written by :meth:`CellSet.save`, :class:`CellSetWriter` or ``stainfree import``.
+
+    Returns
+    -------
+    CellSet
+        A lazy set (:attr:`CellSet.is_lazy`): pixels are read only when asked for.
+
+    Raises
+    ------
+    StainfreeError
+        Naming the folder, when it is missing, incomplete (an interrupted write), corrupt, or
+        written by a newer stainfree.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from stainfree.core.cellset import CellSet
+    >>> from stainfree.core.store import open_cellset
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = CellSet(np.zeros((4, 2, 8, 8), np.uint16), channels=["bf", "df"]).save(f"{tmp}/a.cells")
+    ...     opened = open_cellset(path)
+    ...     print(opened.is_lazy, opened.shape, opened.channels)
+    True (4, 2, 8, 8) ['bf', 'df']
     """
     import zarr
 
@@ -196,8 +258,35 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
 def concat(sets: Sequence[CellSet], *, source_column: str | None = None) -> CellSet:
     """Concatenate sets with the same channels and crop size into one in-memory set.
 
-    ``cell_id`` must stay unique; pass ``source_column`` to record which input each cell came
-    from (its position in ``sets``) and prefix the ids with it.
+    Parameters
+    ----------
+    sets : list of CellSet
+        The sets, in order. The pixel type is the common type of all of them; the groups are
+        those every set declares; masks are kept when every set has them.
+    source_column : str, optional
+        Record in this column which input each cell came from (its position in ``sets``) and
+        prefix the ids with it (``"0:"``, ``"1:"``...). ``cell_id`` must stay unique, so sets
+        with overlapping ids need it.
+
+    Returns
+    -------
+    CellSet
+        The cells of all sets, read into memory.
+
+    Raises
+    ------
+    StainfreeError
+        When ``sets`` is empty, or the channels or cell sizes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.core.cellset import CellSet
+    >>> from stainfree.core.store import concat
+    >>> a = CellSet(np.zeros((2, 1, 4, 4), np.uint8))
+    >>> both = concat([a, a], source_column="batch")
+    >>> len(both), both.table["cell_id"].tolist(), both.table["batch"].tolist()
+    (4, ['0:0', '0:1', '1:0', '1:1'], [0, 0, 1, 1])
     """
     if not sets:
         raise StainfreeError("nothing to concatenate")

@@ -38,7 +38,27 @@ DENSITY_SHRINK = {"low": 1.0, "high": 0.9}
 
 @dataclasses.dataclass
 class Flask:
-    """The per-flask nuisance: what makes cells of one flask look alike."""
+    """The per-flask nuisance: what makes cells of one flask look alike.
+
+    Attributes
+    ----------
+    name : str
+        ``<line>-flask<k>``.
+    line : str
+        The cell line the flask holds (one line per flask).
+    density : str
+        ``"low"`` or ``"high"``; cells in dense flasks are smaller and rounder.
+    background : float
+        Mean background level (0 to 1).
+    gradient : tuple of float
+        Illumination gradient per pixel along y and x.
+    substrate : float
+        Strength of the substrate texture.
+    noise : float
+        Standard deviation of the camera noise.
+    seed : int
+        Seeds the flask's cells.
+    """
 
     name: str
     line: str
@@ -144,16 +164,44 @@ def make_cells(
     lines: tuple[str, ...] = ("round", "spindle"),
     flasks_per_line: int = 4,
     densities: tuple[str, ...] = ("low", "high"),
-    seed: int = 0,
+    random_state: int = 0,
     return_masks: bool = False,
 ):
     """Single-cell brightfield crops of synthetic cell lines grown in separate flasks.
 
-    Returns a CellSet (1 channel ``bf``, ``uint8``, ``size x size``) whose table has ``label``
-    (the line), ``flask``, ``density`` and ``area`` (true mask area in pixels); ``flask`` is
-    declared a group column. With ``return_masks``, also the ``N x size x size`` boolean masks.
+    Parameters
+    ----------
+    n_per_class : int, default 100
+        Cells of each line.
+    size : int, default 64
+        Crop height and width in pixels (at least 16).
+    lines : tuple of str, default ("round", "spindle")
+        Which synthetic lines (the keys of ``LINES``); each is a class.
+    flasks_per_line : int, default 4
+        Flasks of each line; a line's cells are dealt over its flasks in turn.
+    densities : tuple of str, default ("low", "high")
+        Densities given to the flasks of a line in turn.
+    random_state : int, default 0
+        Seed; the same seed gives the same cells.
+    return_masks : bool, default False
+        Also return the true cell masks.
 
-    >>> cs = make_cells(4, size=32, flasks_per_line=2, seed=1)
+    Returns
+    -------
+    CellSet or tuple of (CellSet, numpy.ndarray)
+        One channel ``bf``, ``uint8``, ``size x size``; the table has ``label`` (the line),
+        ``flask``, ``density`` and ``area`` (true mask area in pixels), and ``flask`` is declared
+        a group column. With ``return_masks``, also the ``(N, size, size)`` boolean masks.
+
+    Raises
+    ------
+    StainfreeError
+        For an unknown line, no cells or flasks, or ``size`` under 16.
+
+    Examples
+    --------
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> cs = make_cells(4, size=32, flasks_per_line=2, random_state=1)
     >>> cs.shape, cs.class_counts().to_dict(), cs.table["flask"].nunique()
     ((8, 1, 32, 32), {'round': 4, 'spindle': 4}, 4)
     """
@@ -162,7 +210,7 @@ def make_cells(
         raise StainfreeError(f"unknown synthetic line {unknown[0]!r} (choose from {', '.join(LINES)})")
     if n_per_class < 1 or flasks_per_line < 1 or size < 16:
         raise StainfreeError("need n_per_class >= 1, flasks_per_line >= 1 and size >= 16")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     flasks = _make_flasks(lines, flasks_per_line, densities, rng)
     images = np.empty((len(lines) * n_per_class, 1, size, size), np.uint8)
     masks = np.zeros((len(images), size, size), bool)
@@ -201,7 +249,12 @@ def make_cells(
     table = pd.DataFrame(rows)
     prov = [
         provenance_entry(
-            "synthetic.make_cells", n_per_class=n_per_class, size=size, lines=list(lines), flasks_per_line=flasks_per_line, seed=seed
+            "synthetic.make_cells",
+            n_per_class=n_per_class,
+            size=size,
+            lines=list(lines),
+            flasks_per_line=flasks_per_line,
+            seed=random_state,
         )
     ]
     cs = CellSet(images, table, channels=["bf"], groups=["flask"], provenance=prov)
@@ -210,12 +263,24 @@ def make_cells(
 
 @dataclasses.dataclass
 class SyntheticField:
-    """A whole synthetic field of view with its ground truth."""
+    """A whole synthetic field of view with its ground truth (made by :func:`make_field`).
 
-    brightfield: np.ndarray  # H x W uint8
-    fluorescence: np.ndarray  # H x W uint16, marks the marked line
-    labels: np.ndarray  # H x W int32 instance mask, 0 = background
-    cells: pd.DataFrame  # one row per cell: label_id, centroid_x, centroid_y, label, area
+    Attributes
+    ----------
+    brightfield : numpy.ndarray
+        ``(H, W)`` ``uint8`` brightfield image.
+    fluorescence : numpy.ndarray
+        ``(H, W)`` ``uint16`` fluorescence that marks the marked line.
+    labels : numpy.ndarray
+        ``(H, W)`` ``int32`` instance mask, 0 for background.
+    cells : pandas.DataFrame
+        One row per cell: ``label_id``, ``centroid_x``, ``centroid_y``, ``label``, ``area``.
+    """
+
+    brightfield: np.ndarray
+    fluorescence: np.ndarray
+    labels: np.ndarray
+    cells: pd.DataFrame
 
 
 def make_field(
@@ -226,7 +291,7 @@ def make_field(
     marked_line: str = "spindle",
     mix: float = 0.5,
     density: str = "low",
-    seed: int = 0,
+    random_state: int = 0,
 ) -> SyntheticField:
     """A field of mixed cells, its fluorescence ground truth and instance mask.
 
@@ -234,13 +299,43 @@ def make_field(
     when the field is too crowded. The ``marked_line`` expresses a fluorescent marker with
     log-normal brightness; the fluorescence has a dim, smooth uneven illumination (vignetting).
 
-    >>> f = make_field((128, 128), n_cells=5, seed=0)
-    >>> f.brightfield.shape, int(f.labels.max()) == len(f.cells)
-    ((128, 128), True)
+    Parameters
+    ----------
+    shape : tuple of int, default (512, 512)
+        Field height and width in pixels.
+    n_cells : int, default 40
+        Cells to place, at most.
+    lines : tuple of str, default ("round", "spindle")
+        The lines to mix (see :func:`make_cells`).
+    marked_line : str, default "spindle"
+        The line that carries the fluorescent marker.
+    mix : float, default 0.5
+        Chance that a cell is of the second line.
+    density : {"low", "high"}, default "low"
+        Cell size and shape as in a flask of that density.
+    random_state : int, default 0
+        Seed; the same seed gives the same field.
+
+    Returns
+    -------
+    SyntheticField
+        The images, the instance mask and a table of the cells.
+
+    Raises
+    ------
+    StainfreeError
+        When ``marked_line`` is not one of ``lines``.
+
+    Examples
+    --------
+    >>> from stainfree.datasets.synthetic import make_field
+    >>> f = make_field((128, 128), n_cells=5, random_state=0)
+    >>> f.brightfield.shape, f.fluorescence.dtype, int(f.labels.max()) == len(f.cells)
+    ((128, 128), dtype('uint16'), True)
     """
     if marked_line not in lines:
         raise StainfreeError(f"marked line {marked_line!r} is not one of {lines}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     flask = _make_flasks(("field",), 1, (density,), rng)[0]
     h, w = shape
     img = _background(shape, flask, (-h / 2, -w / 2), rng)

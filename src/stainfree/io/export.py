@@ -12,10 +12,33 @@ from ..core.cellset import CellSet
 
 
 def write_class_folders(cells: CellSet, folder: str | os.PathLike) -> list[str]:
-    """Write each cell as ``folder/<label>/<cell_id with / as ->.<ext>`` (PNG for 8/16-bit
-    single-channel cells, TIFF otherwise), the layout :func:`import_cells` reads back.
+    """Write each cell as an image file in a folder per class, the layout
+    :func:`~stainfree.io.importers.import_cells` reads back.
 
-    Returns the written paths relative to ``folder``, in cell order.
+    Parameters
+    ----------
+    cells : CellSet
+        The cells. Unlabelled cells go to ``unlabelled/``.
+    folder : path
+        Where to write ``<label>/<cell_id>.<ext>``, ``/`` in ids replaced by ``-``: PNG for 8- and
+        16-bit single-channel cells, TIFF otherwise. Existing files of the same name are replaced.
+
+    Returns
+    -------
+    list of str
+        The written paths relative to ``folder``, in cell order.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from stainfree.core.cellset import CellSet
+    >>> from stainfree.io.export import write_class_folders
+    >>> cells = CellSet(np.zeros((2, 1, 4, 4), np.uint8), pd.DataFrame({"cell_id": ["f1/a", "b"], "label": ["x", None]}))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     print(write_class_folders(cells, tmp))
+    ['x/f1-a.png', 'unlabelled/b.png']
     """
     import tifffile
     from PIL import Image
@@ -38,7 +61,35 @@ def write_class_folders(cells: CellSet, folder: str | os.PathLike) -> list[str]:
 
 
 def write_h5ad(adata, path: str | os.PathLike) -> Path:
-    """Write an AnnData atomically (through a temporary name in the same folder)."""
+    """Write an AnnData to an ``.h5ad`` file atomically (through a temporary name in the same folder).
+
+    Missing labels in pandas' nullable string columns (as :meth:`CellSet.to_anndata` makes
+    them) stay missing.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        What to write.
+    path : path
+        The ``.h5ad`` file; an existing one is replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written (``path``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import anndata
+    >>> import numpy as np
+    >>> from stainfree.core.cellset import CellSet
+    >>> from stainfree.io.export import write_h5ad
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = write_h5ad(CellSet(np.zeros((3, 1, 2, 2))).to_anndata(np.eye(3)), f"{tmp}/e.h5ad")
+    ...     print(anndata.read_h5ad(path).obsm["X_embedding"].shape)
+    (3, 3)
+    """
     import uuid
 
     import anndata

@@ -17,7 +17,29 @@ from ..utils import StainfreeError, first_line, refuse_existing
 # ---------------------------------------------------------------------- reading fields
 @dataclasses.dataclass
 class Field:
-    """One field of view: ``C x H x W`` pixels, channel names and where it came from."""
+    """One field of view: ``C x H x W`` pixels, channel names and where it came from.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        The pixels, ``(C, H, W)``, dtype as stored.
+    channels : list of str
+        One name per channel.
+    name : str
+        The field's name: the file stem, with ``_z0``, ``_t3``... when a file holds several.
+    source : str
+        The file it was read from.
+    pixel_size : float, optional
+        Micrometres per pixel, where known.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.io.fields import Field
+    >>> f = Field(np.zeros((2, 4, 4)), ["bf", "gfp"], name="well1", source="well1.tif")
+    >>> f.channel("gfp").shape
+    (4, 4)
+    """
 
     image: np.ndarray
     channels: list[str]
@@ -26,6 +48,7 @@ class Field:
     pixel_size: float | None = None
 
     def channel(self, name: str) -> np.ndarray:
+        """The ``(H, W)`` pixels of channel ``name``; :class:`StainfreeError` if there is none."""
         if name not in self.channels:
             raise StainfreeError(f"{self.source}: no channel {name!r} (channels: {', '.join(self.channels)})")
         return self.image[self.channels.index(name)]
@@ -117,24 +140,39 @@ def read_fields(
     ----------
     path : path
         The file.
-    channels : sequence of str, optional
+    channels : list of str, optional
         Names for the channels, in file order. Default: the names stored in an OME-TIFF, else
         ``ch0``, ``ch1``, ... (``red``, ``green``, ``blue`` for colour images).
-    grey : bool
+    grey : bool, default False
         Convert a colour image to one grey channel (``grey``).
-    planes : {"channels", "fields"}
+    planes : {"channels", "fields"}, default "channels"
         What z-slices, time points and extra pages become: extra channels named
         ``<channel>_z0``, ``<channel>_t3`` ... (default), or separate fields named
         ``<stem>_z0`` ....
     pixel_size : float, optional
-        Micrometres per pixel; overrides what the file says.
+        Micrometres per pixel; overrides what the file says (OME, ImageJ or resolution tags).
+
+    Returns
+    -------
+    list of Field
+        One field, or one per plane with ``planes="fields"``.
+
+    Raises
+    ------
+    StainfreeError
+        When the file is missing or unreadable, ``channels`` has the wrong length, or the image
+        is not a field (under 2 pixels across).
 
     Examples
     --------
-    >>> import tempfile, tifffile
-    >>> p = Path(tempfile.mkdtemp()) / "f.tif"
-    >>> tifffile.imwrite(p, np.zeros((2, 8, 8), np.uint16))
-    >>> [(f.name, f.image.shape, f.channels) for f in read_fields(p, channels=["bf", "gfp"])]
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import tifffile
+    >>> from stainfree.io.fields import read_fields
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     tifffile.imwrite(f"{tmp}/f.tif", np.zeros((2, 8, 8), np.uint16))
+    ...     fields = read_fields(f"{tmp}/f.tif", channels=["bf", "gfp"])
+    >>> [(f.name, f.image.shape, f.channels) for f in fields]
     [('f', (2, 8, 8), ['bf', 'gfp'])]
     """
     from .images import read_image, to_channels_first
@@ -176,7 +214,39 @@ def read_fields(
 
 
 def read_field_files(paths: Sequence[str | os.PathLike], **read_options) -> list[Field]:
-    """Every field of every file (:func:`read_fields` options); field names must differ."""
+    """Every field of every file.
+
+    Parameters
+    ----------
+    paths : list of path
+        Field files.
+    **read_options
+        Keywords of :func:`read_fields` (``channels``, ``grey``, ``planes``, ``pixel_size``),
+        the same for every file.
+
+    Returns
+    -------
+    list of Field
+        In file order.
+
+    Raises
+    ------
+    StainfreeError
+        When no field is given or two fields have the same name.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import tifffile
+    >>> from stainfree.io.fields import read_field_files
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     for name in ("a", "b"):
+    ...         tifffile.imwrite(f"{tmp}/{name}.tif", np.zeros((6, 6), np.uint8))
+    ...     fields = read_field_files([f"{tmp}/a.tif", f"{tmp}/b.tif"], channels=["bf"])
+    >>> [f.name for f in fields]
+    ['a', 'b']
+    """
     fields = [f for p in paths for f in read_fields(p, **read_options)]
     if not fields:
         raise StainfreeError("no fields given")
@@ -198,9 +268,37 @@ def _check_same_channels(fields: Sequence[Field]) -> None:
 
 
 def read_points(path: str | os.PathLike | pd.DataFrame, fields: Sequence[Field]) -> dict[int, pd.DataFrame]:
-    """Points to crop at, per field (position in ``fields``): columns ``x``, ``y`` (pixels),
-    ``field`` (the field's file name, stem or path; needed when there are several fields),
-    optional ``label``/``class`` and any metadata columns.
+    """Points to crop cells at, split by field.
+
+    Parameters
+    ----------
+    path : path or pandas.DataFrame
+        A CSV file or a table with columns ``x``, ``y`` (pixels), ``field`` (the field's file
+        name, stem or path; needed when there are several fields), optional ``label`` (or
+        ``class``) and any metadata columns.
+    fields : list of Field
+        The fields the points lie on.
+
+    Returns
+    -------
+    dict of int to pandas.DataFrame
+        The points of each field, keyed by its position in ``fields``, without ``field``.
+
+    Raises
+    ------
+    StainfreeError
+        When the file is unreadable, ``x`` or ``y`` is missing or not numeric, a field is
+        unknown, or a point lies outside its field.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from stainfree.io.fields import Field, read_points
+    >>> fields = [Field(np.zeros((1, 10, 10)), ["bf"], name=n, source=f"{n}.tif") for n in ("a", "b")]
+    >>> points = pd.DataFrame({"x": [1, 2, 3], "y": [4, 5, 6], "field": ["a", "b.tif", "a"]})
+    >>> {i: rows["x"].tolist() for i, rows in read_points(points, fields).items()}
+    {0: [1, 3], 1: [2]}
     """
     where = "points" if isinstance(path, pd.DataFrame) else str(path)
     if isinstance(path, pd.DataFrame):

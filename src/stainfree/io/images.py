@@ -16,8 +16,36 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read one image file as ``H x W`` (grey) or ``H x W x C`` (colour), dtype as stored.
 
-    Palette and 1-bit images are converted to grey; an alpha channel is dropped.
-    Raises :class:`StainfreeError` naming the file when it cannot be read.
+    Palette and 1-bit images are converted to grey; an alpha channel is dropped; boolean images
+    become ``uint8``.
+
+    Parameters
+    ----------
+    path : path
+        A PNG, JPEG or TIFF file.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` or ``(H, W, C)``, integer or float.
+
+    Raises
+    ------
+    StainfreeError
+        Naming the file, when it cannot be read, is empty, is not 2-D or has an unsupported
+        pixel type.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from stainfree.io.images import read_image
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     Image.fromarray(np.full((4, 6), 7, np.uint8)).save(f"{tmp}/cell.png")
+    ...     img = read_image(f"{tmp}/cell.png")
+    >>> img.shape, img.dtype, int(img.max())
+    ((4, 6), dtype('uint8'), 7)
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -65,6 +93,24 @@ def to_channels_first(img: np.ndarray, *, grey: bool = False) -> np.ndarray:
     channels-first (a multi-page TIFF). Grey conversion uses ITU-R 601 luma weights and keeps the
     dtype.
 
+    Parameters
+    ----------
+    img : numpy.ndarray
+        A 2-D image or a 3-D colour or multi-page image, as :func:`read_image` returns it.
+    grey : bool, default False
+        Convert three colour channels to one grey channel.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C, H, W)``, same dtype (a view when no conversion is needed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.io.images import to_channels_first
+    >>> to_channels_first(np.zeros((5, 7, 3), np.uint8)).shape
+    (3, 5, 7)
     >>> to_channels_first(np.array([[[10, 20, 30]]], np.uint8), grey=True)
     array([[[18]]], dtype=uint8)
     """
@@ -92,7 +138,32 @@ def _cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def resize_cell(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize a ``C x H x W`` cell to ``C x size x size`` (bilinear, anti-aliased), dtype kept."""
+    """Resize a ``(C, H, W)`` cell to ``(C, size, size)``, bilinear, dtype kept.
+
+    Shrinking is anti-aliased; integer results are rounded and clipped to the dtype's range.
+
+    Parameters
+    ----------
+    img : numpy.ndarray
+        The cell, ``(C, H, W)``.
+    size : int
+        Output height and width in pixels (the aspect ratio is not kept).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C, size, size)``; ``img`` itself when it already has that size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.io.images import resize_cell
+    >>> resize_cell(np.full((1, 2, 2), 100, np.uint8), 4)
+    array([[[100, 100, 100, 100],
+            [100, 100, 100, 100],
+            [100, 100, 100, 100],
+            [100, 100, 100, 100]]], dtype=uint8)
+    """
     from skimage.transform import resize
 
     if img.shape[1:] == (size, size):
@@ -113,6 +184,22 @@ def crop_or_pad(img: np.ndarray, size: int) -> np.ndarray:
     Padding uses each channel's median border value, so the added margin looks like background
     rather than a black frame.
 
+    Parameters
+    ----------
+    img : numpy.ndarray
+        The cell, ``(C, H, W)``.
+    size : int
+        Output height and width in pixels; each axis is cropped or padded on its own.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C, size, size)``, same dtype, contiguous.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.io.images import crop_or_pad
     >>> crop_or_pad(np.arange(16).reshape(1, 4, 4), 2)
     array([[[ 5,  6],
             [ 9, 10]]])

@@ -87,13 +87,55 @@ def read_plan(
     grey: bool = False,
     size: int | None = None,
     crop: int | None = None,
-    merge_classes: str | Mapping[str, Sequence[str]] | None = None,
+    merge_classes: Mapping[str, Sequence[str]] | None = None,
     pixel_size: float | None = None,
     force: bool = False,
     batch_size: int = 512,
     workers: int | None = None,
 ) -> CellSet:
-    """Read the pixels of an :class:`ImportPlan` into a CellSet (streamed to ``out`` if given)."""
+    """Read the pixels of an :class:`~stainfree.io.scan.ImportPlan` into a CellSet.
+
+    The second half of :func:`import_cells`, for a plan from
+    :func:`~stainfree.io.scan.scan_source`.
+
+    Parameters
+    ----------
+    plan : ImportPlan
+        The cells to read.
+    out : path, optional
+        Stream the cells to this ``.cells`` folder and return it opened lazily; without it the
+        set is built in memory.
+    grey, size, crop, merge_classes, pixel_size, force
+        As for :func:`import_cells`.
+    batch_size : int, default 512
+        Cells read (and written) at a time.
+    workers : int, optional
+        Threads reading files (default: up to 4, by the CPUs).
+
+    Returns
+    -------
+    CellSet
+        The imported cells; the import is recorded in the provenance.
+
+    Raises
+    ------
+    StainfreeError
+        When both ``size`` and ``crop`` are given, a file is unreadable, or the cells differ in
+        channels, size (without ``size``/``crop``) or pixel type.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stainfree.io.export import write_class_folders
+    >>> from stainfree.io.importers import read_plan
+    >>> from stainfree.io.scan import scan_source
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = write_class_folders(make_cells(2, size=20, flasks_per_line=1), tmp)
+    ...     cells = read_plan(scan_source(tmp), crop=16)
+    >>> cells.shape, cells.channels, cells.class_counts().to_dict()
+    ((4, 1, 16, 16), ['grey'], {'round': 2, 'spindle': 2})
+    """
     _check_sizes(size=size, crop=crop, pixel_size=pixel_size)
     table = plan.table.copy()
     if merge_classes:
@@ -157,45 +199,78 @@ def import_cells(
     out: str | os.PathLike | None = None,
     *,
     layout: str = "auto",
-    channels: Sequence[str] | str | None = None,
+    channels: Sequence[str] | None = None,
     grey: bool = False,
     size: int | None = None,
     crop: int | None = None,
     groups: Mapping[str, str | None] | Sequence[str] | None = None,
     groups_across_classes: bool = False,
-    merge_classes: str | Mapping[str, Sequence[str]] | None = None,
+    merge_classes: Mapping[str, Sequence[str]] | None = None,
     pixel_size: float | None = None,
     force: bool = False,
 ) -> CellSet:
     """Import single-cell images into a CellSet.
 
+    :func:`~stainfree.io.scan.scan_source` finds the cells, then :func:`read_plan` reads them.
+
     Parameters
     ----------
     src : path
-        A folder (``folders`` or ``ifc`` layout) or a CSV manifest.
+        A folder of class folders (``folders``), an imaging-flow-cytometry export folder of
+        ``<id>_Ch<k>.<ext>`` files (``ifc``), or a CSV manifest with a ``path`` or per-channel
+        ``path_<name>`` columns (``manifest``).
     out : path, optional
         Write the set to this ``.cells`` folder (streamed; the result is opened lazily).
         Without it the set is built in memory.
-    layout : {"auto", "folders", "ifc", "manifest"}
-    channels : "Ch3,Ch6" or list, optional
-        Channels to keep, in order: ``Ch<k>`` for ``ifc``, the ``path_<name>`` names of a
-        manifest, ``R``/``G``/``B`` or ``grey`` for image files.
-    grey : bool
+    layout : {"auto", "folders", "ifc", "manifest"}, default "auto"
+        How ``src`` is organised; ``"auto"`` tells from the files.
+    channels : list of str, optional
+        Channels to keep, in order, e.g. ``["Ch3", "Ch6"]``: ``Ch<k>`` for ``ifc``, the
+        ``path_<name>`` names of a manifest, ``R``/``G``/``B`` or ``grey`` for image files.
+        Default: all.
+    grey : bool, default False
         Convert RGB images to one grey channel.
     size, crop : int, optional
         Resize every cell to ``size x size``, or centre-crop/pad it to ``crop x crop``.
         Without either, all cells must have the same size.
-    groups : mapping or list of "name=regex" / "name"
+    groups : dict or list of str, optional
         Group columns from file names (a regex; its first capture group, else the whole match)
-        or existing manifest columns (a name alone).
-    groups_across_classes : bool
+        or existing manifest columns (a name alone): ``{"field": r"-(\\d{6})", "dish": None}``,
+        or the command-line form ``["field=-(\\d{6})", "dish"]``.
+    groups_across_classes : bool, default False
         Do not qualify regex group values by class folder (use when equal values in different
         class folders really are the same flask, dish or experiment).
-    merge_classes : "G1,S,G2=Interphase" or mapping
+    merge_classes : dict of str to list of str, optional
+        Classes to merge as they are imported, e.g. ``{"Interphase": ["G1", "S", "G2"]}``
+        (see :meth:`CellSet.merge_classes`).
     pixel_size : float, optional
         Micrometres per pixel (after any resize), recorded in the header.
-    force : bool
+    force : bool, default False
         Replace an existing ``out``.
+
+    Returns
+    -------
+    CellSet
+        In memory, or opened from ``out``.
+
+    Raises
+    ------
+    StainfreeError
+        Naming the file or folder at fault, for any problem with the source or the options.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.io.export import write_class_folders
+    >>> from stainfree.io.importers import import_cells
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = write_class_folders(make_cells(2, size=16, flasks_per_line=1), f"{tmp}/src")
+    ...     cells = import_cells(f"{tmp}/src", f"{tmp}/x.cells", merge_classes={"all": ["round", "spindle"]})
+    ...     print(cells.describe())
+    4 cells, 1 channel (grey), 16x16 px, uint8
+    1 classes:
+      all  4
     """
     plan = scan_source(src, layout=layout, channels=channels, groups=groups, groups_across_classes=groups_across_classes)
     logger.info("%s", plan.describe())

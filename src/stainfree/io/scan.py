@@ -35,9 +35,27 @@ LAYOUTS = ("auto", "folders", "ifc", "manifest")
 class ImportPlan:
     """What an import found, before any pixel is read: one row per cell.
 
-    ``table`` holds ``cell_id``, ``source``, ``label`` and metadata columns; ``files`` holds, per
-    cell, the list of files to read (one per channel for ``ifc``/per-channel manifests, one file
-    for the others); ``channels`` names the channels when the layout fixes them.
+    Made by :func:`scan_source` and read by :func:`~stainfree.io.importers.read_plan`.
+
+    Attributes
+    ----------
+    src : pathlib.Path
+        The folder or manifest scanned.
+    layout : str
+        The layout used: ``"folders"``, ``"ifc"`` or ``"manifest"``.
+    table : pandas.DataFrame
+        ``cell_id``, ``source``, ``label`` and metadata columns, one row per cell.
+    files : list of list of pathlib.Path
+        Per cell, the files to read: one per channel for ``ifc`` and per-channel manifests, one
+        file for the others.
+    channels : list of str or None
+        The channel names when the layout fixes them (``ifc``, per-channel manifests).
+    groups : list of str
+        The group columns of ``table``.
+    sizes : collections.Counter
+        ``(height, width, channels)`` of a sample of the files, and how often each occurs.
+    select : list of str, optional
+        Channels to keep when their names come from the images (``R``, ``G``, ``B``...).
     """
 
     src: Path
@@ -50,6 +68,7 @@ class ImportPlan:
     select: list[str] | None = None  # channels to keep, when their names come from the images
 
     def describe(self) -> str:
+        """What was found, in a few lines: layout, cells per class, channels, sizes and groups."""
         lines = [f"{self.src}: layout {self.layout}, {len(self.table)} cells"]
         counts = self.table["label"].dropna().astype(str).value_counts()
         if len(counts):
@@ -85,8 +104,34 @@ def _image_files(folder: Path) -> tuple[list[Path], int]:
 
 
 def detect_layout(src: str | os.PathLike) -> str:
-    """``"manifest"`` for a CSV file, ``"ifc"`` when every image is named ``<id>_Ch<k>.<ext>``,
-    otherwise ``"folders"``."""
+    """Which import layout a source has.
+
+    Parameters
+    ----------
+    src : path
+        A folder of images or a CSV/TSV manifest.
+
+    Returns
+    -------
+    str
+        ``"manifest"`` for a CSV file, ``"ifc"`` when every image is named
+        ``<id>_Ch<k>.<ext>`` (an imaging-flow-cytometry export), otherwise ``"folders"``.
+
+    Raises
+    ------
+    StainfreeError
+        When ``src`` is missing, is another kind of file, or is a folder without images.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stainfree.io.scan import detect_layout
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = Path(tmp, "cells.csv").write_text("path,label\\n")
+    ...     print(detect_layout(Path(tmp, "cells.csv")))
+    manifest
+    """
     src = Path(src)
     if not src.exists():
         raise StainfreeError(f"{src}: no such file or folder")
@@ -246,7 +291,31 @@ def _scan_manifest(src: Path, channels: Sequence[str] | None) -> tuple[pd.DataFr
 
 
 def parse_group_spec(spec: str) -> tuple[str, str | None]:
-    """``"field=-(\\d{6})"`` -> ``("field", "-(\\d{6})")``; ``"dish"`` -> ``("dish", None)``."""
+    """Split a command-line group option into a column name and a regular expression.
+
+    Parameters
+    ----------
+    spec : str
+        ``NAME=REGEX`` (a group taken from file names) or ``NAME`` (an existing manifest column).
+
+    Returns
+    -------
+    tuple of (str, str or None)
+        The name and the regular expression (``None`` for a plain name).
+
+    Raises
+    ------
+    StainfreeError
+        When the name is not a plain identifier or the expression is empty.
+
+    Examples
+    --------
+    >>> from stainfree.io.scan import parse_group_spec
+    >>> parse_group_spec(r"field=-(\\d{6})")
+    ('field', '-(\\\\d{6})')
+    >>> parse_group_spec("dish")
+    ('dish', None)
+    """
     name, sep, pattern = spec.partition("=")
     name = name.strip()
     if not name.isidentifier():
@@ -286,12 +355,56 @@ def scan_source(
     src: str | os.PathLike,
     *,
     layout: str = "auto",
-    channels: Sequence[str] | str | None = None,
+    channels: Sequence[str] | None = None,
     groups: Mapping[str, str | None] | Sequence[str] | None = None,
     groups_across_classes: bool = False,
     sample: int = 64,
 ) -> ImportPlan:
-    """Find the cells in ``src`` without reading their pixels (see :func:`import_cells`)."""
+    """Find the cells in ``src`` without reading their pixels.
+
+    The first half of :func:`~stainfree.io.importers.import_cells`; look at the plan (its
+    :meth:`~ImportPlan.describe`), then read it with :func:`~stainfree.io.importers.read_plan`.
+
+    Parameters
+    ----------
+    src : path
+        A folder of class folders, an imaging-flow-cytometry export folder, or a CSV manifest.
+    layout : {"auto", "folders", "ifc", "manifest"}, default "auto"
+        How ``src`` is organised; ``"auto"`` asks :func:`detect_layout`.
+    channels : list of str, optional
+        Channels to keep, in order, e.g. ``["Ch3", "Ch6"]`` (all when not given); the names
+        are those explained for :func:`~stainfree.io.importers.import_cells`.
+    groups : dict or list of str, optional
+        Group columns: a dict of name to regular expression (``None`` for an existing manifest
+        column), or a list of ``"name=regex"`` / ``"name"`` strings.
+    groups_across_classes : bool, default False
+        Do not qualify regex group values by class folder.
+    sample : int, default 64
+        How many files to peek at for the image sizes.
+
+    Returns
+    -------
+    ImportPlan
+        The cells found, their files, channels and groups.
+
+    Raises
+    ------
+    StainfreeError
+        When ``src`` does not fit the layout, a channel or group is not found, or the class
+        folders are inconsistent.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.io.export import write_class_folders
+    >>> from stainfree.io.scan import scan_source
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     paths = write_class_folders(make_cells(3, size=16, flasks_per_line=1), tmp)
+    ...     plan = scan_source(tmp, groups={"flask": r"(\\w+-flask\\d)"})
+    >>> plan.layout, len(plan.files), plan.groups, dict(plan.sizes)
+    ('folders', 6, ['flask'], {(16, 16, 1): 6})
+    """
     src = Path(src)
     if layout not in LAYOUTS:
         raise StainfreeError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")

@@ -308,7 +308,7 @@ def measure(
     one warning says how many there were.
 
     >>> from stainfree.datasets.synthetic import make_cells
-    >>> table = measure(make_cells(2, size=32, seed=0))
+    >>> table = measure(make_cells(2, size=32, random_state=0))
     >>> table.shape[0], "Texture_SumVariance_bf_5_00" in table
     (4, True)
     """

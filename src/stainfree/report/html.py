@@ -31,7 +31,16 @@ nav a { margin-right: 1em; font-size: 0.9em; }
 
 
 class Missing(Exception):
-    """A section cannot render: the message says what is missing and how to make it."""
+    """A section cannot render: the message says what is missing and how to make it.
+
+    :func:`~stainfree.report.sections.build_report` shows the message in place of the section.
+
+    Examples
+    --------
+    >>> from stainfree.report.html import Missing
+    >>> str(Missing("metrics.json is missing"))
+    'metrics.json is missing'
+    """
 
 
 # ---------------------------------------------------------------------- small HTML helpers
@@ -40,6 +49,24 @@ def _esc(value) -> str:
 
 
 def png_uri(data: bytes) -> str:
+    """A ``data:`` URI of PNG bytes, to embed an image in the self-contained HTML.
+
+    Parameters
+    ----------
+    data : bytes
+        The content of a PNG file.
+
+    Returns
+    -------
+    str
+        ``data:image/png;base64,...``.
+
+    Examples
+    --------
+    >>> from stainfree.report.html import png_uri
+    >>> png_uri(b"PNG")
+    'data:image/png;base64,UE5H'
+    """
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
@@ -87,12 +114,29 @@ def _fmt(entry: dict | None) -> str:
 
 # ---------------------------------------------------------------------- the run
 class Run:
-    """The files of one run folder, read on demand."""
+    """The files of one run folder, read on demand.
+
+    Parameters
+    ----------
+    folder : path
+        A run folder (of ``stainfree evaluate``, ``cluster``, ``predict-fields``...).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stainfree.report.html import Run
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = Path(tmp, "clusters.json").write_text("{}")
+    ...     print(Run(tmp).kind, Run(tmp).config)
+    clusters {}
+    """
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
 
     def file(self, *parts: str) -> Path:
+        """The path of a file of the run; :class:`Missing` when it is not there."""
         path = self.folder.joinpath(*parts)
         if not path.exists():
             raise Missing(f"{Path(*parts)} is not in this run")
@@ -100,14 +144,18 @@ class Run:
 
     @property
     def metrics(self) -> dict:
+        """``metrics.json``; :class:`Missing` when absent or unreadable."""
         return _read_json(self.folder / "metrics.json")
 
     @property
     def config(self) -> dict:
+        """``config.json``, or an empty dict when there is none."""
         return _read_json(self.folder / "config.json") if (self.folder / "config.json").exists() else {}
 
     @property
     def kind(self) -> str:
+        """What made the run, told by its marker file: ``"evaluation"``, ``"fields"``, ``"clusters"``,
+        ``"comparison"``, ``"explain"``, ``"saliency"``, ``"segmentation"`` or ``"unknown"``."""
         for marker, kind in (
             ("metrics.json", "evaluation"),
             ("fields.json", "fields"),
@@ -122,7 +170,9 @@ class Run:
         return "unknown"
 
     def cells(self):
-        """The run's CellSet when it can still be found (inside the run, or where it was read)."""
+        """The run's CellSet when it can still be found (inside the run, or where it was read), with
+        the channels and class merges of the run; :class:`Missing` otherwise."""
+        from ..core.specs import parse_merge_spec
         from ..core.store import open_cellset
 
         where = (self.config.get("data") or {}).get("cells")
@@ -135,15 +185,38 @@ class Run:
                 data = self.config.get("data") or {}
                 if data.get("channels") and all(c in cells.channels for c in data["channels"]):
                     cells = cells.select_channels(data["channels"])
-                if data.get("merge_classes"):
-                    cells = cells.merge_classes(data["merge_classes"])
+                merges = data.get("merge_classes")
+                if merges:  # config.json holds the command-line form
+                    cells = cells.merge_classes(parse_merge_spec(merges) if isinstance(merges, str) else merges)
                 return cells
         raise Missing(f"the cells of this run ({where or 'cells.cells'}) cannot be found from {self.folder}")
 
 
 # ---------------------------------------------------------------------- sections
 def data_summary(cells, *, max_values: int = 30) -> dict:
-    """What the Data section shows, as JSON: size, channels, cells per class and per group."""
+    """What the Data section shows, as JSON: size, channels, cells per class and per group.
+
+    Parameters
+    ----------
+    cells : CellSet
+        The cells of the run.
+    max_values : int, default 30
+        Per group column (the first three), the largest values kept; ``values`` counts them all.
+
+    Returns
+    -------
+    dict
+        ``cells``, ``channels``, ``size``, ``classes`` (unlabelled cells as ``(unlabelled)``)
+        and ``groups`` (per column: ``values`` and ``counts`` per value and class).
+
+    Examples
+    --------
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.report.html import data_summary
+    >>> s = data_summary(make_cells(2, size=16, flasks_per_line=1))
+    >>> s["cells"], s["size"], s["classes"], s["groups"]["flask"]["values"]
+    (4, [16, 16], {'round': 2, 'spindle': 2}, 2)
+    """
     labels = pd.Series(cells.labels, dtype="string").fillna("(unlabelled)")
     out = {
         "cells": len(cells),
@@ -164,7 +237,27 @@ def data_summary(cells, *, max_values: int = 30) -> dict:
 
 
 def write_data_summary(cells, folder: Path) -> None:
-    """``data.json`` and ``figures/examples.png`` in a run, so its report needs no cells later."""
+    """Write ``data.json`` (:func:`data_summary`) and ``figures/examples.png`` into a run folder,
+    so that its report needs no cells later.
+
+    Parameters
+    ----------
+    cells : CellSet
+        The cells of the run.
+    folder : path
+        The run folder (it must exist).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.report.html import write_data_summary
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_data_summary(make_cells(2, size=16, flasks_per_line=1), Path(tmp))
+    ...     print(sorted(str(p.relative_to(tmp)) for p in Path(tmp).rglob("*.*")))
+    ['data.json', 'figures/examples.png']
+    """
     (folder / "figures").mkdir(exist_ok=True)
     (folder / "data.json").write_text(json.dumps(data_summary(cells), indent=2))
     plot_examples(cells, folder / "figures" / "examples.png")

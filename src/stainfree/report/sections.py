@@ -364,7 +364,39 @@ SECTIONS: dict[str, list[tuple[str, Callable[[Run], str]]]] = {
 
 
 def build_report(folder: str | os.PathLike, *, title: str | None = None) -> str:
-    """The report of a run folder as one HTML string (see the module notes)."""
+    """The report of a run folder as one self-contained HTML string.
+
+    The sections depend on the kind of run (:attr:`~stainfree.report.html.Run.kind`); a section
+    whose files are missing, or that fails, says so in its place instead of stopping the report.
+
+    Parameters
+    ----------
+    folder : path
+        The run folder.
+    title : str, optional
+        Default: ``stainfree <command>: <folder name>``.
+
+    Returns
+    -------
+    str
+        The HTML page, figures embedded.
+
+    Raises
+    ------
+    StainfreeError
+        When ``folder`` is not a folder or not a stainfree run.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stainfree.report.sections import build_report
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = Path(tmp, "scores.json").write_text('{"method": "otsu", "pooled": {"f1": 0.9}}')
+    ...     page = build_report(tmp, title="demo")
+    >>> page.startswith("<!DOCTYPE html>"), "<title>demo</title>" in page, "F1 at IoU 0.5" in page
+    (True, True, True)
+    """
     run = Run(Path(folder))
     if not run.folder.is_dir():
         raise StainfreeError(f"{run.folder}: no such run folder")
@@ -400,9 +432,33 @@ def build_report(folder: str | os.PathLike, *, title: str | None = None) -> str:
 
 
 def write_report(folder: str | os.PathLike, *, out: str | os.PathLike | None = None, title: str | None = None) -> Path:
-    """Write ``report.html`` into the run folder (or to ``out``), atomically; returns its path.
+    """Write the report of a run (:func:`build_report`) atomically.
 
-    The report is the run's own output, so an older report in the run folder is replaced.
+    The report is the run's own output, so an older report is replaced.
+
+    Parameters
+    ----------
+    folder : path
+        The run folder.
+    out : path, optional
+        The HTML file (default ``report.html`` in the run folder).
+    title : str, optional
+        As for :func:`build_report`.
+
+    Returns
+    -------
+    pathlib.Path
+        Where the report was written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stainfree.report.sections import write_report
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = Path(tmp, "comparison.json").write_text('{"conditions": {}}')
+    ...     print(write_report(tmp).name)
+    report.html
     """
     text = build_report(folder, title=title)
     path = Path(out) if out else Path(folder) / REPORT_NAME

@@ -44,7 +44,7 @@ def run_demo(
     out = Path(out)
     with atomic_output_dir(out, force=force, marker=RUN_MARKER) as tmp:
         logger.info("demo: generating %d synthetic cells of 2 lines in %d flasks", 2 * n_per_class, 2 * flasks_per_line)
-        synthetic = make_cells(n_per_class, size=size, flasks_per_line=flasks_per_line, seed=seed)
+        synthetic = make_cells(n_per_class, size=size, flasks_per_line=flasks_per_line, random_state=seed)
         with tempfile.TemporaryDirectory() as export:
             write_class_folders(synthetic, export)
             cells = import_cells(export, groups={"flask": r"(flask\d+)-"})
