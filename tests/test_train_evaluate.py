@@ -150,7 +150,7 @@ def test_protocol_splits():
 def test_fit_and_fit_embedder_leave_the_global_torch_seed_alone():
     from stainfree.ml.embed import EmbedConfig, fit_embedder
 
-    cs = make_cells(8, size=24, seed=3).load()
+    cs = make_cells(8, size=24, random_state=3).load()
     labels = cs.table["label"].astype(str).to_numpy()
     torch.manual_seed(123)
     expected = torch.rand(3)
