@@ -248,7 +248,7 @@ def cells_from_fields(
     >>> from stainfree.datasets.synthetic import make_field
     >>> from stainfree.io.fields import Field
     >>> from stainfree.seg.pipeline import cells_from_fields
-    >>> truth = make_field((256, 256), n_cells=12, seed=1)
+    >>> truth = make_field((256, 256), n_cells=12, random_state=1)
     >>> field = Field(truth.brightfield[None], ["BF"], "f1", "f1.tif")
     >>> cells = cells_from_fields([field], size=32, method="classical")
     >>> cells.images.shape[1:], cells.table["field"].unique().tolist()
