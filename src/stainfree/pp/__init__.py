@@ -1,4 +1,5 @@
-"""Preprocessing: per-cell measurements (``stainfree.pp.measure``).
+"""Preprocessing: per-cell measurements, as a table (``stainfree.pp.measure``) or as AnnData
+(``stainfree.pp.measure_cells``).
 
 Names are imported on first use, so ``import stainfree`` stays light.
 """
@@ -7,6 +8,8 @@ from ..utils import lazy_exports
 
 _EXPORTS = {
     "measure": ".features",
+    "measure_cells": ".adata",
+    "features_to_anndata": ".adata",
     "foreground_mask": ".features",
     "texture_features": ".features",
     "skeleton_features": ".features",

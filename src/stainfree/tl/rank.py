@@ -65,6 +65,16 @@ class Separation:
     partner: str | None
     pairs: pd.DataFrame | None = None  # feature_x, feature_y, svm_accuracy (optional)
 
+    @classmethod
+    def from_uns(cls, adata, key: str = "rank_features") -> Separation:
+        """The result :func:`rank_features` stored in ``adata.uns[key]``."""
+        if key not in adata.uns:
+            raise StainfreeError(f"adata.uns has no {key!r}; run stainfree.tl.rank_features first")
+        r = adata.uns[key]
+        p = r["params"]
+        pairs = r.get("pairs")
+        return cls(p["groupby"], p["group"], p["reference"], int(r["n_a"]), int(r["n_b"]), r["ranking"], r["top"], r.get("partner"), pairs)
+
     def as_dict(self, n: int = 20) -> dict:
         return {
             "column": self.column,
@@ -106,59 +116,119 @@ def group_masks(values: pd.Series, a: str | None, b: str | None, *, column: str)
 
 
 def rank_features(
-    features: pd.DataFrame,
-    groups: pd.Series,
+    adata,
+    groupby: str,
     *,
-    a: str | None = None,
-    b: str | None = None,
-    column: str = "group",
+    group: str | None = None,
+    reference: str | None = None,
     bins: int = 32,
     weak: float = 0.5,
     svm_top: int = 0,
-    seed: int = 0,
-) -> Separation:
-    """Rank every feature by how differently it is distributed in groups ``a`` and ``b``.
+    random_state: int = 0,
+    key_added: str = "rank_features",
+    copy: bool = False,
+):
+    """Rank every feature by how differently it is distributed in two groups of cells.
+
+    The AnnData counterpart of ``sc.tl.rank_genes_groups`` for two groups: features are the
+    variables, groups an ``obs`` column (cells are matched by their ``obs`` row, that is by
+    ``cell_id`` in AnnData made by :func:`stainfree.pp.features_to_anndata`). Each feature's
+    Jensen-Shannon divergence between the groups (:func:`js_divergence`) ranks it; the top
+    feature gets a *partner*, the best-ranked feature that carries other information.
 
     Parameters
     ----------
-    features : one row per cell (a ``cell_id`` column is ignored), aligned with ``groups``.
-    groups : the group of each cell (a cluster, class or condition).
-    a, b : the two groups; ``b="rest"`` compares ``a`` with all other cells.
-    weak : the partner feature is the best-ranked one whose absolute Spearman correlation with
-        the top feature (over the cells of both groups) is below this.
-    svm_top : when > 0, a cross-validated linear SVM scores how separable the two groups are in
-        each pair of the ``svm_top`` best features.
+    adata : AnnData
+        Cells x features (``X``; NaN allowed).
+    groupby : str
+        The ``obs`` column that defines the groups (a cluster, class or condition).
+    group, reference : str, optional
+        The two groups; ``reference="rest"`` compares ``group`` with every other cell. With
+        neither, the column must hold exactly two values (taken in sorted order).
+    bins : int, default 32
+        Histogram bins of the divergence.
+    weak : float, default 0.5
+        The partner's absolute Spearman correlation with the top feature (over the cells of both
+        groups) stays below this.
+    svm_top : int, default 0
+        When > 1, a cross-validated linear SVM scores how separable the groups are in each pair
+        of the ``svm_top`` best features.
+    random_state : int, default 0
+        Seed of the SVM's folds.
+    key_added : str, default "rank_features"
+        The result goes to ``adata.uns[key_added]``.
+    copy : bool, default False
+        Work on (and return) a copy of ``adata``.
+
+    Returns
+    -------
+    AnnData or None
+        The copy with ``copy``; otherwise ``adata`` gains ``uns[key_added]``: a dict with
+        ``params``, the group sizes, ``top``, ``partner``, ``ranking`` (a DataFrame: rank,
+        feature, jsd, median_a, median_b, spearman_with_top) and ``pairs`` (a DataFrame, with
+        ``svm_top``). :meth:`Separation.from_uns` reads it back as a :class:`Separation`.
+
+    Raises
+    ------
+    StainfreeError
+        When ``groupby`` is not a column, a group has no cells, or the two groups are the same.
 
     Examples
     --------
+    >>> import anndata
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from stainfree.tl import Separation, rank_features
     >>> rng = np.random.default_rng(0)
-    >>> f = pd.DataFrame({"size": np.r_[rng.normal(0, 1, 200), rng.normal(3, 1, 200)],
-    ...                   "noise": rng.normal(0, 1, 400)})
-    >>> s = rank_features(f, pd.Series(["A"] * 200 + ["B"] * 200))
-    >>> s.top, s.ranking["feature"].tolist()
+    >>> x = np.c_[np.r_[rng.normal(0, 1, 200), rng.normal(3, 1, 200)], rng.normal(0, 1, 400)]
+    >>> adata = anndata.AnnData(x, obs=pd.DataFrame({"line": ["A"] * 200 + ["B"] * 200}, index=[f"c{i}" for i in range(400)]))
+    >>> adata.var_names = ["size", "noise"]
+    >>> rank_features(adata, "line")
+    >>> adata.uns["rank_features"]["top"], adata.uns["rank_features"]["ranking"]["feature"].tolist()
     ('size', ['size', 'noise'])
+    >>> Separation.from_uns(adata).b
+    'B'
     """
+    if groupby not in adata.obs.columns:
+        raise StainfreeError(f"column {groupby!r} does not exist (columns: {', '.join(map(str, adata.obs.columns))})")
+    adata = adata.copy() if copy else adata
+    x = np.asarray(adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X, np.float64)
+    a, b, in_a, in_b = group_masks(adata.obs[groupby].reset_index(drop=True), group, reference, column=groupby)
+    ranking = _ranking(x, [str(v) for v in adata.var_names], in_a, in_b, bins=bins)
+    top = str(ranking["feature"].iloc[0])
+    weakly = ranking[(ranking["feature"] != top) & (ranking["spearman_with_top"].abs() < weak) & (ranking["jsd"] > 0)]
+    pairs = None
+    if svm_top and svm_top > 1:
+        numeric = pd.DataFrame(x, columns=[str(v) for v in adata.var_names])
+        pairs = _pair_separability(numeric, in_a, in_b, list(ranking["feature"].head(svm_top)), seed=random_state)
+    adata.uns[key_added] = {
+        "params": {"groupby": groupby, "group": a, "reference": b, "bins": bins, "weak": weak, "svm_top": svm_top},
+        "n_a": int(in_a.sum()),
+        "n_b": int(in_b.sum()),
+        "top": top,
+        "partner": str(weakly["feature"].iloc[0]) if len(weakly) else None,
+        "ranking": ranking,
+        "pairs": pairs,
+    }
+    return adata if copy else None
+
+
+def _ranking(x: np.ndarray, names: list[str], in_a: np.ndarray, in_b: np.ndarray, *, bins: int) -> pd.DataFrame:
+    """Features sorted by divergence, with each group's median and the Spearman correlation
+    with the top feature over the cells of both groups."""
     from scipy.stats import spearmanr
 
-    numeric = features.drop(columns=[c for c in ("cell_id",) if c in features]).select_dtypes("number")
-    if numeric.shape[1] == 0:
-        raise StainfreeError("the feature table has no numeric features")
-    if len(groups) != len(numeric):
-        raise StainfreeError(f"{len(groups)} group values for {len(numeric)} cells")
-    a, b, in_a, in_b = group_masks(pd.Series(groups).reset_index(drop=True), a, b, column=column)
-    x = numeric.to_numpy(np.float64)
     jsd = np.array([js_divergence(x[in_a, j], x[in_b, j], bins=bins) for j in range(x.shape[1])])
     with np.errstate(all="ignore"):
         med_a = np.nanmedian(np.where(in_a[:, None], x, np.nan), axis=0)  # both groups have cells (group_masks)
         med_b = np.nanmedian(np.where(in_b[:, None], x, np.nan), axis=0)
-    ranking = pd.DataFrame({"feature": numeric.columns, "jsd": jsd, "median_a": med_a, "median_b": med_b})
+    ranking = pd.DataFrame({"feature": names, "jsd": jsd, "median_a": med_a, "median_b": med_b, "_column": np.arange(len(names))})
     ranking = ranking.sort_values("jsd", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
-    top = str(ranking["feature"].iloc[0])
     both = in_a | in_b
-    top_values = numeric[top].to_numpy(np.float64)[both]
+    top_values = x[both, ranking["_column"].iloc[0]]
     rho = []
-    for name in ranking["feature"]:
-        v = numeric[name].to_numpy(np.float64)[both]
+    for j in ranking["_column"]:
+        v = x[both, j]
         ok = np.isfinite(v) & np.isfinite(top_values)
         if ok.sum() < 3 or np.ptp(v[ok]) == 0 or np.ptp(top_values[ok]) == 0:
             rho.append(np.nan)
@@ -166,12 +236,7 @@ def rank_features(
             rho.append(float(spearmanr(v[ok], top_values[ok])[0]))
     ranking["spearman_with_top"] = rho
     ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
-    weakly = ranking[(ranking["feature"] != top) & (ranking["spearman_with_top"].abs() < weak) & (ranking["jsd"] > 0)]
-    partner = str(weakly["feature"].iloc[0]) if len(weakly) else None
-    pairs = None
-    if svm_top and svm_top > 1:
-        pairs = _pair_separability(numeric, in_a, in_b, list(ranking["feature"].head(svm_top)), seed=seed)
-    return Separation(column, a, b, int(in_a.sum()), int(in_b.sum()), ranking, top, partner, pairs)
+    return ranking.drop(columns=["_column"])
 
 
 def _pair_separability(numeric: pd.DataFrame, in_a, in_b, names: Sequence[str], *, seed: int = 0) -> pd.DataFrame:
