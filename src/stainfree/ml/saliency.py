@@ -51,7 +51,7 @@ def saliency(
     Raises
     ------
     StainfreeError
-        For an unknown ``method``.
+        If ``method`` is neither vanilla nor smoothgrad.
 
     Examples
     --------

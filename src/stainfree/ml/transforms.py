@@ -63,7 +63,7 @@ def fit_normalisation(
     Raises
     ------
     StainfreeError
-        For an unknown ``method``.
+        For a ``method`` not in :data:`NORMALISATIONS`.
 
     Examples
     --------
@@ -313,7 +313,7 @@ def blackout_outside(x, masks, *, mode: str = "full", dilate: int = 3, fill: flo
     Raises
     ------
     StainfreeError
-        For an unknown ``mode``.
+        If ``mode`` is neither full nor partial.
 
     Examples
     --------
