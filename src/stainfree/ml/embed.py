@@ -32,7 +32,7 @@ class EmbedConfig:
 
     Parameters
     ----------
-    method, model, epochs, batch_size, lr, dim, lambda_, copies, augment, blackout, input_size, pooling, tta, seed
+    method, model, epochs, batch_size, lr, dim, copies, augment, blackout, input_size, pooling, tta, seed, lambda_
         As commented below; ``method`` is one of :data:`EMBED_METHODS`, ``input_size`` ``None`` keeps the cells' size,
         ``seed`` seeds the weights and the augmentation. :func:`embed_cells` has an example.
     """
