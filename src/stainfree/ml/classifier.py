@@ -21,7 +21,28 @@ logger = logging.getLogger(__name__)
 
 
 def resize_batch(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of N x C x H x W float images to ``size`` (no-op when already that size)."""
+    """Bilinear resize (antialiased) of a batch of images; a no-op when already that size.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``N x C x H x W`` images (made float32 for the resize).
+    size : int or (int, int)
+        The new ``H x W``; an int for a square.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``N x C x size x size`` float32, or ``images`` itself when already that size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.ml.classifier import resize_batch
+    >>> x = np.ones((2, 1, 8, 8))
+    >>> resize_batch(x, 4).shape, resize_batch(x, (8, 2)).dtype, resize_batch(x, 8) is x
+    ((2, 1, 4, 4), dtype('float32'), True)
+    """
     import torch
     import torch.nn.functional as F
 
@@ -34,7 +55,43 @@ def resize_batch(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
 
 @dataclasses.dataclass
 class Classifier:
-    """A trained network with everything needed to apply it to new cells."""
+    """A trained network with everything needed to apply it to new cells.
+
+    Usually made by :func:`stainfree.ml.train.fit` and stored with :meth:`save`; the cells are
+    normalised and resized the way the training cells were before the network sees them.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The network (an architecture of :mod:`stainfree.ml.models`).
+    arch, arch_kwargs : str, dict
+        Its registry name, and the options it was built with.
+    classes, channels : list of str
+        Class names (in output order) and the image channels it takes, by name.
+    input_size : (int, int)
+        ``H x W`` the network sees; cells are resized to it.
+    normalisation : dict
+        Fitted parameters of :func:`stainfree.ml.transforms.apply_normalisation`.
+    train_prior : list of float, optional
+        Class distribution the network was trained under (for ``prior="balanced"``).
+    cell_size : (int, int), optional
+        Crop size of the training cells, before resizing.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from stainfree.ml.classifier import Classifier
+    >>> from stainfree.ml.models import create_model
+    >>> clf = Classifier(create_model("cnn3", 1, 2, 16), "cnn3", {}, ["round", "spindle"], ["bf"], (16, 16), {"method": "cell"})
+    >>> images = np.random.default_rng(0).integers(0, 255, (5, 1, 24, 24)).astype(np.uint8)
+    >>> clf.predict_proba(images).shape, clf.predict(images).shape, clf.embed(images).shape
+    ((5, 2), (5,), (5, 32))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     again = Classifier.load(clf.save(f"{tmp}/model.safetensors"))
+    >>> again.classes, again.input_size
+    (['round', 'spindle'], (16, 16))
+    """
 
     model: object
     arch: str
@@ -48,6 +105,7 @@ class Classifier:
 
     @property
     def metadata(self) -> dict:
+        """The description stored beside the weights in the model file (JSON-able)."""
         return {
             "format": "stainfree.classifier",
             "version": 1,
@@ -62,7 +120,23 @@ class Classifier:
         }
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
-        """Normalise (and resize to the model's input size) images in this model's channels."""
+        """Normalise images in this model's channels and resize them to its input size.
+
+        Parameters
+        ----------
+        images : numpy.ndarray
+            ``N x C x H x W``, ``C`` the model's channels in its order.
+
+        Returns
+        -------
+        numpy.ndarray
+            Float32 ``N x C x input_size``, ready for the network.
+
+        Raises
+        ------
+        StainfreeError
+            If the images are not 4-D or have another number of channels.
+        """
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1] != len(self.channels):
             raise StainfreeError(
@@ -74,12 +148,35 @@ class Classifier:
     def predict_proba(
         self, images: np.ndarray, *, batch_size: int = 256, device: str = "auto", tta: bool = False, prior: str = "balanced"
     ) -> np.ndarray:
-        """Class probabilities (N x classes).
+        """Class probabilities of each cell.
 
-        ``tta`` averages over the 8 rotations/flips. ``prior="balanced"`` (the default) gives the
-        probabilities under equal class priors: the network's output divided by the class
-        distribution it was trained under (logit adjustment), which is the decision that
-        maximises balanced accuracy; ``prior="train"`` keeps the training distribution.
+        ``prior="balanced"`` (the default) gives the probabilities under equal class priors: the
+        network's output divided by the class distribution it was trained under (logit
+        adjustment), which is the decision that maximises balanced accuracy; ``prior="train"``
+        keeps the training distribution.
+
+        Parameters
+        ----------
+        images : numpy.ndarray
+            Cells, ``N x C x H x W`` in the model's channels, not normalised.
+        batch_size : int, default 256
+            Cells per forward pass.
+        device : str, default "auto"
+            Torch device; ``auto`` takes a GPU when there is one (see :func:`pick_device`).
+        tta : bool, default False
+            Average over the 8 rotations/flips of each cell.
+        prior : {"balanced", "train"}, default "balanced"
+            The class prior the probabilities are for.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``N x len(classes)`` float32, rows summing to 1.
+
+        Raises
+        ------
+        StainfreeError
+            For another ``prior``, or images that :meth:`prepare` refuses.
         """
         import torch
 
@@ -101,7 +198,20 @@ class Classifier:
         return proba
 
     def embed(self, images: np.ndarray, *, batch_size: int = 256, device: str = "auto") -> np.ndarray:
-        """The penultimate-layer features (``model.features``) of each cell."""
+        """The penultimate-layer features (``model.features``) of each cell.
+
+        Parameters
+        ----------
+        images : numpy.ndarray
+            Cells, ``N x C x H x W`` in the model's channels, not normalised.
+        batch_size, device : int, str, default 256, "auto"
+            As for :meth:`predict_proba`.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``N x D`` float32, ``D`` the network's feature width.
+        """
         import torch
 
         dev = pick_device(device)
@@ -114,15 +224,55 @@ class Classifier:
         return np.concatenate(parts)
 
     def predict(self, images: np.ndarray, **kwargs) -> np.ndarray:
-        """Predicted class names."""
+        """Predicted class names.
+
+        Parameters
+        ----------
+        images : numpy.ndarray
+            Cells, ``N x C x H x W`` in the model's channels, not normalised.
+        **kwargs
+            Options of :meth:`predict_proba` (``tta``, ``prior``, ...).
+
+        Returns
+        -------
+        numpy.ndarray
+            The most probable class of each cell (object dtype).
+        """
         return np.asarray(self.classes, dtype=object)[self.predict_proba(images, **kwargs).argmax(1)]
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``.safetensors`` weights with the description as JSON metadata (atomically)."""
+        """Write ``.safetensors`` weights with the description as JSON metadata (atomically).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The model file to write (replaced if it exists).
+
+        Returns
+        -------
+        pathlib.Path
+        """
         return write_model_file(path, self.model.state_dict(), self.metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Classifier:
+        """Read a classifier written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A model file.
+
+        Returns
+        -------
+        Classifier
+            In eval mode, on the CPU.
+
+        Raises
+        ------
+        StainfreeError
+            If the file is missing, not a stainfree model, or an embedder.
+        """
         meta, state = read_model_file(path)
         if meta.get("format") == "stainfree.embedder":
             raise StainfreeError(f"{path}: an embedder, not a classifier (use it as embedder:{path})")
@@ -143,7 +293,34 @@ class Classifier:
 
 
 def write_model_file(path: str | os.PathLike, state: dict, metadata: dict) -> Path:
-    """Tensors as ``.safetensors`` with ``metadata`` as JSON under the key ``stainfree``, atomically."""
+    """Tensors as ``.safetensors`` with ``metadata`` as JSON under the key ``stainfree``, atomically.
+
+    The format of classifiers and embedders; read it back with :func:`read_model_file`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (replaced if it exists).
+    state : dict of str to torch.Tensor
+        The tensors (a ``state_dict``); they are copied to the CPU.
+    metadata : dict
+        A JSON-able description.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import torch
+    >>> from stainfree.ml.classifier import read_model_file, write_model_file
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = write_model_file(f"{tmp}/m.safetensors", {"w": torch.ones(2)}, {"format": "demo"})
+    ...     meta, state = read_model_file(path)
+    >>> meta, state["w"].tolist()
+    ({'format': 'demo'}, [1.0, 1.0])
+    """
     from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
@@ -152,7 +329,31 @@ def write_model_file(path: str | os.PathLike, state: dict, metadata: dict) -> Pa
 
 
 def read_model_file(path: str | os.PathLike) -> tuple[dict, dict]:
-    """The metadata and tensors of a file written by :func:`write_model_file`."""
+    """The metadata and tensors of a file written by :func:`write_model_file`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file.
+
+    Returns
+    -------
+    metadata, state : dict
+        The JSON description, and the tensors by name.
+
+    Raises
+    ------
+    StainfreeError
+        If the file does not exist or is not a stainfree model file.
+
+    Examples
+    --------
+    >>> from stainfree.ml.classifier import read_model_file
+    >>> read_model_file("no-such-model.safetensors")
+    Traceback (most recent call last):
+    ...
+    stainfree.utils.StainfreeError: no-such-model.safetensors: no such model file
+    """
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -169,12 +370,45 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict, dict]:
 
 
 def predict_cells(clf: Classifier, cells, *, tta: bool = True, prior: str = "balanced", batch_size: int = 1024):
-    """Apply a classifier to a CellSet (streamed in batches); returns a per-cell DataFrame with
-    ``cell_id``, ``predicted``, ``prob_<class>`` and, when the cells are labelled, ``label``.
+    """Apply a classifier to a CellSet, streamed in batches.
 
     The model's channels are selected from the cells by name; cells of another size are resized
-    to the model's input size with a warning. ``tta`` (default) averages over the 8 rotations and
-    flips of each cell, as :func:`stainfree.eval.evaluate.evaluate` does.
+    to the model's input size with a warning.
+
+    Parameters
+    ----------
+    clf : Classifier
+        The trained classifier.
+    cells : CellSet
+        The cells; they must have the model's channels.
+    tta : bool, default True
+        Average over the 8 rotations and flips of each cell, as
+        :func:`stainfree.eval.evaluate.evaluate` does.
+    prior : {"balanced", "train"}, default "balanced"
+        As for :meth:`Classifier.predict_proba`.
+    batch_size : int, default 1024
+        Cells read and classified at a time.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell: ``cell_id``, ``label`` (when the cells are labelled), ``predicted`` and
+        ``prob_<class>`` for each class.
+
+    Raises
+    ------
+    StainfreeError
+        If the cells lack one of the model's channels, or have NaN or infinite pixels.
+
+    Examples
+    --------
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.ml.classifier import Classifier, predict_cells
+    >>> from stainfree.ml.models import create_model
+    >>> clf = Classifier(create_model("cnn3", 1, 2, 16), "cnn3", {}, ["round", "spindle"], ["bf"], (16, 16), {"method": "cell"})
+    >>> table = predict_cells(clf, make_cells(n_per_class=3, size=16), tta=False)
+    >>> table.shape, list(table.columns)
+    ((6, 5), ['cell_id', 'label', 'predicted', 'prob_round', 'prob_spindle'])
     """
     import pandas as pd
 
@@ -208,6 +442,23 @@ def predict_cells(clf: Classifier, cells, *, tta: bool = True, prior: str = "bal
 
 
 def pick_device(device: str = "auto"):
+    """The torch device to run on.
+
+    Parameters
+    ----------
+    device : str, default "auto"
+        ``auto`` (CUDA when available, else the CPU) or a torch device name (``cpu``, ``cuda:0``).
+
+    Returns
+    -------
+    torch.device
+
+    Examples
+    --------
+    >>> from stainfree.ml.classifier import pick_device
+    >>> pick_device("cpu")
+    device(type='cpu')
+    """
     import torch
 
     if device == "auto":
@@ -216,7 +467,29 @@ def pick_device(device: str = "auto"):
 
 
 def check_finite(images: np.ndarray, cell_ids) -> None:
-    """Refuse float images with NaN or infinite pixels, naming the first such cell."""
+    """Refuse float images with NaN or infinite pixels, naming the first such cell.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        ``N x ...`` images (integer images always pass).
+    cell_ids : sequence
+        The ``N`` cells' ids, for the message.
+
+    Raises
+    ------
+    StainfreeError
+        If any pixel is NaN or infinite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.ml.classifier import check_finite
+    >>> check_finite(np.array([[0.0, 1.0], [np.nan, 2.0]]), np.array(["a", "b"], dtype=object))
+    Traceback (most recent call last):
+    ...
+    stainfree.utils.StainfreeError: cell 'b' has NaN or infinite pixel values (1 cells do)
+    """
     if images.dtype.kind == "f":
         bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
         if bad.any():

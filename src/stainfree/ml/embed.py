@@ -29,7 +29,14 @@ STAGE_POOLINGS = ("stages", "stages+std")
 
 @dataclasses.dataclass
 class EmbedConfig:
-    """Settings of an embedder; ``None`` means the method's default."""
+    """Settings of an embedder; ``None`` means the method's default (the ``DEFAULT_*`` tables above).
+
+    Parameters
+    ----------
+    method, model, epochs, batch_size, lr, dim, copies, augment, blackout, input_size, pooling, tta, seed, lambda_
+        As commented below; ``method`` is one of :data:`EMBED_METHODS`, ``input_size`` ``None`` keeps the cells' size,
+        ``seed`` seeds the weights and the augmentation. :func:`embed_cells` has an example.
+    """
 
     method: str = "barlow"
     model: str | None = None  # registry architecture (slc, barlow)
@@ -74,7 +81,21 @@ class EmbedConfig:
 
 @dataclasses.dataclass
 class Embedder:
-    """A fitted embedder: the network (or PCA), and everything needed to embed new cells."""
+    """A fitted embedder (made by :func:`fit_embedder`): the network or PCA, and all needed to embed new cells.
+
+    Attributes
+    ----------
+    method, channels, input_size, normalisation, config, network, arch, width, pca, n_train_cells
+        As saved in its file; ``config`` is an :class:`EmbedConfig` as a dict, ``width`` the embedding's length.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.ml.embed import Embedder
+    >>> pca = {"mean": np.zeros(4, np.float32), "components": np.eye(2, 4, dtype=np.float32)}
+    >>> Embedder("pca", ["bf"], (2, 2), {"center": [0.0], "scale": [1.0]}, {}, pca=pca).transform(np.arange(4).reshape(1, 1, 2, 2))
+    array([[0., 1.]], dtype=float32)
+    """
 
     method: str
     channels: list[str]
@@ -232,20 +253,36 @@ def fit_embedder(
 
 
 def augmentation_robustness(
-    embedder: Embedder, images: np.ndarray, *, preset: str = "yao", n_cells: int = 200, copies: int = 8, seed: int = 0
+    embedder: Embedder, images: np.ndarray, *, preset: str = "yao", n_cells: int = 200, copies: int = 8, random_state: int = 0
 ) -> dict:
-    """How much augmentation moves a cell in the embedding, against how far apart cells are
-    (Yao Fig. S5a): mean Euclidean distance between augmented copies of one cell, and between
-    the originals of different cells, over ``n_cells`` random cells. A ratio well below 1 means
-    the embedding ignores rotation, translation and background texture."""
+    """How much augmentation moves a cell in the embedding, against how far apart cells are (Yao Fig. S5a).
+
+    Returns the settings, ``within_cell_mean`` (mean Euclidean distance between augmented copies of a cell),
+    ``between_cells_mean`` (between different cells) and their ``ratio``, well below 1 if augmenting hardly moves cells.
+
+    Parameters
+    ----------
+    embedder, images : Embedder, numpy.ndarray
+        The embedder, and cells ``N x C x H x W`` in its channels.
+    preset, n_cells, copies, random_state : str, int, int, int, default "yao", 200, 8, 0
+        The augmentation, how many random cells, copies of each, and the seed of both choices.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.ml.embed import Embedder, augmentation_robustness
+    >>> emb = Embedder("pca", ["bf"], (4, 4), {"method": "cell"}, {}, pca={"mean": np.zeros(16), "components": np.eye(3, 16)})
+    >>> sorted(augmentation_robustness(emb, np.random.default_rng(0).random((6, 1, 4, 4)), preset="flips", n_cells=4))
+    ['between_cells_mean', 'cells', 'copies', 'preset', 'ratio', 'within_cell_mean']
+    """
     import torch
     from scipy.spatial.distance import pdist
 
     from .transforms import apply_normalisation, augment
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     pick = np.sort(rng.choice(len(images), min(n_cells, len(images)), replace=False))
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(random_state)
     originals = embedder.transform(images[pick])
     within = []
     x = torch.from_numpy(apply_normalisation(images[pick], embedder.normalisation))
@@ -278,10 +315,21 @@ def embed_cells(
     """Embed a CellSet and return an AnnData: ``obs`` the per-cell table (with ``cell_id``),
     ``obsm['X_<method>']`` the embedding, ``uns['stainfree_embed']`` the settings and history.
 
-    ``method`` is one of :data:`EMBED_METHODS`, ``model:PATH`` (a classifier's penultimate
-    layer) or ``embedder:PATH`` (a saved embedder applied to new cells). With ``out``, the
-    ``.h5ad`` is written atomically (an existing file needs ``force``); with ``save_model``,
-    the trained embedder too.
+    Parameters
+    ----------
+    cells : CellSet
+    out, save_model, force : path, path, bool, default None, None, False
+        Also write the ``.h5ad`` (atomically) and the trained embedder; ``force`` replaces existing files.
+    method, config : str, EmbedConfig, default "barlow", None
+        One of :data:`EMBED_METHODS` (trained with ``config``, its method replaced), ``model:PATH`` (a classifier's
+        penultimate layer) or ``embedder:PATH`` (a saved embedder applied to new cells).
+
+    Examples
+    --------
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.ml.embed import EmbedConfig, embed_cells
+    >>> embed_cells(make_cells(n_per_class=4, size=16), method="pca", config=EmbedConfig(dim=3)).obsm["X_pca"].shape
+    (8, 3)
     """
     t0 = time.monotonic()
     refuse_existing(out, force=force)
@@ -312,7 +360,7 @@ def embed_cells(
         x = emb.transform(images)
         key = f"X_{method}"
         settings = {"method": method, **emb.config, "arch": emb.arch, "width": emb.width}
-        settings["robustness"] = augmentation_robustness(emb, images, preset="yao", seed=config.seed)
+        settings["robustness"] = augmentation_robustness(emb, images, preset="yao", random_state=config.seed)
         logger.info("augmented copies of a cell lie %.2f times as far apart as different cells", settings["robustness"]["ratio"])
         if save_model is not None:
             emb.save(save_model)

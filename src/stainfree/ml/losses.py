@@ -4,9 +4,31 @@ from __future__ import annotations
 
 
 class BarlowTwinsLoss:
-    """Barlow Twins loss (Zbontar et al. 2021) as a small ``nn.Module`` (built lazily so that
-    importing this module does not import torch): with ``z1``, ``z2`` standardised over the
-    batch and ``c = z1.T @ z2 / n``, ``sum_i (1 - c_ii)^2 + lambda * sum_{i != j} c_ij^2``."""
+    """Barlow Twins loss (Zbontar et al. 2021) as a small ``nn.Module``.
+
+    With ``z1``, ``z2`` standardised over the batch and ``c = z1.T @ z2 / n``, the loss is
+    ``sum_i (1 - c_ii)^2 + lambda * sum_{i != j} c_ij^2``: the two views of a cell should agree
+    feature by feature while different features stay uncorrelated. The module is built when the
+    class is called, so that importing this module does not import torch.
+
+    Parameters
+    ----------
+    lambda_ : float, default 0.005
+        Weight of the off-diagonal (redundancy) term.
+
+    Returns
+    -------
+    torch.nn.Module
+        Called as ``loss(z1, z2)`` on two ``N x D`` batches of embeddings; gives a scalar tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.losses import BarlowTwinsLoss
+    >>> z = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])  # two perfectly anti-correlated features
+    >>> round(float(BarlowTwinsLoss()(z, z)), 6), round(float(BarlowTwinsLoss(lambda_=1.0)(z, z)), 6)
+    (0.01, 2.0)
+    """
 
     def __new__(cls, lambda_: float = 0.005):
         import torch

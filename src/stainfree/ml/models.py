@@ -1,17 +1,9 @@
 """Classifier architectures, created by name from a small registry (in the manner of timm).
 
-Each entry is a function ``(in_channels, num_classes, input_size, **kwargs) -> nn.Module`` plus
-its defaults (input size, normalisation). Adding an architecture is one function and one
-decorator line::
-
-    @register_model("mynet", input_size=64)
-    def mynet(in_channels, num_classes, input_size, width=16):
-        ...
-
-Every model accepts any channel count and input size and exposes ``features(x)``, the
-penultimate representation used later for embeddings, beside ``forward(x)`` (logits). The
-convolutional ones (``cnn3``, ``yao2019``, ``resnet_small``) also expose ``feature_maps(x)``,
-the activation maps at the end of each stage, for multi-scale embeddings.
+Each entry (:class:`ModelInfo`) is a builder plus its defaults; adding one is a function and a decorator line
+(:func:`register_model`). Every model accepts any channel count and input size and exposes ``features(x)``, the
+penultimate representation used later for embeddings, beside ``forward(x)`` (logits); the convolutional ones
+(``cnn3``, ``yao2019``, ``resnet_small``) also ``feature_maps(x)``, the maps at the end of each stage.
 """
 
 from __future__ import annotations
@@ -24,6 +16,23 @@ from ..utils import StainfreeError
 
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
+    """One registry entry: a builder ``(in_channels, num_classes, input_size, **kwargs) -> nn.Module`` and its defaults.
+
+    Attributes
+    ----------
+    name, description : str
+        Registry name, and one line for listings (``stainfree models``).
+    builder : callable
+    input_size, normalisation : int, str
+        Default side of the square input (pixels) and normalisation (:mod:`.transforms`).
+
+    Examples
+    --------
+    >>> from stainfree.ml.models import model_info
+    >>> model_info("yao2019").input_size, model_info("yao2019").normalisation
+    (224, 'quantile')
+    """
+
     name: str
     builder: Callable
     input_size: int
@@ -36,7 +45,28 @@ DEFAULT_MODEL = "cnn3"
 
 
 def register_model(name: str, *, input_size: int, normalisation: str = "robust", description: str = ""):
-    """Decorator adding a model builder to the registry under ``name``."""
+    """Decorator adding a model builder to the registry under ``name``; it returns the builder unchanged.
+
+    Parameters
+    ----------
+    name : str
+        Registry name of the architecture (a ``ValueError`` if already taken).
+    input_size : int
+        Default side of the square input, in pixels.
+    normalisation, description : str, default "robust", ""
+        Default normalisation; one line for listings (empty: the builder's first docstring line).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml import models
+    >>> @models.register_model("flat_demo", input_size=8, description="a linear layer on the pixels")
+    ... def flat_demo(in_channels, num_classes, input_size):
+    ...     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_channels * input_size**2, num_classes))
+    >>> models.create_model("flat_demo", 1, 2)(torch.zeros(3, 1, 8, 8)).shape
+    torch.Size([3, 2])
+    >>> del models._REGISTRY["flat_demo"]  # leave the registry as it was
+    """
 
     def wrap(fn):
         if name in _REGISTRY:
@@ -48,11 +78,43 @@ def register_model(name: str, *, input_size: int, normalisation: str = "robust",
 
 
 def list_models() -> list[str]:
-    """Names of the registered architectures."""
+    """Names of the registered architectures, sorted.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> from stainfree.ml.models import list_models
+    >>> list_models()
+    ['cnn3', 'fc2', 'ogawa2022', 'resnet_small', 'simple_vit', 'yao2019']
+    """
     return sorted(_REGISTRY)
 
 
 def model_info(name: str) -> ModelInfo:
+    """The registry entry of the architecture ``name`` (see :func:`list_models`).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    ModelInfo
+
+    Raises
+    ------
+    StainfreeError
+        If no architecture is registered under ``name``.
+
+    Examples
+    --------
+    >>> from stainfree.ml.models import model_info
+    >>> model_info("ogawa2022").input_size
+    150
+    """
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -60,11 +122,36 @@ def model_info(name: str) -> ModelInfo:
 
 
 def create_model(name: str, in_channels: int, num_classes: int, input_size: int | None = None, **kwargs):
-    """Build the architecture ``name`` for ``in_channels`` x ``input_size`` x ``input_size`` input.
+    """Build the architecture ``name`` for ``in_channels x input_size x input_size`` input.
 
+    Parameters
+    ----------
+    name : str
+        A registered architecture (see :func:`list_models`).
+    in_channels, num_classes : int
+        Image channels (at least 1) and outputs (at least 2).
+    input_size : int, optional
+        Side of the square input in pixels; default the architecture's own.
+    **kwargs
+        Options of the architecture's builder (``widths``, ``dropout``, ...).
+
+    Returns
+    -------
+    torch.nn.Module
+        Untrained: ``forward(x)`` gives logits, ``features(x)`` the penultimate layer.
+
+    Raises
+    ------
+    StainfreeError
+        For an unknown name, no channels or fewer than two classes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.models import create_model
     >>> m = create_model("cnn3", in_channels=2, num_classes=3, input_size=40)
-    >>> import torch; tuple(m(torch.zeros(4, 2, 40, 40)).shape)
-    (4, 3)
+    >>> tuple(m(torch.zeros(4, 2, 40, 40)).shape), tuple(m.features(torch.zeros(4, 2, 40, 40)).shape)
+    ((4, 3), (4, 32))
     """
     info = model_info(name)
     if in_channels < 1 or num_classes < 2:
@@ -80,9 +167,17 @@ def _torch():
 
 
 @register_model("cnn3", input_size=64, description="three conv/BN/ReLU/max-pool blocks (Espinosa Bernal), ~14k parameters at 64x64")
-def cnn3(in_channels: int, num_classes: int, input_size: int, widths=(16, 32, 32), dropout: float = 0.2):
-    """Three conv/batch-norm/ReLU/max-pool blocks of growing width, global average pooling, a
-    linear classifier (a small CNN for imaging flow cytometry, after Espinosa Bernal)."""
+def cnn3(in_channels: int, num_classes: int, input_size: int, *, widths=(16, 32, 32), dropout: float = 0.2):
+    """Three conv/batch-norm/ReLU/max-pool blocks of growing width, global average pooling, a linear classifier (a small
+    CNN for imaging flow cytometry, after Espinosa Bernal). Input 64 x 64 by default; options ``widths``, ``dropout``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.models import create_model
+    >>> create_model("cnn3", 1, 3)(torch.zeros(2, 1, 64, 64)).shape
+    torch.Size([2, 3])
+    """
     torch, nn = _torch()
 
     class CNN3(nn.Module):
@@ -142,12 +237,17 @@ def _pooled_size(size: int, stages: int, kernel: int = 2, stride: int = 2, min_s
     normalisation="quantile",
     description="Yao et al. 2019: six conv/BN/ReLU/avg-pool blocks (32 11x11, then five 32 5x5), FC",
 )
-def yao2019(in_channels: int, num_classes: int, input_size: int, width: int = 32):
-    """Yao, Rochman & Sun 2019: six blocks of convolution, batch norm, ReLU and 2x2 average
-    pooling (first 32 kernels of 11x11, then five of 32 kernels of 5x5), a fully connected layer.
+def yao2019(in_channels: int, num_classes: int, input_size: int, *, width: int = 32):
+    """Yao, Rochman & Sun 2019: six blocks of convolution, batch norm, ReLU and 2x2 average pooling (first 32 kernels
+    of 11x11, then five of 32 kernels of 5x5), a fully connected layer. ``features(x)`` is the flattened last pooled
+    activation map, the "LCA" features used for Self-Label Clustering: 32 x 3 x 3 = 288 values at 224 x 224 (default).
 
-    ``features(x)`` is the flattened last pooled activation map, the "LCA" features used for
-    Self-Label Clustering: 32 x 3 x 3 = 288 values at 224 x 224 input.
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.models import create_model
+    >>> create_model("yao2019", 1, 2)(torch.zeros(1, 1, 224, 224)).shape
+    torch.Size([1, 2])
     """
     torch, nn = _torch()
     side, pools = _pooled_size(input_size, 6)
@@ -183,10 +283,17 @@ def yao2019(in_channels: int, num_classes: int, input_size: int, width: int = 32
     normalisation="circle",
     description="Ogawa et al. 2022: four 5x5 convs (16,16,32,32; doubled for >= 2 channels), max-pool 3/2, FC 2000",
 )
-def ogawa2022(in_channels: int, num_classes: int, input_size: int, hidden: int = 2000, dropout: float = 0.1):
-    """Ogawa et al. 2022 (after Xu et al.): four 5x5 convolutions with 16, 16, 32 and 32 kernels
-    (all doubled when the input has two or more channels), ReLU, 3x3 max pooling with stride 2
-    after each, dropout 0.1 in every gap, a fully connected layer of 2,000 units, then the classes.
+def ogawa2022(in_channels: int, num_classes: int, input_size: int, *, hidden: int = 2000, dropout: float = 0.1):
+    """Ogawa et al. 2022 (after Xu et al.): four 5x5 convolutions with 16, 16, 32 and 32 kernels (all doubled when the
+    input has two or more channels), ReLU, 3x3 max pooling with stride 2 after each, dropout 0.1 in every gap, a fully
+    connected layer of 2,000 units, then the classes. Input 150 x 150 by default; options ``hidden``, ``dropout``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.models import create_model
+    >>> create_model("ogawa2022", 2, 2)(torch.zeros(1, 2, 150, 150)).shape
+    torch.Size([1, 2])
     """
     torch, nn = _torch()
     mult = 2 if in_channels >= 2 else 1
@@ -217,9 +324,17 @@ def ogawa2022(in_channels: int, num_classes: int, input_size: int, hidden: int =
 
 
 @register_model("fc2", input_size=64, description="two fully connected hidden layers (100, 50) with BN, ReLU, dropout (Espinosa Bernal)")
-def fc2(in_channels: int, num_classes: int, input_size: int, hidden=(100, 50), dropout: float = 0.25):
-    """A fully connected network on the flattened pixels: hidden layers of 100 and 50 units, each
-    with batch norm, ReLU and dropout (Espinosa Bernal's baseline deep model)."""
+def fc2(in_channels: int, num_classes: int, input_size: int, *, hidden=(100, 50), dropout: float = 0.25):
+    """A fully connected network on the flattened pixels: hidden layers of 100 and 50 units, each with batch norm, ReLU
+    and dropout (Espinosa Bernal's baseline deep model). Input 64 x 64 by default, and only the size it was built for.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.models import create_model
+    >>> create_model("fc2", 1, 4, input_size=32)(torch.zeros(2, 1, 32, 32)).shape
+    torch.Size([2, 4])
+    """
     torch, nn = _torch()
 
     class FC2(nn.Module):
@@ -248,6 +363,7 @@ def simple_vit(
     in_channels: int,
     num_classes: int,
     input_size: int,
+    *,
     patch: int = 16,
     dim: int = 32,
     heads: int = 8,
@@ -255,9 +371,17 @@ def simple_vit(
     dim_head: int = 64,
     mlp_dim: int = 32,
 ):
-    """Simple ViT: non-overlapping patches (the image is zero-padded to a multiple of the patch
-    size), a linear projection, fixed 2-D sine-cosine position embeddings, a pre-norm transformer
-    encoder, mean pooling over patches and a linear head."""
+    """Simple ViT (Beyer et al. 2022, as used by Espinosa Bernal): non-overlapping patches (the image is zero-padded to
+    a multiple of the patch size), a linear projection, fixed 2-D sine-cosine position embeddings, a pre-norm
+    transformer encoder, mean pooling over patches and a linear head. Input 64 x 64 by default.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.models import create_model
+    >>> create_model("simple_vit", 1, 2)(torch.zeros(2, 1, 64, 64)).shape
+    torch.Size([2, 2])
+    """
     torch, nn = _torch()
 
     def posemb(h, w, device):
@@ -317,10 +441,18 @@ def simple_vit(
 @register_model(
     "resnet_small", input_size=64, description="stainfree default: a small residual network (stem + three stages of basic blocks)"
 )
-def resnet_small(in_channels: int, num_classes: int, input_size: int, widths=(16, 32, 64), blocks=(1, 1, 1), dropout: float = 0.2):
-    """A small residual network: a 3x3 stem, three stages of basic residual blocks (the second and
-    third halve the resolution), global average pooling, dropout and a linear head. Chosen as the
-    default for its accuracy per second on small single-cell crops on a CPU."""
+def resnet_small(in_channels: int, num_classes: int, input_size: int, *, widths=(16, 32, 64), blocks=(1, 1, 1), dropout: float = 0.2):
+    """A small residual network: a 3x3 stem, three stages of basic residual blocks (the second and third halve the
+    resolution), global average pooling, dropout and a linear head. Chosen as the default for its accuracy per second
+    on small single-cell crops on a CPU. Input 64 x 64 by default.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.models import create_model
+    >>> create_model("resnet_small", 1, 2)(torch.zeros(2, 1, 64, 64)).shape
+    torch.Size([2, 2])
+    """
     torch, nn = _torch()
 
     class Block(nn.Module):

@@ -18,14 +18,51 @@ def saliency(
     target: Sequence[int] | None = None,
     n_samples: int = 25,
     noise: float = 0.15,
-    seed: int = 0,
+    random_state: int = 0,
 ) -> np.ndarray:
-    """Saliency maps (N x H x W, at the cells' own size) for the class ``target`` of each cell
-    (default: the predicted class).
+    """Saliency maps of a classifier: which pixels move the score of each cell's class.
 
     ``vanilla`` is the absolute gradient of the class score with respect to the input pixels,
     maximised over channels; ``smoothgrad`` averages it over ``n_samples`` copies with Gaussian
     noise of ``noise`` times the input's range (Smilkov et al. 2017).
+
+    Parameters
+    ----------
+    clf : Classifier
+        The trained classifier (run on the CPU).
+    images : numpy.ndarray
+        Cells, ``N x C x H x W`` in the classifier's channels, not normalised.
+    method : {"smoothgrad", "vanilla"}, default "smoothgrad"
+        Plain gradient or its average over noisy copies.
+    target : sequence of int, optional
+        Class index per cell; default the predicted class.
+    n_samples : int, default 25
+        Noisy copies for ``smoothgrad``.
+    noise : float, default 0.15
+        Noise standard deviation, as a fraction of each cell's intensity range.
+    random_state : int, default 0
+        Seed of the noise.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``N x H x W`` float32 maps, resized to the cells' own size.
+
+    Raises
+    ------
+    StainfreeError
+        If ``method`` is neither vanilla nor smoothgrad.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.ml.classifier import Classifier
+    >>> from stainfree.ml.models import create_model
+    >>> from stainfree.ml.saliency import saliency
+    >>> clf = Classifier(create_model("cnn3", 1, 2, 16), "cnn3", {}, ["a", "b"], ["bf"], (16, 16), {"method": "cell"})
+    >>> maps = saliency(clf, np.random.default_rng(0).random((3, 1, 20, 20)), n_samples=2)
+    >>> maps.shape, maps.dtype, bool((maps >= 0).all())
+    ((3, 20, 20), dtype('float32'), True)
     """
     import torch
     import torch.nn.functional as F
@@ -38,7 +75,7 @@ def saliency(
     with torch.no_grad():
         predicted = model(x).argmax(1)
     classes = predicted if target is None else torch.as_tensor(np.asarray(target), dtype=torch.long)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(random_state)
     spread = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))).clamp_min(1e-6)[:, None, None, None]
     samples = n_samples if method == "smoothgrad" else 1
     total = torch.zeros_like(x)
@@ -54,8 +91,35 @@ def saliency(
 
 
 def activation_maps(clf, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """The output of every convolutional layer for one cell (``C x H x W``): a list of
-    ``(layer name, channels x h x w)`` in forward order."""
+    """The output of every convolutional layer of a classifier for one cell.
+
+    Parameters
+    ----------
+    clf : Classifier
+        The trained classifier (run on the CPU).
+    image : numpy.ndarray
+        One cell, ``C x H x W`` in the classifier's channels, not normalised.
+
+    Returns
+    -------
+    list of (str, numpy.ndarray)
+        ``(layer name, channels x h x w)`` for each convolution, in forward order.
+
+    Raises
+    ------
+    StainfreeError
+        If the network has no convolutional layer (``fc2``, ``simple_vit``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.ml.classifier import Classifier
+    >>> from stainfree.ml.models import create_model
+    >>> from stainfree.ml.saliency import activation_maps
+    >>> clf = Classifier(create_model("cnn3", 2, 3, 24), "cnn3", {}, ["a", "b", "c"], ["bf", "df"], (24, 24), {"method": "cell"})
+    >>> [(name, a.shape) for name, a in activation_maps(clf, np.ones((2, 24, 24)))]
+    [('body.0', (16, 24, 24)), ('body.4', (32, 12, 12)), ('body.8', (32, 6, 6))]
+    """
     import torch
 
     model = clf.model.to("cpu").eval()

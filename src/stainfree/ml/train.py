@@ -24,6 +24,7 @@ from .transforms import (
 )
 
 logger = logging.getLogger(__name__)
+#: Choices of the :class:`TrainConfig` fields ``optimizer``, ``loss_weighting``, ``monitor`` and ``sampling``.
 OPTIMIZERS = ("adam", "adamw", "sgd")
 WEIGHTINGS = ("none", "sqrt", "inv")
 MONITORS = ("val_loss", "balanced_accuracy")
@@ -33,6 +34,22 @@ SAMPLINGS = ("shuffle", "balanced", "sqrt")
 def robust_scaling(images: np.ndarray, **kwargs) -> dict:
     """Per-channel median and 1st-99th percentile range (see :func:`fit_normalisation`).
 
+    Parameters
+    ----------
+    images : numpy.ndarray
+        Training cells, ``N x C x H x W``.
+    **kwargs
+        Options of :func:`~stainfree.ml.transforms.fit_normalisation` (``max_cells``, ``seed``).
+
+    Returns
+    -------
+    dict
+        The ``robust`` normalisation's parameters: ``method``, ``center`` and ``scale``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.ml.train import robust_scaling
     >>> p = robust_scaling(np.arange(101, dtype=float).reshape(1, 1, 1, 101))
     >>> p["center"], p["scale"]
     ([50.0], [98.0])
@@ -53,6 +70,46 @@ class TrainConfig:
     training cells only, early stopping watches ``monitor`` on it and the best epoch is
     restored; with the default 0 every training cell is used and the last epoch of the one-cycle
     schedule is kept.
+
+    Parameters
+    ----------
+    model, model_kwargs : str, dict, default "cnn3", {}
+        Architecture name (:func:`stainfree.ml.models.list_models`) and its options.
+    input_size : int, optional
+        Side the cells are resized to (at least 8); default their own size.
+    normalisation : str, default "auto"
+        ``auto`` or one of :data:`stainfree.ml.transforms.NORMALISATIONS`.
+    augment : str, default "rotations"
+        Augmentation preset or list (:func:`stainfree.ml.transforms.augmentation_names`).
+    blackout : {"none", "full", "partial"}, default "none"
+        Engberg's FBR/PBR on half the cells of each batch; needs masks.
+    epochs, batch_size : int, default 30, 64
+        Passes over the training cells (at least 1), and cells per step (at least 2).
+    optimizer : {"adamw", "adam", "sgd"}, default "adamw"
+        SGD has Nesterov momentum 0.9.
+    lr, weight_decay : float, default 3e-3, 1e-4
+        Peak learning rate and weight decay.
+    schedule : {"cosine", "constant"}, default "cosine"
+        One-cycle schedule (15 % warm-up, cosine decay) or a constant rate.
+    loss_weighting : {"none", "sqrt", "inv"}, default "none"
+        Class weights of the loss (:func:`class_weights`).
+    sampling : {"sqrt", "balanced", "shuffle"}, default "sqrt"
+        How each epoch's cells are drawn (see above).
+    val_fraction : float, default 0.0
+        Fraction of the cells held out for validation, in [0, 1).
+    monitor, patience : str, int, default "val_loss", 8
+        What early stopping watches on the validation cells (:data:`MONITORS`), for how many epochs.
+    seed : int, default 0
+        Seed of the split, the sampling, the augmentation and the initial weights.
+    device : str, default "auto"
+        Torch device (:func:`stainfree.ml.classifier.pick_device`).
+
+    Examples
+    --------
+    >>> from stainfree.ml.train import TrainConfig
+    >>> TrainConfig().resolved_normalisation(), TrainConfig(model="yao2019").resolved_normalisation()
+    ('robust', 'quantile')
+    >>> TrainConfig(epochs=1, batch_size=8).validate()
     """
 
     model: str = DEFAULT_MODEL
@@ -76,6 +133,21 @@ class TrainConfig:
     device: str = "auto"
 
     def validate(self) -> None:
+        """Check every setting, before any work is done.
+
+        Raises
+        ------
+        StainfreeError
+            For the first setting that is out of range or unknown, in one line.
+
+        Examples
+        --------
+        >>> from stainfree.ml.train import TrainConfig
+        >>> TrainConfig(optimizer="lbfgs").validate()
+        Traceback (most recent call last):
+        ...
+        stainfree.utils.StainfreeError: optimizer 'lbfgs' is not one of adam, adamw, sgd
+        """
         model_info(self.model)
         augmentation_names(self.augment)
         checks = [
@@ -102,6 +174,19 @@ class TrainConfig:
         on a few thousand cells), larger ones in batches of 128; small sets get more epochs so
         that training takes at least ~600 steps.
 
+        Parameters
+        ----------
+        cells : CellSet
+            The training cells.
+        **overrides
+            Settings that take precedence over these defaults.
+
+        Returns
+        -------
+        TrainConfig
+
+        Examples
+        --------
         >>> from stainfree.datasets.synthetic import make_cells
         >>> c = TrainConfig.for_data(make_cells(20, size=32))
         >>> c.batch_size, c.epochs, c.input_size
@@ -123,6 +208,7 @@ class TrainConfig:
         return cls(**defaults)
 
     def resolved_normalisation(self) -> str:
+        """The normalisation to fit: ``normalisation``, or the model's own default for ``auto``."""
         return model_info(self.model).normalisation if self.normalisation == "auto" else self.normalisation
 
 
@@ -130,6 +216,22 @@ def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
     """Loss weight per class: ``none`` (1), ``sqrt`` (1/sqrt(count)) or ``inv`` (1/count),
     rescaled so that the weights average 1 over the training cells.
 
+    Parameters
+    ----------
+    counts : numpy.ndarray
+        Training cells per class (each at least 1).
+    mode : {"none", "sqrt", "inv"}
+        The weighting (:data:`WEIGHTINGS`).
+
+    Returns
+    -------
+    numpy.ndarray
+        One float64 weight per class.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.ml.train import class_weights
     >>> class_weights(np.array([1, 4]), "sqrt").round(3).tolist()
     [1.667, 0.833]
     """
@@ -144,6 +246,27 @@ def recalibrate_batchnorm(model, x, *, batch_size: int = 256, device=None) -> No
     The running averages kept during training lag behind weights that are still changing fast
     (small data, few steps per epoch), which makes a model in eval mode predict one class for
     whole epochs; recomputing them once per epoch removes that lag.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network; it is left in the mode (train or eval) it was in.
+    x : torch.Tensor
+        Normalised cells ``N x C x H x W``, usually the training cells.
+    batch_size : int, default 256
+        Cells per forward pass (a last batch of one cell is skipped).
+    device : torch.device, optional
+        Where the model is; the batches are moved there.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.models import create_model
+    >>> from stainfree.ml.train import recalibrate_batchnorm
+    >>> model = create_model("cnn3", 1, 2, 16).eval()
+    >>> recalibrate_batchnorm(model, torch.ones(5, 1, 16, 16), batch_size=2)
+    >>> int(model.body[1].num_batches_tracked), model.training
+    (2, False)
     """
     import torch
 

@@ -29,7 +29,9 @@ import numpy as np
 
 from ..utils import StainfreeError
 
+#: Names of the normalisations (described above).
 NORMALISATIONS = ("robust", "quantile", "circle", "cell")
+#: Quantile levels (0, 1, ..., 100 percent) stored for the ``quantile`` normalisation.
 N_QUANTILES = 101
 
 
@@ -37,11 +39,41 @@ N_QUANTILES = 101
 def fit_normalisation(
     images: np.ndarray, method: str = "robust", *, radius: float | None = None, max_cells: int = 2000, seed: int = 0
 ) -> dict:
-    """Fit a normalisation on training images (N x C x H x W); returns a JSON-able dict.
+    """Fit a normalisation on training images, to store with a model.
 
+    Parameters
+    ----------
+    images : numpy.ndarray
+        Training cells, ``N x C x H x W``.
+    method : str, default "robust"
+        One of :data:`NORMALISATIONS` (see the module description).
+    radius : float, optional
+        ``circle`` only: the disc's radius in pixels; default a third of the smaller side.
+    max_cells : int, default 2000
+        Fit on a random subset of at most this many cells (quantiles of every cell are costly).
+    seed : int, default 0
+        Seed of that subset.
+
+    Returns
+    -------
+    dict
+        JSON-able parameters for :func:`apply_normalisation` (``method`` and, as needed,
+        ``center``, ``scale``, ``reference_quantiles`` or ``radius``).
+
+    Raises
+    ------
+    StainfreeError
+        For a ``method`` not in :data:`NORMALISATIONS`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.ml.transforms import fit_normalisation
     >>> p = fit_normalisation(np.arange(101, dtype=float).reshape(1, 1, 1, 101))
     >>> p["method"], p["center"], p["scale"]
     ('robust', [50.0], [98.0])
+    >>> fit_normalisation(np.zeros((2, 1, 30, 60)), "circle")
+    {'method': 'circle', 'radius': 10.0}
     """
     if method not in NORMALISATIONS:
         raise StainfreeError(f"unknown normalisation {method!r} (choose from {', '.join(NORMALISATIONS)})")
@@ -88,6 +120,21 @@ def _match_quantiles(images: np.ndarray, reference_quantiles) -> np.ndarray:
 def circle_mask(h: int, w: int, radius: float) -> np.ndarray:
     """Boolean disc of ``radius`` pixels centred in an ``h x w`` image.
 
+    Parameters
+    ----------
+    h, w : int
+        Image height and width.
+    radius : float
+        Radius in pixels (pixels at exactly that distance are inside).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``h x w`` bool.
+
+    Examples
+    --------
+    >>> from stainfree.ml.transforms import circle_mask
     >>> circle_mask(5, 5, 1).astype(int)[1:4, 1:4]
     array([[0, 1, 0],
            [1, 1, 1],
@@ -98,8 +145,31 @@ def circle_mask(h: int, w: int, radius: float) -> np.ndarray:
 
 
 def apply_normalisation(images: np.ndarray, params: dict) -> np.ndarray:
-    """Apply a fitted normalisation; returns float32 N x C x H x W.
+    """Apply a fitted normalisation to images.
 
+    Parameters
+    ----------
+    images : numpy.ndarray
+        Cells, ``N x C x H x W``, in the channels the normalisation was fitted on.
+    params : dict
+        The output of :func:`fit_normalisation` (without ``method``: ``robust``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Float32, ``N x C x H x W``.
+
+    Raises
+    ------
+    StainfreeError
+        If float images contain NaN or infinite values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.ml.transforms import apply_normalisation
+    >>> apply_normalisation(np.array([[[[1.0, 3.0]]]]), {"method": "robust", "center": [1.0], "scale": [4.0]})
+    array([[[[0. , 0.5]]]], dtype=float32)
     >>> apply_normalisation(np.full((1, 1, 3, 3), 4.0), {"method": "circle", "radius": 1})[0, 0]
     array([[0., 1., 0.],
            [1., 1., 1.],
@@ -219,6 +289,44 @@ def blackout_outside(x, masks, *, mode: str = "full", dilate: int = 3, fill: flo
 
     ``mode="full"`` (FBR) blacks out everything outside; ``mode="partial"`` (PBR) blacks out a
     random half-plane of the outside only, so some context survives.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Batch ``N x C x H x W``.
+    masks : torch.Tensor
+        The cells' masks, ``N x H x W`` or ``N x 1 x H x W`` (bool or 0/1).
+    mode : {"full", "partial"}, default "full"
+        Black out all of the outside, or a random half-plane of it.
+    dilate : int, default 3
+        Grow the masks by this many pixels (a square neighbourhood) first.
+    fill : float, default 0.0
+        Value of the blacked-out pixels.
+    generator : torch.Generator, optional
+        Random source of the half-planes.
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape as ``x``.
+
+    Raises
+    ------
+    StainfreeError
+        If ``mode`` is neither full nor partial.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.transforms import blackout_outside
+    >>> masks = torch.zeros(1, 5, 5, dtype=torch.bool)
+    >>> masks[0, 2, 2] = True
+    >>> blackout_outside(torch.ones(1, 1, 5, 5), masks, dilate=1)[0, 0]
+    tensor([[0., 0., 0., 0., 0.],
+            [0., 1., 1., 1., 0.],
+            [0., 1., 1., 1., 0.],
+            [0., 1., 1., 1., 0.],
+            [0., 0., 0., 0., 0.]])
     """
     import torch
     import torch.nn.functional as F
@@ -240,6 +348,7 @@ def blackout_outside(x, masks, *, mode: str = "full", dilate: int = 3, fill: flo
     return torch.where(keep, x, torch.full_like(x, fill))
 
 
+#: Augmentations by name: functions ``(batch, generator) -> batch``.
 AUGMENTATIONS: dict[str, Callable] = {
     "rot90": _rot90,
     "flip": _flips,
@@ -264,8 +373,26 @@ PRESETS: dict[str, list[str]] = {
 
 def augmentation_names(preset: str | list[str]) -> list[str]:
     """The augmentations of a preset name, of a comma-separated list (``"rot90,flip,blur"``) or
-    of a list; raises a one-line error for an unknown name.
+    of a list.
 
+    Parameters
+    ----------
+    preset : str or list of str
+        A name in :data:`PRESETS`, names from :data:`AUGMENTATIONS` separated by commas, or a list of them.
+
+    Returns
+    -------
+    list of str
+        Names from :data:`AUGMENTATIONS`, in the order they are applied.
+
+    Raises
+    ------
+    StainfreeError
+        For an unknown preset or augmentation (a one-line message listing the choices).
+
+    Examples
+    --------
+    >>> from stainfree.ml.transforms import augmentation_names
     >>> augmentation_names("engberg"), augmentation_names("flip,blur")
     (['rot90', 'flip', 'blur'], ['flip', 'blur'])
     """
@@ -284,14 +411,64 @@ def augmentation_names(preset: str | list[str]) -> list[str]:
 
 
 def augment(x, preset: str | list[str] = "standard", *, generator=None):
-    """Apply an augmentation preset (or a list of augmentation names) to a batch tensor."""
+    """Apply an augmentation preset (or a list of augmentation names) to a batch tensor.
+
+    Every augmentation draws its own random values per cell, on the batch's device.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Batch ``N x C x H x W`` (normalised).
+    preset : str or list of str, default "standard"
+        As for :func:`augmentation_names`.
+    generator : torch.Generator, optional
+        Random source, for reproducible augmentation.
+
+    Returns
+    -------
+    torch.Tensor
+        The augmented batch, same shape.
+
+    Raises
+    ------
+    StainfreeError
+        For an unknown preset or augmentation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.transforms import augment
+    >>> y = augment(torch.arange(4.0).reshape(1, 1, 2, 2), "flips", generator=torch.Generator().manual_seed(0))
+    >>> y.shape, sorted(y.flatten().tolist())  # rotations and flips only move pixels
+    (torch.Size([1, 1, 2, 2]), [0.0, 1.0, 2.0, 3.0])
+    """
     for name in augmentation_names(preset):
         x = AUGMENTATIONS[name](x, generator)
     return x
 
 
 def dihedral_views(x):
-    """The 8 rotations/flips of a batch (for test-time augmentation), as a list of tensors."""
+    """The 8 rotations/flips of a batch (for test-time augmentation), as a list of tensors.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Batch ``N x C x H x W``; for non-square images the 90 and 270 degree rotations are
+        replaced by the unrotated batch.
+
+    Returns
+    -------
+    list of torch.Tensor
+        The 4 rotations by 90 degrees of ``x``, then those of ``x`` flipped left-right.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.transforms import dihedral_views
+    >>> views = dihedral_views(torch.arange(4.0).reshape(1, 1, 2, 2))
+    >>> len(views), views[0][0, 0].tolist(), views[1][0, 0].tolist(), views[4][0, 0].tolist()
+    (8, [[0.0, 1.0], [2.0, 3.0]], [[1.0, 3.0], [0.0, 2.0]], [[1.0, 0.0], [3.0, 2.0]])
+    """
     import torch
 
     views = []

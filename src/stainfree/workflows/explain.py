@@ -81,7 +81,7 @@ def run_saliency(
     predicted = np.asarray(clf.classes)[proba.argmax(1)]
     maps = {
         "vanilla gradient": saliency(clf, images, method="vanilla"),
-        f"SmoothGrad (n={n_samples})": saliency(clf, images, method="smoothgrad", n_samples=n_samples, noise=noise, seed=seed),
+        f"SmoothGrad (n={n_samples})": saliency(clf, images, method="smoothgrad", n_samples=n_samples, noise=noise, random_state=seed),
     }
     labels = pd.Series(cells.labels[index], dtype="string")
     titles = [f"{ids[i][-18:]}\n{lab} -> {p}" for i, lab, p in zip(index, labels.fillna("?"), predicted)]
