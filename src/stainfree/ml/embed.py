@@ -228,7 +228,7 @@ def fit_embedder(
     norm_method = model_info(arch).normalisation if arch else "robust"
     if norm_method not in ("robust", "quantile"):
         norm_method = "robust"
-    normalisation = fit_normalisation(images, norm_method, seed=config.seed)
+    normalisation = fit_normalisation(images, norm_method, random_state=config.seed)
     emb = Embedder(config.method, list(channels), (side, side), normalisation, dataclasses.asdict(config), arch=arch, n_train_cells=n)
     x_all = emb.prepare(images)
     if config.method == "pca":

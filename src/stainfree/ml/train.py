@@ -395,7 +395,7 @@ def fit(
     with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
         torch.manual_seed(config.seed)
         split = _validation_split(y, len(classes), config)
-        norm = fit_normalisation(images[split[0]], config.resolved_normalisation(), seed=config.seed)
+        norm = fit_normalisation(images[split[0]], config.resolved_normalisation(), random_state=config.seed)
         run = _start_run(images, y, split, len(classes), masks, config, size, norm)
         if checkpoint is not None and Path(checkpoint).is_file():
             resume(run, checkpoint, signature, log)

@@ -37,7 +37,7 @@ N_QUANTILES = 101
 
 # ---------------------------------------------------------------------- normalisation
 def fit_normalisation(
-    images: np.ndarray, method: str = "robust", *, radius: float | None = None, max_cells: int = 2000, seed: int = 0
+    images: np.ndarray, method: str = "robust", *, radius: float | None = None, max_cells: int = 2000, random_state: int = 0
 ) -> dict:
     """Fit a normalisation on training images, to store with a model.
 
@@ -51,7 +51,7 @@ def fit_normalisation(
         ``circle`` only: the disc's radius in pixels; default a third of the smaller side.
     max_cells : int, default 2000
         Fit on a random subset of at most this many cells (quantiles of every cell are costly).
-    seed : int, default 0
+    random_state : int, default 0
         Seed of that subset.
 
     Returns
@@ -79,7 +79,7 @@ def fit_normalisation(
         raise StainfreeError(f"unknown normalisation {method!r} (choose from {', '.join(NORMALISATIONS)})")
     images = np.asarray(images)
     if len(images) > max_cells:
-        pick = np.random.default_rng(seed).choice(len(images), max_cells, replace=False)
+        pick = np.random.default_rng(random_state).choice(len(images), max_cells, replace=False)
         images = images[np.sort(pick)]
     if method == "cell":
         return {"method": "cell"}
