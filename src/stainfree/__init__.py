@@ -3,11 +3,14 @@
 The CellSet (images plus a per-cell table) travels through every stage::
 
     import stainfree as sf
-    cells = sf.import_cells("jurkat-bbbc048", "jurkat.cells", layout="ifc", channels="Ch3,Ch6")
-    cells = sf.open_cellset("jurkat.cells").merge_classes("G1,S,G2=Interphase")
+    cells = sf.import_cells("jurkat-bbbc048", "jurkat.cells", layout="ifc", channels=["Ch3", "Ch6"])
+    cells = sf.open_cellset("jurkat.cells").merge_classes({"Interphase": ["G1", "S", "G2"]})
+    features = sf.pp.measure_cells(cells)  # AnnData: X the features, obs the cell table
+    sf.tl.rank_features(features, "label", group="Interphase", reference="rest")
 
 As in scanpy, ``sf.pp`` (measurements), ``sf.tl`` (clusters, probes, feature ranking) and
-``sf.pl`` (figures) group functions by job; their heavy imports happen on first use.
+``sf.pl`` (figures) group functions by job; their heavy imports happen on first use. The API
+reference is built from the docstrings: ``sphinx-build docs/api docs/api/_build``.
 """
 
 __version__ = "0.1.0"

@@ -255,8 +255,8 @@ def train_segmenter(
         Channel names, stored with the model.
     config : SegTrainConfig, optional
         Default ``SegTrainConfig()``.
-    validation : (images, labels), optional
-        Held-out fields, scored at every validation.
+    validation : tuple of two sequences, optional
+        Held-out fields as ``(images, labels)``, scored at every validation.
     pixel_size : float, optional
         Micrometres per pixel of the fields, stored so other fields can be rescaled to match.
     init : Segmenter, optional
