@@ -105,3 +105,77 @@ def write_h5ad(adata, path: str | os.PathLike) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def to_uns(value):
+    """A result as ``AnnData.uns`` can store it in ``.h5ad``: nested dicts kept, lists of records
+    as DataFrames, tuples as lists, other values as they are.
+
+    Parameters
+    ----------
+    value : dict, list, tuple or scalar
+        Settings, histories or scores (JSON-like).
+
+    Returns
+    -------
+    object
+        The same information in types h5ad writes; :func:`from_uns` turns it back.
+
+    Examples
+    --------
+    >>> from stainfree.io.export import to_uns
+    >>> stored = to_uns({"k": 2, "history": [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}], "dims": (3, 4)})
+    >>> stored["history"]["loss"].tolist(), stored["dims"]
+    ([0.5, 0.25], [3, 4])
+    """
+    if isinstance(value, dict):
+        return {str(k): to_uns(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, dict) for v in value):
+            return pd.DataFrame.from_records([{str(k): v for k, v in row.items()} for row in value])
+        return [to_uns(v) for v in value]
+    return value
+
+
+def from_uns(value):
+    """Plain Python (JSON-ready) from what :func:`to_uns` stored, as read back from ``.h5ad``:
+    arrays become lists, DataFrames lists of records, numpy scalars Python numbers; a JSON string
+    (how stainfree before 0.2 stored settings) is parsed.
+
+    Parameters
+    ----------
+    value : object
+        An ``adata.uns`` entry.
+
+    Returns
+    -------
+    object
+        Dicts, lists, strings, numbers, booleans and None only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.io.export import from_uns, to_uns
+    >>> from_uns({"k": np.int64(2), "scan": np.array([0.5, 0.25]), "history": to_uns([{"epoch": 1}])})
+    {'k': 2, 'scan': [0.5, 0.25], 'history': [{'epoch': 1}]}
+    >>> from_uns('{"method": "pca"}')
+    {'method': 'pca'}
+    """
+    import json
+
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, dict):
+        return {str(k): from_uns(v) for k, v in value.items()}
+    if isinstance(value, pd.DataFrame):
+        return [{str(k): from_uns(v) for k, v in row.items()} for row in value.to_dict(orient="records")]
+    if isinstance(value, np.ndarray):
+        return [from_uns(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [from_uns(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.export import write_h5ad
+from ..io.export import to_uns, write_h5ad
 from ..utils import StainfreeError, refuse_existing
 from ._embed_loop import (
     DEFAULT_ARCH,
@@ -307,7 +306,7 @@ def embed_cells(
     cells,
     out: str | os.PathLike | None = None,
     *,
-    method: str = "barlow",
+    method: str | None = None,
     config: EmbedConfig | None = None,
     save_model: str | os.PathLike | None = None,
     force: bool = False,
@@ -320,9 +319,9 @@ def embed_cells(
     cells : CellSet
     out, save_model, force : path, path, bool, default None, None, False
         Also write the ``.h5ad`` (atomically) and the trained embedder; ``force`` replaces existing files.
-    method, config : str, EmbedConfig, default "barlow", None
-        One of :data:`EMBED_METHODS` (trained with ``config``, its method replaced), ``model:PATH`` (a classifier's
-        penultimate layer) or ``embedder:PATH`` (a saved embedder applied to new cells).
+    method, config : str, EmbedConfig, optional
+        One of :data:`EMBED_METHODS` (trained with ``config``; default ``config.method``, else ``"barlow"``),
+        ``model:PATH`` (a classifier's penultimate layer) or ``embedder:PATH`` (a saved embedder applied to new cells).
 
     Examples
     --------
@@ -335,6 +334,7 @@ def embed_cells(
     refuse_existing(out, force=force)
     refuse_existing(save_model, force=force)
     history: list[dict] = []
+    method = method or (config.method if config is not None else "barlow")
     if method.startswith(("model:", "embedder:")):
         kind, _, path = method.partition(":")
         if kind == "model":
@@ -366,7 +366,7 @@ def embed_cells(
             emb.save(save_model)
     settings.update({"channels": list(cells.channels), "n_cells": len(cells), "seconds": round(time.monotonic() - t0, 1)})
     adata = cells.to_anndata(x, key=key)
-    adata.uns["stainfree_embed"] = {"key": key, "settings": json.dumps(settings, default=str), "history": json.dumps(history)}
+    adata.uns["stainfree_embed"] = to_uns({"key": key, "settings": settings, "history": history})
     if out is not None:
         write_h5ad(adata, out)
     return adata
