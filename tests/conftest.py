@@ -30,9 +30,40 @@ def write_tif(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-def run_cli(*args, cwd=None):
-    """Run ``python -m stainfree ARGS``; returns the CompletedProcess (stdout, stderr, returncode)."""
-    import subprocess
-    import sys
+class CliResult:
+    """What a command printed and its exit status, as a subprocess would report them."""
 
-    return subprocess.run([sys.executable, "-m", "stainfree", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_cli(*args, cwd=None):
+    """Run ``stainfree ARGS`` in this process through typer's CliRunner (no 2 s torch import per
+    call); user errors become the one line and exit status that ``stainfree.cli.main`` gives.
+    Tests of a real exit code or a signal start ``python -m stainfree`` themselves."""
+    import logging
+    import os
+
+    from typer.testing import CliRunner
+
+    from stainfree.cli import app
+    from stainfree.cli.app import error_exit
+
+    before = os.getcwd()
+    log = logging.getLogger("stainfree")
+    saved = (log.handlers[:], log.level, log.propagate)  # the command sets up its own logging
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        os.chdir(before)
+        log.handlers[:], log.level, log.propagate = saved
+    stdout, stderr, status = result.stdout, result.stderr, result.exit_code
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        handled = error_exit(result.exception)
+        if handled is None:
+            raise result.exception
+        stderr += handled[0] + "\n"
+        status = handled[1]
+    return CliResult(status, stdout, stderr)

@@ -6,11 +6,8 @@ import numpy as np
 import pytest
 
 import stainfree as sf
+from conftest import run_cli as run
 from conftest import write_png
-
-
-def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "stainfree", *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
 def folders(root):
@@ -60,6 +57,13 @@ def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path, args, message):
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "o.cells").exists()
     assert sorted(p.name for p in src.iterdir()) == ["A", "B"]  # the user's folder is untouched
+
+
+def test_the_console_command_exits_1_with_one_line(tmp_path):
+    """The in-process runner above reproduces `stainfree.cli.main`; this checks main itself."""
+    out = subprocess.run([sys.executable, "-m", "stainfree", "info", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [f"error: {tmp_path}: not a CellSet (no cellset.json; an interrupted write?)"]
 
 
 def test_synth_writes_a_labelled_grouped_set(tmp_path):

@@ -1,19 +1,14 @@
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
 import stainfree as sf
+from conftest import run_cli as run
 from stainfree.datasets.synthetic import make_cells
 from stainfree.eval.evaluate import evaluate
 from stainfree.ml.train import TrainConfig
 from stainfree.utils import read_parquet
-
-
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "stainfree", *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

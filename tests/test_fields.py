@@ -1,14 +1,13 @@
 """Fields of view: reading, segmentation, cropping, fluorescence labels, mixed populations."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import tifffile
 
+from conftest import run_cli as run
 from stainfree.core.cellset import CellSet
 from stainfree.core.store import concat, open_cellset
 from stainfree.datasets.synthetic import make_cells, make_field
@@ -20,10 +19,6 @@ from stainfree.seg.scoring import instance_scores
 from stainfree.utils import StainfreeError, read_parquet
 from stainfree.workflows.predict import run_predict
 from stainfree.workflows.segment import run_segment
-
-
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "stainfree", *map(str, args)], capture_output=True, text=True)
 
 
 def write_mixed_fields(folder, n_fields=3, *, shape=(384, 384), seed=100):

@@ -39,6 +39,26 @@ def _interrupt(signum, frame):
     raise Interrupted()
 
 
+def error_exit(exc: BaseException) -> tuple[str, int] | None:
+    """The line a user sees for an error, and the exit status; ``None`` for a defect (traceback).
+
+    >>> error_exit(StainfreeError("x.cells: not a CellSet"))
+    ('error: x.cells: not a CellSet', 1)
+    >>> error_exit(FileNotFoundError(2, "No such file or directory", "a.tif"))
+    ('error: a.tif: No such file or directory', 1)
+    >>> error_exit(Interrupted())
+    ('interrupted: no partial output was left behind', 130)
+    """
+    if isinstance(exc, StainfreeError):
+        return f"error: {exc}", 1
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return f"error: {where}{exc.strerror or exc}", 1
+    if isinstance(exc, Interrupted):
+        return "interrupted: no partial output was left behind", 130
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit status 1."""
     import signal
@@ -47,13 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signal.SIGINT, _interrupt)
     try:
         app(args=argv)
-    except StainfreeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except OSError as exc:
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
-        sys.exit(1)
-    except Interrupted:
-        typer.echo("interrupted: no partial output was left behind", err=True)
-        sys.exit(130)
+    except (StainfreeError, OSError, Interrupted) as exc:
+        message, status = error_exit(exc)
+        typer.echo(message, err=True)
+        sys.exit(status)
