@@ -8,10 +8,11 @@ import typer
 
 from ..utils import StainfreeError, refuse_existing
 from .app import app
-from .options import TRAIN_OPTIONS, read_table, with_field_options
+from .options import read_table, with_field_options, with_train_options
 
 
 @app.command()
+@with_train_options()
 def evaluate(
     cells: Path = typer.Argument(..., help="A CellSet folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
@@ -40,21 +41,7 @@ def evaluate(
     resume: bool = typer.Option(False, "--resume", help="Reuse the finished splits of an interrupted run of the same OUT."),
     tta: bool = typer.Option(True, "--tta/--no-tta", help="Test-time augmentation: average over the 8 rotations/flips of each test cell."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    model: str | None = TRAIN_OPTIONS["model"],
-    epochs: int | None = TRAIN_OPTIONS["epochs"],
-    batch_size: int | None = TRAIN_OPTIONS["batch_size"],
-    lr: float | None = TRAIN_OPTIONS["lr"],
-    optimizer: str | None = TRAIN_OPTIONS["optimizer"],
-    loss_weighting: str | None = TRAIN_OPTIONS["loss_weighting"],
-    sampling: str | None = TRAIN_OPTIONS["sampling"],
-    monitor: str | None = TRAIN_OPTIONS["monitor"],
-    patience: int | None = TRAIN_OPTIONS["patience"],
-    val_fraction: float | None = TRAIN_OPTIONS["val_fraction"],
-    augment: str | None = TRAIN_OPTIONS["augment"],
-    blackout: str | None = TRAIN_OPTIONS["blackout"],
-    normalisation: str | None = TRAIN_OPTIONS["normalisation"],
-    input_size: int | None = TRAIN_OPTIONS["input_size"],
-    seed: int | None = TRAIN_OPTIONS["seed"],
+    train: dict | None = None,
 ):
     """Train and evaluate a classifier honestly: protocol, intervals, baselines beside it."""
     from ..core.specs import parse_channel_list, parse_merge_spec
@@ -69,24 +56,7 @@ def evaluate(
         cs = cs.merge_classes(parse_merge_spec(merge_classes))
     from ..ml.train import TrainConfig
 
-    config = TrainConfig.for_data(
-        cs,
-        model=model,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        loss_weighting=loss_weighting,
-        sampling=sampling,
-        monitor=monitor,
-        patience=patience,
-        val_fraction=val_fraction,
-        augment=augment,
-        blackout=blackout,
-        normalisation=normalisation,
-        input_size=input_size,
-        seed=seed,
-    )
+    config = TrainConfig.for_data(cs, **train)
     config.validate()
     sizes = [float(v) for v in learning_curve.split(",")] if learning_curve else None
     if sizes and not all(0 < v <= 1 for v in sizes):
@@ -114,6 +84,7 @@ def evaluate(
 
 
 @app.command()
+@with_train_options("model", "epochs")
 def compare(
     cells: Path = typer.Argument(..., help="A CellSet folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for one run per condition and comparison.json."),
@@ -125,9 +96,8 @@ def compare(
     folds: int = typer.Option(5, help="Folds."),
     group: str | None = typer.Option(None, help="Group column."),
     merge_classes: str | None = typer.Option(None, "--merge-classes", help="e.g. 'G1,S,G2=Interphase'."),
-    model: str | None = TRAIN_OPTIONS["model"],
-    epochs: int | None = TRAIN_OPTIONS["epochs"],
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    train: dict | None = None,
 ):
     """Run the same protocol per channel set and seed, and tabulate balanced accuracy."""
     from ..core.specs import parse_channel_list, parse_merge_spec
@@ -147,7 +117,7 @@ def compare(
         conditions[name.strip()] = parse_channel_list(chans)
     if seeds < 1:
         raise StainfreeError(f"seeds must be at least 1, got {seeds}")
-    config = TrainConfig.for_data(cs, model=model, epochs=epochs)
+    config = TrainConfig.for_data(cs, **train)
     config.validate()
     _, body = run_compare(
         cs,

@@ -10,133 +10,176 @@ import typer
 
 from ..utils import StainfreeError, read_parquet
 
-TRAIN_OPTIONS = dict(
-    model=typer.Option(None, help="Model name (`stainfree models` lists them); default: the default model."),
-    epochs=typer.Option(None, help="Maximum training epochs (default adapts to the number of cells)."),
-    batch_size=typer.Option(None, "--batch-size", help="Cells per training step (default adapts to the number of cells)."),
-    lr=typer.Option(None, help="Peak learning rate (default 3e-3, one-cycle cosine schedule)."),
-    optimizer=typer.Option(None, help="adam, adamw (default) or sgd."),
-    loss_weighting=typer.Option(None, "--loss-weighting", help="none (default), sqrt (1/sqrt(count)) or inv (1/count)."),
-    sampling=typer.Option(None, help="balanced (default: class-balanced sampling) or shuffle."),
-    monitor=typer.Option(None, help="Early stopping on val_loss or balanced_accuracy (with --val-fraction)."),
-    patience=typer.Option(None, help="Epochs without improvement before stopping."),
-    val_fraction=typer.Option(
-        None,
-        "--val-fraction",
-        help="Fraction of the training cells held out for early stopping (default 0: train on all, keep the last epoch).",
+#: Training options of `evaluate` and `compare`: name -> (type, typer option); the command receives
+#: the given ones as one keyword ``train``.
+TRAIN_OPTIONS = {
+    "model": (str | None, typer.Option(None, help="Model name (`stainfree models` lists them); default: the default model.")),
+    "epochs": (int | None, typer.Option(None, help="Maximum training epochs (default adapts to the number of cells).")),
+    "batch_size": (int | None, typer.Option(None, "--batch-size", help="Cells per training step (default adapts to the number of cells).")),
+    "lr": (float | None, typer.Option(None, help="Peak learning rate (default 3e-3, one-cycle cosine schedule).")),
+    "optimizer": (str | None, typer.Option(None, help="adam, adamw (default) or sgd.")),
+    "loss_weighting": (str | None, typer.Option(None, "--loss-weighting", help="none (default), sqrt (1/sqrt(count)) or inv (1/count).")),
+    "sampling": (str | None, typer.Option(None, help="balanced (default: class-balanced sampling) or shuffle.")),
+    "monitor": (str | None, typer.Option(None, help="Early stopping on val_loss or balanced_accuracy (with --val-fraction).")),
+    "patience": (int | None, typer.Option(None, help="Epochs without improvement before stopping.")),
+    "val_fraction": (
+        float | None,
+        typer.Option(
+            None,
+            "--val-fraction",
+            help="Fraction of the training cells held out for early stopping (default 0: train on all, keep the last epoch).",
+        ),
     ),
-    augment=typer.Option(
-        None,
-        help="Augmentation preset (none, flips, standard, rotations (default), yao, engberg, strong) or a comma list such as rot90,flip,blur.",
+    "augment": (
+        str | None,
+        typer.Option(
+            None,
+            help="Augmentation preset (none, flips, standard, rotations (default), yao, engberg, strong) or a comma list such as rot90,flip,blur.",
+        ),
     ),
-    blackout=typer.Option(
-        None,
-        help="none (default), full or partial: black out the background outside half the cells' masks while training (cells from `stainfree segment`).",
+    "blackout": (
+        str | None,
+        typer.Option(
+            None,
+            help="none (default), full or partial: black out the background outside half the cells' masks while training (cells from `stainfree segment`).",
+        ),
     ),
-    normalisation=typer.Option(None, help="auto (the model's), robust, quantile or circle."),
-    input_size=typer.Option(None, "--input-size", help="Resize cells to N x N for the model (default: their own size, half above 128 px)."),
-    seed=typer.Option(None, help="Random seed (default 0)."),
-)
-
-
-FIELD_OPTIONS = dict(
-    channels=typer.Option(
-        None, help="Names for the fields' channels in file order, e.g. bf,mCherry (default: stored OME names, else ch0, ch1...)."
+    "normalisation": (str | None, typer.Option(None, help="auto (the model's), robust, quantile or circle.")),
+    "input_size": (
+        int | None,
+        typer.Option(None, "--input-size", help="Resize cells to N x N for the model (default: their own size, half above 128 px)."),
     ),
-    grey=typer.Option(False, "--grey", help="Convert colour fields to one grey channel."),
-    planes=typer.Option("channels", help="Z-slices/time points become extra channels (channels) or separate fields (fields)."),
-    pixel_size=typer.Option(None, "--pixel-size", help="Micrometres per pixel (default: from the file, where stored)."),
-    mode=typer.Option("auto", help="Segmentation mode: auto (per field: dark background = fluorescence), fluorescence or brightfield."),
-    method=typer.Option(
-        "auto",
-        help="auto (the learnt model on transmitted-light fields, classical on fluorescence), learnt, classical (Otsu/local threshold + watershed) or cellpose (optional extra).",
-    ),
-    segmenter=typer.Option(
-        None,
-        "--segmenter",
-        "--model",
-        help="Learnt segmentation model: a .safetensors from train-segmenter, or builtin:phase (the default, phase contrast).",
-    ),
-    segment_channel=typer.Option(None, "--segment-channel", help="Channel to segment (default: the first that is not the label channel)."),
-    diameter=typer.Option(None, help="Expected object diameter in pixels (default: estimated per field)."),
-    min_area=typer.Option(
-        None, "--min-area", help="Drop smaller objects: pixels (30) or square micrometres (20um2). Default: a disk of 0.2 diameters radius."
-    ),
-    max_area=typer.Option(None, "--max-area", help="Drop larger objects: pixels or square micrometres. Default: no limit."),
-    clear_border=typer.Option(False, "--clear-border", help="Drop objects touching the field's border."),
-    smoothing=typer.Option(1.0, help="Gaussian sigma (px) before thresholding; the variance window in brightfield mode."),
-    threshold_scale=typer.Option(
-        None, "--threshold-scale", help="Global floor as a multiple of Otsu (default 0.75 fluorescence, 1.5 brightfield)."
-    ),
-    local_window=typer.Option(2.0, "--local-window", help="Local threshold window in diameters (0 = global threshold only)."),
-    min_distance=typer.Option(None, "--min-distance", help="Minimum distance between watershed markers in px (default 0.3 diameter)."),
-    pad=typer.Option(
-        False, "--pad", help="Keep objects whose crop leaves the field, padding with the median (default: skip and count them)."
-    ),
-    points=typer.Option(None, "--points", help="CSV of x, y (and field, label/class, metadata) to crop at instead of segmenting."),
-    label_channel=typer.Option(
-        None, "--label-channel", help="Fluorescence channel that labels the cells (two-population Gaussian mixture)."
-    ),
-    label_names=typer.Option(None, "--label-names", help="Class names for the dim and the bright population, e.g. HEK,HT1080."),
-    label_radius=typer.Option(
-        None, "--label-radius", help="Radius (px) of the per-cell intensity disk (default: half the diameter; 30 with --points)."
-    ),
-    background_sigma=typer.Option(200.0, "--background-sigma", help="Sigma (px) of the blur the label channel is divided by."),
-    min_posterior=typer.Option(0.8, "--min-posterior", help="Cells below this posterior for both populations stay unlabelled."),
-)
-
-
-FIELD_TYPES = {
-    "channels": str | None,
-    "grey": bool,
-    "planes": str,
-    "pixel_size": float | None,
-    "mode": str,
-    "method": str,
-    "segmenter": str | None,
-    "segment_channel": str | None,
-    "diameter": float | None,
-    "min_area": str | None,
-    "max_area": str | None,
-    "clear_border": bool,
-    "smoothing": float,
-    "threshold_scale": float | None,
-    "local_window": float,
-    "min_distance": float | None,
-    "pad": bool,
-    "points": Path | None,
-    "label_channel": str | None,
-    "label_names": str | None,
-    "label_radius": float | None,
-    "background_sigma": float,
-    "min_posterior": float,
+    "seed": (int | None, typer.Option(None, help="Random seed (default 0).")),
 }
+
+
+#: How fields are read and segmented: name -> (type, typer option); see :func:`with_field_options`.
+FIELD_OPTIONS = {
+    "channels": (
+        str | None,
+        typer.Option(
+            None, help="Names for the fields' channels in file order, e.g. bf,mCherry (default: stored OME names, else ch0, ch1...)."
+        ),
+    ),
+    "grey": (bool, typer.Option(False, "--grey", help="Convert colour fields to one grey channel.")),
+    "planes": (str, typer.Option("channels", help="Z-slices/time points become extra channels (channels) or separate fields (fields).")),
+    "pixel_size": (float | None, typer.Option(None, "--pixel-size", help="Micrometres per pixel (default: from the file, where stored).")),
+    "mode": (
+        str,
+        typer.Option("auto", help="Segmentation mode: auto (per field: dark background = fluorescence), fluorescence or brightfield."),
+    ),
+    "method": (
+        str,
+        typer.Option(
+            "auto",
+            help="auto (the learnt model on transmitted-light fields, classical on fluorescence), learnt, classical (Otsu/local threshold + watershed) or cellpose (optional extra).",
+        ),
+    ),
+    "segmenter": (
+        str | None,
+        typer.Option(
+            None,
+            "--segmenter",
+            "--model",
+            help="Learnt segmentation model: a .safetensors from train-segmenter, or builtin:phase (the default, phase contrast).",
+        ),
+    ),
+    "segment_channel": (
+        str | None,
+        typer.Option(None, "--segment-channel", help="Channel to segment (default: the first that is not the label channel)."),
+    ),
+    "diameter": (float | None, typer.Option(None, help="Expected object diameter in pixels (default: estimated per field).")),
+    "min_area": (
+        str | None,
+        typer.Option(
+            None,
+            "--min-area",
+            help="Drop smaller objects: pixels (30) or square micrometres (20um2). Default: a disk of 0.2 diameters radius.",
+        ),
+    ),
+    "max_area": (
+        str | None,
+        typer.Option(None, "--max-area", help="Drop larger objects: pixels or square micrometres. Default: no limit."),
+    ),
+    "clear_border": (bool, typer.Option(False, "--clear-border", help="Drop objects touching the field's border.")),
+    "smoothing": (float, typer.Option(1.0, help="Gaussian sigma (px) before thresholding; the variance window in brightfield mode.")),
+    "threshold_scale": (
+        float | None,
+        typer.Option(None, "--threshold-scale", help="Global floor as a multiple of Otsu (default 0.75 fluorescence, 1.5 brightfield)."),
+    ),
+    "local_window": (float, typer.Option(2.0, "--local-window", help="Local threshold window in diameters (0 = global threshold only).")),
+    "min_distance": (
+        float | None,
+        typer.Option(None, "--min-distance", help="Minimum distance between watershed markers in px (default 0.3 diameter)."),
+    ),
+    "pad": (
+        bool,
+        typer.Option(
+            False, "--pad", help="Keep objects whose crop leaves the field, padding with the median (default: skip and count them)."
+        ),
+    ),
+    "points": (
+        Path | None,
+        typer.Option(None, "--points", help="CSV of x, y (and field, label/class, metadata) to crop at instead of segmenting."),
+    ),
+    "label_channel": (
+        str | None,
+        typer.Option(None, "--label-channel", help="Fluorescence channel that labels the cells (two-population Gaussian mixture)."),
+    ),
+    "label_names": (
+        str | None,
+        typer.Option(None, "--label-names", help="Class names for the dim and the bright population, e.g. HEK,HT1080."),
+    ),
+    "label_radius": (
+        float | None,
+        typer.Option(
+            None, "--label-radius", help="Radius (px) of the per-cell intensity disk (default: half the diameter; 30 with --points)."
+        ),
+    ),
+    "background_sigma": (float, typer.Option(200.0, "--background-sigma", help="Sigma (px) of the blur the label channel is divided by.")),
+    "min_posterior": (float, typer.Option(0.8, "--min-posterior", help="Cells below this posterior for both populations stay unlabelled.")),
+}
+
+
 #: The options that make up the classical pipeline's :class:`~stainfree.seg.classical.SegmentationParams`.
 SEGMENTATION_OPTIONS = ("mode", "diameter", "clear_border", "smoothing", "threshold_scale", "local_window", "min_distance")
 #: What scoring a segmentation needs: reading the fields and segmenting them.
 SCORING_OPTIONS = ("channels", "grey", "pixel_size", "method", "segmenter", "segment_channel", *SEGMENTATION_OPTIONS)
 
 
-def with_field_options(*names: str):
-    """Give a command the named :data:`FIELD_OPTIONS` (all of them when none is named); it
-    receives them as one keyword ``field``: a dict of library keywords (see :func:`field_keywords`)."""
-    names = names or tuple(FIELD_OPTIONS)
+def _with_options(table: dict, names: tuple[str, ...], receive_as: str, convert):
+    """Add the named options of ``table`` to a command's signature; the command receives them as
+    one keyword ``receive_as``: ``convert`` of the dict of given values."""
 
     def wrap(func):
         signature = inspect.signature(func, eval_str=True)
-        kept = [p for p in signature.parameters.values() if p.name != "field"]
-        extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=FIELD_OPTIONS[n], annotation=FIELD_TYPES[n]) for n in names]
+        kept = [p for p in signature.parameters.values() if p.name != receive_as]
+        extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=table[n][1], annotation=table[n][0]) for n in names]
 
         @functools.wraps(func)
         def command(**kwargs):
             given = {n: kwargs.pop(n) for n in names}
-            return func(**kwargs, field=field_keywords(given))
+            return func(**kwargs, **{receive_as: convert(given)})
 
         command.__signature__ = signature.replace(parameters=kept + extra)
         command.__annotations__ = {p.name: p.annotation for p in kept + extra}
         return command
 
     return wrap
+
+
+def with_field_options(*names: str):
+    """Give a command the named :data:`FIELD_OPTIONS` (all of them when none is named); it
+    receives them as one keyword ``field``: a dict of library keywords (see :func:`field_keywords`)."""
+    return _with_options(FIELD_OPTIONS, names or tuple(FIELD_OPTIONS), "field", field_keywords)
+
+
+def with_train_options(*names: str):
+    """Give a command the named :data:`TRAIN_OPTIONS` (all when none is named); it receives those
+    the user gave as one keyword ``train``, a dict for :meth:`TrainConfig.for_data`."""
+    return _with_options(
+        TRAIN_OPTIONS, names or tuple(TRAIN_OPTIONS), "train", lambda given: {k: v for k, v in given.items() if v is not None}
+    )
 
 
 def field_keywords(given: dict) -> dict:
