@@ -105,7 +105,7 @@ def probe_embedding(emb, images, labels, y_dna, *, name, settings, train_seconds
     }
     for kind in ("rf", "logreg"):
         # three different 5-fold splits: with 15 anaphase cells one split's figure moves by ~0.03
-        runs = [probe(x, labels, kind=kind, seed=seed) for seed in range(splits)]
+        runs = [probe(x, labels, kind=kind, random_state=seed) for seed in range(splits)]
         bas = [p["balanced_accuracy"] for p in runs]
         entry[f"probe_{kind}"] = {
             "balanced_accuracy": round(float(np.mean(bas)), 4),

@@ -64,7 +64,7 @@ def cross_validation(steps: int | None, which: list[int], *, diameter: float | N
     for k, (train, test) in enumerate(folds()):
         if k not in which:
             continue
-        fit_idx, val_idx = split_validation(train, fraction=0.1, seed=0)  # as the shipped model: 32 + 4 of the 36
+        fit_idx, val_idx = split_validation(train, fraction=0.1, random_state=0)  # as the shipped model: 32 + 4 of the 36
         fit = [load(train[i]) for i in fit_idx]
         val = [load(train[i]) for i in val_idx]
         start = time.monotonic()

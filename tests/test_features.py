@@ -36,14 +36,14 @@ def test_haralick_matches_mahotas_in_all_four_directions(distance):
     img[0, 0] = 7  # mahotas sizes its matrix by the largest value
     reference = mahotas.features.haralick(img, distance=distance)  # 4 directions x 13
     for d, (dy, dx) in enumerate(DIRECTIONS):
-        ours = haralick(cooccurrence(img[None] + 1, (dy * distance, dx * distance), 8))
+        ours = haralick(cooccurrence(img[None] + 1, offset=(dy * distance, dx * distance), n_levels=8))
         got = np.array([ours[name][0] for name in HARALICK_NAMES])
         np.testing.assert_allclose(got, reference[d], rtol=1e-9, atol=1e-12)
 
 
 def test_cooccurrence_counts_only_pairs_inside_the_mask():
     levels = np.array([[[1, 2, 0, 2], [1, 1, 2, 2]]])
-    counts = cooccurrence(levels, (0, 1), 2)[0]
+    counts = cooccurrence(levels, offset=(0, 1), n_levels=2)[0]
     # pairs to the right inside the mask: (1,2), (1,1), (1,2), (2,2) -> symmetric counts
     np.testing.assert_array_equal(counts, [[2, 2], [2, 2]])
     assert counts.sum() == 2 * 4
@@ -54,7 +54,7 @@ def test_skeleton_of_a_cross_and_of_a_bar():
     lab[4, 1:8] = 1
     lab[1:8, 4] = 1
     lab[3:6, 11:19] = 2
-    f = skeleton_features(lab, 2)
+    f = skeleton_features(lab, n_objects=2)
     assert f["ObjectSkeleton_NumberBranchEnds"].tolist() == [4, 2]
     assert f["ObjectSkeleton_NumberBranchPoints"].tolist() == [1, 0]
 

@@ -98,6 +98,6 @@ def demo(
     """Run the built-in job: synthetic cells -> import -> CNN evaluated by held-out flask."""
     from ..workflows.demo import run_demo
 
-    path, metrics = run_demo(out, epochs=epochs, seed=seed, force=force)
+    path, metrics = run_demo(out, epochs=epochs, random_state=seed, force=force)
     typer.echo(f"wrote {path} (report.html, metrics.json, predictions.parquet, model.safetensors, figures/, cells.cells)")
     typer.echo(metrics["headline"])

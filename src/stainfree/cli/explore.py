@@ -119,7 +119,7 @@ def saliency(
         cell_ids=cell_id or None,
         n_samples=samples,
         noise=noise,
-        seed=seed,
+        random_state=seed,
         force=force,
     )
     typer.echo(f"wrote {path}: saliency of {len(info['cells'])} cells, activations of {len(info['layers'])} convolutional layers")
@@ -277,7 +277,7 @@ def cluster(
         regress_columns=regress,
         probe_group=probe_group,
         cells=cs,
-        seed=seed,
+        random_state=seed,
         force=force,
     )
     c = summary["clustering"]

@@ -16,14 +16,47 @@ OPTIONAL_BASELINES = ("outline_cnn",)
 
 # ---------------------------------------------------------------------- baselines
 def run_baseline(
-    name: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, classes: Sequence[str], *, seed: int = 0
+    name: str, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, classes: Sequence[str], *, random_state: int = 0
 ) -> np.ndarray:
-    """Class probabilities (test cells x classes) of a baseline trained on ``train_x``.
+    """Class probabilities of a baseline trained on ``train_x`` for the cells of ``test_x``.
 
     ``majority`` predicts the training class frequencies; ``area_svm`` is an RBF SVM (gamma 1)
-    on the standardised log cell area (Ogawa et al.); ``features_rf`` a class-balanced random
-    forest on all handcrafted features. Missing measurements (NaN: an empty mask, undefined
-    texture) are filled with the training cells' median.
+    on the standardised log cell area (Ogawa et al.), its probabilities a softmax of the
+    one-vs-rest decision values; ``features_rf`` a class-balanced random forest (300 trees) on all
+    handcrafted features. Missing measurements (NaN: an empty mask, undefined texture) are filled
+    with the training cells' median.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`BASELINES`.
+    train_x, test_x : ndarray
+        Features of the training and test cells (cells x features; the area alone for ``area_svm``).
+    train_y : ndarray
+        Class of each training cell.
+    classes : sequence of str
+        The classes, in the order of the returned columns.
+    random_state : int, default 0
+        Seed of the SVM and the random forest.
+
+    Returns
+    -------
+    ndarray
+        Test cells x classes probabilities.
+
+    Raises
+    ------
+    StainfreeError
+        For an unknown baseline.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.eval.baselines import run_baseline
+    >>> train_y = np.array(["a", "a", "a", "b"])
+    >>> run_baseline("majority", np.zeros((4, 1)), train_y, np.zeros((2, 1)), ["a", "b"])
+    array([[0.75, 0.25],
+           [0.75, 0.25]])
     """
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.impute import SimpleImputer
@@ -42,7 +75,7 @@ def run_baseline(
         model = make_pipeline(
             SimpleImputer(strategy="median", keep_empty_features=True),
             StandardScaler(),
-            SVC(kernel="rbf", gamma=1.0, class_weight="balanced", decision_function_shape="ovr", random_state=seed),
+            SVC(kernel="rbf", gamma=1.0, class_weight="balanced", decision_function_shape="ovr", random_state=random_state),
         )
         model.fit(np.log1p(train_x), train_y)
         d = model.decision_function(np.log1p(test_x))
@@ -56,7 +89,9 @@ def run_baseline(
     elif name == "features_rf":
         model = make_pipeline(
             SimpleImputer(strategy="median", keep_empty_features=True),
-            RandomForestClassifier(n_estimators=300, class_weight="balanced_subsample", min_samples_leaf=2, n_jobs=-1, random_state=seed),
+            RandomForestClassifier(
+                n_estimators=300, class_weight="balanced_subsample", min_samples_leaf=2, n_jobs=-1, random_state=random_state
+            ),
         )
     else:
         raise StainfreeError(f"unknown baseline {name!r} (choose from {', '.join(BASELINES)})")
@@ -68,7 +103,37 @@ def run_baseline(
 
 
 def align_features(features: pd.DataFrame, cell_ids: Sequence[str], *, source: str = "the features") -> pd.DataFrame:
-    """The rows of a feature table (with ``cell_id``) for ``cell_ids``, in that order."""
+    """The rows of a feature table for ``cell_ids``, in that order.
+
+    Parameters
+    ----------
+    features : DataFrame
+        A feature table with a ``cell_id`` column (a repeated id: its first row is used).
+    cell_ids : sequence of str
+        The cells wanted.
+    source : str, default "the features"
+        What the table is, for the error messages.
+
+    Returns
+    -------
+    DataFrame
+        One row per cell of ``cell_ids``, with a fresh index.
+
+    Raises
+    ------
+    StainfreeError
+        When the table has no ``cell_id`` column or lacks some of the cells.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from stainfree.eval.baselines import align_features
+    >>> table = pd.DataFrame({"cell_id": ["c1", "c2", "c3"], "area": [10.0, 20.0, 30.0]})
+    >>> align_features(table, ["c3", "c1"])
+      cell_id  area
+    0      c3  30.0
+    1      c1  10.0
+    """
     if "cell_id" not in features.columns:
         raise StainfreeError(f"{source} have no cell_id column")
     indexed = features.drop_duplicates("cell_id")

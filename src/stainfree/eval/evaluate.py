@@ -27,7 +27,27 @@ logger = logging.getLogger(__name__)
 # ---------------------------------------------------------------------- the evaluation
 @dataclasses.dataclass
 class Evaluation:
-    """Everything an evaluation produced (written to a run folder by :mod:`stainfree.workflows.evaluate`)."""
+    """Everything an evaluation produced (written to a run folder by :mod:`stainfree.workflows.evaluate`).
+
+    Attributes
+    ----------
+    predictions : DataFrame
+        One row per test cell and split: ``cell_id``, ``split``, ``label``, ``predicted``,
+        ``prob_<class>``, training size, and each baseline's ``baseline_<name>`` columns.
+    histories : list of list of dict
+        The training history (one dict per epoch) of each split.
+    classes : list of str
+        The classes, in the order of the probability columns.
+    metrics : dict
+        Summaries over splits, pooled metrics, per-split metrics and the baselines' (as written to
+        ``metrics.json``).
+    protocol : dict
+        The protocol's name, folds, repeats, group and seed.
+    model : Classifier, optional
+        A model trained on all cells (``final_model``).
+    features : DataFrame, optional
+        The handcrafted features the baselines used.
+    """
 
     predictions: pd.DataFrame
     histories: list[list[dict]]
@@ -152,7 +172,7 @@ def _run_baselines(job: _Job, part: pd.DataFrame, train: np.ndarray, test: np.nd
                 labels[train],
                 x[test] if x is not None else np.zeros((len(test), 1)),
                 classes,
-                seed=config.seed,
+                random_state=config.seed,
             )
         _add_probabilities(part, f"baseline_{b}_prob_", bp, classes, f"baseline_{b}")
 
@@ -266,7 +286,7 @@ def evaluate(
     if protocol == "audit-groups":
         return _audit_groups(cells, labels, groups, group, config, n_folds, t_start)
 
-    splits = make_splits(protocol, labels, groups=groups, n_folds=n_folds, repeats=repeats, seed=config.seed)
+    splits = make_splits(protocol, labels, groups=groups, n_folds=n_folds, repeats=repeats, random_state=config.seed)
     masks = cells.read_masks() if cells.has_masks else None
     work = Path(work_dir) if work_dir else None
     if work:
@@ -338,7 +358,7 @@ def _audit_groups(cells, labels, groups, group, config, n_folds, t_start) -> Eva
             continue
         keep = idx[np.isin(groups[idx], counts.index)]
         g = groups[keep]
-        folds = make_folds(g, n_folds=n_folds, seed=config.seed)
+        folds = make_folds(g, n_folds=n_folds, random_state=config.seed)
         preds = np.empty(len(keep), dtype=object)
         for tr, te in folds:
             clf, history = fit(images[keep[tr]], g[tr], channels=cells.channels, config=config)
@@ -381,10 +401,43 @@ def cross_validate(
     group: str | None = None,
     n_folds: int = 5,
     config: TrainConfig | None = None,
-    seed: int = 0,
+    random_state: int = 0,
     n_boot: int = 1000,
     baselines: Sequence[str] = ("majority", "area_svm"),
 ) -> Evaluation:
-    """Stratified (group) k-fold cross-validation: :func:`evaluate` with the default protocol."""
-    config = config or TrainConfig(seed=seed)
+    """Stratified (group) k-fold cross-validation: :func:`evaluate` with the default protocol.
+
+    Parameters
+    ----------
+    cells : CellSet
+        Labelled cells (unlabelled ones are left out).
+    group : str, optional
+        A group column; the folds then keep each group whole (``group-kfold``).
+    n_folds : int, default 5
+        Number of folds.
+    config : TrainConfig, optional
+        How to train; default ``TrainConfig(seed=random_state)``.
+    random_state : int, default 0
+        The training seed when no ``config`` is given (a given config's ``seed`` is used).
+    n_boot : int, default 1000
+        Bootstrap samples of the balanced accuracy's interval (0: none).
+    baselines : sequence of str, default ("majority", "area_svm")
+        Baselines run on the same folds (see :data:`~stainfree.eval.baselines.BASELINES`).
+
+    Returns
+    -------
+    Evaluation
+        Predictions, histories and metrics.
+
+    Examples
+    --------
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.eval.evaluate import cross_validate
+    >>> from stainfree.ml.train import TrainConfig
+    >>> cs = make_cells(6, size=32, flasks_per_line=2)
+    >>> ev = cross_validate(cs, group="flask", n_folds=2, config=TrainConfig(epochs=1), n_boot=0, baselines=["majority"])
+    >>> ev.classes, ev.protocol["name"], len(ev.predictions)
+    (['round', 'spindle'], 'group-kfold', 12)
+    """
+    config = config or TrainConfig(seed=random_state)
     return evaluate(cells, group=group, n_folds=n_folds, config=config, n_boot=n_boot, baselines=baselines)

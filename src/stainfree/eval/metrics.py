@@ -14,15 +14,40 @@ HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "roc_auc", "cohen_kappa")
 def classification_metrics(
     y_true: Sequence, y_pred: Sequence, proba: np.ndarray | None = None, *, classes: Sequence[str] | None = None
 ) -> dict:
-    """Accuracy, balanced accuracy, ROC AUC, Cohen's kappa, per-class precision, recall and
-    specificity, and the confusion matrix (rows true, columns predicted) of one set of predictions.
+    """Metrics of one set of predictions.
 
-    ``proba`` (N x classes, in ``classes`` order) gives the ROC AUC: binary for two classes,
-    macro one-vs-rest otherwise, over the classes present; ``None`` when it is undefined.
+    Accuracy, balanced accuracy (the mean recall over the classes present), ROC AUC, Cohen's
+    kappa, per-class precision, recall and specificity, and the confusion matrix.
 
+    Parameters
+    ----------
+    y_true, y_pred : sequence
+        True and predicted class of each cell (compared as strings).
+    proba : ndarray, optional
+        Class probabilities, ``N x classes`` in ``classes`` order. They give the ROC AUC: binary
+        for two classes, macro one-vs-rest over the classes present otherwise.
+    classes : sequence of str, optional
+        The classes, in order; default the sorted classes of ``y_true``.
+
+    Returns
+    -------
+    dict
+        ``n``, ``accuracy``, ``balanced_accuracy``, ``cohen_kappa``, ``roc_auc`` (``None`` without
+        ``proba`` or when undefined), ``per_class`` (``precision``, ``recall``, ``specificity``,
+        ``n``; ``None`` where undefined) and ``confusion_matrix`` (``classes`` and ``counts``,
+        rows true, columns predicted).
+
+    Examples
+    --------
+    >>> from stainfree.eval.metrics import classification_metrics
     >>> m = classification_metrics(["a", "a", "a", "b"], ["a", "a", "a", "a"])
     >>> m["accuracy"], m["balanced_accuracy"], m["cohen_kappa"]
     (0.75, 0.5, 0.0)
+    >>> m["confusion_matrix"]["counts"]
+    [[3, 0], [1, 0]]
+    >>> m = classification_metrics(["a", "b", "b"], ["a", "b", "a"], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    >>> m["roc_auc"], m["per_class"]["b"]
+    (1.0, {'precision': 1.0, 'recall': 0.5, 'specificity': 1.0, 'n': 2})
     """
     from sklearn.metrics import cohen_kappa_score, confusion_matrix, roc_auc_score
 
@@ -71,21 +96,56 @@ def _kappa(fn, y_true, y_pred) -> float:
 
 
 def accuracy_interval(accuracy: float, n: int) -> list[float]:
-    """Normal-approximation 95% interval of an accuracy over ``n`` cells: E +- 1.96 sqrt(E(1-E)/N)
-    (as Yao et al. report it), clipped to [0, 1].
+    """Normal-approximation 95% interval of an accuracy.
 
+    E +- 1.96 sqrt(E(1 - E) / N), as Yao et al. report it, clipped to [0, 1].
+
+    Parameters
+    ----------
+    accuracy : float
+        The accuracy E, in [0, 1].
+    n : int
+        The number of cells N it was measured on.
+
+    Returns
+    -------
+    list of float
+        The lower and upper bound, rounded to 4 decimals.
+
+    Examples
+    --------
+    >>> from stainfree.eval.metrics import accuracy_interval
     >>> accuracy_interval(0.9, 100)
     [0.8412, 0.9588]
+    >>> accuracy_interval(1.0, 20)
+    [1.0, 1.0]
     """
     half = 1.96 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(n, 1))
     return [round(max(0.0, accuracy - half), 4), round(min(1.0, accuracy + half), 4)]
 
 
 def summarise(values: Sequence[float | None]) -> dict:
-    """Mean, standard deviation and 95% t-interval of a metric over folds (missing values skipped).
+    """Mean, standard deviation and 95% t-interval of a metric over folds.
 
+    Parameters
+    ----------
+    values : sequence of float or None
+        One value per fold; ``None`` and NaN are skipped.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``std`` (ddof 1), ``ci95`` (Student's t; clipped to [0, 1] for a mean in
+        [-1, 1]; ``None`` for a single value) and ``n``, the values used. All ``None`` (and
+        ``n`` 0) when there is no value.
+
+    Examples
+    --------
+    >>> from stainfree.eval.metrics import summarise
     >>> summarise([0.8, 0.9, 1.0])
     {'mean': 0.9, 'std': 0.1, 'ci95': [0.6516, 1.0], 'n': 3}
+    >>> summarise([0.7, None])
+    {'mean': 0.7, 'std': 0.0, 'ci95': None, 'n': 1}
     """
     from scipy import stats
 
@@ -103,13 +163,44 @@ def summarise(values: Sequence[float | None]) -> dict:
 
 
 def bootstrap_interval(
-    y_true, y_pred, *, groups=None, metric: str = "balanced_accuracy", n_boot: int = 1000, seed: int = 0
+    y_true, y_pred, *, groups=None, metric: str = "balanced_accuracy", n_boot: int = 1000, random_state: int = 0
 ) -> list[float] | None:
-    """95% percentile bootstrap interval of a pooled metric; resamples whole groups when given."""
+    """95% percentile bootstrap interval of a pooled metric.
+
+    Resampling whole groups (flasks, fields) when they are given keeps the interval honest for
+    cells of one group that look alike. Draws that lack a class are redrawn (up to ``20 * n_boot``
+    draws in all).
+
+    Parameters
+    ----------
+    y_true, y_pred : sequence
+        True and predicted class of each cell.
+    groups : sequence, optional
+        The group of each cell; default: resample cells.
+    metric : {"balanced_accuracy", "accuracy"}, default "balanced_accuracy"
+        The metric.
+    n_boot : int, default 1000
+        Number of bootstrap samples.
+    random_state : int, default 0
+        Seed of the resampling.
+
+    Returns
+    -------
+    list of float or None
+        The 2.5th and 97.5th percentiles (rounded to 4 decimals); ``None`` when no draw held
+        every class.
+
+    Examples
+    --------
+    >>> from stainfree.eval.metrics import bootstrap_interval
+    >>> lo, hi = bootstrap_interval(["a", "a", "b", "b"] * 5, ["a", "b", "b", "b"] * 5, n_boot=200)
+    >>> 0 <= lo <= 0.75 <= hi <= 1
+    True
+    """
     y_true = np.asarray(y_true, dtype=object).astype(str)
     y_pred = np.asarray(y_pred, dtype=object).astype(str)
     classes = sorted(set(y_true))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     if groups is not None:
         g = np.asarray(groups, dtype=object).astype(str)
         members = [np.flatnonzero(g == v) for v in np.unique(g)]

@@ -17,7 +17,28 @@ GROUP_PROTOCOLS = ("group-kfold", "leave-one-group-out", "cross-group", "audit-g
 
 @dataclasses.dataclass
 class Split:
-    """One train/test split of a protocol."""
+    """One train/test split of a protocol.
+
+    Attributes
+    ----------
+    name : str
+        The split's name: ``fold1``, ``r2f3`` (repeat 2, fold 3), ``holdout1``, the held-out group,
+        or the training pool's groups joined by ``+``.
+    train, test : ndarray of int
+        Positions of the training and test cells.
+    repeat : int, default 0
+        Which repeat of the protocol the split belongs to.
+    pool_size : int, default 0
+        Cross-group only: groups per class (or groups) in the training pool.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.eval.protocols import Split
+    >>> s = Split("fold1", train=np.array([0, 1]), test=np.array([2]))
+    >>> s.name, s.test.tolist(), s.repeat
+    ('fold1', [2], 0)
+    """
 
     name: str
     train: np.ndarray
@@ -27,9 +48,39 @@ class Split:
 
 
 # ---------------------------------------------------------------------- splits
-def make_folds(labels: Sequence, *, groups: Sequence | None = None, n_folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def make_folds(
+    labels: Sequence, *, groups: Sequence | None = None, n_folds: int = 5, random_state: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified k-fold splits, or stratified group k-fold splits when ``groups`` is given.
 
+    Parameters
+    ----------
+    labels : sequence
+        The class of each cell.
+    groups : sequence, optional
+        The group of each cell (flask, field...); every group then falls in one test fold.
+    n_folds : int, default 5
+        Number of folds.
+    random_state : int, default 0
+        Seed of the shuffle before splitting.
+
+    Returns
+    -------
+    list of (ndarray, ndarray)
+        Positions of the training and test cells of each fold.
+
+    Raises
+    ------
+    StainfreeError
+        With fewer than 2 folds, a class with fewer cells than folds (without groups), cells
+        without a group, or fewer groups than folds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.eval.protocols import make_folds
+    >>> [test.tolist() for _, test in make_folds(["a", "b"] * 3, n_folds=3)]
+    [[3, 4], [2, 5], [0, 1]]
     >>> groups = np.array([1, 1, 2, 2, 3, 3, 4, 4])
     >>> folds = make_folds(["a", "b"] * 4, groups=groups, n_folds=2)
     >>> sorted(sorted(groups[test].tolist()) for _, test in folds)
@@ -44,10 +95,10 @@ def make_folds(labels: Sequence, *, groups: Sequence | None = None, n_folds: int
         counts = pd.Series(labels).value_counts()
         if counts.min() < n_folds:
             raise StainfreeError(f"class {counts.idxmin()!r} has {counts.min()} cell(s), fewer than the {n_folds} folds; use fewer folds")
-        splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+        splitter = StratifiedKFold(n_folds, shuffle=True, random_state=random_state)
         return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels)]
     groups = _check_groups(groups, min_groups=n_folds, what=f"{n_folds} folds")
-    splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
+    splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=random_state)
     return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels, groups)]
 
 
@@ -94,11 +145,58 @@ def make_splits(
     groups: Sequence | None = None,
     n_folds: int = 5,
     repeats: int = 1,
-    seed: int = 0,
+    random_state: int = 0,
     max_pools: int = 10,
     max_pool_size: int = 3,
 ) -> list[Split]:
-    """The train/test splits of a protocol (see the module docstring)."""
+    """The train/test splits of a protocol.
+
+    ``kfold``: stratified k-fold (``repeats`` times, reshuffled); ``holdout``: a stratified 80/20
+    split (``repeats`` times); ``group-kfold``: stratified group k-fold, every group in one test
+    fold; ``leave-one-group-out``: one split per group; ``cross-group``: train on pools of
+    growing size and test on the other groups (when every group holds one class, as each flask
+    one cell line in Yao et al., a pool of size k takes k groups of every class). ``audit-groups``
+    has no splits of its own here (:func:`stainfree.eval.evaluate.evaluate` runs it).
+
+    Parameters
+    ----------
+    protocol : str
+        One of :data:`PROTOCOLS`.
+    labels : sequence
+        The class of each cell.
+    groups : sequence, optional
+        The group of each cell; needed by the group protocols (:data:`GROUP_PROTOCOLS`).
+    n_folds : int, default 5
+        Folds of ``kfold`` and ``group-kfold``.
+    repeats : int, default 1
+        Repeats of ``kfold``, ``holdout`` and ``group-kfold``.
+    random_state : int, default 0
+        Seed of the shuffles and of the choice of cross-group pools (repeat r uses ``random_state + r``).
+    max_pools : int, default 10
+        Cross-group: at most this many pools of each size, drawn at random.
+    max_pool_size : int, default 3
+        Cross-group: the largest pool size.
+
+    Returns
+    -------
+    list of Split
+        The splits, in order.
+
+    Raises
+    ------
+    StainfreeError
+        For an unknown protocol, a group protocol without ``groups``, ``repeats`` below 1, or
+        classes or groups too few for the protocol.
+
+    Examples
+    --------
+    >>> from stainfree.eval.protocols import make_splits
+    >>> splits = make_splits("leave-one-group-out", ["a", "b", "a", "b"], groups=["f1", "f1", "f2", "f2"])
+    >>> [(s.name, s.train.tolist(), s.test.tolist()) for s in splits]
+    [('f1', [2, 3], [0, 1]), ('f2', [0, 1], [2, 3])]
+    >>> [s.name for s in make_splits("kfold", ["a", "b"] * 4, n_folds=2, repeats=2)]
+    ['r1f1', 'r1f2', 'r2f1', 'r2f2']
+    """
     from sklearn.model_selection import StratifiedShuffleSplit
 
     if protocol not in PROTOCOLS:
@@ -111,18 +209,18 @@ def make_splits(
     splits: list[Split] = []
     if protocol == "kfold":
         for r in range(repeats):
-            for k, (tr, te) in enumerate(make_folds(labels, n_folds=n_folds, seed=seed + r), 1):
+            for k, (tr, te) in enumerate(make_folds(labels, n_folds=n_folds, random_state=random_state + r), 1):
                 splits.append(Split(f"r{r + 1}f{k}" if repeats > 1 else f"fold{k}", tr, te, r))
     elif protocol == "holdout":
         counts = pd.Series(labels).value_counts()
         if counts.min() < 2:
             raise StainfreeError(f"class {counts.idxmin()!r} has only one cell; a holdout split needs at least 2 per class")
-        splitter = StratifiedShuffleSplit(n_splits=repeats, test_size=0.2, random_state=seed)
+        splitter = StratifiedShuffleSplit(n_splits=repeats, test_size=0.2, random_state=random_state)
         for r, (tr, te) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
             splits.append(Split(f"holdout{r + 1}", tr, te, r))
     elif protocol == "group-kfold":
         for r in range(repeats):
-            for k, (tr, te) in enumerate(make_folds(labels, groups=groups, n_folds=n_folds, seed=seed + r), 1):
+            for k, (tr, te) in enumerate(make_folds(labels, groups=groups, n_folds=n_folds, random_state=random_state + r), 1):
                 splits.append(Split(f"r{r + 1}f{k}" if repeats > 1 else f"fold{k}", tr, te, r))
     elif protocol == "leave-one-group-out":
         g = _check_groups(groups, min_groups=2, what="leave-one-group-out")
@@ -130,7 +228,7 @@ def make_splits(
             splits.append(Split(f"{value}", np.flatnonzero(g != value), np.flatnonzero(g == value)))
     elif protocol == "cross-group":
         g = _check_groups(groups, min_groups=2, what="cross-group")
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(random_state)
         for size, pools in _cross_group_pools(g, labels):
             if size > max_pool_size:
                 break

@@ -32,7 +32,9 @@ def _summary(folds: list[dict], pooled: dict, pred: pd.DataFrame, column: str, g
     summary["accuracy"]["ci95_binomial"] = accuracy_interval(pooled["accuracy"], pooled["n"])
     summary["balanced_accuracy"]["pooled"] = round(pooled["balanced_accuracy"], 4)
     summary["balanced_accuracy"]["ci95_bootstrap"] = (
-        bootstrap_interval(pred["label"], pred[column], groups=pred[group] if group else None, n_boot=n_boot, seed=seed) if n_boot else None
+        bootstrap_interval(pred["label"], pred[column], groups=pred[group] if group else None, n_boot=n_boot, random_state=seed)
+        if n_boot
+        else None
     )
     summary["balanced_accuracy"]["bootstrap_unit"] = group or "cell"
     return summary

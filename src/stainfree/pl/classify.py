@@ -11,7 +11,32 @@ from .core import _pyplot
 
 
 def training_curves(histories: Sequence[Sequence[dict]], path: str | Path, *, title: str = "Training") -> Path:
-    """Loss per epoch, one line per fold (training solid, validation dashed)."""
+    """Loss and accuracy per epoch, one line per fold (training solid, validation dashed).
+
+    Parameters
+    ----------
+    histories : sequence of sequences of dict
+        A history per fold, a dict per epoch with ``epoch``, ``train_loss`` and
+        ``train_accuracy`` (and ``val_loss``, ``val_accuracy`` when there was validation).
+    path : str or Path
+        The PNG file to write.
+    title : str, default "Training"
+        The figure's title.
+
+    Returns
+    -------
+    Path
+        ``path``, the training curves written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stainfree.pl.classify import training_curves
+    >>> history = [{"epoch": e, "train_loss": 1 / e, "train_accuracy": 1 - 0.5 / e} for e in (1, 2, 3)]
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     training_curves([history], f"{d}/training_curve.png").name
+    'training_curve.png'
+    """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -34,7 +59,32 @@ def training_curves(histories: Sequence[Sequence[dict]], path: str | Path, *, ti
 
 
 def confusion_matrix(counts, classes: Sequence[str], path: str | Path, *, title: str = "Confusion matrix") -> Path:
-    """Row-normalised confusion matrix with the counts written in each cell."""
+    """Row-normalised confusion matrix with the counts written in each cell.
+
+    Parameters
+    ----------
+    counts : array-like
+        Classes x classes counts, rows true, columns predicted.
+    classes : sequence of str
+        The class names, in order.
+    path : str or Path
+        The PNG file to write.
+    title : str, default "Confusion matrix"
+        The figure's title.
+
+    Returns
+    -------
+    Path
+        ``path``, the confusion matrix written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stainfree.pl.classify import confusion_matrix
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     confusion_matrix([[5, 1], [2, 4]], ["round", "spindle"], f"{d}/cm.png").name
+    'cm.png'
+    """
     plt = _pyplot()
     counts = np.asarray(counts, dtype=float)
     rows = counts.sum(1, keepdims=True)
@@ -64,7 +114,35 @@ def confusion_matrix(counts, classes: Sequence[str], path: str | Path, *, title:
 
 
 def roc_curves(y_true, proba, classes: Sequence[str], path: str | Path, *, title: str = "ROC (pooled out-of-fold predictions)") -> Path:
-    """One-vs-rest ROC curve per class (one curve for two classes), with its AUC."""
+    """One-vs-rest ROC curve per class (one curve for two classes), with its AUC.
+
+    Parameters
+    ----------
+    y_true : sequence
+        The true class of each cell.
+    proba : array-like
+        Cells x classes probabilities, in ``classes`` order.
+    classes : sequence of str
+        The class names; a class with no positive or no negative cell gets no curve.
+    path : str or Path
+        The PNG file to write.
+    title : str, default "ROC (pooled out-of-fold predictions)"
+        The figure's title.
+
+    Returns
+    -------
+    Path
+        ``path``, the ROC curves written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stainfree.pl.classify import roc_curves
+    >>> proba = [[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]]
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     roc_curves(["a", "b", "a", "b"], proba, ["a", "b"], f"{d}/roc.png").name
+    'roc.png'
+    """
     from sklearn.metrics import roc_auc_score, roc_curve
 
     plt = _pyplot()
@@ -88,7 +166,31 @@ def roc_curves(y_true, proba, classes: Sequence[str], path: str | Path, *, title
 
 
 def learning_curve(curve: Sequence[dict], path: str | Path) -> Path:
-    """Balanced accuracy (mean and 95% interval over splits) against training-set size."""
+    """Balanced accuracy (mean and 95% interval over splits) against training-set size.
+
+    Parameters
+    ----------
+    curve : sequence of dict
+        A point per training fraction, as ``metrics["learning_curve"]`` of an evaluation:
+        ``train_size_mean`` and ``balanced_accuracy`` (a :func:`~stainfree.eval.metrics.summarise`
+        dict).
+    path : str or Path
+        The PNG file to write.
+
+    Returns
+    -------
+    Path
+        ``path``, the learning curve written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stainfree.pl.classify import learning_curve
+    >>> curve = [{"train_size_mean": n, "balanced_accuracy": {"mean": m, "ci95": [m - 0.1, m + 0.05]}} for n, m in ((10, 0.6), (40, 0.8))]
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     learning_curve(curve, f"{d}/learning_curve.png").name
+    'learning_curve.png'
+    """
     plt = _pyplot()
     x = [c["train_size_mean"] for c in curve]
     mean = [c["balanced_accuracy"]["mean"] for c in curve]

@@ -20,7 +20,33 @@ def _pyplot():
 def heatmap(
     values, rows: Sequence[str], cols: Sequence[str], path: str | Path, *, title: str = "", xlabel: str = "", ylabel: str = ""
 ) -> Path:
-    """A matrix of values in [0, 1] with each value written in its cell (missing values blank)."""
+    """A matrix of values in [0, 1] with each value written in its cell (missing values blank).
+
+    Parameters
+    ----------
+    values : sequence of sequences of float or None
+        The matrix, a row per entry of ``rows``; ``None`` is left blank. Values are written in
+        the cells of matrices of up to 400 entries.
+    rows, cols : sequence of str
+        Row and column names.
+    path : str or Path
+        The PNG file to write.
+    title, xlabel, ylabel : str, default ""
+        Title and axis labels.
+
+    Returns
+    -------
+    Path
+        ``path``, the heatmap written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stainfree.pl.core import heatmap
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     heatmap([[0.9, None], [0.4, 0.7]], ["f1", "f2"], ["f1", "f2"], f"{d}/cross.png", title="accuracy").name
+    'cross.png'
+    """
     plt = _pyplot()
     arr = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
     size = 2.5 + 0.45 * max(len(rows), len(cols))
@@ -41,14 +67,51 @@ def heatmap(
     return Path(path)
 
 
-def cell_grid(cells, labels, path, *, per_row: int = 8, max_rows: int = 30, title=str, seed: int = 0, order=None) -> Path:
-    """A grid of random cells, one row per value of ``labels`` (first channel, 1-99 percentile
-    stretch): example cells per class, or a cluster gallery."""
+def cell_grid(cells, labels, path, *, per_row: int = 8, max_rows: int = 30, title=str, random_state: int = 0, order=None) -> Path:
+    """A grid of random cells, one row per value of ``labels``: example cells per class, or a cluster gallery.
+
+    Each cell is shown by its first channel, stretched to its 1st-99th percentiles.
+
+    Parameters
+    ----------
+    cells : CellSet
+        The cells.
+    labels : sequence
+        A value per cell (class, cluster); missing values form a row ``(unlabelled)``.
+    path : str or Path
+        The PNG file to write.
+    per_row : int, default 8
+        Cells per row, drawn at random.
+    max_rows : int, default 30
+        The first rows only, in sorted order.
+    title : callable
+        ``title(value, n_cells)``, the row's title. Pass one: the default, ``str``, takes a
+        single argument and fails.
+    random_state : int, default 0
+        Seed of the choice of cells.
+    order : callable, optional
+        Sort key of the values.
+
+    Returns
+    -------
+    Path
+        ``path``, the grid of cells written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.pl.core import cell_grid
+    >>> cs = make_cells(3, size=32)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     cell_grid(cs, cs.table["flask"], f"{d}/grid.png", per_row=2, title=lambda v, n: f"{v} ({n})").name
+    'grid.png'
+    """
     import pandas as pd
 
     plt = _pyplot()
     labels = pd.Series(labels, dtype="string").fillna("(unlabelled)").reset_index(drop=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     names = sorted(labels.unique(), key=order)[:max_rows]
     fig, axes = plt.subplots(len(names), per_row, figsize=(1.05 * per_row, 1.1 * len(names)), squeeze=False)
     for r, name in enumerate(names):

@@ -12,12 +12,45 @@ from .core import _pyplot
 
 
 # ---------------------------------------------------------------------- figures
-def plot_umap(adata, column: str, path, *, max_points: int = 20000, seed: int = 0) -> Path:
-    """The 2-D UMAP coloured by a column of ``obs`` (categories, or a colour scale for numbers)."""
+def plot_umap(adata, column: str, path, *, max_points: int = 20000, random_state: int = 0) -> Path:
+    """The 2-D UMAP coloured by a column of ``obs``.
+
+    Parameters
+    ----------
+    adata : AnnData
+        Cells with ``obsm["X_umap"]``.
+    column : str
+        The ``obs`` column: numbers with more than 12 values get a colour scale, anything else
+        a colour per category (a legend up to 25).
+    path : str or Path
+        The PNG file to write.
+    max_points : int, default 20000
+        At most this many cells, drawn at random, are shown.
+    random_state : int, default 0
+        Seed of the choice of cells and their drawing order.
+
+    Returns
+    -------
+    Path
+        ``path``, the UMAP figure written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import anndata
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from stainfree.pl.embedding import plot_umap
+    >>> obs = pd.DataFrame({"cluster": ["0", "0", "1", "1"]}, index=list("abcd"))
+    >>> adata = anndata.AnnData(obs=obs, obsm={"X_umap": np.array([[0, 0], [0, 1], [5, 5], [5, 6]])})
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     plot_umap(adata, "cluster", f"{d}/umap_cluster.png").name
+    'umap_cluster.png'
+    """
     plt = _pyplot()
     xy = np.asarray(adata.obsm["X_umap"])
     values = adata.obs[column]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     idx = rng.permutation(len(xy))[:max_points]
     fig, ax = plt.subplots(figsize=(5.6, 4.8))
     if pd.api.types.is_numeric_dtype(values) and values.nunique() > 12:
@@ -42,6 +75,32 @@ def plot_umap(adata, column: str, path, *, max_points: int = 20000, seed: int = 
 
 
 def plot_kmeans_scan(scan: dict, chosen: int, path) -> Path:
+    """Silhouette (with the chosen k marked) and inertia against k.
+
+    Parameters
+    ----------
+    scan : dict
+        Lists ``k``, ``silhouette`` and ``inertia`` (:func:`~stainfree.tl.cluster.kmeans_scan`
+        as a dict of lists).
+    chosen : int
+        The k chosen.
+    path : str or Path
+        The PNG file to write.
+
+    Returns
+    -------
+    Path
+        ``path``, the k-means scan written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stainfree.pl.embedding import plot_kmeans_scan
+    >>> scan = {"k": [2, 3, 4], "silhouette": [0.5, 0.7, 0.6], "inertia": [30.0, 12.0, 9.0]}
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     plot_kmeans_scan(scan, 3, f"{d}/scan.png").name
+    'scan.png'
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(8, 3))
     ax[0].plot(scan["k"], scan["silhouette"], "o-")
@@ -58,7 +117,35 @@ def plot_kmeans_scan(scan: dict, chosen: int, path) -> Path:
 
 
 def plot_composition(fractions: pd.DataFrame, enriched: pd.DataFrame, by: str, path) -> Path:
-    """Stacked bars, one per group, of its cells' clusters; + / - mark enriched / depleted."""
+    """Stacked bars, one per group, of its cells' clusters; + / - mark enriched / depleted.
+
+    Parameters
+    ----------
+    fractions : DataFrame
+        Groups x clusters fractions (:func:`~stainfree.tl.cluster.composition`).
+    enriched : DataFrame
+        The calls of :func:`~stainfree.tl.cluster.enrichment`.
+    by : str
+        The group column's name, for the title.
+    path : str or Path
+        The PNG file to write.
+
+    Returns
+    -------
+    Path
+        ``path``, the composition bars written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> from stainfree.pl.embedding import plot_composition
+    >>> from stainfree.tl.cluster import composition, enrichment
+    >>> obs = pd.DataFrame({"cluster": ["0", "0", "1", "1", "1"], "dish": ["x", "x", "x", "y", "y"]})
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     plot_composition(composition(obs, "dish"), enrichment(obs, "dish"), "dish", f"{d}/comp.png").name
+    'comp.png'
+    """
     plt = _pyplot()
     clusters = sorted(fractions.columns, key=_cluster_order)
     cmap = plt.get_cmap("tab20" if len(clusters) > 10 else "tab10")
@@ -83,23 +170,87 @@ def plot_composition(fractions: pd.DataFrame, enriched: pd.DataFrame, by: str, p
     return Path(path)
 
 
-def plot_gallery(cells, labels: pd.Series, path, *, per_cluster: int = 10, seed: int = 0) -> Path:
-    """``per_cluster`` random cells of each cluster, a row per cluster (Engberg Fig. 8B)."""
+def plot_gallery(cells, labels: pd.Series, path, *, per_cluster: int = 10, random_state: int = 0) -> Path:
+    """Random cells of each cluster, a row per cluster (Engberg Fig. 8B).
+
+    Parameters
+    ----------
+    cells : CellSet
+        The clustered cells.
+    labels : Series
+        The cluster of each cell.
+    path : str or Path
+        The PNG file to write.
+    per_cluster : int, default 10
+        Cells shown per cluster.
+    random_state : int, default 0
+        Seed of the choice of cells.
+
+    Returns
+    -------
+    Path
+        ``path``, the gallery written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.pl.embedding import plot_gallery
+    >>> clusters = pd.Series(["0", "1", "1", "0"])
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     plot_gallery(make_cells(2, size=32), clusters, f"{d}/gallery.png", per_cluster=2).name
+    'gallery.png'
+    """
     from .core import cell_grid
 
     return cell_grid(
-        cells, labels, path, per_row=per_cluster, title=lambda name, n: f"cluster {name} (n={n})", seed=seed, order=_cluster_order
+        cells,
+        labels,
+        path,
+        per_row=per_cluster,
+        title=lambda name, n: f"cluster {name} (n={n})",
+        random_state=random_state,
+        order=_cluster_order,
     )
 
 
-def plot_ordered_matrices(x: np.ndarray, labels: pd.Series, path, *, max_cells: int = 1500, seed: int = 0) -> Path:
-    """The embedding matrix and the cell-to-cell distance matrix, rows ordered by cluster
-    (Yao Fig. 5d/e)."""
+def plot_ordered_matrices(x: np.ndarray, labels: pd.Series, path, *, max_cells: int = 1500, random_state: int = 0) -> Path:
+    """The embedding matrix and the cell-to-cell distance matrix, rows ordered by cluster (Yao Fig. 5d/e).
+
+    Parameters
+    ----------
+    x : ndarray
+        Cells x dimensions (standardised per dimension for the figure).
+    labels : Series
+        The cluster of each cell (missing: ``-1``).
+    path : str or Path
+        The PNG file to write.
+    max_cells : int, default 1500
+        At most this many cells, drawn at random.
+    random_state : int, default 0
+        Seed of the choice of cells.
+
+    Returns
+    -------
+    Path
+        ``path``, the ordered matrices written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from stainfree.pl.embedding import plot_ordered_matrices
+    >>> x = np.random.default_rng(0).normal(size=(6, 3))
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     plot_ordered_matrices(x, ["1", "0", "1", "0", "0", "1"], f"{d}/matrices.png").name
+    'matrices.png'
+    """
     from scipy.spatial.distance import cdist
 
     plt = _pyplot()
     labels = pd.Series(labels).astype("string").fillna("-1").reset_index(drop=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     idx = np.sort(rng.permutation(len(x))[:max_cells])
     names = labels.to_numpy()[idx]
     order = idx[sorted(range(len(idx)), key=lambda i: _cluster_order(names[i]))]

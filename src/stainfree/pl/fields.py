@@ -11,7 +11,34 @@ from ..seg.fluorescence import MixtureFit
 
 
 def plot_mixture(fit: MixtureFit, path: str | os.PathLike, *, channel: str | None = None) -> None:
-    """Histogram of log intensities with the two fitted Gaussians and the threshold (PNG)."""
+    """Histogram of log intensities with the two fitted Gaussians and the threshold (PNG).
+
+    Cells left unused (between the populations) are shaded.
+
+    Parameters
+    ----------
+    fit : MixtureFit
+        The two-population fit of a fluorescence label.
+    path : str or PathLike
+        The PNG file to write.
+    channel : str, optional
+        The label channel's name, for the title.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from stainfree.pl.fields import plot_mixture
+    >>> from stainfree.seg.fluorescence import MixtureFit
+    >>> logs = np.r_[np.linspace(1, 2, 10), np.linspace(4, 5, 10)]
+    >>> labels = np.array(["dim"] * 10 + ["bright"] * 10, dtype=object)
+    >>> fit = MixtureFit(logs, labels, np.zeros((20, 2)), ("dim", "bright"), (1.5, 4.5), (0.3, 0.3), (0.5, 0.5), 3.0, 7.1, 0.9)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     plot_mixture(fit, f"{d}/label_fit.png", channel="GFP")
+    ...     os.listdir(d)
+    ['label_fit.png']
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,8 +65,38 @@ def plot_mixture(fit: MixtureFit, path: str | os.PathLike, *, channel: str | Non
 
 
 def plot_overlay(image: np.ndarray, labels: np.ndarray, classes_by_id: dict, classes: Sequence[str], path, *, title: str = "") -> None:
-    """A field (1st-99.5th percentile stretch) with each object's outline coloured by its class;
-    objects without a class (not classified) in white."""
+    """A field with each object's outline coloured by its class (PNG).
+
+    The field is stretched to its 1st-99.5th percentiles; objects without a class (not
+    classified) are outlined in white.
+
+    Parameters
+    ----------
+    image : ndarray
+        The ``H x W`` field.
+    labels : ndarray of int
+        Its ``H x W`` label image.
+    classes_by_id : dict
+        The class of each label id.
+    classes : sequence of str
+        The classes, in the order of their colours.
+    path : str or PathLike
+        The PNG file to write.
+    title : str, default ""
+        The figure's title.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from stainfree.pl.fields import plot_overlay
+    >>> labels = np.zeros((20, 20), int); labels[2:8, 2:8] = 1; labels[10:16, 10:16] = 2
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     plot_overlay(labels * 50.0, labels, {1: "round"}, ["round", "spindle"], f"{d}/field1.png")
+    ...     os.listdir(d)
+    ['field1.png']
+    """
     import matplotlib
 
     matplotlib.use("Agg")

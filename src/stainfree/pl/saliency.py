@@ -10,7 +10,37 @@ import numpy as np
 
 
 def plot_saliency(images: np.ndarray, maps: dict[str, np.ndarray], titles: Sequence[str], path: str | os.PathLike) -> Path:
-    """One row per cell: the image, then each method's map overlaid on it."""
+    """One row per cell: the image, then each method's map overlaid on it.
+
+    Images show their first channel (1st-99th percentile stretch); each map is scaled to its
+    99.5th percentile.
+
+    Parameters
+    ----------
+    images : ndarray
+        ``N x C x H x W`` cells.
+    maps : dict of str to ndarray
+        ``N x H x W`` maps of each method, by the method's name (the column title).
+    titles : sequence of str
+        A title per cell.
+    path : str or PathLike
+        The PNG file to write.
+
+    Returns
+    -------
+    Path
+        ``path``, the saliency panel written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from stainfree.pl.saliency import plot_saliency
+    >>> images = np.random.default_rng(0).random((2, 1, 8, 8))
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     plot_saliency(images, {"gradient": images[:, 0] ** 2}, ["cell 1", "cell 2"], f"{d}/saliency.png").name
+    'saliency.png'
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +68,32 @@ def plot_saliency(images: np.ndarray, maps: dict[str, np.ndarray], titles: Seque
 
 
 def plot_activations(layers: list[tuple[str, np.ndarray]], path: str | os.PathLike, *, per_layer: int = 8) -> Path:
-    """Up to ``per_layer`` activation maps of each convolutional layer, a row per layer."""
+    """The most varied activation maps of each convolutional layer, a row per layer.
+
+    Parameters
+    ----------
+    layers : list of (str, ndarray)
+        A name and ``maps x H x W`` activations per layer.
+    path : str or PathLike
+        The PNG file to write.
+    per_layer : int, default 8
+        Maps shown per layer: those of largest standard deviation.
+
+    Returns
+    -------
+    Path
+        ``path``, the activation maps written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from stainfree.pl.saliency import plot_activations
+    >>> layers = [("conv1", np.random.default_rng(0).random((4, 8, 8))), ("conv2", np.ones((2, 4, 4)))]
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     plot_activations(layers, f"{d}/activations.png", per_layer=3).name
+    'activations.png'
+    """
     import matplotlib
 
     matplotlib.use("Agg")

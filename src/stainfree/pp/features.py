@@ -33,8 +33,30 @@ logger = logging.getLogger(__name__)
 
 
 def foreground_mask(cell: np.ndarray, *, min_deviation: float = 2.5, smooth: float = 1.0) -> np.ndarray:
-    """A boolean mask of the cell in a ``C x H x W`` crop (label-free: brighter or darker).
+    """A boolean mask of the cell in a crop, label-free: pixels brighter or darker than the background.
 
+    Per channel, each pixel's deviation from the crop border's median in units of the border's
+    spread (MAD), the channels' maximum, smoothed, thresholded by Otsu (at least
+    ``min_deviation``), closed and filled; of several objects, the one nearest the centre.
+
+    Parameters
+    ----------
+    cell : ndarray
+        A ``C x H x W`` crop.
+    min_deviation : float, default 2.5
+        The least deviation (in border spreads) a cell pixel shows; a crop with none is empty.
+    smooth : float, default 1.0
+        Sigma (pixels) of the Gaussian smoothing of the deviation; 0 for none.
+
+    Returns
+    -------
+    ndarray of bool
+        The ``H x W`` mask.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.pp.features import foreground_mask
     >>> cell = np.full((1, 9, 9), 100.0); cell[0, 3:6, 3:6] = 60
     >>> foreground_mask(cell).astype(int)[2:7, 2:7]
     array([[0, 0, 0, 0, 0],
@@ -106,14 +128,30 @@ TEXTURE_SCALES = (3, 5)
 GRAY_LEVELS = 32
 
 
-def cooccurrence(levels: np.ndarray, offset: tuple[int, int], n_levels: int) -> np.ndarray:
+def cooccurrence(levels: np.ndarray, *, offset: tuple[int, int], n_levels: int) -> np.ndarray:
     """Symmetric grey-level co-occurrence counts of a stack of quantised images.
 
-    ``levels`` is ``N x H x W`` with values ``1..n_levels`` inside the object and 0 outside;
-    a pair counts when both pixels are inside. Returns ``N x n_levels x n_levels`` counts.
+    Parameters
+    ----------
+    levels : ndarray of int
+        ``N x H x W`` grey levels, ``1..n_levels`` inside the object and 0 outside; a pair of
+        pixels counts when both are inside.
+    offset : (int, int)
+        The step (rows, columns) from a pixel to its partner; rows must be 0 or positive.
+    n_levels : int
+        Number of grey levels.
 
+    Returns
+    -------
+    ndarray of int
+        ``N x n_levels x n_levels`` counts (each pair counted both ways).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.pp.features import cooccurrence
     >>> img = np.array([[[1, 1, 2], [0, 2, 2]]])
-    >>> cooccurrence(img, (0, 1), 2)[0]
+    >>> cooccurrence(img, offset=(0, 1), n_levels=2)[0]
     array([[2, 1],
            [1, 2]])
     """
@@ -135,12 +173,26 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 
 
 def haralick(counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Haralick's 13 texture features of a stack of co-occurrence matrices (``N x L x L``).
+    """Haralick's 13 texture features of a stack of co-occurrence matrices.
 
     The formulas are mahotas' (which CellProfiler calls), vectorised over cells. Where a
     matrix is empty every feature is NaN; where the object has one grey level only (no
     variation), Correlation and InfoMeas1 are NaN (mahotas gives 1 and 0).
 
+    Parameters
+    ----------
+    counts : ndarray
+        ``N x L x L`` co-occurrence counts (:func:`cooccurrence`).
+
+    Returns
+    -------
+    dict of str to ndarray
+        One length-``N`` array per name of :data:`HARALICK_NAMES`, in that order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.pp.features import haralick
     >>> f = haralick(np.array([[[2, 1], [1, 2]]]))
     >>> float(f["AngularSecondMoment"][0]), float(f["Contrast"][0])
     (0.2777777777777778, 0.3333333333333333)
@@ -200,10 +252,38 @@ def texture_features(
     gray_levels: int = GRAY_LEVELS,
     name: str = "ch0",
 ) -> dict[str, np.ndarray]:
-    """Haralick texture of one channel of a stack of cells (``N x H x W``) within their masks.
+    """Haralick texture of one channel of a stack of cells within their masks.
 
-    Intensities are binned into ``gray_levels`` between ``value_range``; names follow
-    CellProfiler: ``Texture_<Feature>_<name>_<scale>_<direction 00..03>``.
+    Parameters
+    ----------
+    images : ndarray
+        ``N x H x W`` intensities of one channel.
+    masks : ndarray of bool
+        ``N x H x W`` masks of the cells.
+    value_range : (float, float)
+        The intensities binned into ``gray_levels`` levels (lower ones clipped to the first,
+        higher ones to the last); set once for a whole set, as CellProfiler scales a whole image.
+    scales : sequence of int, default (3, 5)
+        Pixel distances of the pairs.
+    gray_levels : int, default 32
+        Number of grey levels.
+    name : str, default "ch0"
+        The channel's name in the feature names.
+
+    Returns
+    -------
+    dict of str to ndarray
+        One length-``N`` array per feature, named as CellProfiler does:
+        ``Texture_<Feature>_<name>_<scale>_<direction 00..03>``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.pp.features import texture_features
+    >>> images = np.tile([0.0, 1.0], (1, 8, 4))
+    >>> f = texture_features(images, images >= 0, value_range=(0, 1), scales=[1], gray_levels=2, name="bf")
+    >>> len(f), float(f["Texture_Contrast_bf_1_00"][0]), float(f["Texture_Contrast_bf_1_02"][0])
+    (52, 1.0, 0.0)
     """
     lo, hi = value_range
     scaled = (np.asarray(images, np.float64) - lo) / max(hi - lo, 1e-12)
@@ -212,17 +292,36 @@ def texture_features(
     out: dict[str, np.ndarray] = {}
     for scale in scales:
         for d, (dy, dx) in enumerate(DIRECTIONS):
-            values = haralick(cooccurrence(levels, (dy * scale, dx * scale), gray_levels))
+            values = haralick(cooccurrence(levels, offset=(dy * scale, dx * scale), n_levels=gray_levels))
             for feature, column in values.items():
                 out[f"Texture_{feature}_{name}_{scale}_{d:02d}"] = column
     return out
 
 
-def skeleton_features(labels: np.ndarray, n_objects: int) -> dict[str, np.ndarray]:
+def skeleton_features(labels: np.ndarray, *, n_objects: int) -> dict[str, np.ndarray]:
     """Branch ends, branch points and length (pixels) of each labelled object's skeleton.
 
+    A branch point is a cluster of touching skeleton pixels with three or more neighbours each.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        A label image, objects ``1..n_objects`` and background 0.
+    n_objects : int
+        Number of objects.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``ObjectSkeleton_NumberBranchEnds``, ``ObjectSkeleton_NumberBranchPoints`` and
+        ``ObjectSkeleton_TotalObjectSkeletonLength``, one float per object.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.pp.features import skeleton_features
     >>> lab = np.zeros((7, 9), int); lab[3, 1:8] = 1; lab[1:6, 4] = 1
-    >>> {k: v.tolist() for k, v in skeleton_features(lab, 1).items()}
+    >>> {k: v.tolist() for k, v in skeleton_features(lab, n_objects=1).items()}
     {'ObjectSkeleton_NumberBranchEnds': [4.0], 'ObjectSkeleton_NumberBranchPoints': [1.0], 'ObjectSkeleton_TotalObjectSkeletonLength': [11.0]}
     """
     from scipy import ndimage
@@ -269,7 +368,7 @@ def _shape_and_intensity(images: np.ndarray, masks: np.ndarray, channels: Sequen
         for name, values in core[group](labels, None).items():
             if not name.startswith(SHAPE_DROP_PREFIXES):
                 out[f"AreaShape_{name}"] = np.asarray(values, np.float64)
-    out.update(skeleton_features(labels, n))
+    out.update(skeleton_features(labels, n_objects=n))
     for c, ch in enumerate(channels):
         pixels = _mosaic(images[:, c].astype(np.float64), columns)
         for name, values in core["intensity"](labels, pixels).items():
@@ -279,7 +378,31 @@ def _shape_and_intensity(images: np.ndarray, masks: np.ndarray, channels: Sequen
 
 
 def intensity_range(cells: CellSet, *, sample: int = 1000, percentiles=(0.5, 99.5)) -> dict[str, tuple[float, float]]:
-    """Each channel's ``percentiles`` over up to ``sample`` cells spread through the set."""
+    """Each channel's intensity percentiles over cells spread through a set.
+
+    Parameters
+    ----------
+    cells : CellSet
+        The cells.
+    sample : int, default 1000
+        At most this many cells, evenly spaced through the set, are read.
+    percentiles : (float, float), default (0.5, 99.5)
+        The low and high percentile.
+
+    Returns
+    -------
+    dict of str to (float, float)
+        The low and high value of each channel (high = low + 1 for a flat channel).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.core.cellset import CellSet
+    >>> from stainfree.pp.features import intensity_range
+    >>> images = np.arange(2 * 1 * 2 * 2, dtype=np.uint8).reshape(2, 1, 2, 2)
+    >>> intensity_range(CellSet(images, channels=["bf"]), percentiles=(0, 100))
+    {'bf': (0.0, 7.0)}
+    """
     index = np.unique(np.linspace(0, len(cells) - 1, min(sample, len(cells))).round().astype(int))
     images = cells.read(index).astype(np.float64)
     out = {}

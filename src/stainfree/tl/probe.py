@@ -11,12 +11,49 @@ from ..utils import StainfreeError
 
 
 # ---------------------------------------------------------------------- probes
-def probe(x: np.ndarray, y: Sequence, *, kind: str = "rf", groups: Sequence | None = None, folds: int = 5, seed: int = 0) -> dict:
+def probe(x: np.ndarray, y: Sequence, *, kind: str = "rf", groups: Sequence | None = None, folds: int = 5, random_state: int = 0) -> dict:
     """Cross-validated classification probe from an embedding to a column (Engberg Tables 2-3).
 
-    ``kind`` is ``rf`` (random forest) or ``logreg`` (standardised logistic regression);
-    with ``groups`` the folds keep each group whole. Returns accuracy, balanced accuracy, Cohen's
-    kappa, the confusion matrix and the majority-class baseline.
+    How well a known label (cell line, density, dish...) can be read from the embedding, beside
+    a majority-class baseline on the same folds. Cells whose label is missing are left out.
+
+    Parameters
+    ----------
+    x : ndarray
+        Cells x dimensions.
+    y : sequence
+        The label of each cell (missing values allowed).
+    kind : {"rf", "logreg"}, default "rf"
+        A class-balanced random forest (300 trees) or a standardised, class-balanced logistic
+        regression.
+    groups : sequence, optional
+        The group of each cell; the folds then keep each group whole (``GroupKFold``).
+    folds : int, default 5
+        Number of folds (at most the smallest class's count, or the number of groups).
+    random_state : int, default 0
+        Seed of the folds and the random forest.
+
+    Returns
+    -------
+    dict
+        ``kind``, ``cells``, ``features``, ``folds``, ``group_aware``, ``accuracy``,
+        ``balanced_accuracy``, ``cohen_kappa``, ``confusion_matrix`` and ``majority`` (the
+        baseline's accuracy, balanced accuracy and kappa).
+
+    Raises
+    ------
+    StainfreeError
+        When the column has one value, a class has one cell (without groups), there is one
+        group only, or ``kind`` is unknown.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.tl.probe import probe
+    >>> x = np.array([[0.0], [0.1], [0.2], [0.3], [1.0], [1.1], [1.2], [1.3]])
+    >>> r = probe(x, ["a"] * 4 + ["b"] * 4, kind="logreg", folds=2)
+    >>> r["accuracy"], r["folds"], r["majority"]["balanced_accuracy"]
+    (1.0, 2, 0.5)
     """
     from sklearn.dummy import DummyClassifier
     from sklearn.ensemble import RandomForestClassifier
@@ -43,10 +80,10 @@ def probe(x: np.ndarray, y: Sequence, *, kind: str = "rf", groups: Sequence | No
     else:
         if counts.min() < 2:
             raise StainfreeError(f"class {classes[counts.argmin()]!r} has {counts.min()} cell; a probe needs at least 2 per class")
-        cv = StratifiedKFold(n_splits=min(folds, int(counts.min())), shuffle=True, random_state=seed)
+        cv = StratifiedKFold(n_splits=min(folds, int(counts.min())), shuffle=True, random_state=random_state)
         split_args = {}
     if kind == "rf":
-        model = RandomForestClassifier(n_estimators=300, class_weight="balanced_subsample", n_jobs=-1, random_state=seed)
+        model = RandomForestClassifier(n_estimators=300, class_weight="balanced_subsample", n_jobs=-1, random_state=random_state)
     elif kind == "logreg":
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, class_weight="balanced"))
     else:
@@ -72,10 +109,47 @@ def probe(x: np.ndarray, y: Sequence, *, kind: str = "rf", groups: Sequence | No
 PIXEL_PROBE_MAX_CELLS = 20_000  # the raw-pixel probes beside the embedding's (memory, time)
 
 
-def regression_probe(x: np.ndarray, y: Sequence[float], *, kind: str = "rf", folds: int = 5, seed: int = 0, trees: int = 300) -> dict:
-    """Cross-validated regression from an embedding to a continuous column: Pearson r of the
-    out-of-fold predictions. ``kind`` is ``rf`` (random forest) or ``ridge`` (standardised ridge
-    regression, its penalty chosen by internal cross-validation)."""
+def regression_probe(
+    x: np.ndarray, y: Sequence[float], *, kind: str = "rf", folds: int = 5, random_state: int = 0, trees: int = 300
+) -> dict:
+    """Cross-validated regression from an embedding to a continuous column.
+
+    Parameters
+    ----------
+    x : ndarray
+        Cells x dimensions.
+    y : sequence of float
+        The value of each cell; values that are not numbers are left out.
+    kind : {"rf", "ridge"}, default "rf"
+        A random forest, or a standardised ridge regression whose penalty is chosen by internal
+        cross-validation.
+    folds : int, default 5
+        Number of folds.
+    random_state : int, default 0
+        Seed of the folds and the random forest.
+    trees : int, default 300
+        Trees of the random forest.
+
+    Returns
+    -------
+    dict
+        ``kind``, ``cells``, ``features``, ``folds`` and ``pearson_r``, the Pearson correlation of
+        the out-of-fold predictions with the values.
+
+    Raises
+    ------
+    StainfreeError
+        With fewer than ``2 * folds`` numeric values, or an unknown ``kind``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.tl.probe import regression_probe
+    >>> x = np.arange(20.0)[:, None]
+    >>> r = regression_probe(x, 2 * x[:, 0] + 1, kind="ridge", folds=4)
+    >>> r["cells"], r["folds"], round(r["pearson_r"], 3)
+    (20, 4, 1.0)
+    """
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold, cross_val_predict
@@ -87,12 +161,12 @@ def regression_probe(x: np.ndarray, y: Sequence[float], *, kind: str = "rf", fol
     if keep.sum() < 2 * folds:
         raise StainfreeError(f"only {int(keep.sum())} cells have a numeric value to predict")
     if kind == "rf":
-        model = RandomForestRegressor(n_estimators=trees, n_jobs=-1, random_state=seed)
+        model = RandomForestRegressor(n_estimators=trees, n_jobs=-1, random_state=random_state)
     elif kind == "ridge":
         model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
     else:
         raise StainfreeError(f"regression probe kind must be rf or ridge, got {kind!r}")
-    pred = cross_val_predict(model, np.asarray(x)[keep], y[keep], cv=KFold(folds, shuffle=True, random_state=seed))
+    pred = cross_val_predict(model, np.asarray(x)[keep], y[keep], cv=KFold(folds, shuffle=True, random_state=random_state))
     return {
         "kind": kind,
         "cells": int(keep.sum()),

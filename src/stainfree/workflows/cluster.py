@@ -40,7 +40,7 @@ def run_cluster(
     regress_columns: Sequence[str] = (),
     probe_group: str | None = None,
     cells=None,
-    seed: int = 0,
+    random_state: int = 0,
     force: bool = False,
     **options,
 ) -> tuple[Path, dict]:
@@ -55,7 +55,7 @@ def run_cluster(
         _check_group(adata.obs, column)
     if cells is not None and len(cells) != adata.n_obs:
         raise StainfreeError(f"the cells ({len(cells)}) are not the {adata.n_obs} cells of the embedding")
-    adata = cluster_embedding(adata, seed=seed, **options)
+    adata = cluster_embedding(adata, random_state=random_state, **options)
     info = json.loads(adata.uns["stainfree_cluster"])
     key, x = embedding_of(adata, info["key"])
     embed_settings = (adata.uns.get("stainfree_embed") or {}).get("settings")
@@ -71,10 +71,10 @@ def run_cluster(
     with atomic_output_dir(out, force=force, marker="clusters.json") as tmp:
         figures = tmp / "figures"
         figures.mkdir()
-        plot_umap(adata, "cluster", figures / "umap_cluster.png", seed=seed)
+        plot_umap(adata, "cluster", figures / "umap_cluster.png", random_state=random_state)
         for column in ["label", *[c for c in adata.obs.columns if c in (cells.groups if cells is not None else [])], *by]:
             if column in adata.obs and adata.obs[column].notna().any() and not (figures / f"umap_{column}.png").exists():
-                plot_umap(adata, column, figures / f"umap_{column}.png", seed=seed)
+                plot_umap(adata, column, figures / f"umap_{column}.png", random_state=random_state)
         if "scan" in info:
             plot_kmeans_scan(info["scan"], info["k"], figures / "cluster_kmeans_scan.png")
         for column in by:
@@ -88,8 +88,8 @@ def run_cluster(
                 "calls": table[table["call"] != ""][["group", "cluster", "call", "q"]].to_dict(orient="records"),
             }
         if cells is not None:
-            plot_gallery(cells, adata.obs["cluster"], figures / "cluster_gallery.png", seed=seed)
-        plot_ordered_matrices(x, adata.obs["cluster"], figures / "cluster_matrices.png", seed=seed)
+            plot_gallery(cells, adata.obs["cluster"], figures / "cluster_gallery.png", random_state=random_state)
+        plot_ordered_matrices(x, adata.obs["cluster"], figures / "cluster_matrices.png", random_state=random_state)
         groups = adata.obs[probe_group].astype(str).to_numpy() if probe_group else None
         # Engberg's Tables 2-3 put the same probe on the raw pixels beside the embedding's
         inputs = {"": x}
@@ -106,13 +106,13 @@ def run_cluster(
                 inputs[" on pixels"] = source.read(slice(None)).reshape(len(cells), -1).astype(np.float32)
         for column in probe_columns:
             summary["probes"][column] = {
-                kind + suffix: probe(data, adata.obs[column], kind=kind, groups=groups, seed=seed)
+                kind + suffix: probe(data, adata.obs[column], kind=kind, groups=groups, random_state=random_state)
                 for suffix, data in inputs.items()
                 for kind in ("rf", "logreg")
             }
         for column in regress_columns:
             summary["regressions"][column] = {
-                kind + suffix: regression_probe(data, adata.obs[column], kind=kind, seed=seed)
+                kind + suffix: regression_probe(data, adata.obs[column], kind=kind, random_state=random_state)
                 for suffix, data in inputs.items()
                 for kind in ("rf", "ridge")
             }

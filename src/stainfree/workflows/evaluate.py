@@ -32,7 +32,27 @@ def _fmt(entry: dict | None) -> str:
 
 
 def headline(metrics: dict) -> str:
-    """One line: balanced accuracy with its interval, how it was estimated, and the baselines."""
+    """One line: balanced accuracy with its interval, how it was estimated, and the baselines.
+
+    Parameters
+    ----------
+    metrics : dict
+        An evaluation's metrics (:attr:`~stainfree.eval.evaluate.Evaluation.metrics`); for
+        ``audit-groups``, each class's balanced accuracy at telling the groups apart.
+
+    Returns
+    -------
+    str
+        The headline.
+
+    Examples
+    --------
+    >>> from stainfree.workflows.evaluate import headline
+    >>> protocol = {"name": "group-kfold", "group": "flask", "folds": 2, "n_groups": 4, "repeats": 1, "splits": 2}
+    >>> summary = {"balanced_accuracy": {"mean": 0.9, "ci95": [0.8, 1.0]}, "accuracy": {"mean": 0.9}, "roc_auc": {"mean": None}}
+    >>> headline({"protocol": protocol, "summary": summary})
+    'balanced accuracy 0.900 [95% CI 0.800-1.000], accuracy 0.900 (mean over splits), by held-out flask (2 folds over 4 groups)'
+    """
     p = metrics["protocol"]
     if p["name"] == "audit-groups":
         parts = [f"{c}: {r['balanced_accuracy']:.3f} (chance {r['chance']:.3f}, {r['groups']} groups)" for c, r in metrics["audit"].items()]
@@ -67,8 +87,46 @@ def write_evaluation_run(
 ) -> Path:
     """Write a run folder for an evaluation (atomically, unless ``tmp`` is a folder being built).
 
-    With ``cells`` (the evaluated set), the run also gets ``data.json``, example cells,
-    ``explain/`` and ``saliency/`` (:func:`write_insights`); with ``report``, ``report.html``.
+    The folder holds ``config.json``, ``predictions.parquet``, ``metrics.json`` (with the
+    :func:`headline`), figures (training curves, confusion matrix, ROC, cross-group and learning
+    curves as they apply), and the final model and features when the evaluation has them.
+
+    Parameters
+    ----------
+    ev : Evaluation
+        The evaluation.
+    out : str or PathLike
+        The run folder (ignored when ``tmp`` is given).
+    config : dict
+        The settings, written as ``config.json``.
+    force : bool, default False
+        Overwrite an existing run.
+    tmp : Path, optional
+        A folder being built by the caller, written into directly.
+    cells : CellSet, optional
+        The evaluated cells: the run then also gets ``data.json``, example cells, ``explain/``
+        and ``saliency/`` (:func:`write_insights`).
+    report : bool, default True
+        Also write ``report.html``.
+
+    Returns
+    -------
+    Path
+        The folder written (``tmp`` when given).
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.eval.evaluate import cross_validate
+    >>> from stainfree.ml.train import TrainConfig
+    >>> from stainfree.workflows.evaluate import write_evaluation_run
+    >>> ev = cross_validate(make_cells(5, size=32), n_folds=2, config=TrainConfig(epochs=1), n_boot=0, baselines=["majority"])
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = write_evaluation_run(ev, f"{d}/run", config={"command": "example"}, report=False)
+    ...     sorted(os.listdir(path)), sorted(os.listdir(path / "figures"))
+    (['config.json', 'figures', 'metrics.json', 'predictions.parquet'], ['confusion_matrix.png', 'roc.png', 'training_curve.png'])
     """
 
     def write(folder: Path) -> None:
@@ -122,6 +180,19 @@ def write_evaluation_run(
 def most_confused_pair(metrics: dict) -> tuple[str, str] | None:
     """The two classes the model mixed up most often (both directions), from the pooled counts.
 
+    Parameters
+    ----------
+    metrics : dict
+        An evaluation's metrics, with ``pooled["confusion_matrix"]``.
+
+    Returns
+    -------
+    tuple of str or None
+        The two classes in class order; ``None`` without a confusion matrix of two classes or more.
+
+    Examples
+    --------
+    >>> from stainfree.workflows.evaluate import most_confused_pair
     >>> most_confused_pair({"pooled": {"confusion_matrix": {"classes": ["a", "b", "c"],
     ...     "counts": [[9, 1, 0], [0, 5, 5], [0, 2, 8]]}}})
     ('b', 'c')
@@ -138,9 +209,35 @@ def most_confused_pair(metrics: dict) -> tuple[str, str] | None:
 
 
 def write_insights(folder: Path, ev: Evaluation, cells: CellSet) -> None:
-    """``data.json`` and ``figures/examples.png`` (the data the report shows), ``explain/`` for the
-    most confused pair of classes (from the baselines' features) and ``saliency/`` for the final
-    model; the last two are skipped when they cannot be made."""
+    """Write what a run's report shows of the data and the model into ``folder``.
+
+    ``data.json`` and ``figures/examples.png`` (the data), ``explain/`` for the most confused
+    pair of classes (from the baselines' features, :func:`~stainfree.workflows.explain.run_explain`)
+    and ``saliency/`` for the final model; the last two are skipped when they cannot be made.
+
+    Parameters
+    ----------
+    folder : Path
+        The run folder.
+    ev : Evaluation
+        The evaluation.
+    cells : CellSet
+        The evaluated cells.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.eval.evaluate import Evaluation
+    >>> from stainfree.workflows.evaluate import write_insights
+    >>> ev = Evaluation(predictions=None, histories=[], classes=["round", "spindle"], metrics={}, protocol={})
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_insights(Path(d), ev, make_cells(2, size=32))
+    ...     sorted(os.listdir(d)), os.listdir(f"{d}/figures")
+    (['data.json', 'figures'], ['examples.png'])
+    """
     from ..report.html import write_data_summary
     from .explain import run_explain, run_saliency
 
@@ -177,9 +274,53 @@ def run_evaluate(
     data: dict | None = None,
     **options,
 ) -> tuple[Path, dict]:
-    """Evaluate and write the run folder; with ``resume``, finished splits of an interrupted run
-    of the same output are reused. ``options`` are those of :func:`stainfree.eval.evaluate.evaluate`
-    (protocol, group, n_folds, repeats, train_sizes, tta, features). Returns the folder and its metrics."""
+    """``stainfree evaluate``: evaluate a classifier and write the run folder (:func:`write_evaluation_run`).
+
+    Parameters
+    ----------
+    cells : CellSet
+        Labelled cells.
+    out : str or PathLike
+        The run folder.
+    config : TrainConfig, optional
+        How to train; default ``TrainConfig()``.
+    baselines : sequence of str, default BASELINES
+        Baselines run on the same splits.
+    final_model : bool, default True
+        Also train a model on all cells (not for ``cross-group`` and ``audit-groups``).
+    force : bool, default False
+        Overwrite an existing run.
+    resume : bool, default False
+        Reuse the finished splits of an interrupted run of the same output (kept in
+        ``.<out>.work`` beside it).
+    data : dict, optional
+        What the data were, for ``config.json``; default the cells' path, count and channels.
+    **options
+        Those of :func:`stainfree.eval.evaluate.evaluate` (protocol, group, n_folds, repeats,
+        train_sizes, tta, features, n_boot).
+
+    Returns
+    -------
+    path : Path
+        The run folder.
+    metrics : dict
+        The content of ``metrics.json``.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.ml.train import TrainConfig
+    >>> from stainfree.workflows.evaluate import run_evaluate
+    >>> cs = make_cells(6, size=32, flasks_per_line=2)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path, metrics = run_evaluate(
+    ...         cs, f"{d}/run", config=TrainConfig(epochs=1), baselines=["majority"], final_model=False, group="flask", n_folds=2, n_boot=0, tta=False
+    ...     )
+    ...     sorted(os.listdir(path)), metrics["protocol"]["name"]
+    (['config.json', 'data.json', 'figures', 'metrics.json', 'predictions.parquet', 'report.html'], 'group-kfold')
+    """
     config = config or TrainConfig()
     out = Path(out)
     work = out.with_name(f".{out.name}.work")
@@ -219,9 +360,54 @@ def run_compare(
     force: bool = False,
     **evaluate_kwargs,
 ) -> tuple[Path, dict]:
-    """Run the same protocol per condition (a channel set: modality, focal plane...) and per
-    seed, and tabulate them (Ogawa et al. compared imaging methods and initial random numbers
-    this way). Writes ``OUT/<condition>-seed<k>/`` run folders and ``OUT/comparison.json``."""
+    """``stainfree compare``: the same protocol per condition and per seed, tabulated.
+
+    A condition is a channel set (modality, focal plane...); Ogawa et al. compared imaging
+    methods and initial random numbers this way. Writes ``OUT/<condition>-seed<k>/`` run folders
+    (without reports), ``OUT/comparison.csv``, ``OUT/comparison.json`` and ``OUT/report.html``.
+
+    Parameters
+    ----------
+    cells : CellSet
+        Labelled cells.
+    out : str or PathLike
+        The folder to write.
+    conditions : dict of str to sequence of str, optional
+        The channels of each condition, by name; default one condition ``all``.
+    seeds : sequence of int, default (0,)
+        Training seeds (``TrainConfig.seed``) run for every condition.
+    config : TrainConfig, optional
+        How to train; default ``TrainConfig()``.
+    force : bool, default False
+        Overwrite an existing output.
+    **evaluate_kwargs
+        Passed to :func:`stainfree.eval.evaluate.evaluate`.
+
+    Returns
+    -------
+    path : Path
+        The folder written.
+    body : dict
+        ``conditions`` (balanced accuracy over seeds: mean, std, min, max) and ``runs``.
+
+    Raises
+    ------
+    StainfreeError
+        When a condition names a channel the cells lack.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.ml.train import TrainConfig
+    >>> from stainfree.workflows.evaluate import run_compare
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path, body = run_compare(
+    ...         make_cells(4, size=32), f"{d}/cmp", config=TrainConfig(epochs=1), n_folds=2, baselines=["majority"], n_boot=0, tta=False
+    ...     )
+    ...     sorted(p.name for p in path.iterdir()), body["conditions"]["all"]["channels"]
+    (['all-seed0', 'comparison.csv', 'comparison.json', 'report.html'], 'bf')
+    """
     import pandas as pd
 
     config = config or TrainConfig()

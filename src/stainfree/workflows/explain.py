@@ -29,8 +29,50 @@ def run_explain(
     weak: float = 0.5,
     force: bool = False,
 ) -> tuple[Path, Separation]:
-    """Rank features for two groups and write ``OUT/`` atomically: ``ranking.csv``,
-    ``pairs.csv`` (with ``svm_top``), ``scatter.png``, ``ranking.png`` and ``explain.json``."""
+    """``stainfree explain``: rank the features that separate two groups and write ``OUT/`` atomically.
+
+    ``OUT/`` holds ``ranking.csv``, ``pairs.csv`` (with ``svm_top``), ``scatter.png``,
+    ``ranking.png`` and ``explain.json``.
+
+    Parameters
+    ----------
+    features : DataFrame
+        A row of features per cell, aligned with ``groups``.
+    groups : Series
+        The group of each cell.
+    out : str or PathLike
+        The folder to write.
+    column : str
+        The groups' column name, for the figures and the JSON.
+    a, b : str, optional
+        The two groups compared (see :func:`~stainfree.tl.rank.rank_features`).
+    svm_top : int, default 10
+        Pairs among this many top features scored by a linear SVM (0: none).
+    weak : float, default 0.5
+        The partner feature's largest absolute Spearman correlation with the top one.
+    force : bool, default False
+        Overwrite an existing output.
+
+    Returns
+    -------
+    path : Path
+        The folder written.
+    separation : Separation
+        The ranking.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> from stainfree.workflows.explain import run_explain
+    >>> features = pd.DataFrame({"area": [5.0, 6, 7, 8, 15, 16, 17, 18], "solidity": [0.9, 0.8, 0.9, 0.7, 0.8, 0.9, 0.7, 0.8]})
+    >>> lines = pd.Series(["round"] * 4 + ["spindle"] * 4)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path, separation = run_explain(features, lines, f"{d}/explain", column="label", svm_top=0)
+    ...     separation.top, sorted(os.listdir(path))
+    ('area', ['explain.json', 'ranking.csv', 'ranking.png', 'scatter.png'])
+    """
     separation = rank_features(features, groups, a=a, b=b, column=column, svm_top=svm_top, weak=weak)
     with atomic_output_dir(out, force=force, marker="explain.json") as tmp:
         separation.ranking.to_csv(tmp / "ranking.csv", index=False)
@@ -51,12 +93,61 @@ def run_saliency(
     cell_ids: Sequence[str] | None = None,
     n_samples: int = 25,
     noise: float = 0.15,
-    seed: int = 0,
+    random_state: int = 0,
     force: bool = False,
 ) -> tuple[Path, dict]:
-    """Write ``OUT/saliency.png`` (vanilla and SmoothGrad for chosen cells),
-    ``OUT/activations.png`` (the first chosen cell's convolutional layers) and
-    ``OUT/saliency.json``. Cells are ``cell_ids``, else ``n_per_class`` random cells per class."""
+    """``stainfree saliency``: saliency and activation maps of a classifier on chosen cells.
+
+    Writes ``OUT/saliency.png`` (vanilla gradient and SmoothGrad for each cell),
+    ``OUT/activations.png`` (the first cell's convolutional layers) and ``OUT/saliency.json``.
+
+    Parameters
+    ----------
+    clf : Classifier
+        The model.
+    cells : CellSet
+        Cells with the model's channels.
+    out : str or PathLike
+        The folder to write.
+    n_per_class : int, default 3
+        Random cells per class, when no ``cell_ids`` are given.
+    cell_ids : sequence of str, optional
+        The cells to show.
+    n_samples : int, default 25
+        SmoothGrad's noisy copies per cell.
+    noise : float, default 0.15
+        SmoothGrad's noise (fraction of the input's range).
+    random_state : int, default 0
+        Seed of the choice of cells and of the noise.
+    force : bool, default False
+        Overwrite an existing output.
+
+    Returns
+    -------
+    path : Path
+        The folder written.
+    info : dict
+        The content of ``saliency.json``: the cells (label and prediction), methods and layers.
+
+    Raises
+    ------
+    StainfreeError
+        When the cells lack a channel of the model, or a cell id is not in the set.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.ml.train import TrainConfig, fit
+    >>> from stainfree.workflows.explain import run_saliency
+    >>> cs = make_cells(4, size=32)
+    >>> clf, _ = fit(cs.images, cs.labels, channels=cs.channels, config=TrainConfig(epochs=1))
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path, info = run_saliency(clf, cs, f"{d}/saliency", n_per_class=1, n_samples=2)
+    ...     sorted(os.listdir(path)), len(info["cells"])
+    (['activations.png', 'saliency.json', 'saliency.png'], 2)
+    """
     missing = [c for c in clf.channels if c not in cells.channels]
     if missing:
         raise StainfreeError(f"the cells lack channel {missing[0]!r} that the model needs (cells have: {', '.join(cells.channels)})")
@@ -69,7 +160,7 @@ def run_saliency(
             raise StainfreeError(f"cell {unknown[0]!r} is not in the set")
         index = np.array([where[c] for c in cell_ids])
     else:
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(random_state)
         labels = pd.Series(cells.labels, dtype="string")
         index = []
         for _, part in labels.groupby(labels.fillna("(unlabelled)"), sort=True):
@@ -81,7 +172,9 @@ def run_saliency(
     predicted = np.asarray(clf.classes)[proba.argmax(1)]
     maps = {
         "vanilla gradient": saliency(clf, images, method="vanilla"),
-        f"SmoothGrad (n={n_samples})": saliency(clf, images, method="smoothgrad", n_samples=n_samples, noise=noise, random_state=seed),
+        f"SmoothGrad (n={n_samples})": saliency(
+            clf, images, method="smoothgrad", n_samples=n_samples, noise=noise, random_state=random_state
+        ),
     }
     labels = pd.Series(cells.labels[index], dtype="string")
     titles = [f"{ids[i][-18:]}\n{lab} -> {p}" for i, lab, p in zip(index, labels.fillna("?"), predicted)]

@@ -156,11 +156,45 @@ def run_predict_cellset(
     prior: str = "balanced",
     force: bool = False,
 ) -> tuple[Path, dict]:
-    """Predict every cell of a CellSet with a saved classifier and write ``out`` (parquet).
+    """``stainfree predict`` on a CellSet: predict every cell with a saved classifier and write ``out`` (parquet).
 
-    Returns the path and a summary: cells, predicted counts, and, when the cells carry labels,
-    accuracy and balanced accuracy on the cells whose label the model knows
-    (``unscored_labels`` names the others).
+    Parameters
+    ----------
+    model : str or PathLike
+        The classifier's ``.safetensors`` file.
+    cells : str or PathLike
+        The ``.cells`` folder.
+    out : str or PathLike
+        The parquet file to write: a row per cell, its prediction and class probabilities.
+    tta : bool, default True
+        Average each cell's prediction over its 8 rotations and flips.
+    prior : str, default "balanced"
+        The class prior the probabilities assume (see :func:`~stainfree.ml.classifier.predict_cells`).
+    force : bool, default False
+        Overwrite an existing output.
+
+    Returns
+    -------
+    path : Path
+        The file written.
+    summary : dict
+        Cells and predicted counts; when the cells carry labels, ``against_labels`` (accuracy
+        and balanced accuracy on the cells whose label the model knows) and ``unscored_labels``
+        (the other labels).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.ml.train import TrainConfig, fit
+    >>> from stainfree.workflows.predict import run_predict_cellset
+    >>> cs = make_cells(3, size=32)
+    >>> clf, _ = fit(cs.images, cs.labels, channels=cs.channels, config=TrainConfig(epochs=1))
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = clf.save(f"{d}/model.safetensors"), cs.save(f"{d}/cells.cells")
+    ...     path, summary = run_predict_cellset(f"{d}/model.safetensors", f"{d}/cells.cells", f"{d}/predicted.parquet", tta=False)
+    ...     path.name, summary["cells"], summary["against_labels"]["cells"]
+    ('predicted.parquet', 6, 6)
     """
     from ..core.store import open_cellset
     from ..eval.metrics import classification_metrics

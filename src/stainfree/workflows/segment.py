@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -16,7 +17,29 @@ from ..seg.fluorescence import balance_per_group
 from ..seg.pipeline import cells_from_fields, read_fields_to_segment
 from ..utils import StainfreeError
 
+if TYPE_CHECKING:
+    from ..core.cellset import CellSet
+    from ..seg.pipeline import FieldCells
+
 logger = logging.getLogger(__name__)
+
+
+class SegmentRun(NamedTuple):
+    """What :func:`run_segment` wrote and found.
+
+    Attributes
+    ----------
+    path : Path
+        The ``.cells`` folder written.
+    result : FieldCells
+        The segmentation: every cell found (before balancing), per-field counts, the label fit.
+    cells : CellSet
+        The cells saved.
+    """
+
+    path: Path
+    result: FieldCells
+    cells: CellSet
 
 
 def run_segment(
@@ -27,17 +50,52 @@ def run_segment(
     balance: bool = False,
     force: bool = False,
     **options,
-):
+) -> SegmentRun:
     """``stainfree segment``: fields on disk -> a ``.cells`` folder with a mask per cell.
 
-    ``options``: how to read and segment the fields (:data:`~stainfree.seg.pipeline.READ_OPTIONS`:
-    ``channels``, ``grey``, ``planes``, ``pixel_size``, ``params``, ``min_area``/``max_area`` in
-    pixels or square micrometres such as ``"20um2"``) and any keyword of
-    :func:`~stainfree.seg.pipeline.cells_from_fields`. With
-    ``save_labels``, each field's label image is written as ``<dir>/<field>_labels.tif``. With
-    ``balance``, classes are subsampled to equal counts within each field. The mixture
-    histogram (``label_fit.png``) and the per-field counts (``segmentation.json``) are written
-    inside the output. Returns the path and the :class:`FieldCells` summary.
+    The mixture histogram of a fluorescence label (``label_fit.png``) and the per-field counts
+    (``segmentation.json``) are written inside the output.
+
+    Parameters
+    ----------
+    paths : sequence of str or PathLike
+        The field image files.
+    out : str or PathLike
+        The ``.cells`` folder to write.
+    save_labels : str or PathLike, optional
+        A folder for each field's label image, ``<dir>/<field>_labels.tif`` (not with ``points``).
+    balance : bool, default False
+        Subsample the classes to equal counts within each field (needs labels).
+    force : bool, default False
+        Overwrite an existing output.
+    **options
+        How to read and segment the fields (:data:`~stainfree.seg.pipeline.READ_OPTIONS`:
+        ``channels``, ``grey``, ``planes``, ``pixel_size``, ``params``, ``min_area``/``max_area``
+        in pixels or square micrometres such as ``"20um2"``) and any keyword of
+        :func:`~stainfree.seg.pipeline.cells_from_fields`.
+
+    Returns
+    -------
+    SegmentRun
+        The path, the :class:`~stainfree.seg.pipeline.FieldCells` summary and the cells.
+
+    Raises
+    ------
+    StainfreeError
+        For ``save_labels`` with ``points``, or ``balance`` without labels.
+
+    Examples
+    --------
+    >>> from stainfree.workflows.segment import run_segment
+    >>> from stainfree.datasets.synthetic import make_field
+    >>> import os
+    >>> import tempfile
+    >>> import tifffile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     tifffile.imwrite(f"{d}/f0.tif", make_field((96, 96), n_cells=6, random_state=0).brightfield)
+    ...     run = run_segment([f"{d}/f0.tif"], f"{d}/f0.cells", size=24, method="classical")
+    ...     len(run.cells), sorted(os.listdir(run.path))
+    (6, ['cells.parquet', 'cellset.json', 'images.zarr', 'masks.zarr', 'segmentation.json'])
     """
     import json
 
@@ -86,4 +144,4 @@ def run_segment(
         (tmp / "segmentation.json").write_text(json.dumps(summary, indent=2, default=str))
 
     cells.save(out, force=force, extra=write_extras)
-    return out, result, cells
+    return SegmentRun(out, result, cells)

@@ -18,19 +18,36 @@ logger = logging.getLogger(__name__)
 SCORE_MARKER = "scores.json"
 
 
-def split_validation(names: Sequence[str], *, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Positions of training and validation fields: ``fraction`` of the fields (at least one
-    when there are four or more, none below that), drawn with ``seed``.
+def split_validation(names: Sequence[str], *, fraction: float, random_state: int) -> tuple[list[int], list[int]]:
+    """Positions of training and validation fields.
 
-    >>> split_validation(["a", "b", "c"], fraction=0.2, seed=0)
+    Parameters
+    ----------
+    names : sequence of str
+        The fields' names.
+    fraction : float
+        The fraction of fields held out for validation: at least one when there are four or
+        more fields, none below that (or when ``fraction`` is 0).
+    random_state : int
+        Seed of the draw.
+
+    Returns
+    -------
+    train, validation : list of int
+        Positions of the training and the validation fields, sorted.
+
+    Examples
+    --------
+    >>> from stainfree.workflows.segmentation import split_validation
+    >>> split_validation(["a", "b", "c"], fraction=0.2, random_state=0)
     ([0, 1, 2], [])
-    >>> train, val = split_validation(list("abcdefghij"), fraction=0.2, seed=0)
+    >>> train, val = split_validation(list("abcdefghij"), fraction=0.2, random_state=0)
     >>> len(train), len(val), sorted(train + val) == list(range(10))
     (8, 2, True)
     """
     n = len(names)
     n_val = 0 if n < 4 or fraction <= 0 else max(1, int(round(fraction * n)))
-    order = np.random.default_rng(seed).permutation(n)
+    order = np.random.default_rng(random_state).permutation(n)
     val = sorted(order[:n_val].tolist())
     return [i for i in range(n) if i not in val], val
 
@@ -49,8 +66,62 @@ def run_train_segmenter(
     source: str | None = None,
     **read_options,
 ):
-    """``stainfree train-segmenter``: fields and their annotations on disk -> a ``.safetensors``
-    segmenter. Returns the path and the :class:`~stainfree.seg.model.Segmenter`."""
+    """``stainfree train-segmenter``: fields and their annotations on disk -> a ``.safetensors`` segmenter.
+
+    Parameters
+    ----------
+    paths : sequence of str or PathLike
+        The field image files (all with the same channels).
+    masks : str or PathLike
+        Their annotations: a folder of label images or ROI sets named after the fields, a COCO
+        ``.json``, or a ROI set for a single field (:func:`~stainfree.seg.annotations.read_annotations`).
+    out : str or PathLike
+        The model file to write.
+    config : SegTrainConfig, optional
+        How to train; default ``SegTrainConfig()``.
+    validation_fraction : float, default 0.1
+        Fields held out for validation (:func:`split_validation`, drawn with ``config.seed``).
+    init : str or PathLike, optional
+        A segmenter to start from (fine-tuning).
+    resume : bool, default False
+        Continue an interrupted training from its checkpoint.
+    force : bool, default False
+        Overwrite an existing model file.
+    licence, source : str, optional
+        Recorded in the model's provenance, with the fields' names.
+    **read_options
+        How to read the fields (:func:`~stainfree.io.fields.read_field_files`).
+
+    Returns
+    -------
+    path : Path
+        The model file.
+    segmenter : Segmenter
+        The trained segmenter.
+
+    Raises
+    ------
+    StainfreeError
+        When the fields' channels differ, or the output exists without ``force``.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import tifffile
+    >>> from stainfree.datasets.synthetic import make_field
+    >>> from stainfree.seg.training import SegTrainConfig
+    >>> from stainfree.workflows.segmentation import run_train_segmenter
+    >>> config = SegTrainConfig(steps=2, batch_size=2, crop=32, width=4, depth=2, diameter=12, validate_every=2)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     field = make_field((96, 96), n_cells=6, random_state=1)
+    ...     tifffile.imwrite(f"{d}/f1.tif", field.brightfield)
+    ...     os.mkdir(f"{d}/masks")
+    ...     tifffile.imwrite(f"{d}/masks/f1.tif", field.labels.astype("uint16"))
+    ...     path, segmenter = run_train_segmenter([f"{d}/f1.tif"], f"{d}/masks", f"{d}/seg.safetensors", config=config)
+    ...     path.name, path.exists(), segmenter.channels
+    ('seg.safetensors', True, ['ch0'])
+    """
     from ..io.fields import read_field_files
     from ..seg.annotations import read_annotations
     from ..seg.methods import load_segmenter
@@ -69,7 +140,7 @@ def run_train_segmenter(
     pixel_size = pixel_sizes.pop() if len(pixel_sizes) == 1 else None
     if pixel_sizes:
         logger.warning("the fields have different pixel sizes; the model records none (pass --pixel-size to set one)")
-    train_idx, val_idx = split_validation([f.name for f in fields], fraction=validation_fraction, seed=config.seed)
+    train_idx, val_idx = split_validation([f.name for f in fields], fraction=validation_fraction, random_state=config.seed)
     logger.info(
         "training on %d field(s), validating on %d: %s", len(train_idx), len(val_idx), ", ".join(fields[i].name for i in val_idx) or "none"
     )
@@ -118,6 +189,55 @@ def run_score_segmentation(
     Writes ``out/`` with ``scores.json`` (pooled and per-field F1 at IoU 0.5, average precision
     over IoU 0.5-0.95, mean matched IoU, split and merged cells; the settings), ``per_field.csv``,
     ``overlays/<field>.png`` (truth green, prediction magenta) and ``report.html``.
+
+    Parameters
+    ----------
+    paths : sequence of str or PathLike
+        The field image files.
+    truth : str or PathLike
+        Their annotations (as for :func:`run_train_segmenter`).
+    out : str or PathLike
+        The folder to write.
+    method : str, default "auto"
+        The segmentation method (:func:`~stainfree.seg.methods.segment_field`).
+    segmenter : optional
+        A learnt segmenter or its file, for ``auto`` and ``learnt`` (default: the shipped one).
+    params : optional
+        Classical segmentation parameters.
+    segment_channel : str, optional
+        The channel segmented; default each field's first.
+    force : bool, default False
+        Overwrite an existing output.
+    **read_options
+        How to read the fields (:func:`~stainfree.io.fields.read_field_files`).
+
+    Returns
+    -------
+    path : Path
+        The folder written.
+    summary : dict
+        The content of ``scores.json``.
+
+    Raises
+    ------
+    StainfreeError
+        For a field without ``segment_channel``, or an existing output without ``force``.
+
+    Examples
+    --------
+    >>> import os
+    >>> import tempfile
+    >>> import tifffile
+    >>> from stainfree.datasets.synthetic import make_field
+    >>> from stainfree.workflows.segmentation import run_score_segmentation
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     os.mkdir(f"{d}/truth")
+    ...     field = make_field((96, 96), n_cells=6, random_state=0)
+    ...     tifffile.imwrite(f"{d}/f0.tif", field.brightfield)
+    ...     tifffile.imwrite(f"{d}/truth/f0.tif", field.labels.astype("uint16"))
+    ...     path, summary = run_score_segmentation([f"{d}/f0.tif"], f"{d}/truth", f"{d}/scores", method="classical")
+    ...     sorted(os.listdir(path)), summary["pooled"]["f1"]
+    (['overlays', 'per_field.csv', 'report.html', 'scores.json'], 1.0)
     """
     import pandas as pd
     from PIL import Image
