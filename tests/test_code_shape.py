@@ -18,10 +18,8 @@ MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 BLOCK = 6
 
-#: Functions still over the limit, to be split; the list may only shrink.
-LONG_FUNCTIONS = {
-    "workflows.cluster.run_cluster",
-}
+#: Functions still over the limit, to be split; the list may only shrink (it is empty: keep it so).
+LONG_FUNCTIONS: set[str] = set()
 
 
 def modules() -> list[Path]:

@@ -16,10 +16,10 @@ from ..core.cellset import CellSet
 from ..ml.classifier import Classifier, check_finite
 from ..ml.train import TrainConfig, fit
 from ..utils import StainfreeError, read_parquet
+from ._summary import cross_group_table, learning_curve_table, metrics_block
 from .baselines import BASELINES, OPTIONAL_BASELINES, align_features, run_baseline
 from .metrics import classification_metrics
 from .protocols import PROTOCOLS, make_folds, make_splits
-from .summary import cross_group_table, learning_curve_table, metrics_block
 
 logger = logging.getLogger(__name__)
 
@@ -261,19 +261,59 @@ def evaluate(
 
     Parameters
     ----------
+    cells : CellSet
+        Labelled cells (unlabelled ones are left out, and said so).
     protocol : str, optional
-        One of :data:`PROTOCOLS`; default ``group-kfold`` when ``group`` is given, else ``kfold``.
+        One of :data:`~stainfree.eval.protocols.PROTOCOLS`; default ``group-kfold`` when
+        ``group`` is given, else ``kfold``.
     group : str, optional
         The group column (flask, field, dish...). A random protocol on a set that declares group
-        columns logs a warning.
-    baselines : names from :data:`BASELINES`, run on the same splits.
-    train_sizes : fractions of each training split (e.g. ``[0.1, 0.25, 0.5, 1]``) for a learning
-        curve; the model is retrained at each size and tested on the same test cells.
-    final_model : also train one model on all cells (returned as ``Evaluation.model``).
-    tta : average each test cell's prediction over its 8 rotations and flips (the default: cells
-        have no preferred orientation, and it costs only inference).
-    work_dir : a folder for per-split checkpoints and finished predictions, so an interrupted
-        evaluation resumes where it stopped.
+        columns logs a warning and records it.
+    n_folds, repeats : int, default 5, 1
+        Folds of the k-fold protocols; repeats of k-fold or holdout.
+    config : TrainConfig, optional
+        How to train (default :class:`~stainfree.ml.train.TrainConfig`); ``config.seed`` also
+        draws the splits.
+    baselines : sequence of str, default ``BASELINES``
+        Baselines run on the same splits (:func:`~stainfree.eval.baselines.run_baseline`).
+    train_sizes : sequence of float, optional
+        Fractions of each training split (e.g. ``[0.1, 0.25, 0.5, 1]``) for a learning curve; the
+        model is retrained at each size and tested on the same test cells.
+    final_model : bool, default False
+        Also train one model on all cells (``Evaluation.model``).
+    n_boot : int, default 1000
+        Bootstrap resamples of the balanced-accuracy interval (by group with ``group``); 0: none.
+    work_dir : path, optional
+        A folder for per-split checkpoints and finished predictions, so an interrupted evaluation
+        resumes where it stopped.
+    features : DataFrame, optional
+        Handcrafted features (with ``cell_id``) for the feature baselines; default: measured now.
+    tta : bool, default True
+        Average each test cell's prediction over its 8 rotations and flips (cells have no
+        preferred orientation, and it costs only inference).
+
+    Returns
+    -------
+    Evaluation
+        Every test cell's prediction with its split, the training histories, and the metrics:
+        per split, pooled, summarised with intervals, beside each baseline.
+
+    Raises
+    ------
+    StainfreeError
+        For an unknown protocol or baseline, a missing group column, fewer than two classes, a
+        class of one cell, or a split whose training cells lack a class.
+
+    Examples
+    --------
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.eval.evaluate import evaluate
+    >>> from stainfree.ml.train import TrainConfig
+    >>> cells = make_cells(12, size=24, random_state=0)
+    >>> ev = evaluate(cells, protocol="kfold", n_folds=2, config=TrainConfig(epochs=1, batch_size=8),
+    ...               baselines=["majority"], n_boot=0, tta=False)
+    >>> len(ev.predictions), ev.metrics["protocol"]["splits"], sorted(ev.metrics["baselines"])
+    (24, 2, ['majority'])
     """
     t_start = time.monotonic()
     config = config or TrainConfig()

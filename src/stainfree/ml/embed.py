@@ -206,8 +206,42 @@ class Embedder:
 def fit_embedder(
     images: np.ndarray, *, channels, config: EmbedConfig | None = None, masks: np.ndarray | None = None
 ) -> tuple[Embedder, list[dict]]:
-    """Train an embedder on ``images`` (N x C x H x W) without labels; returns it and the
-    per-epoch history."""
+    """Train an embedder on cells without labels.
+
+    Parameters
+    ----------
+    images : (N, C, H, W) array
+        The cells.
+    channels : sequence of str
+        Their channel names, stored with the embedder.
+    config : EmbedConfig, optional
+        The method and its settings (``None`` fields take the method's defaults).
+    masks : (N, H, W) array, optional
+        The cells' own objects, for ``config.blackout`` (Barlow Twins).
+
+    Returns
+    -------
+    Embedder
+        The fitted network (or PCA) with its normalisation; ``Embedder.transform`` embeds cells.
+    list of dict
+        One record per epoch (loss, seconds; for SLC how often copies were recognised), or the
+        explained variance for PCA.
+
+    Raises
+    ------
+    StainfreeError
+        Too few cells for the method, blackout without masks, or stage pooling on a model
+        without stages.
+
+    Examples
+    --------
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.ml.embed import EmbedConfig, fit_embedder
+    >>> cells = make_cells(8, size=24, random_state=0).load()
+    >>> emb, history = fit_embedder(cells.images, channels=cells.channels, config=EmbedConfig(method="autoencoder", epochs=1))
+    >>> emb.transform(cells.images).shape, len(history)
+    ((16, 64), 1)
+    """
     import torch
 
     from .models import model_info

@@ -373,14 +373,56 @@ def fit(
     log: logging.Logger | None = None,
     masks: np.ndarray | None = None,
 ) -> tuple[Classifier, list[dict]]:
-    """Train a classifier on images N x C x H x W and their labels.
+    """Train a classifier on cells and their labels.
 
-    ``masks`` (N x H x W, the cells' own objects) are needed for ``config.blackout``: each
-    training batch then has the background outside the dilated mask of half its cells blacked
-    out (full) or half-blacked out (partial), as Engberg's FBR/PBR augmentation.
+    The epochs follow :class:`TrainConfig`: class-aware sampling, augmentation, a one-cycle
+    schedule, and batch-norm statistics recomputed on the training cells at the end. Weights and
+    dropout are seeded by ``config.seed`` without touching the caller's global torch seed.
 
-    With ``checkpoint``, the state is saved after every epoch and an existing checkpoint of the
-    same settings is resumed. Returns the classifier (best epoch restored) and the history.
+    Parameters
+    ----------
+    images : (N, C, H, W) array
+        The cells (NaN or infinite pixels are refused).
+    labels : sequence of str
+        One class per cell.
+    channels : sequence of str
+        The channel names, stored with the model (prediction checks them).
+    config : TrainConfig, optional
+        Settings; default ``TrainConfig()``.
+    classes : sequence of str, optional
+        The model's classes in output order; default the sorted labels.
+    checkpoint : path, optional
+        Save the state after every epoch here and resume from it when it holds a run of the same
+        settings and cells.
+    log : logging.Logger, optional
+        Where epochs are reported (default this module's logger).
+    masks : (N, H, W) array, optional
+        The cells' own objects, needed for ``config.blackout``: each batch then has the
+        background outside half its cells' dilated masks blacked out (full) or half-blacked out
+        (partial), as Engberg's FBR/PBR augmentation.
+
+    Returns
+    -------
+    Classifier
+        The trained model with its normalisation, channels, classes and training prior (best
+        epoch restored when validating).
+    list of dict
+        One record per epoch: losses, accuracies, seconds.
+
+    Raises
+    ------
+    StainfreeError
+        Fewer than two classes, a label outside ``classes``, a class with one cell, or blackout
+        without masks.
+
+    Examples
+    --------
+    >>> from stainfree.datasets.synthetic import make_cells
+    >>> from stainfree.ml.train import TrainConfig, fit
+    >>> cells = make_cells(8, size=24, random_state=0).load()
+    >>> clf, history = fit(cells.images, cells.labels, channels=cells.channels, config=TrainConfig(epochs=2, batch_size=8))
+    >>> clf.classes, len(history), clf.predict_proba(cells.images[:3], tta=False).shape
+    (['round', 'spindle'], 2, (3, 2))
     """
     import torch
 

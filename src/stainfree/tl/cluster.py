@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from ..io.export import to_uns
 from ..utils import StainfreeError
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def cluster_embedding(
     """UMAP the embedding, cluster it, and put the labels in ``obs['cluster']`` (in place).
 
     The UMAP goes to ``obsm["X_umap"]`` (and ``X_umap_3d``), what was chosen (k, the silhouette
-    scan or BIC, HDBSCAN's settings) to ``uns["stainfree_cluster"]`` as JSON.
+    scan or BIC, HDBSCAN's settings) to ``uns["stainfree_cluster"]`` (nested dicts).
 
     Parameters
     ----------
@@ -243,7 +243,7 @@ def cluster_embedding(
     if len(found) <= 1:
         logger.warning("the clustering found a single cluster: the embedding shows no separate groups with these settings")
     adata.obs["cluster"] = pd.Categorical([str(v) for v in labels], categories=[str(v) for v in sorted(set(int(v) for v in labels))])
-    adata.uns["stainfree_cluster"] = json.dumps(info)
+    adata.uns["stainfree_cluster"] = to_uns(info)
     return adata
 
 

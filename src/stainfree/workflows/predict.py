@@ -72,14 +72,53 @@ def run_predict(
 ) -> tuple[Path, dict]:
     """Segment, crop and classify every cell of mixed-population fields (Yao et al., Fig. 4).
 
-    Writes ``out/`` with ``cells.parquet`` (one row per cell: field, centroid, area, predicted
-    class and probabilities, and the fluorescence label when ``label_channel`` is given),
-    ``composition.csv`` (cells and fractions of each predicted class per field),
-    ``overlays/<field>.png`` and ``fields.json`` (settings, per-field counts and, with a label
-    channel, overall and per-field accuracy, sensitivity and specificity). Cells are cut at the
-    size the model was trained on. With a label channel, ``label_names`` (dim, bright) must be
-    the model's class names; they default to the model's classes in order. ``options``: how to
-    read and segment the fields (as :func:`stainfree.workflows.segment.run_segment`).
+    Cells are cut at the size the model was trained on and must have the model's channels.
+
+    Parameters
+    ----------
+    model : path
+        A classifier saved by ``stainfree evaluate`` (``model.safetensors``).
+    paths : sequence of path
+        The field images.
+    out : path
+        The folder to write (atomically): ``cells.parquet`` (one row per cell: field, centroid,
+        area, predicted class and probabilities, and the fluorescence label with
+        ``label_channel``), ``composition.csv`` (cells and fractions of each predicted class per
+        field), ``overlays/<field>.png``, ``fields.json`` (settings, per-field counts and, with
+        a label channel, accuracy, sensitivity and specificity overall and per field) and
+        ``report.html``.
+    label_channel : str, optional
+        A fluorescence channel that labels each cell (two-population mixture), to score the
+        predictions against.
+    label_names : (str, str), optional
+        The model's names of the dim and the bright population; default the model's two classes.
+    tta : bool, default True
+        Average each cell's prediction over its 8 rotations and flips.
+    prior : str, default "balanced"
+        The class prior of the decision (:func:`stainfree.ml.classifier.predict_cells`).
+    force : bool, default False
+        Replace ``out`` when it is an earlier output.
+    **options
+        How to read and segment the fields, as :func:`stainfree.workflows.segment.run_segment`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    dict
+        What ``fields.json`` holds.
+
+    Raises
+    ------
+    StainfreeError
+        When the fields lack the model's channels or the label names are not the model's classes.
+
+    Examples
+    --------
+    >>> from stainfree.workflows.predict import run_predict
+    >>> path, summary = run_predict("runs/demo/model.safetensors", ["field1.tif"], "runs/fields")  # doctest: +SKIP
+    >>> summary["predicted"]  # doctest: +SKIP
+    {'round': 31, 'spindle': 12}
     """
     import json
 

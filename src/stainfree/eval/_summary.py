@@ -9,8 +9,6 @@ import pandas as pd
 
 from .metrics import HEADLINE_METRICS, accuracy_interval, bootstrap_interval, classification_metrics, summarise
 
-__all__: list[str] = []
-
 
 def _per_split(pred: pd.DataFrame, column: str, classes: list[str], prob_prefix: str) -> list[dict]:
     out = []
