@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import anndata
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from conftest import run_cli
 from stainfree.datasets.synthetic import make_cells
 from stainfree.ml.saliency import activation_maps, saliency
-from stainfree.tl.rank import js_divergence, rank_features
+from stainfree.pp import features_to_anndata
+from stainfree.tl.rank import Separation, js_divergence, rank_features
 from stainfree.workflows.explain import run_explain
 
 
@@ -31,6 +33,8 @@ def test_js_divergence_matches_the_reference_formula():
 
 
 def _two_groups(n=300, seed=0):
+    """AnnData of four features: obs['line'] small or large; rows shuffled, so only obs ties a
+    cell to its group."""
     rng = np.random.default_rng(seed)
     group = np.array(["small"] * n + ["large"] * n)
     large = group == "large"
@@ -44,12 +48,14 @@ def _two_groups(n=300, seed=0):
             "noise": rng.normal(0, 1, 2 * n),
         }
     )
-    return table, pd.Series(group)
+    cells = pd.DataFrame({"cell_id": table["cell_id"], "line": group}).sample(frac=1.0, random_state=1)
+    return features_to_anndata(table.sample(frac=1.0, random_state=2), obs=cells)
 
 
 def test_ranking_puts_the_separating_feature_first_and_picks_a_weakly_correlated_partner():
-    table, group = _two_groups()
-    s = rank_features(table, group, a="small", b="large", column="line", svm_top=4)
+    adata = _two_groups()
+    assert rank_features(adata, "line", group="small", reference="large", svm_top=4) is None
+    s = Separation.from_uns(adata)
     assert s.ranking["feature"].tolist()[:2] in (["area", "area_twice"], ["area_twice", "area"])
     assert s.ranking["feature"].iloc[-1] == "noise"
     assert s.ranking.set_index("feature").loc["noise", "jsd"] < 0.05
@@ -65,26 +71,42 @@ def test_ranking_puts_the_separating_feature_first_and_picks_a_weakly_correlated
     assert score[frozenset(("roughness", "noise"))] < score[frozenset(("area", "roughness"))] - 0.1
 
 
+def test_ranking_is_stored_like_scanpy_and_survives_h5ad(tmp_path):
+    from stainfree.io.export import write_h5ad
+
+    adata = _two_groups(60)
+    copy = rank_features(adata, "line", group="large", reference="rest", key_added="by_line", copy=True)
+    assert "by_line" not in adata.uns and copy.uns["by_line"]["params"]["reference"] == "rest"
+    write_h5ad(copy, tmp_path / "f.h5ad")
+    back = anndata.read_h5ad(tmp_path / "f.h5ad")
+    s = Separation.from_uns(back, "by_line")
+    assert s.a == "large" and s.n_a == s.n_b == 60
+    assert s.ranking["feature"].tolist() == copy.uns["by_line"]["ranking"]["feature"].tolist()
+
+
 def test_group_errors_name_the_problem():
-    table, group = _two_groups(20)
+    adata = _two_groups(20)
     with pytest.raises(ValueError, match="group 'medium' of column 'line' has no cells"):
-        rank_features(table, group, a="small", b="medium", column="line")
-    three = group.where(np.arange(len(group)) % 3 != 0, "other")
+        rank_features(adata, "line", group="small", reference="medium")
+    with pytest.raises(ValueError, match="column 'nope' does not exist"):
+        rank_features(adata, "nope")
+    adata.obs["three"] = adata.obs["line"].where(np.arange(adata.n_obs) % 3 != 0, "other").to_numpy()
     with pytest.raises(ValueError, match="has 3 values"):
-        rank_features(table, three, column="line")
-    s = rank_features(table, three, a="small", b="rest", column="line")
-    assert s.b == "rest" and s.n_a + s.n_b == len(table)
+        rank_features(adata, "three")
+    rank_features(adata, "three", group="small", reference="rest")
+    s = Separation.from_uns(adata)
+    assert s.b == "rest" and s.n_a + s.n_b == adata.n_obs
 
 
 def test_explain_writes_the_folder_atomically(tmp_path):
-    table, group = _two_groups(50)
-    out, s = run_explain(table, group, tmp_path / "ex", column="line", svm_top=3)
+    adata = _two_groups(50)
+    out, s = run_explain(adata, tmp_path / "ex", groupby="line", svm_top=3)
     names = sorted(p.name for p in out.iterdir())
     assert names == ["explain.json", "pairs.csv", "ranking.csv", "ranking.png", "scatter.png"]
     body = json.loads((out / "explain.json").read_text())
     assert body["top"] == s.top and body["partner"] == "roughness"
     with pytest.raises(ValueError, match="already exists"):
-        run_explain(table, group, tmp_path / "ex", column="line")
+        run_explain(adata, tmp_path / "ex", groupby="line")
 
 
 def test_explain_cli_on_measured_synthetic_lines(tmp_path):
@@ -103,6 +125,13 @@ def test_explain_cli_on_measured_synthetic_lines(tmp_path):
     assert r.returncode == 1 and "column 'nope' does not exist" in r.stderr
     r = run_cli("explain", tmp_path / "f.parquet", "--by", "label", "-o", tmp_path / "ex4")
     assert r.returncode == 1 and "--from" in r.stderr
+    assert run_cli("features", tmp_path / "c.cells", "-o", tmp_path / "f.h5ad").returncode == 0
+    features = anndata.read_h5ad(tmp_path / "f.h5ad")
+    assert features.obs_names.tolist() == cells.cell_ids.tolist() and "label" in features.obs
+    assert features.uns["stainfree_features"]["texture_scales"].tolist() == [3, 5]
+    r = run_cli("explain", tmp_path / "f.h5ad", "--by", "label", "--from", tmp_path / "c.cells", "-o", tmp_path / "ex5")
+    assert r.returncode == 0, r.stderr
+    assert pd.read_csv(tmp_path / "ex5" / "ranking.csv")["feature"].tolist() == ranking["feature"].tolist()
 
 
 class _Window:

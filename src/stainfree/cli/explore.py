@@ -14,7 +14,12 @@ from .options import read_h5ad, read_table
 @app.command()
 def features(
     cells: Path = typer.Argument(..., help="A CellSet folder."),
-    out: Path = typer.Option(..., "--out", "-o", help="Features .parquet file to write (one row per cell, with cell_id)."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Features file to write: .parquet (one row per cell, with cell_id) or .h5ad (AnnData: X the features, obs the cells).",
+    ),
     channels: str | None = typer.Option(None, help="Channels to measure, e.g. Ch3,Ch6 (default: all)."),
     mask_channel: str | None = typer.Option(
         None, "--mask-channel", help="Channel the cell outline is found in when the set has no masks (default: the first)."
@@ -37,14 +42,23 @@ def features(
     if any(v < 1 for v in texture_scales) or gray_levels < 2:
         raise StainfreeError("texture scales must be >= 1 pixel and --gray-levels >= 2")
     names = None if channels is None else parse_channel_list(channels)
-    table = measure(open_cellset(cells), channels=names, mask_channel=mask_channel, texture_scales=texture_scales, gray_levels=gray_levels)
+    settings = {"channels": names, "mask_channel": mask_channel, "texture_scales": texture_scales, "gray_levels": gray_levels}
+    if out.suffix == ".h5ad":
+        from ..io.export import write_h5ad
+        from ..pp.adata import measure_cells
+
+        adata = measure_cells(open_cellset(cells), **settings)
+        write_h5ad(adata, out)
+        typer.echo(f"wrote {out}: {adata.n_obs} cells x {adata.n_vars} features (AnnData: X the features, obs the cells)")
+        return
+    table = measure(open_cellset(cells), **settings)
     write_parquet(table, out, force=force)
     typer.echo(f"wrote {out}: {len(table)} cells x {table.shape[1] - 1} features")
 
 
 @app.command()
 def explain(
-    features: Path = typer.Argument(..., help="Features .parquet from `stainfree features`."),
+    features: Path = typer.Argument(..., help="Features .parquet or .h5ad from `stainfree features`."),
     by: str = typer.Option(..., "--by", help="The column that defines the groups: label, cluster, a condition..."),
     source: Path | None = typer.Option(
         None,
@@ -60,11 +74,14 @@ def explain(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Rank the features that separate two groups of cells (Jensen-Shannon), with a scatter."""
+    import pandas as pd
+
+    from ..pp.adata import features_to_anndata
     from ..tl.rank import read_groups
     from ..workflows.explain import run_explain
 
     refuse_existing(out, force=force)
-    table = read_table(features)
+    table = read_h5ad(features).to_df().rename_axis("cell_id").reset_index() if features.suffix == ".h5ad" else read_table(features)
     if "cell_id" not in table:
         raise StainfreeError(f"{features}: has no cell_id column (write it with `stainfree features`)")
     if source is None:
@@ -82,7 +99,9 @@ def explain(
         if len(names) != 2 or not all(names):
             raise StainfreeError(f"--groups takes two names, A,B or A,rest (got {groups!r})")
         a, b = names
-    path, sep = run_explain(table, values, out, column=by, a=a, b=b, svm_top=svm_top, weak=weak, force=force)
+    adata = features_to_anndata(table)
+    adata.obs[by] = pd.Series(values).to_numpy()  # aligned by cell_id (read_groups) or row of the same table
+    path, sep = run_explain(adata, out, groupby=by, group=a, reference=b, svm_top=svm_top, weak=weak, force=force)
     typer.echo(f"wrote {path}: {sep.a} (n={sep.n_a}) vs {sep.b} (n={sep.n_b})")
     for row in sep.ranking.head(5).itertuples():
         typer.echo(f"  {row.rank}. {row.feature}: JSD {row.jsd:.3f}")

@@ -6,17 +6,15 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..tl.rank import Separation, group_masks
 
 
 def plot_separation(
-    features: pd.DataFrame,
-    groups: pd.Series,
-    separation: Separation,
+    adata,
     path: str | os.PathLike,
     *,
+    key: str = "rank_features",
     max_points: int = 4000,
     random_state: int = 0,
 ) -> Path:
@@ -26,14 +24,13 @@ def plot_separation(
 
     Parameters
     ----------
-    features : DataFrame
-        A row per cell, aligned with ``groups``.
-    groups : Series
-        The group of each cell.
-    separation : Separation
-        The ranking (:func:`~stainfree.tl.rank.rank_features`).
+    adata : AnnData
+        The features, ranked by :func:`~stainfree.tl.rank.rank_features` (the groups are its
+        ``groupby`` column of ``obs``).
     path : str or PathLike
         The PNG file to write.
+    key : str, default "rank_features"
+        Where the ranking is in ``adata.uns``.
     max_points : int, default 4000
         At most half this many cells of each group, drawn at random.
     random_state : int, default 0
@@ -47,16 +44,18 @@ def plot_separation(
     Examples
     --------
     >>> import tempfile
+    >>> import anndata
     >>> import numpy as np
     >>> import pandas as pd
     >>> from stainfree.pl.features import plot_separation
     >>> from stainfree.tl.rank import rank_features
     >>> rng = np.random.default_rng(0)
-    >>> features = pd.DataFrame({"area": np.r_[rng.normal(10, 1, 20), rng.normal(20, 1, 20)], "noise": rng.normal(0, 1, 40)})
-    >>> groups = pd.Series(["a"] * 20 + ["b"] * 20)
-    >>> sep = rank_features(features, groups, column="line")
+    >>> x = np.c_[np.r_[rng.normal(10, 1, 20), rng.normal(20, 1, 20)], rng.normal(0, 1, 40)]
+    >>> adata = anndata.AnnData(x, obs=pd.DataFrame({"line": ["a"] * 20 + ["b"] * 20}, index=[str(i) for i in range(40)]))
+    >>> adata.var_names = ["area", "noise"]
+    >>> rank_features(adata, "line")
     >>> with tempfile.TemporaryDirectory() as d:
-    ...     plot_separation(features, groups, sep, f"{d}/scatter.png").name
+    ...     plot_separation(adata, f"{d}/scatter.png").name
     'scatter.png'
     """
     import matplotlib
@@ -64,19 +63,22 @@ def plot_separation(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    values = pd.Series(groups).reset_index(drop=True).astype("string")
+    separation = Separation.from_uns(adata, key)
+    values = adata.obs[separation.column].reset_index(drop=True).astype("string")
     _, _, in_a, in_b = group_masks(values, separation.a, separation.b, column=separation.column)
+    columns = {str(name): j for j, name in enumerate(adata.var_names)}
+    x_all = np.asarray(adata.X, np.float64)
     rng = np.random.default_rng(random_state)
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     for name, mask, colour in ((separation.a, in_a, "#1f77b4"), (separation.b, in_b, "#d62728")):
         idx = np.flatnonzero(mask)
         if len(idx) > max_points // 2:
             idx = rng.choice(idx, max_points // 2, replace=False)
-        x = features[separation.top].to_numpy(np.float64)[idx]
+        x = x_all[idx, columns[separation.top]]
         if separation.partner:
             ax.scatter(
                 x,
-                features[separation.partner].to_numpy(np.float64)[idx],
+                x_all[idx, columns[separation.partner]],
                 s=6,
                 alpha=0.5,
                 color=colour,
@@ -122,9 +124,12 @@ def plot_ranking(separation: Separation, path: str | os.PathLike, *, n: int = 20
     >>> import tempfile
     >>> import pandas as pd
     >>> from stainfree.pl.features import plot_ranking
-    >>> from stainfree.tl.rank import rank_features
-    >>> features = pd.DataFrame({"area": [1.0, 2, 3, 4, 11, 12, 13, 14], "perimeter": [5.0, 3, 4, 6, 5, 4, 6, 3]})
-    >>> sep = rank_features(features, pd.Series(list("aaaabbbb")), column="line")
+    >>> from stainfree.pp import features_to_anndata
+    >>> from stainfree.tl.rank import Separation, rank_features
+    >>> table = pd.DataFrame({"cell_id": list("abcdefgh"), "area": [1.0, 2, 3, 4, 11, 12, 13, 14], "perimeter": [5.0, 3, 4, 6, 5, 4, 6, 3]})
+    >>> adata = features_to_anndata(table.assign(line=list("aaaabbbb")))
+    >>> rank_features(adata, "line")
+    >>> sep = Separation.from_uns(adata)
     >>> with tempfile.TemporaryDirectory() as d:
     ...     plot_ranking(sep, f"{d}/ranking.png", n=5).name
     'ranking.png'

@@ -18,13 +18,12 @@ from ..utils import StainfreeError, atomic_output_dir
 
 
 def run_explain(
-    features: pd.DataFrame,
-    groups: pd.Series,
+    adata,
     out: str | os.PathLike,
     *,
-    column: str,
-    a: str | None = None,
-    b: str | None = None,
+    groupby: str,
+    group: str | None = None,
+    reference: str | None = None,
     svm_top: int = 10,
     weak: float = 0.5,
     force: bool = False,
@@ -36,16 +35,13 @@ def run_explain(
 
     Parameters
     ----------
-    features : DataFrame
-        A row of features per cell, aligned with ``groups``.
-    groups : Series
-        The group of each cell.
+    adata : AnnData
+        Features of the cells (:func:`stainfree.pp.features_to_anndata`), with the groups in
+        ``obs[groupby]``; it gains ``uns['rank_features']``.
     out : str or PathLike
         The folder to write.
-    column : str
-        The groups' column name, for the figures and the JSON.
-    a, b : str, optional
-        The two groups compared (see :func:`~stainfree.tl.rank.rank_features`).
+    groupby, group, reference : str
+        The ``obs`` column and the two groups compared (see :func:`~stainfree.tl.rank.rank_features`).
     svm_top : int, default 10
         Pairs among this many top features scored by a linear SVM (0: none).
     weak : float, default 0.5
@@ -65,20 +61,23 @@ def run_explain(
     >>> import os
     >>> import tempfile
     >>> import pandas as pd
+    >>> from stainfree.pp import features_to_anndata
     >>> from stainfree.workflows.explain import run_explain
-    >>> features = pd.DataFrame({"area": [5.0, 6, 7, 8, 15, 16, 17, 18], "solidity": [0.9, 0.8, 0.9, 0.7, 0.8, 0.9, 0.7, 0.8]})
-    >>> lines = pd.Series(["round"] * 4 + ["spindle"] * 4)
+    >>> table = pd.DataFrame({"cell_id": list("abcdefgh"), "area": [5.0, 6, 7, 8, 15, 16, 17, 18],
+    ...                       "solidity": [0.9, 0.8, 0.9, 0.7, 0.8, 0.9, 0.7, 0.8]})
+    >>> adata = features_to_anndata(table, obs=pd.DataFrame({"cell_id": list("abcdefgh"), "label": ["round"] * 4 + ["spindle"] * 4}))
     >>> with tempfile.TemporaryDirectory() as d:
-    ...     path, separation = run_explain(features, lines, f"{d}/explain", column="label", svm_top=0)
+    ...     path, separation = run_explain(adata, f"{d}/explain", groupby="label", svm_top=0)
     ...     separation.top, sorted(os.listdir(path))
     ('area', ['explain.json', 'ranking.csv', 'ranking.png', 'scatter.png'])
     """
-    separation = rank_features(features, groups, a=a, b=b, column=column, svm_top=svm_top, weak=weak)
+    rank_features(adata, groupby, group=group, reference=reference, svm_top=svm_top, weak=weak)
+    separation = Separation.from_uns(adata)
     with atomic_output_dir(out, force=force, marker="explain.json") as tmp:
         separation.ranking.to_csv(tmp / "ranking.csv", index=False)
         if separation.pairs is not None:
             separation.pairs.to_csv(tmp / "pairs.csv", index=False)
-        plot_separation(features, groups, separation, tmp / "scatter.png")
+        plot_separation(adata, tmp / "scatter.png")
         plot_ranking(separation, tmp / "ranking.png")
         (tmp / "explain.json").write_text(json.dumps(separation.as_dict(), indent=2, default=float))
     return Path(out), separation
