@@ -11,14 +11,8 @@ import pytest
 from conftest import run_cli
 from stainfree.core.cellset import CellSet
 from stainfree.datasets.synthetic import make_cells
-from stainfree.pp.features import (
-    DIRECTIONS,
-    HARALICK_NAMES,
-    cooccurrence,
-    haralick,
-    measure,
-    skeleton_features,
-)
+from stainfree.pp.features import measure, skeleton_features
+from stainfree.pp.texture import DIRECTIONS, HARALICK_NAMES, cooccurrence, haralick
 from stainfree.utils import read_parquet
 
 

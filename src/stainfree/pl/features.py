@@ -43,10 +43,10 @@ def plot_separation(
 
     Examples
     --------
-    >>> import tempfile
     >>> import anndata
     >>> import numpy as np
     >>> import pandas as pd
+    >>> import tempfile
     >>> from stainfree.pl.features import plot_separation
     >>> from stainfree.tl.rank import rank_features
     >>> rng = np.random.default_rng(0)

@@ -11,7 +11,7 @@ _EXPORTS = {
     "measure_cells": ".adata",
     "features_to_anndata": ".adata",
     "foreground_mask": ".features",
-    "texture_features": ".features",
+    "texture_features": ".texture",
     "skeleton_features": ".features",
 }
 __all__ = sorted(_EXPORTS)

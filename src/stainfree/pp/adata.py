@@ -109,7 +109,8 @@ def measure_cells(
     >>> adata.n_obs, "AreaShape_Area" in adata.var_names, adata.obs["label"].nunique()
     (6, True, 2)
     """
-    from .features import GRAY_LEVELS, TEXTURE_SCALES, measure
+    from .features import measure
+    from .texture import GRAY_LEVELS, TEXTURE_SCALES
 
     scales = list(TEXTURE_SCALES if texture_scales is None else texture_scales)
     levels = GRAY_LEVELS if gray_levels is None else gray_levels

@@ -23,6 +23,22 @@ def js_divergence(a: np.ndarray, b: np.ndarray, *, bins: int = 32) -> float:
     Both samples are binned on one grid of ``bins`` equal bins between their pooled 0.5 and 99.5
     percentiles (values beyond fall in the end bins); NaNs are dropped.
 
+    Parameters
+    ----------
+    a, b : array_like of float
+        The feature's values in the two groups.
+    bins : int, default 32
+        Bins of the shared histogram grid.
+
+    Returns
+    -------
+    float
+        The divergence; NaN when either sample has no finite value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.tl.rank import js_divergence
     >>> round(js_divergence(np.zeros(50), np.ones(50)), 4)  # no overlap: ln 2
     0.6931
     >>> js_divergence(np.arange(100.0), np.arange(100.0))
@@ -90,9 +106,34 @@ class Separation:
 
 
 def group_masks(values: pd.Series, a: str | None, b: str | None, *, column: str) -> tuple[str, str, np.ndarray, np.ndarray]:
-    """Boolean masks of the two groups; ``b`` may be ``"rest"`` (every other cell).
+    """Boolean masks of two groups of cells; ``b`` may be ``"rest"`` (every other cell).
 
-    With neither given the column must hold exactly two values.
+    Parameters
+    ----------
+    values : Series
+        The group of each cell (missing values belong to neither group).
+    a, b : str or None
+        The two groups; with neither given the column must hold exactly two values (sorted).
+    column : str
+        The column's name, for messages.
+
+    Returns
+    -------
+    tuple
+        ``(a, b, in_a, in_b)``: the two names and their boolean masks.
+
+    Raises
+    ------
+    StainfreeError
+        When a group has no cells, the two are the same, or the column does not hold two values.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from stainfree.tl.rank import group_masks
+    >>> a, b, in_a, in_b = group_masks(pd.Series(["x", "y", "z", None]), "x", "rest", column="line")
+    >>> in_a.tolist(), in_b.tolist()
+    ([True, False, False, False], [False, True, True, False])
     """
     values = values.astype("string")
     present = values.dropna().unique().tolist()
@@ -266,8 +307,38 @@ def _pair_separability(numeric: pd.DataFrame, in_a, in_b, names: Sequence[str], 
 
 
 def read_groups(source: str | os.PathLike, column: str, cell_ids: Sequence[str]) -> pd.Series:
-    """The values of ``column`` for ``cell_ids`` from a CellSet folder, a ``.parquet``/``.csv``
-    table with ``cell_id`` (e.g. predictions), or an ``.h5ad`` (its ``obs``)."""
+    """The values of ``column`` for given cells, matched by ``cell_id``.
+
+    Parameters
+    ----------
+    source : path
+        A CellSet folder, a ``.parquet``/``.csv`` table with ``cell_id`` (e.g. predictions), or an
+        ``.h5ad`` (its ``obs``).
+    column : str
+        The column to read.
+    cell_ids : sequence of str
+        The cells wanted, in the order wanted.
+
+    Returns
+    -------
+    Series
+        One value per cell id (missing where the source lacks the cell; a warning says how many).
+
+    Raises
+    ------
+    StainfreeError
+        When the source is not readable, lacks ``cell_id`` or the column, or holds none of the cells.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> from stainfree.tl.rank import read_groups
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     pd.DataFrame({"cell_id": ["a", "b"], "line": ["HEK", "HT1080"]}).to_csv(f"{d}/lines.csv", index=False)
+    ...     read_groups(f"{d}/lines.csv", "line", ["b", "a"]).tolist()
+    ['HT1080', 'HEK']
+    """
     source = Path(source)
     if (source / "cellset.json").is_file():
         from ..core.store import open_cellset
