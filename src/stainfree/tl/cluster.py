@@ -247,7 +247,9 @@ def cluster_embedding(
     return adata
 
 
-def _cluster_labels(data: np.ndarray, method: str, *, k, k_range, min_cluster_size, min_samples, leaf, seed, info: dict) -> np.ndarray:
+def _cluster_labels(
+    data: np.ndarray, method: str, *, k, k_range, min_cluster_size, min_samples, leaf, random_state, info: dict
+) -> np.ndarray:
     """Cluster labels of ``data`` by ``method`` (see :func:`cluster_embedding`); what was chosen
     (k, the scan or BIC, HDBSCAN's settings and noise) is added to ``info``."""
     lo, hi = k_range
@@ -256,20 +258,22 @@ def _cluster_labels(data: np.ndarray, method: str, *, k, k_range, min_cluster_si
         from sklearn.cluster import KMeans
 
         if k is None:
-            scan = kmeans_scan(data, ks=range(lo, hi + 1), random_state=seed)
+            scan = kmeans_scan(data, ks=range(lo, hi + 1), random_state=random_state)
             k = int(scan.loc[scan["silhouette"].idxmax(), "k"])
             info["scan"] = scan.to_dict(orient="list")
             logger.info("k-means: peak silhouette %.3f at k = %d (k = %d..%d)", scan["silhouette"].max(), k, lo, hi)
-        labels = KMeans(n_clusters=k, n_init=8, random_state=seed).fit_predict(data)
+        labels = KMeans(n_clusters=k, n_init=8, random_state=random_state).fit_predict(data)
         info["k"] = int(k)
     elif method == "gmm":
         from sklearn.mixture import GaussianMixture
 
         if k is None:
-            bic = {kk: GaussianMixture(kk, covariance_type="full", random_state=seed).fit(data).bic(data) for kk in range(lo, hi + 1)}
+            bic = {
+                kk: GaussianMixture(kk, covariance_type="full", random_state=random_state).fit(data).bic(data) for kk in range(lo, hi + 1)
+            }
             k = min(bic, key=bic.get)
             info["bic"] = {str(kk): float(v) for kk, v in bic.items()}
-        labels = GaussianMixture(k, covariance_type="full", random_state=seed).fit(data).predict(data)
+        labels = GaussianMixture(k, covariance_type="full", random_state=random_state).fit(data).predict(data)
         info["k"] = int(k)
     else:
         from sklearn.cluster import HDBSCAN

@@ -238,6 +238,7 @@ def write_insights(folder: Path, ev: Evaluation, cells: CellSet) -> None:
     ...     sorted(os.listdir(d)), os.listdir(f"{d}/figures")
     (['data.json', 'figures'], ['examples.png'])
     """
+    from ..pp.adata import features_to_anndata
     from ..report.html import write_data_summary
     from .explain import run_explain, run_saliency
 
@@ -245,8 +246,8 @@ def write_insights(folder: Path, ev: Evaluation, cells: CellSet) -> None:
     pair = most_confused_pair(ev.metrics)
     if ev.features is not None and pair is not None:
         try:
-            labels = cells.table.set_index("cell_id")["label"].reindex(ev.features["cell_id"]).reset_index(drop=True)
-            run_explain(ev.features, labels, folder / "explain", column="label", a=pair[0], b=pair[1], svm_top=6)
+            adata = features_to_anndata(ev.features, obs=cells.table[["cell_id", "label"]])
+            run_explain(adata, folder / "explain", groupby="label", group=pair[0], reference=pair[1], svm_top=6)
         except StainfreeError as exc:
             logger.info("no feature ranking in the run: %s", exc)
     if ev.model is not None:
