@@ -47,5 +47,6 @@ def test_demo_writes_a_complete_run_folder(tmp_path):
     clf = Classifier.load(out / "model.safetensors")
     assert clf.classes == ["round", "spindle"] and clf.channels == ["grey"]
     np.testing.assert_allclose(clf.predict_proba(cells.images[:4]).sum(1), 1, rtol=1e-5)
+    assert "<h1>stainfree demo: demo</h1>" in (out / "report.html").read_text()  # the final name, not .demo.partial-...
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["epochs"] == 3

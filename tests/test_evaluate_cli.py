@@ -26,6 +26,7 @@ def test_evaluate_then_predict(small_cells, tmp_path):
     assert "by held-out flask (3 folds over 6 groups)" in out.stdout
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["protocol"]["name"] == "group-kfold" and set(m["baselines"]) == {"majority", "area_svm"}
+    assert "<title>stainfree evaluate: run</title>" in (tmp_path / "run" / "report.html").read_text()  # not the temporary name
     pred = run("predict", tmp_path / "run" / "model.safetensors", small_cells, "-o", tmp_path / "p.parquet", "--tta")
     assert pred.returncode == 0, pred.stderr
     table = read_parquet(tmp_path / "p.parquet")

@@ -96,7 +96,8 @@ def write_evaluation_run(
     ev : Evaluation
         The evaluation.
     out : str or PathLike
-        The run folder (ignored when ``tmp`` is given).
+        The run folder; when ``tmp`` is given, only its name is used (the report's title), or
+        ``None``.
     config : dict
         The settings, written as ``config.json``.
     force : bool, default False
@@ -166,7 +167,9 @@ def write_evaluation_run(
         if report:
             from ..report.sections import write_report
 
-            write_report(folder)
+            # titled with the final name: ``folder`` may be the temporary one being built
+            name = Path(out).name if out is not None else folder.name
+            write_report(folder, title=f"stainfree {config.get('command', 'evaluate')}: {name}")
 
     if tmp is not None:
         tmp.mkdir(parents=True, exist_ok=True)
