@@ -1,4 +1,4 @@
-"""Commands on classifiers: evaluate, compare, predict."""
+"""Commands on classifiers: evaluate, train, compare, predict."""
 
 from __future__ import annotations
 
@@ -81,6 +81,41 @@ def evaluate(
     )
     typer.echo(f"wrote {path}")
     typer.echo(metrics["headline"])
+
+
+@app.command("train")
+@with_train_options()
+def train_model(
+    cells: Path = typer.Argument(..., help="A CellSet folder (unlabelled cells are left out)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model file to write (.safetensors)."),
+    channels: str | None = typer.Option(None, help="Channels to use, e.g. Ch3,Ch6 (default: all)."),
+    merge_classes: str | None = typer.Option(None, "--merge-classes", help="e.g. 'G1,S,G2=Interphase'."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    train: dict | None = None,
+):
+    """Train one classifier on all the labelled cells (no cross-validation; `evaluate` estimates how good it is)."""
+    from ..core.specs import parse_channel_list, parse_merge_spec
+    from ..core.store import open_cellset
+    from ..ml.train import TrainConfig
+    from ..workflows.train import run_train
+
+    refuse_existing(out, force=force)
+    cs = open_cellset(cells)
+    config = TrainConfig.for_data(cs, **train)
+    config.validate()
+    path, s = run_train(
+        cs,
+        out,
+        channels=parse_channel_list(channels) if channels else None,
+        merge_classes=parse_merge_spec(merge_classes) if merge_classes else None,
+        config=config,
+        force=force,
+    )
+    classes = ", ".join(f"{c} {n}" for c, n in s["classes"].items())
+    left = f" ({s['left_out']} unlabelled left out)" if s["left_out"] else ""
+    typer.echo(
+        f"wrote {path}: {s['cells']} cells{left}, {len(s['classes'])} classes ({classes}), {s['epochs']} epochs, {s['seconds']:.1f} s"
+    )
 
 
 @app.command()
