@@ -20,7 +20,7 @@ def folders(root):
 def test_help_lists_the_commands():
     out = run("--help")
     assert out.returncode == 0
-    for cmd in ("import", "info", "demo", "synth", "features", "explain", "saliency", "report", "embed", "cluster"):
+    for cmd in ("import", "info", "demo", "synth", "train", "features", "explain", "saliency", "report", "embed", "cluster"):
         assert cmd in out.stdout
 
 

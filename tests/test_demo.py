@@ -47,6 +47,8 @@ def test_demo_writes_a_complete_run_folder(tmp_path):
     clf = Classifier.load(out / "model.safetensors")
     assert clf.classes == ["round", "spindle"] and clf.channels == ["grey"]
     np.testing.assert_allclose(clf.predict_proba(cells.images[:4]).sum(1), 1, rtol=1e-5)
-    assert "<h1>stainfree demo: demo</h1>" in (out / "report.html").read_text()  # the final name, not .demo.partial-...
+    html = (out / "report.html").read_text()
+    assert "<h1>stainfree demo: demo</h1>" in html  # the final name, not .demo.partial-...
+    assert f"run folder {out.resolve()};" in html and ".partial-" not in html
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["epochs"] == 3

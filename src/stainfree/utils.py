@@ -184,6 +184,33 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
             old.unlink()
 
 
+def final_path(path: str | os.PathLike) -> Path:
+    """The path a folder being built by :func:`atomic_output_dir` will have once it is complete
+    (other paths unchanged), so that what is written inside names its real place.
+
+    Parameters
+    ----------
+    path : path
+        A folder, possibly the temporary ``.NAME.partial-XXXXXXXX`` one.
+
+    Returns
+    -------
+    pathlib.Path
+        ``PARENT/NAME`` for a temporary folder, else ``path``.
+
+    Examples
+    --------
+    >>> from stainfree.utils import final_path
+    >>> final_path("runs/.demo.partial-1a2b3c4d").as_posix(), final_path("runs/demo").as_posix()
+    ('runs/demo', 'runs/demo')
+    """
+    import re
+
+    path = Path(path)
+    match = re.fullmatch(r"\.(.+)\.partial-[0-9a-f]{8}", path.name)
+    return path.with_name(match.group(1)) if match else path
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write a file through a temporary name in the same folder and rename it into place.
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..pl.cells import plot_examples
-from ..utils import StainfreeError, atomic_write_bytes, first_line
+from ..utils import StainfreeError, atomic_write_bytes, final_path, first_line
 from .html import (
     REPORT_NAME,
     STYLE,
@@ -421,7 +421,7 @@ def build_report(folder: str | os.PathLike, *, title: str | None = None) -> str:
     nav = "".join(f'<a href="#{a}">{_esc(n)}</a>' for a, n, _ in sections)
     content = "".join(f'<section id="{a}"><h2>{_esc(n)}</h2>{b}</section>' for a, n, b in sections)
     provenance = run.config.get("provenance") or {}
-    meta = f"run folder {_esc(run.folder.resolve())}; report written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}"
+    meta = f"run folder {_esc(final_path(run.folder.resolve()))}; report written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}"
     if provenance:
         meta += "; " + ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in provenance.items() if not isinstance(v, (dict, list)))
     return (
