@@ -55,6 +55,9 @@ def test_evaluation_report_embeds_every_figure(run_folder):
     ):
         assert f"<h2>{heading}</h2>" in text
     assert "baseline: features_rf" in text and "held-out flask" in text
+    # which interval each column shows
+    assert "95% intervals: over splits, corrected resampled t (Nadeau &amp; Bengio" in text
+    assert "percentile bootstrap over flask (1000 resamples, " in text and "(Wilson)" in text
     assert "Cells per flask and class" in text
     assert "stainfree embed" in text  # the embedding section says where its figures come from
     assert (run_folder / "explain" / "explain.json").is_file() and (run_folder / "saliency" / "saliency.png").is_file()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .metrics import HEADLINE_METRICS, accuracy_interval, bootstrap_interval, classification_metrics, summarise
+from .metrics import HEADLINE_METRICS, PROPORTION_BOUNDS, accuracy_interval, bootstrap_interval, classification_metrics, summarise
 
 
 def _per_split(pred: pd.DataFrame, column: str, classes: list[str], prob_prefix: str) -> list[dict]:
@@ -24,17 +24,29 @@ def _per_split(pred: pd.DataFrame, column: str, classes: list[str], prob_prefix:
     return out
 
 
+def _over_splits(folds: list[dict], key: str) -> dict:
+    """``summarise`` of one metric over splits: Nadeau-Bengio corrected (the splits share
+    training cells), clipped into [0, 1] for a proportion only."""
+    return summarise(
+        [f[key] for f in folds],
+        bounds=PROPORTION_BOUNDS.get(key),
+        train_sizes=[f["train_size"] for f in folds],
+        test_sizes=[f["n"] for f in folds],
+    )
+
+
 def _summary(folds: list[dict], pooled: dict, pred: pd.DataFrame, column: str, group: str | None, n_boot: int, seed: int) -> dict:
-    summary = {k: summarise([f[k] for f in folds]) for k in HEADLINE_METRICS}
+    summary = {k: _over_splits(folds, k) for k in HEADLINE_METRICS}
     summary["accuracy"]["pooled"] = round(pooled["accuracy"], 4)
     summary["accuracy"]["ci95_binomial"] = accuracy_interval(pooled["accuracy"], pooled["n"])
-    summary["balanced_accuracy"]["pooled"] = round(pooled["balanced_accuracy"], 4)
-    summary["balanced_accuracy"]["ci95_bootstrap"] = (
-        bootstrap_interval(pred["label"], pred[column], groups=pred[group] if group else None, n_boot=n_boot, random_state=seed)
-        if n_boot
-        else None
-    )
-    summary["balanced_accuracy"]["bootstrap_unit"] = group or "cell"
+    summary["accuracy"]["ci95_binomial_method"] = "wilson"
+    ba = summary["balanced_accuracy"]
+    ba["pooled"] = round(pooled["balanced_accuracy"], 4)
+    boot = bootstrap_interval(pred["label"], pred[column], groups=pred[group] if group else None, n_boot=n_boot, random_state=seed)
+    ba["ci95_bootstrap"] = boot.ci95 if boot else None
+    ba["bootstrap_unit"] = group or "cell"
+    ba["bootstrap_resamples"] = boot.resamples if boot else 0
+    ba["bootstrap_lacking_class"] = boot.lacking_class if boot else 0
     return summary
 
 
@@ -56,13 +68,16 @@ def metrics_block(pred: pd.DataFrame, classes: list[str], baselines: Sequence[st
 def learning_curve_table(pred: pd.DataFrame, classes: list[str]) -> list[dict]:
     out = []
     for frac, part in pred.groupby("train_fraction"):
-        folds = [classification_metrics(p["label"], p["predicted"], None, classes=classes) for _, p in part.groupby("split")]
+        folds = []
+        for _, p in part.groupby("split"):
+            folds.append(classification_metrics(p["label"], p["predicted"], None, classes=classes))
+            folds[-1]["train_size"] = int(p["train_size"].iloc[0])
         out.append(
             {
                 "train_fraction": float(frac),
                 "train_size_mean": float(part.groupby("split")["train_size"].first().mean()),
-                "balanced_accuracy": summarise([f["balanced_accuracy"] for f in folds]),
-                "accuracy": summarise([f["accuracy"] for f in folds]),
+                "balanced_accuracy": _over_splits(folds, "balanced_accuracy"),
+                "accuracy": _over_splits(folds, "accuracy"),
             }
         )
     return out
@@ -76,6 +91,7 @@ def cross_group_table(pred: pd.DataFrame, classes: list[str], group: str) -> dic
             {
                 "train_pool": split,
                 "pool_size": int(part["pool_size"].iloc[0]),
+                "train_size": int(part["train_size"].iloc[0]),
                 "test_group": test_group,
                 "n": m["n"],
                 "accuracy": m["accuracy"],
@@ -83,7 +99,7 @@ def cross_group_table(pred: pd.DataFrame, classes: list[str], group: str) -> dic
         )
     table = pd.DataFrame(rows)
     by_size = [
-        {"pool_size": int(size), "accuracy": summarise(part["accuracy"].tolist()), "pairs": int(len(part))}
+        {"pool_size": int(size), "accuracy": _over_splits(part.to_dict(orient="records"), "accuracy"), "pairs": int(len(part))}
         for size, part in table.groupby("pool_size")
     ]
     smallest = table[table["pool_size"] == table["pool_size"].min()]

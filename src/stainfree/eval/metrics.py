@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "roc_auc", "cohen_kappa")
+#: Bounds of the headline metrics that are proportions; the others (kappa) are never clipped.
+PROPORTION_BOUNDS = {"balanced_accuracy": (0.0, 1.0), "accuracy": (0.0, 1.0), "roc_auc": (0.0, 1.0)}
+
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------- metrics
@@ -95,10 +101,20 @@ def _kappa(fn, y_true, y_pred) -> float:
     return float(0.0 if np.isnan(value) else value)
 
 
-def accuracy_interval(accuracy: float, n: int) -> list[float]:
-    """Normal-approximation 95% interval of an accuracy.
+class BootstrapInterval(NamedTuple):
+    """A bootstrap interval and how its resamples went (see :func:`bootstrap_interval`)."""
 
-    E +- 1.96 sqrt(E(1 - E) / N), as Yao et al. report it, clipped to [0, 1].
+    ci95: list[float]
+    resamples: int
+    lacking_class: int
+
+
+def accuracy_interval(accuracy: float, n: int) -> list[float] | None:
+    """Wilson score 95% interval of an accuracy.
+
+    The Wilson interval (without continuity correction) keeps its coverage near 0 and 1, where
+    the normal-approximation (Wald) interval collapses to a point; it equals
+    ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")`` with ``k = round(E * N)``.
 
     Parameters
     ----------
@@ -109,74 +125,128 @@ def accuracy_interval(accuracy: float, n: int) -> list[float]:
 
     Returns
     -------
-    list of float
-        The lower and upper bound, rounded to 4 decimals.
+    list of float or None
+        The lower and upper bound, rounded to 4 decimals; ``None`` for no cells.
 
     Examples
     --------
     >>> from stainfree.eval.metrics import accuracy_interval
     >>> accuracy_interval(0.9, 100)
-    [0.8412, 0.9588]
+    [0.8256, 0.9448]
     >>> accuracy_interval(1.0, 20)
-    [1.0, 1.0]
+    [0.8389, 1.0]
     """
-    half = 1.96 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(n, 1))
-    return [round(max(0.0, accuracy - half), 4), round(min(1.0, accuracy + half), 4)]
+    from scipy.special import ndtri
+
+    if n <= 0:
+        return None
+    k = min(max(round(accuracy * n), 0), n)
+    z = float(ndtri(0.975))
+    p = k / n
+    denom = 2 * (n + z**2)
+    center = (2 * n * p + z**2) / denom
+    delta = z / denom * math.sqrt(4 * n * p * (1 - p) + z**2)
+    lo = 0.0 if k == 0 else center - delta
+    hi = 1.0 if k == n else center + delta
+    return [round(lo, 4), round(hi, 4)]
 
 
-def summarise(values: Sequence[float | None]) -> dict:
-    """Mean, standard deviation and 95% t-interval of a metric over folds.
+def summarise(
+    values: Sequence[float | None],
+    *,
+    bounds: tuple[float, float] | None = None,
+    train_sizes: Sequence[int] | None = None,
+    test_sizes: Sequence[int] | None = None,
+) -> dict:
+    """Mean, standard deviation and 95% interval of a metric over splits.
+
+    Without sizes the interval is Student's t on the J values, ``mean +- t(J-1) s / sqrt(J)``.
+    With the train and test sizes of each split it is the corrected resampled t interval of
+    Nadeau & Bengio (2003): splits that share training cells give correlated values, so the
+    variance of the mean is ``(1/J + n_test/n_train) s^2`` rather than ``s^2 / J`` (the ratio is
+    the mean over splits of each split's ``n_test / n_train``).
 
     Parameters
     ----------
     values : sequence of float or None
-        One value per fold; ``None`` and NaN are skipped.
+        One value per split; ``None`` and NaN are skipped (with their sizes).
+    bounds : (float, float), optional
+        Clip the interval into these bounds: ``(0, 1)`` for a proportion such as an accuracy.
+        Default no clipping (Cohen's kappa and MCC can be negative). A clipped interval still
+        has lower <= upper.
+    train_sizes, test_sizes : sequence of int, optional
+        Training and test cells of each split, aligned with ``values``; both or neither.
 
     Returns
     -------
     dict
-        ``mean``, ``std`` (ddof 1), ``ci95`` (Student's t; clipped to [0, 1] for a mean in
-        [-1, 1]; ``None`` for a single value) and ``n``, the values used. All ``None`` (and
-        ``n`` 0) when there is no value.
+        ``mean``, ``std`` (ddof 1), ``ci95`` (``None`` for fewer than 2 values), ``ci95_method``
+        (``"t"`` or ``"nadeau-bengio corrected t"``) and ``n``, the values used. ``mean``,
+        ``std`` and ``ci95`` are ``None`` (and ``n`` 0) when there is no value.
+
+    Raises
+    ------
+    StainfreeError
+        When only one of the sizes is given, or their lengths differ from ``values``.
 
     Examples
     --------
     >>> from stainfree.eval.metrics import summarise
-    >>> summarise([0.8, 0.9, 1.0])
-    {'mean': 0.9, 'std': 0.1, 'ci95': [0.6516, 1.0], 'n': 3}
+    >>> summarise([0.8, 0.9, 1.0], bounds=(0, 1))
+    {'mean': 0.9, 'std': 0.1, 'ci95': [0.6516, 1.0], 'ci95_method': 't', 'n': 3}
+    >>> summarise([-0.4, -0.3, -0.2])["ci95"]
+    [-0.5484, -0.0516]
+    >>> summarise([0.8, 0.9, 1.0], bounds=(0, 1), train_sizes=[80, 80, 80], test_sizes=[20, 20, 20])["ci95"]
+    [0.5714, 1.0]
     >>> summarise([0.7, None])
-    {'mean': 0.7, 'std': 0.0, 'ci95': None, 'n': 1}
+    {'mean': 0.7, 'std': 0.0, 'ci95': None, 'ci95_method': 't', 'n': 1}
     """
     from scipy import stats
 
-    v = np.array([x for x in values if x is not None and not np.isnan(x)], dtype=np.float64)
+    from ..utils import StainfreeError
+
+    if (train_sizes is None) != (test_sizes is None):
+        raise StainfreeError("summarise needs both train_sizes and test_sizes, or neither")
+    sized = train_sizes is not None
+    if sized and not len(train_sizes) == len(test_sizes) == len(values):
+        raise StainfreeError(f"summarise got {len(values)} values but {len(train_sizes)} train and {len(test_sizes)} test sizes")
+    keep = [i for i, x in enumerate(values) if x is not None and not np.isnan(x)]
+    v = np.array([values[i] for i in keep], dtype=np.float64)
+    method = "nadeau-bengio corrected t" if sized else "t"
     if len(v) == 0:
-        return {"mean": None, "std": None, "ci95": None, "n": 0}
+        return {"mean": None, "std": None, "ci95": None, "ci95_method": method, "n": 0}
     mean = float(v.mean())
     std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    ci = None
     if len(v) > 1:
-        half = float(stats.t.ppf(0.975, len(v) - 1) * std / math.sqrt(len(v)))
-        ci = [round(max(0.0, mean - half), 4), round(min(1.0, mean + half), 4)] if -1 <= mean <= 1 else [mean - half, mean + half]
-    else:
-        ci = None
-    return {"mean": round(mean, 4), "std": round(std, 4), "ci95": ci, "n": int(len(v))}
+        factor = 1 / len(v)
+        if sized:
+            factor += float(np.mean([test_sizes[i] / max(train_sizes[i], 1) for i in keep]))
+        half = float(stats.t.ppf(0.975, len(v) - 1) * std * math.sqrt(factor))
+        lo, hi = mean - half, mean + half
+        if bounds is not None:
+            lo, hi = (min(max(x, float(bounds[0])), float(bounds[1])) for x in (lo, hi))
+        ci = [round(lo, 4), round(hi, 4)]
+    return {"mean": round(mean, 4), "std": round(std, 4), "ci95": ci, "ci95_method": method, "n": int(len(v))}
 
 
 def bootstrap_interval(
     y_true, y_pred, *, groups=None, metric: str = "balanced_accuracy", n_boot: int = 1000, random_state: int = 0
-) -> list[float] | None:
+) -> BootstrapInterval | None:
     """95% percentile bootstrap interval of a pooled metric.
 
     Resampling whole groups (flasks, fields) when they are given keeps the interval honest for
-    cells of one group that look alike. Draws that lack a class are redrawn (up to ``20 * n_boot``
-    draws in all).
+    cells of one group that look alike. Every resample is kept. Cells are resampled within each
+    class, so each resample holds every class; a resample of groups can lack a class, and its
+    balanced accuracy is then the mean recall over the classes it holds (as in
+    :func:`classification_metrics`). How many resamples lacked a class is returned and logged.
 
     Parameters
     ----------
     y_true, y_pred : sequence
         True and predicted class of each cell.
     groups : sequence, optional
-        The group of each cell; default: resample cells.
+        The group of each cell; default: resample cells (within each class).
     metric : {"balanced_accuracy", "accuracy"}, default "balanced_accuracy"
         The metric.
     n_boot : int, default 1000
@@ -186,40 +256,48 @@ def bootstrap_interval(
 
     Returns
     -------
-    list of float or None
-        The 2.5th and 97.5th percentiles (rounded to 4 decimals); ``None`` when no draw held
-        every class.
+    BootstrapInterval or None
+        ``ci95``, the 2.5th and 97.5th percentiles (rounded to 4 decimals); ``resamples``,
+        ``n_boot``; ``lacking_class``, the resamples that lacked a class. ``None`` for no cells
+        or ``n_boot`` 0.
 
     Examples
     --------
     >>> from stainfree.eval.metrics import bootstrap_interval
-    >>> lo, hi = bootstrap_interval(["a", "a", "b", "b"] * 5, ["a", "b", "b", "b"] * 5, n_boot=200)
-    >>> 0 <= lo <= 0.75 <= hi <= 1
+    >>> b = bootstrap_interval(["a", "a", "b", "b"] * 5, ["a", "b", "b", "b"] * 5, n_boot=200)
+    >>> 0 <= b.ci95[0] <= 0.75 <= b.ci95[1] <= 1, b.resamples, b.lacking_class
+    (True, 200, 0)
+    >>> b = bootstrap_interval(["a", "b", "b"], ["a", "b", "a"], groups=["f1", "f2", "f3"], n_boot=100)
+    >>> b.lacking_class > 0
     True
     """
     y_true = np.asarray(y_true, dtype=object).astype(str)
     y_pred = np.asarray(y_pred, dtype=object).astype(str)
+    if len(y_true) == 0 or n_boot <= 0:
+        return None
     classes = sorted(set(y_true))
     rng = np.random.default_rng(random_state)
-    if groups is not None:
-        g = np.asarray(groups, dtype=object).astype(str)
-        members = [np.flatnonzero(g == v) for v in np.unique(g)]
-    values, draws = [], 0
-    while len(values) < n_boot and draws < 20 * n_boot:
-        draws += 1
-        pick = (
-            rng.integers(0, len(y_true), len(y_true))
-            if groups is None
-            else np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        )
-        if len(set(y_true[pick])) < len(classes):
-            continue
+    g = y_true if groups is None else np.asarray(groups, dtype=object).astype(str)
+    members = [np.flatnonzero(g == v) for v in np.unique(g)]
+    values, lacking = [], 0
+    for _ in range(n_boot):
+        if groups is None:  # cells, within each class
+            pick = np.concatenate([m[rng.integers(0, len(m), len(m))] for m in members])
+        else:
+            pick = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
         yt, yp = y_true[pick], y_pred[pick]
+        present = [c for c in classes if np.any(yt == c)]
+        lacking += len(present) < len(classes)
         if metric == "accuracy":
             values.append(float(np.mean(yt == yp)))
         else:
-            values.append(float(np.mean([np.mean(yp[yt == c] == c) for c in classes])))
-    if not values:
-        return None
+            values.append(float(np.mean([np.mean(yp[yt == c] == c) for c in present])))
+    if lacking:
+        logger.info(
+            "bootstrap: %d of %d resamples of %s lacked a class; each kept, its balanced accuracy over the classes it holds",
+            lacking,
+            n_boot,
+            "groups" if groups is not None else "cells",
+        )
     lo, hi = np.percentile(values, [2.5, 97.5])
-    return [round(float(lo), 4), round(float(hi), 4)]
+    return BootstrapInterval([round(float(lo), 4), round(float(hi), 4)], n_boot, lacking)

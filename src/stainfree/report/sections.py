@@ -97,7 +97,7 @@ def _section_metrics(run: Run) -> str:
                 "Cohen's kappa": _fmt(s.get("cohen_kappa")),
             }
         )
-    parts = [f'<p class="headline">{_esc(m.get("headline", ""))}</p>', _table(pd.DataFrame(rows))]
+    parts = [f'<p class="headline">{_esc(m.get("headline", ""))}</p>', _table(pd.DataFrame(rows)), _intervals_note(m["summary"])]
     per_class = (m.get("pooled") or {}).get("per_class")
     if per_class:
         frame = pd.DataFrame(per_class).T.rename_axis("class").reset_index()
@@ -105,6 +105,21 @@ def _section_metrics(run: Run) -> str:
             frame["n"] = frame["n"].astype(int)
         parts.append("<h3>Per class (pooled over splits)</h3>" + _table(frame))
     return "".join(parts)
+
+
+def _intervals_note(s: dict) -> str:
+    """Which interval each column shows (older runs name none)."""
+    ba, acc = s["balanced_accuracy"], s["accuracy"]
+    if "ci95_method" not in ba:
+        return ""
+    over = "corrected resampled t (Nadeau & Bengio; the splits share training cells)" if "corrected" in ba["ci95_method"] else "Student's t"
+    note = f"95% intervals: over splits, {over}; pooled, a percentile bootstrap over {ba['bootstrap_unit']}"
+    if ba.get("bootstrap_resamples"):
+        note += f" ({ba['bootstrap_resamples']} resamples, {ba.get('bootstrap_lacking_class', 0)} lacking a class, kept)"
+    if acc.get("ci95_binomial"):
+        lo, hi = acc["ci95_binomial"]
+        note += f"; pooled accuracy {acc['pooled']:.3f} [{lo:.3f}, {hi:.3f}] ({acc.get('ci95_binomial_method', 'binomial').capitalize()})"
+    return f"<p>{_esc(note)}.</p>"
 
 
 def _figures(run: Run, names: list[tuple[str, str]], what: str) -> str:
