@@ -276,7 +276,10 @@ class Classifier:
         meta, state = read_model_file(path)
         if meta.get("format") == "stainfree.embedder":
             raise StainfreeError(f"{path}: an embedder, not a classifier (use it as embedder:{path})")
-        model = create_model(meta["arch"], len(meta["channels"]), len(meta["classes"]), meta["input_size"][0], **meta["arch_kwargs"])
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's torch stream stays as it was
+            model = create_model(meta["arch"], len(meta["channels"]), len(meta["classes"]), meta["input_size"][0], **meta["arch_kwargs"])
         model.load_state_dict(state)
         model.eval()
         return cls(

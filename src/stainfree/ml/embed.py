@@ -195,9 +195,12 @@ class Embedder:
         if emb.method == "pca":
             emb.pca = {k: v.numpy() for k, v in state.items()}
         else:
-            emb.network = build_network(
-                emb.method, emb.arch, len(emb.channels), emb.input_size[0], meta.get("n_train_cells") or 2, emb.config["dim"]
-            )
+            import torch
+
+            with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's torch stream stays as it was
+                emb.network = build_network(
+                    emb.method, emb.arch, len(emb.channels), emb.input_size[0], meta.get("n_train_cells") or 2, emb.config["dim"]
+                )
             emb.network.load_state_dict(state)
             emb.network.eval()
         return emb

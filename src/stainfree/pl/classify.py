@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import _pyplot
+from .core import _figure
 
 
 def training_curves(histories: Sequence[Sequence[dict]], path: str | Path, *, title: str = "Training") -> Path:
@@ -37,9 +37,11 @@ def training_curves(histories: Sequence[Sequence[dict]], path: str | Path, *, ti
     ...     training_curves([history], f"{d}/training_curve.png").name
     'training_curve.png'
     """
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    import matplotlib
+
+    fig = _figure((9, 3.5))
+    axes = fig.subplots(1, 2)
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, history in enumerate(histories):
         c = colours[k % len(colours)]
         epochs = [h["epoch"] for h in history]
@@ -54,7 +56,6 @@ def training_curves(histories: Sequence[Sequence[dict]], path: str | Path, *, ti
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
@@ -85,12 +86,12 @@ def confusion_matrix(counts, classes: Sequence[str], path: str | Path, *, title:
     ...     confusion_matrix([[5, 1], [2, 4]], ["round", "spindle"], f"{d}/cm.png").name
     'cm.png'
     """
-    plt = _pyplot()
     counts = np.asarray(counts, dtype=float)
     rows = counts.sum(1, keepdims=True)
     frac = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
     size = 2.2 + 0.6 * len(classes)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = _figure((size + 1, size))
+    ax = fig.subplots()
     im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(classes)):
         for j in range(len(classes)):
@@ -109,7 +110,6 @@ def confusion_matrix(counts, classes: Sequence[str], path: str | Path, *, title:
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
@@ -145,10 +145,10 @@ def roc_curves(y_true, proba, classes: Sequence[str], path: str | Path, *, title
     """
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    plt = _pyplot()
     y_true = np.asarray(y_true, dtype=object).astype(str)
     proba = np.asarray(proba, dtype=float)
-    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    fig = _figure((4.8, 4.4))
+    ax = fig.subplots()
     shown = [1] if len(classes) == 2 else range(len(classes))
     for i in shown:
         positive = y_true == classes[i]
@@ -161,7 +161,6 @@ def roc_curves(y_true, proba, classes: Sequence[str], path: str | Path, *, title
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
@@ -191,16 +190,15 @@ def learning_curve(curve: Sequence[dict], path: str | Path) -> Path:
     ...     learning_curve(curve, f"{d}/learning_curve.png").name
     'learning_curve.png'
     """
-    plt = _pyplot()
     x = [c["train_size_mean"] for c in curve]
     mean = [c["balanced_accuracy"]["mean"] for c in curve]
     lo = [(c["balanced_accuracy"]["ci95"] or [m, m])[0] for c, m in zip(curve, mean)]
     hi = [(c["balanced_accuracy"]["ci95"] or [m, m])[1] for c, m in zip(curve, mean)]
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig = _figure((5, 3.6))
+    ax = fig.subplots()
     ax.plot(x, mean, marker="o")
     ax.fill_between(x, lo, hi, alpha=0.25)
     ax.set(xlabel="training cells", ylabel="balanced accuracy", title="learning curve", ylim=(0, 1.02))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)

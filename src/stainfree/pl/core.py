@@ -1,4 +1,4 @@
-"""Figures every stage uses: a pyplot that never touches the user's backend, heatmaps and cell grids."""
+"""Figures every stage uses: a figure outside pyplot (the user's backend, figures and rcParams untouched), heatmaps and cell grids."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize: tuple[float, float]):
+    """A :class:`matplotlib.figure.Figure` of its own, outside pyplot.
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    No backend is chosen or switched, no figure joins pyplot's list (nothing to close: it is
+    freed with its last reference) and no rcParams change; ``fig.savefig`` draws a PNG with the
+    Agg canvas whatever the user's backend.
+    """
+    from matplotlib.figure import Figure
 
-    return plt
+    return Figure(figsize=figsize)
 
 
 def heatmap(
@@ -47,10 +50,10 @@ def heatmap(
     ...     heatmap([[0.9, None], [0.4, 0.7]], ["f1", "f2"], ["f1", "f2"], f"{d}/cross.png", title="accuracy").name
     'cross.png'
     """
-    plt = _pyplot()
     arr = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
     size = 2.5 + 0.45 * max(len(rows), len(cols))
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = _figure((size + 1, size))
+    ax = fig.subplots()
     im = ax.imshow(arr, cmap="viridis", vmin=0, vmax=1)
     if arr.size <= 400:
         for i in range(arr.shape[0]):
@@ -63,7 +66,6 @@ def heatmap(
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
@@ -109,11 +111,11 @@ def cell_grid(cells, labels, path, *, per_row: int = 8, max_rows: int = 30, titl
     """
     import pandas as pd
 
-    plt = _pyplot()
     labels = pd.Series(labels, dtype="string").fillna("(unlabelled)").reset_index(drop=True)
     rng = np.random.default_rng(random_state)
     names = sorted(labels.unique(), key=order)[:max_rows]
-    fig, axes = plt.subplots(len(names), per_row, figsize=(1.05 * per_row, 1.1 * len(names)), squeeze=False)
+    fig = _figure((1.05 * per_row, 1.1 * len(names)))
+    axes = fig.subplots(len(names), per_row, squeeze=False)
     for r, name in enumerate(names):
         pos = np.flatnonzero((labels == name).to_numpy())
         pick = np.sort(rng.choice(pos, min(per_row, len(pos)), replace=False))
@@ -127,5 +129,4 @@ def cell_grid(cells, labels, path, *, per_row: int = 8, max_rows: int = 30, titl
                 ax.imshow(np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1), cmap="gray")
         axes[r, 0].set_title(title(name, len(pos)), fontsize=6, loc="left")
     fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return Path(path)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..tl.cluster import _cluster_order, _standardise
-from .core import _pyplot
+from .core import _figure
 
 
 # ---------------------------------------------------------------------- figures
@@ -47,19 +47,21 @@ def plot_umap(adata, column: str, path, *, max_points: int = 20000, random_state
     ...     plot_umap(adata, "cluster", f"{d}/umap_cluster.png").name
     'umap_cluster.png'
     """
-    plt = _pyplot()
+    import matplotlib
+
     xy = np.asarray(adata.obsm["X_umap"])
     values = adata.obs[column]
     rng = np.random.default_rng(random_state)
     idx = rng.permutation(len(xy))[:max_points]
-    fig, ax = plt.subplots(figsize=(5.6, 4.8))
+    fig = _figure((5.6, 4.8))
+    ax = fig.subplots()
     if pd.api.types.is_numeric_dtype(values) and values.nunique() > 12:
         sc = ax.scatter(xy[idx, 0], xy[idx, 1], c=values.to_numpy(np.float64)[idx], s=3, cmap="viridis", edgecolors="none")
         fig.colorbar(sc, ax=ax, label=column)
     else:
         cats = values.astype("string").fillna("(none)")
         names = sorted(cats.unique(), key=_cluster_order)
-        cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+        cmap = matplotlib.colormaps["tab20" if len(names) > 10 else "tab10"]
         for i, name in enumerate(names):
             sel = idx[(cats.to_numpy()[idx] == name)]
             ax.scatter(xy[sel, 0], xy[sel, 1], s=3, color=cmap(i % cmap.N), label=str(name), edgecolors="none")
@@ -70,7 +72,6 @@ def plot_umap(adata, column: str, path, *, max_points: int = 20000, random_state
     ax.set_title(f"UMAP coloured by {column}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
@@ -101,8 +102,8 @@ def plot_kmeans_scan(scan: dict, chosen: int, path) -> Path:
     ...     plot_kmeans_scan(scan, 3, f"{d}/scan.png").name
     'scan.png'
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(1, 2, figsize=(8, 3))
+    fig = _figure((8, 3))
+    ax = fig.subplots(1, 2)
     ax[0].plot(scan["k"], scan["silhouette"], "o-")
     ax[0].axvline(chosen, color="grey", ls="--")
     ax[0].set_xlabel("k")
@@ -112,7 +113,6 @@ def plot_kmeans_scan(scan: dict, chosen: int, path) -> Path:
     ax[1].set_ylabel("inertia")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
@@ -146,10 +146,12 @@ def plot_composition(fractions: pd.DataFrame, enriched: pd.DataFrame, by: str, p
     ...     plot_composition(composition(obs, "dish"), enrichment(obs, "dish"), "dish", f"{d}/comp.png").name
     'comp.png'
     """
-    plt = _pyplot()
+    import matplotlib
+
     clusters = sorted(fractions.columns, key=_cluster_order)
-    cmap = plt.get_cmap("tab20" if len(clusters) > 10 else "tab10")
-    fig, ax = plt.subplots(figsize=(min(1.5 + 0.6 * len(fractions), 12), 3.8))
+    cmap = matplotlib.colormaps["tab20" if len(clusters) > 10 else "tab10"]
+    fig = _figure((min(1.5 + 0.6 * len(fractions), 12), 3.8))
+    ax = fig.subplots()
     bottom = np.zeros(len(fractions))
     calls = {(r.group, r.cluster): r.call for r in enriched.itertuples()}
     for i, c in enumerate(clusters):
@@ -166,7 +168,6 @@ def plot_composition(fractions: pd.DataFrame, enriched: pd.DataFrame, by: str, p
     ax.legend(fontsize=6, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
@@ -248,14 +249,14 @@ def plot_ordered_matrices(x: np.ndarray, labels: pd.Series, path, *, max_cells: 
     """
     from scipy.spatial.distance import cdist
 
-    plt = _pyplot()
     labels = pd.Series(labels).astype("string").fillna("-1").reset_index(drop=True)
     rng = np.random.default_rng(random_state)
     idx = np.sort(rng.permutation(len(x))[:max_cells])
     names = labels.to_numpy()[idx]
     order = idx[sorted(range(len(idx)), key=lambda i: _cluster_order(names[i]))]
     z = _standardise(np.asarray(x, np.float64))[order]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 4.2))
+    fig = _figure((9, 4.2))
+    ax = fig.subplots(1, 2)
     ax[0].imshow(np.clip(z, -3, 3), aspect="auto", cmap="RdBu_r", interpolation="nearest")
     ax[0].set_title("embedding (cells ordered by cluster)", fontsize=8)
     ax[0].set_xlabel("feature")
@@ -264,5 +265,4 @@ def plot_ordered_matrices(x: np.ndarray, labels: pd.Series, path, *, max_cells: 
     ax[1].set_title("cell-to-cell distance", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return Path(path)

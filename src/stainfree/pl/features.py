@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..tl.rank import Separation, group_masks
+from .core import _figure
 
 
 def plot_separation(
@@ -58,18 +59,14 @@ def plot_separation(
     ...     plot_separation(adata, f"{d}/scatter.png").name
     'scatter.png'
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     separation = Separation.from_uns(adata, key)
     values = adata.obs[separation.column].reset_index(drop=True).astype("string")
     _, _, in_a, in_b = group_masks(values, separation.a, separation.b, column=separation.column)
     columns = {str(name): j for j, name in enumerate(adata.var_names)}
     x_all = np.asarray(adata.X, np.float64)
     rng = np.random.default_rng(random_state)
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    fig = _figure((5.2, 4.4))
+    ax = fig.subplots()
     for name, mask, colour in ((separation.a, in_a, "#1f77b4"), (separation.b, in_b, "#d62728")):
         idx = np.flatnonzero(mask)
         if len(idx) > max_points // 2:
@@ -98,7 +95,6 @@ def plot_separation(
     ax.legend(fontsize=7, markerscale=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
@@ -134,13 +130,9 @@ def plot_ranking(separation: Separation, path: str | os.PathLike, *, n: int = 20
     ...     plot_ranking(sep, f"{d}/ranking.png", n=5).name
     'ranking.png'
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     top = separation.ranking.head(n).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(6.5, 0.25 * len(top) + 1.2))
+    fig = _figure((6.5, 0.25 * len(top) + 1.2))
+    ax = fig.subplots()
     ax.barh(top["feature"], top["jsd"], color="#4c72b0")
     ax.axvline(np.log(2), color="grey", lw=0.8, ls="--")
     ax.set_xlim(0, np.log(2) * 1.02)
@@ -149,5 +141,4 @@ def plot_ranking(separation: Separation, path: str | os.PathLike, *, n: int = 20
     ax.set_title(f"{separation.a} vs {separation.b}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)

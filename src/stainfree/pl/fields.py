@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..seg.fluorescence import MixtureFit
+from .core import _figure
 
 
 def plot_mixture(fit: MixtureFit, path: str | os.PathLike, *, channel: str | None = None) -> None:
@@ -39,12 +40,8 @@ def plot_mixture(fit: MixtureFit, path: str | os.PathLike, *, channel: str | Non
     ...     os.listdir(d)
     ['label_fit.png']
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig = _figure((5, 3.2))
+    ax = fig.subplots()
     ax.hist(fit.log_intensity, bins=max(10, min(80, len(fit.log_intensity) // 5)), density=True, color="0.75", label="cells")
     grid = np.linspace(fit.log_intensity.min(), fit.log_intensity.max(), 400)
     for k, colour in enumerate(("tab:blue", "tab:red")):
@@ -61,7 +58,6 @@ def plot_mixture(fit: MixtureFit, path: str | os.PathLike, *, channel: str | Non
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_overlay(image: np.ndarray, labels: np.ndarray, classes_by_id: dict, classes: Sequence[str], path, *, title: str = "") -> None:
@@ -98,16 +94,13 @@ def plot_overlay(image: np.ndarray, labels: np.ndarray, classes_by_id: dict, cla
     ['field1.png']
     """
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
     from skimage.segmentation import find_boundaries
 
     lo, hi = np.percentile(image, [1, 99.5])
     grey = np.clip((image.astype(np.float64) - lo) / max(hi - lo, 1e-9), 0, 1)
     rgb = np.repeat(grey[..., None], 3, axis=2)
-    palette = plt.get_cmap("tab10")
+    palette = matplotlib.colormaps["tab10"]
     colours = {c: np.array(palette(i % 10)[:3]) for i, c in enumerate(classes)}
     lut = np.ones((int(labels.max()) + 1, 3))
     for label_id, cls in classes_by_id.items():
@@ -116,7 +109,7 @@ def plot_overlay(image: np.ndarray, labels: np.ndarray, classes_by_id: dict, cla
     edges = find_boundaries(labels, mode="inner")
     rgb[edges] = lut[labels[edges]]
     h, w = labels.shape
-    fig = plt.figure(figsize=(min(12, 6 * w / max(h, w) + 0.5), min(12, 6 * h / max(h, w) + 0.8)))
+    fig = _figure((min(12, 6 * w / max(h, w) + 0.5), min(12, 6 * h / max(h, w) + 0.8)))
     ax = fig.add_axes([0, 0, 1, 0.93])
     ax.imshow(rgb, interpolation="nearest")
     ax.axis("off")
@@ -124,4 +117,3 @@ def plot_overlay(image: np.ndarray, labels: np.ndarray, classes_by_id: dict, cla
     ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.8)
     fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=max(100, min(200, int(max(h, w) / 6))))
-    plt.close(fig)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .core import _figure
+
 
 def plot_saliency(images: np.ndarray, maps: dict[str, np.ndarray], titles: Sequence[str], path: str | os.PathLike) -> Path:
     """One row per cell: the image, then each method's map overlaid on it.
@@ -41,14 +43,10 @@ def plot_saliency(images: np.ndarray, maps: dict[str, np.ndarray], titles: Seque
     ...     plot_saliency(images, {"gradient": images[:, 0] ** 2}, ["cell 1", "cell 2"], f"{d}/saliency.png").name
     'saliency.png'
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(images)
     cols = 1 + len(maps)
-    fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 1.9 * n), squeeze=False)
+    fig = _figure((1.9 * cols, 1.9 * n))
+    axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         shown = _display(images[i])
         axes[i, 0].imshow(shown, cmap="gray")
@@ -63,7 +61,6 @@ def plot_saliency(images: np.ndarray, maps: dict[str, np.ndarray], titles: Seque
             ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)
 
 
@@ -94,12 +91,8 @@ def plot_activations(layers: list[tuple[str, np.ndarray]], path: str | os.PathLi
     ...     plot_activations(layers, f"{d}/activations.png", per_layer=3).name
     'activations.png'
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(layers), per_layer, figsize=(1.3 * per_layer, 1.4 * len(layers)), squeeze=False)
+    fig = _figure((1.3 * per_layer, 1.4 * len(layers)))
+    axes = fig.subplots(len(layers), per_layer, squeeze=False)
     for r, (name, act) in enumerate(layers):
         strongest = np.argsort(-act.reshape(len(act), -1).std(axis=1))[:per_layer]
         for c in range(per_layer):
@@ -110,7 +103,6 @@ def plot_activations(layers: list[tuple[str, np.ndarray]], path: str | os.PathLi
         axes[r, 0].set_title(f"{name} ({act.shape[0]} maps, {act.shape[1]}x{act.shape[2]})", fontsize=6, loc="left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return Path(path)
 
 

@@ -76,11 +76,8 @@ def _figure(path: Path, caption: str, width: int | None = None) -> str:
 
 
 def _matplotlib_figure(fig, caption: str) -> str:
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return f'<figure><img src="{png_uri(buffer.getvalue())}" alt="{_esc(caption)}"><figcaption>{_esc(caption)}</figcaption></figure>'
 
 

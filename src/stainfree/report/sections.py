@@ -224,15 +224,13 @@ def _section_fields(run: Run) -> str:
 
 
 def _section_composition(run: Run) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..pl.core import _figure
 
     table = pd.read_csv(run.file("composition.csv"))
     fractions = table.set_index("field")[[c for c in table.columns if c.startswith("fraction_")]].fillna(0)
     fractions.columns = [c.removeprefix("fraction_") for c in fractions.columns]
-    fig, ax = plt.subplots(figsize=(min(1.0 + 0.5 * len(fractions), 12), 3.2))
+    fig = _figure((min(1.0 + 0.5 * len(fractions), 12), 3.2))
+    ax = fig.subplots()
     bottom = np.zeros(len(fractions))
     for cls in fractions.columns:
         ax.bar(range(len(fractions)), fractions[cls], bottom=bottom, label=cls)

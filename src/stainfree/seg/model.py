@@ -181,6 +181,8 @@ class Segmenter:
         StainfreeError
             When the file is missing, unreadable, or not a segmentation model.
         """
+        import torch
+
         from ..ml.classifier import read_model_file
         from .networks import create_segmenter
 
@@ -188,7 +190,8 @@ class Segmenter:
         meta, state = read_model_file(path)
         if meta.get("format") != FORMAT:
             raise StainfreeError(f"{path}: not a segmentation model (it is a {meta.get('format', 'classifier')})")
-        network = create_segmenter(meta["arch"], len(meta["channels"]), 3, **meta["arch_kwargs"])
+        with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's torch stream stays as it was
+            network = create_segmenter(meta["arch"], len(meta["channels"]), 3, **meta["arch_kwargs"])
         network.load_state_dict(state)
         network.eval()
         return cls(

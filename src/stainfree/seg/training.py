@@ -379,7 +379,7 @@ def _prepare_training(images, labels, validation, *, channels, config: SegTrainC
     else:
         scale = config.scale or config.diameter / median_diameter(labels)
         arch, arch_kwargs, representation = config.arch, {"width": config.width, "depth": config.depth}, config.representation
-        with torch.random.fork_rng():  # seeded initial weights, without touching the caller's global seed
+        with torch.random.fork_rng(devices=[]):  # seeded initial weights (built on the CPU), without touching the caller's global seed
             torch.manual_seed(config.seed)
             network = create_segmenter(arch, len(channels), 3, **arch_kwargs)
     kwargs = {"scale": scale, "normalisation": normalisation, "representation": representation}
