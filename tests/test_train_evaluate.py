@@ -147,6 +147,35 @@ def test_protocol_splits():
         make_splits("bogus", labels)
 
 
+def test_cross_group_draws_its_pools_to_a_budget_without_listing_them():
+    import time
+
+    # the HEK layout: 62 fields, each of one cell line (40 and 22): about 10^16 pools in all
+    groups = np.array([f"a{i:02d}" for i in range(40)] + [f"b{i:02d}" for i in range(22)]).repeat(3)
+    labels = np.where(np.char.startswith(groups.astype(str), "a"), "293A", "HT1080")
+    make_splits("kfold", labels, n_folds=2)  # scikit-learn's import is not what is timed
+    t0 = time.perf_counter()
+    splits = make_splits("cross-group", labels, groups=groups, random_state=7)
+    mixed = make_splits("cross-group", np.tile(["x", "y", "z"], 62), groups=groups, max_pools=7, max_pool_size=4)
+    assert time.perf_counter() - t0 < 1.0
+    assert [s.pool_size for s in splits] == [1] * 10 + [2] * 10 + [3] * 10
+    assert [s.pool_size for s in mixed] == [1, 1, 2, 2, 3, 3, 4]  # 7 shared over sizes 1-4: 2, 2, 2, 1
+    for per_pool, some in [(2, splits), (1, mixed)]:  # k fields of every line; k of any field
+        for s in some:
+            train, test = set(groups[s.train]), set(groups[s.test])
+            assert not train & test and len(s.train) + len(s.test) == len(groups)
+            assert sorted(train) == sorted(s.name.split("+")) and len(train) == per_pool * s.pool_size
+    assert all(sorted(set(labels[s.train])) == ["293A", "HT1080"] for s in splits)
+    assert len({s.name for s in splits}) == 30
+    again = make_splits("cross-group", labels, groups=groups, random_state=7)
+    assert [s.name for s in again] == [s.name for s in splits]
+    assert [s.name for s in make_splits("cross-group", labels, groups=groups, random_state=8)] != [s.name for s in splits]
+    # a budget below the pools of the smallest sizes leaves the larger sizes out, never exceeds it
+    assert [s.pool_size for s in make_splits("cross-group", labels, groups=groups, max_pools=2)] == [1, 2]
+    with pytest.raises(sf.StainfreeError, match="max_pools and max_pool_size must be at least 1, got 0"):
+        make_splits("cross-group", labels, groups=groups, max_pools=0)
+
+
 def test_fit_and_fit_embedder_leave_the_global_torch_seed_alone():
     from stainfree.ml.embed import EmbedConfig, fit_embedder
 
