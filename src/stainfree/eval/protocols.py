@@ -116,19 +116,21 @@ def _check_groups(groups, *, min_groups: int, what: str) -> np.ndarray:
     return groups
 
 
-def _pool_parts(g: np.ndarray, labels: np.ndarray) -> list[list[str]]:
+def _pool_parts(g: np.ndarray, labels: np.ndarray) -> tuple[list[list[str]], list[np.ndarray]]:
     """The groups a cross-group pool draws from: one list per class when every group holds one
     class (each flask one cell line, as in Yao et al.; a pool of size k then takes k groups of
-    every class, k = 1 being the flask pairs), else a single list of every group."""
-    per_group = pd.DataFrame({"group": g, "label": labels}).groupby("group")["label"].unique()
-    if not all(len(c) == 1 for c in per_group):
-        return [list(per_group.index)]
+    every class, k = 1 being the flask pairs), else a single list of every group; and for each
+    list, its groups' cells per class (groups x classes)."""
+    counts = pd.crosstab(g, labels)
+    if not ((counts > 0).sum(axis=1) == 1).all():
+        return [list(counts.index)], [counts.to_numpy()]
     by_class: dict[str, list[str]] = {}
-    for value, classes in per_group.items():
-        by_class.setdefault(classes[0], []).append(value)
+    for value, row in counts.iterrows():
+        by_class.setdefault(row.idxmax(), []).append(value)
     if len(by_class) < 2:
         raise StainfreeError("cross-group needs groups of at least two classes")
-    return list(by_class.values())
+    parts = list(by_class.values())
+    return parts, [counts.loc[p].to_numpy() for p in parts]
 
 
 def _count_pools(parts: list[list[str]], size: int) -> int:
@@ -137,26 +139,33 @@ def _count_pools(parts: list[list[str]], size: int) -> int:
     return count - int(all(len(p) == size for p in parts))
 
 
-def _draw_pools(parts: list[list[str]], size: int, n: int, rng: np.random.Generator) -> list[tuple[str, ...]]:
-    """``n`` distinct pools of ``size`` groups per part (all of them when there are no more),
-    without listing the others: a few thousand groups cost no more than ten."""
-    total = _count_pools(parts, size)
-    if total <= 4 * n:  # few enough to list: take a random n of them
+def _draw_pools(parts, part_counts, size: int, n: int, rng: np.random.Generator, min_cells: int) -> list[tuple[str, ...]]:
+    """Up to ``n`` distinct usable pools of ``size`` groups per part, without listing the others:
+    a few thousand groups cost no more than ten. A pool is usable when it leaves a group to test
+    on and holds ``min_cells`` cells of every class."""
+
+    def usable(key) -> bool:
+        cells = sum(c[list(chosen)].sum(axis=0) for chosen, c in zip(key, part_counts))
+        return any(len(chosen) < len(p) for chosen, p in zip(key, parts)) and cells.min() >= min_cells
+
+    if _count_pools(parts, size) <= 4 * n:  # few enough to list: take a random n of the usable ones
         combos = itertools.product(*(itertools.combinations(range(len(p)), size) for p in parts))
-        keys = [k for k in combos if any(len(c) < len(p) for c, p in zip(k, parts))]
+        keys = [k for k in combos if usable(k)]
         keys = keys if len(keys) <= n else [keys[i] for i in sorted(rng.choice(len(keys), n, replace=False))]
-    else:  # far more pools than wanted: draw until n distinct ones
+    else:  # far more pools than wanted: draw until n distinct usable ones (or give up when they are rare)
         seen: set[tuple] = set()
-        while len(seen) < n:
+        for _ in range(100 * n + 1000):
             key = tuple(tuple(sorted(rng.choice(len(p), size, replace=False).tolist())) for p in parts)
-            if any(len(c) < len(p) for c, p in zip(key, parts)):
+            if key not in seen and usable(key):
                 seen.add(key)
+                if len(seen) == n:
+                    break
         keys = sorted(seen)
-    return [tuple(p[i] for c, p in zip(key, parts) for i in c) for key in keys]
+    return [tuple(p[i] for chosen, p in zip(key, parts) for i in chosen) for key in keys]
 
 
 def cross_group_pools(
-    groups: Sequence, labels: Sequence, *, max_pools: int = 30, max_pool_size: int = 3, random_state: int = 0
+    groups: Sequence, labels: Sequence, *, max_pools: int = 30, max_pool_size: int = 3, min_cells: int = 2, random_state: int = 0
 ) -> list[tuple[int, tuple[str, ...]]]:
     """The training pools of the cross-group protocol, drawn lazily to a budget.
 
@@ -164,7 +173,8 @@ def cross_group_pools(
     class, as each flask one cell line in Yao et al.: size 1 is then the flask pairs). The budget
     of ``max_pools`` pools (one training each) is shared evenly over the sizes, a size with fewer
     pools passing the rest on to the larger ones; within a size the pools are drawn at random,
-    without listing every combination, so 62 groups cost no more than 6.
+    without listing every combination, so 62 groups cost no more than 6. Only pools that hold
+    ``min_cells`` cells of every class are drawn (a classifier trains on two or more per class).
 
     Parameters
     ----------
@@ -174,6 +184,8 @@ def cross_group_pools(
         At most this many pools in all.
     max_pool_size : int, default 3
         The largest pool size.
+    min_cells : int, default 2
+        The fewest training cells of each class a pool may hold.
     random_state : int, default 0
         Seed of the draw: the same seed gives the same pools.
 
@@ -191,22 +203,22 @@ def cross_group_pools(
     Examples
     --------
     >>> from stainfree.eval.protocols import cross_group_pools
-    >>> groups = ["A1", "A2", "A3", "B1", "B2", "B3"]
-    >>> pools = cross_group_pools(groups, list("aaabbb"), max_pools=4)
+    >>> groups = ["A1", "A1", "A2", "A2", "A3", "B1", "B1", "B2", "B2", "B3", "B3"]
+    >>> pools = cross_group_pools(groups, list("aaaaabbbbbb"), max_pools=4)  # A3 holds one cell
     >>> [(size, "+".join(pool)) for size, pool in pools]
-    [(1, 'A2+B1'), (1, 'A3+B2'), (2, 'A1+A3+B1+B3'), (2, 'A2+A3+B2+B3')]
+    [(1, 'A1+B1'), (1, 'A2+B1'), (2, 'A1+A3+B2+B3'), (2, 'A2+A3+B2+B3')]
     """
     if max_pools < 1 or max_pool_size < 1:
         raise StainfreeError(f"max_pools and max_pool_size must be at least 1, got {max_pools} and {max_pool_size}")
     g = np.asarray(groups, dtype=object).astype(str)
-    parts = _pool_parts(g, np.asarray(labels, dtype=object).astype(str))
+    parts, part_counts = _pool_parts(g, np.asarray(labels, dtype=object).astype(str))
     sizes = [k for k in range(1, max_pool_size + 1) if k <= min(map(len, parts)) and _count_pools(parts, k) > 0]
     rng = np.random.default_rng(random_state)
     out: list[tuple[int, tuple[str, ...]]] = []
     budget = max_pools
     for i, size in enumerate(sizes):
         quota = -(-budget // (len(sizes) - i))  # an even share of what is left, rounded up
-        pools = _draw_pools(parts, size, quota, rng) if quota else []
+        pools = _draw_pools(parts, part_counts, size, quota, rng, min_cells) if quota else []
         out += [(size, pool) for pool in pools]
         budget -= len(pools)
     return out
