@@ -36,7 +36,7 @@ def evaluate(
     ),
     learning_curve: str | None = typer.Option(None, "--learning-curve", help="Training fractions, e.g. 0.1,0.25,0.5,1."),
     max_pools: int = typer.Option(
-        30, "--max-pools", help="cross-group: at most this many training pools (one training each), drawn by the seed over pool sizes 1-3."
+        20, "--max-pools", help="cross-group: at most this many training pools (one training each), drawn by the seed over pool sizes 1-3."
     ),
     final_model: bool = typer.Option(
         True, "--final-model/--no-final-model", help="Also train a model on all cells (RUN/model.safetensors)."
@@ -204,5 +204,6 @@ def _field_options_given(field: dict) -> list[str]:
     """The field options (``--channels``, ``--diameter``...) given other values than their defaults."""
     defaults = field_keywords({name: option.default for name, (_, option) in FIELD_OPTIONS.items()})
     names = [n for n in field if n != "params" and field[n] != defaults[n]]
-    names += [n for n in SEGMENTATION_OPTIONS if getattr(field["params"], n) != getattr(defaults["params"], n)]
+    if "params" in field:
+        names += [n for n in SEGMENTATION_OPTIONS if getattr(field["params"], n) != getattr(defaults["params"], n)]
     return [next((d for d in FIELD_OPTIONS[n][1].param_decls if d.startswith("--")), "--" + n.replace("_", "-")) for n in names]

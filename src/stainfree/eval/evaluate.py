@@ -255,7 +255,7 @@ def evaluate(
     work_dir: str | Path | None = None,
     features: pd.DataFrame | None = None,
     tta: bool = True,
-    max_pools: int = 30,
+    max_pools: int = 20,
 ) -> Evaluation:
     """Train and test a classifier under a protocol; pool and summarise the predictions.
 
@@ -291,7 +291,7 @@ def evaluate(
     tta : bool, default True
         Average each test cell's prediction over its 8 rotations and flips (cells have no
         preferred orientation, and it costs only inference).
-    max_pools : int, default 30
+    max_pools : int, default 20
         ``cross-group``: at most this many training pools (one training each), drawn at random
         by ``config.seed`` (:func:`~stainfree.eval.protocols.cross_group_pools`).
 

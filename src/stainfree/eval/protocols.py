@@ -165,7 +165,7 @@ def _draw_pools(parts, part_counts, size: int, n: int, rng: np.random.Generator,
 
 
 def cross_group_pools(
-    groups: Sequence, labels: Sequence, *, max_pools: int = 30, max_pool_size: int = 3, min_cells: int = 2, random_state: int = 0
+    groups: Sequence, labels: Sequence, *, max_pools: int = 20, max_pool_size: int = 3, min_cells: int = 2, random_state: int = 0
 ) -> list[tuple[int, tuple[str, ...]]]:
     """The training pools of the cross-group protocol, drawn lazily to a budget.
 
@@ -180,7 +180,7 @@ def cross_group_pools(
     ----------
     groups, labels : sequence
         The group and the class of each cell.
-    max_pools : int, default 30
+    max_pools : int, default 20
         At most this many pools in all.
     max_pool_size : int, default 3
         The largest pool size.
@@ -232,7 +232,7 @@ def make_splits(
     n_folds: int = 5,
     repeats: int = 1,
     random_state: int = 0,
-    max_pools: int = 30,
+    max_pools: int = 20,
     max_pool_size: int = 3,
 ) -> list[Split]:
     """The train/test splits of a protocol.
@@ -258,7 +258,7 @@ def make_splits(
         Repeats of ``kfold``, ``holdout`` and ``group-kfold``.
     random_state : int, default 0
         Seed of the shuffles and of the choice of cross-group pools (repeat r uses ``random_state + r``).
-    max_pools : int, default 30
+    max_pools : int, default 20
         Cross-group: at most this many training pools in all, drawn at random over the pool
         sizes (:func:`cross_group_pools`).
     max_pool_size : int, default 3
