@@ -137,7 +137,7 @@ def test_protocol_splits():
     assert all(set(groups[s.test]) == {s.name} for s in logo)
     cross = make_splits("cross-group", labels[:12], groups=groups[:12])  # g1, g2, g3 hold both classes
     assert sorted(s.name for s in cross) == ["g1", "g1+g2", "g1+g3", "g2", "g2+g3", "g3"]
-    pairs = make_splits("cross-group", ["a", "a", "b", "b", "a", "b"], groups=["A1", "A1", "B1", "B1", "A2", "B2"])
+    pairs = make_splits("cross-group", list("aabbaabb"), groups=["A1", "A1", "B1", "B1", "A2", "A2", "B2", "B2"])
     assert [s.name for s in pairs] == ["A1+B1", "A1+B2", "A2+B1", "A2+B2"] and pairs[0].pool_size == 1
     with pytest.raises(sf.StainfreeError, match="needs a group column"):
         make_splits("group-kfold", labels)
@@ -145,6 +145,39 @@ def test_protocol_splits():
         make_splits("leave-one-group-out", labels, groups=["x"] * 20)
     with pytest.raises(sf.StainfreeError, match="unknown protocol 'bogus'"):
         make_splits("bogus", labels)
+
+
+def test_cross_group_draws_its_pools_to_a_budget_without_listing_them():
+    import time
+
+    # the HEK layout: 62 fields, each of one cell line (40 and 22): about 10^16 pools in all; the
+    # first 5 fields of each line hold one cell, too few to train on alone
+    names = np.array([f"a{i:02d}" for i in range(40)] + [f"b{i:02d}" for i in range(22)])
+    groups = names.repeat([1 if name[1:] < "05" else 3 for name in names])
+    labels = np.where(np.char.startswith(groups.astype(str), "a"), "293A", "HT1080")
+    make_splits("kfold", labels, n_folds=2)  # scikit-learn's import is not what is timed
+    t0 = time.perf_counter()
+    splits = make_splits("cross-group", labels, groups=groups, random_state=7)
+    mixed = make_splits("cross-group", np.tile(["x", "y", "z"], 62), groups=names.repeat(3), max_pools=7, max_pool_size=4)
+    assert time.perf_counter() - t0 < 1.0
+    assert [s.pool_size for s in splits] == [1] * 7 + [2] * 7 + [3] * 6  # the default budget, 20, over sizes 1-3
+    # every field of the mixed set holds one cell of each class: single fields cannot train, so the
+    # budget of 7 over sizes 1-4 goes 0, 3, 2, 2
+    assert [s.pool_size for s in mixed] == [2, 2, 2, 3, 3, 4, 4]
+    for per_pool, some, g, y in [(2, splits, groups, labels), (1, mixed, names.repeat(3), np.tile(["x", "y", "z"], 62))]:
+        for s in some:  # k fields of every line; k of any field
+            train, test = set(g[s.train]), set(g[s.test])
+            assert not train & test and len(s.train) + len(s.test) == len(g)
+            assert sorted(train) == sorted(s.name.split("+")) and len(train) == per_pool * s.pool_size
+            assert np.unique(y[s.train], return_counts=True)[1].min() >= 2 and len(set(y[s.train])) == len(set(y))
+    assert len({s.name for s in splits}) == 20
+    again = make_splits("cross-group", labels, groups=groups, random_state=7)
+    assert [s.name for s in again] == [s.name for s in splits]
+    assert [s.name for s in make_splits("cross-group", labels, groups=groups, random_state=8)] != [s.name for s in splits]
+    # a budget smaller than the number of sizes leaves the largest out; it is never exceeded
+    assert [s.pool_size for s in make_splits("cross-group", labels, groups=groups, max_pools=2)] == [1, 2]
+    with pytest.raises(sf.StainfreeError, match="max_pools and max_pool_size must be at least 1, got 0"):
+        make_splits("cross-group", labels, groups=groups, max_pools=0)
 
 
 def test_fit_and_fit_embedder_leave_the_global_torch_seed_alone():

@@ -8,7 +8,7 @@ import typer
 
 from ..utils import StainfreeError, refuse_existing
 from .app import app
-from .options import read_table, with_field_options, with_train_options
+from .options import FIELD_OPTIONS, SEGMENTATION_OPTIONS, field_keywords, read_table, with_field_options, with_train_options
 
 
 @app.command()
@@ -35,6 +35,9 @@ def evaluate(
         help="Features .parquet from `stainfree features` for the area_svm and features_rf baselines (default: measured now).",
     ),
     learning_curve: str | None = typer.Option(None, "--learning-curve", help="Training fractions, e.g. 0.1,0.25,0.5,1."),
+    max_pools: int = typer.Option(
+        20, "--max-pools", help="cross-group: at most this many training pools (one training each), drawn by the seed over pool sizes 1-3."
+    ),
     final_model: bool = typer.Option(
         True, "--final-model/--no-final-model", help="Also train a model on all cells (RUN/model.safetensors)."
     ),
@@ -58,9 +61,7 @@ def evaluate(
 
     config = TrainConfig.for_data(cs, **train)
     config.validate()
-    sizes = [float(v) for v in learning_curve.split(",")] if learning_curve else None
-    if sizes and not all(0 < v <= 1 for v in sizes):
-        raise StainfreeError(f"learning-curve fractions must be in (0, 1], got {learning_curve}")
+    sizes = _fractions(learning_curve) if learning_curve else None
     names = [b.strip() for b in baselines.split(",") if b.strip()]
     path, metrics = run_evaluate(
         cs,
@@ -76,6 +77,7 @@ def evaluate(
         force=force,
         resume=resume,
         tta=tta,
+        max_pools=max_pools,
         features=read_table(features) if features else None,
         data={"cells": str(cells), "channels": cs.channels, "merge_classes": merge_classes, "n_cells": len(cs)},
     )
@@ -116,6 +118,17 @@ def train_model(
     typer.echo(
         f"wrote {path}: {s['cells']} cells{left}, {len(s['classes'])} classes ({classes}), {s['epochs']} epochs, {s['seconds']:.1f} s"
     )
+
+
+def _fractions(value: str) -> list[float]:
+    """``--learning-curve``: comma-separated fractions in (0, 1]."""
+    try:
+        sizes = [float(v) for v in value.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or not all(0 < v <= 1 for v in sizes):
+        raise StainfreeError(f"--learning-curve takes fractions in (0, 1] separated by commas, e.g. 0.25,0.5,1; got {value!r}")
+    return sizes
 
 
 @app.command()
@@ -187,6 +200,13 @@ def predict(
     if len(inputs) == 1 and (inputs[0] / "cellset.json").is_file():
         from ..workflows.predict import run_predict_cellset
 
+        given = _field_options_given(field)
+        if given:
+            raise StainfreeError(
+                f"{given[0]} applies to field images; {inputs[0]} is a CellSet, whose cells are cut and named already "
+                "(the model takes its own channels from them by name)"
+            )
+
         path, summary = run_predict_cellset(model, inputs[0], out, tta=tta, prior=prior, force=force)
         typer.echo(f"wrote {path}: {summary['cells']} cells; predicted " + ", ".join(f"{k} {v}" for k, v in summary["predicted"].items()))
         if "against_labels" in summary:
@@ -213,3 +233,12 @@ def predict(
         if "sensitivity" in a:
             line += f", sensitivity {a['sensitivity']:.3f} and specificity {a['specificity']:.3f} for {a['positive_class']}"
         typer.echo(line)
+
+
+def _field_options_given(field: dict) -> list[str]:
+    """The field options (``--channels``, ``--diameter``...) given other values than their defaults."""
+    defaults = field_keywords({name: option.default for name, (_, option) in FIELD_OPTIONS.items()})
+    names = [n for n in field if n != "params" and field[n] != defaults[n]]
+    if "params" in field:
+        names += [n for n in SEGMENTATION_OPTIONS if getattr(field["params"], n) != getattr(defaults["params"], n)]
+    return [next((d for d in FIELD_OPTIONS[n][1].param_decls if d.startswith("--")), "--" + n.replace("_", "-")) for n in names]

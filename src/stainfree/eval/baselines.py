@@ -142,3 +142,51 @@ def align_features(features: pd.DataFrame, cell_ids: Sequence[str], *, source: s
     if missing:
         raise StainfreeError(f"{source} lack {len(missing)} of the cells (first: {missing[0]}); measure this set with `stainfree features`")
     return indexed.loc[list(cell_ids)].reset_index(drop=True)
+
+
+def feature_arrays(
+    features: pd.DataFrame, *, need_area: bool = False, source: str = "the features"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The feature matrix of the ``features_rf`` baseline and the area column of ``area_svm``.
+
+    Parameters
+    ----------
+    features : DataFrame
+        A feature table: ``cell_id`` and numeric feature columns (as ``stainfree features`` writes).
+    need_area : bool, default False
+        Refuse a table without ``AreaShape_Area`` (the ``area_svm`` baseline needs it).
+    source : str, default "the features"
+        What the table is, for the error messages.
+
+    Returns
+    -------
+    matrix : ndarray
+        Cells x features (every column but ``cell_id``), float64.
+    area : ndarray or None
+        Cells x 1, ``AreaShape_Area``; None when the table has no such column.
+
+    Raises
+    ------
+    StainfreeError
+        When a column is not numeric, or ``need_area`` and the table has no ``AreaShape_Area``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from stainfree.eval.baselines import feature_arrays
+    >>> table = pd.DataFrame({"cell_id": ["c1", "c2"], "AreaShape_Area": [10, 20], "ecc": [0.5, 0.1]})
+    >>> matrix, area = feature_arrays(table, need_area=True)
+    >>> matrix.tolist(), area.tolist()
+    ([[10.0, 0.5], [20.0, 0.1]], [[10.0], [20.0]])
+    """
+    values = features.drop(columns=["cell_id"], errors="ignore")
+    text = [str(c) for c in values.columns if not (pd.api.types.is_numeric_dtype(values[c]) or pd.api.types.is_bool_dtype(values[c]))]
+    if text:
+        raise StainfreeError(f"{source} have non-numeric column(s) {', '.join(text[:3])}; give a table from `stainfree features`")
+    if need_area and "AreaShape_Area" not in values.columns:
+        raise StainfreeError(
+            f"{source} have no AreaShape_Area column, which the area_svm baseline needs; measure this set with "
+            "`stainfree features`, or leave area_svm out of the baselines"
+        )
+    area = values["AreaShape_Area"].to_numpy(np.float64)[:, None] if "AreaShape_Area" in values.columns else None
+    return values.to_numpy(np.float64), area

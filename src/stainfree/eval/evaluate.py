@@ -17,7 +17,7 @@ from ..ml.classifier import Classifier, check_finite
 from ..ml.train import TrainConfig, fit
 from ..utils import StainfreeError, read_parquet
 from ._summary import cross_group_table, learning_curve_table, metrics_block
-from .baselines import BASELINES, OPTIONAL_BASELINES, align_features, run_baseline
+from .baselines import BASELINES, OPTIONAL_BASELINES, align_features, feature_arrays, run_baseline
 from .metrics import classification_metrics
 from .protocols import PROTOCOLS, make_folds, make_splits
 
@@ -140,8 +140,7 @@ def _prepare_baselines(job: _Job, features: pd.DataFrame | None) -> pd.DataFrame
     elif features is not None:
         features = align_features(features, cells.cell_ids)
     if features is not None:
-        job.feature_matrix = features.drop(columns=["cell_id"]).to_numpy(np.float64)
-        job.area = features["AreaShape_Area"].to_numpy(np.float64)[:, None]
+        job.feature_matrix, job.area = feature_arrays(features, need_area="area_svm" in job.baselines)
     return features
 
 
@@ -256,6 +255,7 @@ def evaluate(
     work_dir: str | Path | None = None,
     features: pd.DataFrame | None = None,
     tta: bool = True,
+    max_pools: int = 20,
 ) -> Evaluation:
     """Train and test a classifier under a protocol; pool and summarise the predictions.
 
@@ -291,6 +291,9 @@ def evaluate(
     tta : bool, default True
         Average each test cell's prediction over its 8 rotations and flips (cells have no
         preferred orientation, and it costs only inference).
+    max_pools : int, default 20
+        ``cross-group``: at most this many training pools (one training each), drawn at random
+        by ``config.seed`` (:func:`~stainfree.eval.protocols.cross_group_pools`).
 
     Returns
     -------
@@ -326,13 +329,13 @@ def evaluate(
     if protocol == "audit-groups":
         return _audit_groups(cells, labels, groups, group, config, n_folds, t_start)
 
-    splits = make_splits(protocol, labels, groups=groups, n_folds=n_folds, repeats=repeats, random_state=config.seed)
+    splits = make_splits(protocol, labels, groups=groups, n_folds=n_folds, repeats=repeats, random_state=config.seed, max_pools=max_pools)
     masks = cells.read_masks() if cells.has_masks else None
     work = Path(work_dir) if work_dir else None
+    job = _Job(cells, labels, classes, groups, group, masks, config, list(baselines), tta, work, protocol)
+    features = _prepare_baselines(job, features)  # before the work folder: a bad table leaves nothing behind
     if work:
         work.mkdir(parents=True, exist_ok=True)
-    job = _Job(cells, labels, classes, groups, group, masks, config, list(baselines), tta, work, protocol)
-    features = _prepare_baselines(job, features)
     sizes = list(train_sizes) if train_sizes else [1.0]
     done = [r for s_i, split in enumerate(splits, 1) if (r := _run_split(job, s_i, len(splits), split, sizes)) is not None]
     if not done:
@@ -354,6 +357,7 @@ def evaluate(
         "n_groups": int(len(set(groups))) if group else None,
         "seed": config.seed,
         "tta": tta,
+        **({"max_pools": max_pools} if protocol == "cross-group" else {}),
     }
     metrics = {
         "protocol": prot,

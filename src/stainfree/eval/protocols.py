@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -115,27 +116,112 @@ def _check_groups(groups, *, min_groups: int, what: str) -> np.ndarray:
     return groups
 
 
-def _cross_group_pools(g: np.ndarray, labels: np.ndarray) -> list[tuple[int, list[tuple]]]:
-    """Training pools of growing size. When every group holds one class (each flask one cell
-    line, as in Yao et al.), a pool of size k takes k groups of every class (k = 1: the flask
-    pairs); otherwise a pool of size k is any k groups. Every pool leaves a group to test on."""
-    values = sorted(set(g))
-    per_group = {v: set(labels[g == v]) for v in values}
-    if all(len(c) == 1 for c in per_group.values()):
-        by_class: dict[str, list[str]] = {}
-        for v in values:
-            by_class.setdefault(next(iter(per_group[v])), []).append(v)
-        if len(by_class) < 2:
-            raise StainfreeError("cross-group needs groups of at least two classes")
-        out = []
-        for k in range(1, min(len(v) for v in by_class.values()) + 1):
-            combos = [list(itertools.combinations(v, k)) for v in by_class.values()]
-            pools = [tuple(x for part in parts for x in part) for parts in itertools.product(*combos)]
-            pools = [p for p in pools if len(p) < len(values)]
-            if pools:
-                out.append((k, pools))
-        return out
-    return [(k, list(itertools.combinations(values, k))) for k in range(1, len(values))]
+def _pool_parts(g: np.ndarray, labels: np.ndarray) -> tuple[list[list[str]], list[np.ndarray]]:
+    """The groups a cross-group pool draws from: one list per class when every group holds one
+    class (each flask one cell line, as in Yao et al.; a pool of size k then takes k groups of
+    every class, k = 1 being the flask pairs), else a single list of every group; and for each
+    list, its groups' cells per class (groups x classes)."""
+    counts = pd.crosstab(g, labels)
+    if not ((counts > 0).sum(axis=1) == 1).all():
+        return [list(counts.index)], [counts.to_numpy()]
+    by_class: dict[str, list[str]] = {}
+    for value, row in counts.iterrows():
+        by_class.setdefault(row.idxmax(), []).append(value)
+    if len(by_class) < 2:
+        raise StainfreeError("cross-group needs groups of at least two classes")
+    parts = list(by_class.values())
+    return parts, [counts.loc[p].to_numpy() for p in parts]
+
+
+def _count_pools(parts: list[list[str]], size: int) -> int:
+    """Pools of ``size`` groups per part that leave at least one group to test on."""
+    count = math.prod(math.comb(len(p), size) for p in parts)
+    return count - int(all(len(p) == size for p in parts))
+
+
+def _draw_pools(parts, part_counts, size: int, n: int, rng: np.random.Generator, min_cells: int) -> list[tuple[str, ...]]:
+    """Up to ``n`` distinct usable pools of ``size`` groups per part, without listing the others:
+    a few thousand groups cost no more than ten. A pool is usable when it leaves a group to test
+    on and holds ``min_cells`` cells of every class."""
+
+    def usable(key) -> bool:
+        cells = sum(c[list(chosen)].sum(axis=0) for chosen, c in zip(key, part_counts))
+        return any(len(chosen) < len(p) for chosen, p in zip(key, parts)) and cells.min() >= min_cells
+
+    if _count_pools(parts, size) <= 4 * n:  # few enough to list: take a random n of the usable ones
+        combos = itertools.product(*(itertools.combinations(range(len(p)), size) for p in parts))
+        keys = [k for k in combos if usable(k)]
+        keys = keys if len(keys) <= n else [keys[i] for i in sorted(rng.choice(len(keys), n, replace=False))]
+    else:  # far more pools than wanted: draw until n distinct usable ones (or give up when they are rare)
+        seen: set[tuple] = set()
+        for _ in range(100 * n + 1000):
+            key = tuple(tuple(sorted(rng.choice(len(p), size, replace=False).tolist())) for p in parts)
+            if key not in seen and usable(key):
+                seen.add(key)
+                if len(seen) == n:
+                    break
+        keys = sorted(seen)
+    return [tuple(p[i] for chosen, p in zip(key, parts) for i in chosen) for key in keys]
+
+
+def cross_group_pools(
+    groups: Sequence, labels: Sequence, *, max_pools: int = 20, max_pool_size: int = 3, min_cells: int = 2, random_state: int = 0
+) -> list[tuple[int, tuple[str, ...]]]:
+    """The training pools of the cross-group protocol, drawn lazily to a budget.
+
+    Pool sizes run from 1 to ``max_pool_size`` groups (per class when every group holds one
+    class, as each flask one cell line in Yao et al.: size 1 is then the flask pairs). The budget
+    of ``max_pools`` pools (one training each) is shared evenly over the sizes, a size with fewer
+    pools passing the rest on to the larger ones; within a size the pools are drawn at random,
+    without listing every combination, so 62 groups cost no more than 6. Only pools that hold
+    ``min_cells`` cells of every class are drawn (a classifier trains on two or more per class).
+
+    Parameters
+    ----------
+    groups, labels : sequence
+        The group and the class of each cell.
+    max_pools : int, default 20
+        At most this many pools in all.
+    max_pool_size : int, default 3
+        The largest pool size.
+    min_cells : int, default 2
+        The fewest training cells of each class a pool may hold.
+    random_state : int, default 0
+        Seed of the draw: the same seed gives the same pools.
+
+    Returns
+    -------
+    list of (int, tuple of str)
+        Each pool's size and its groups, by size, then in order of the groups.
+
+    Raises
+    ------
+    StainfreeError
+        When ``max_pools`` or ``max_pool_size`` is below 1, or every group holds one class and
+        they are all of the same class.
+
+    Examples
+    --------
+    >>> from stainfree.eval.protocols import cross_group_pools
+    >>> groups = ["A1", "A1", "A2", "A2", "A3", "B1", "B1", "B2", "B2", "B3", "B3"]
+    >>> pools = cross_group_pools(groups, list("aaaaabbbbbb"), max_pools=4)  # A3 holds one cell
+    >>> [(size, "+".join(pool)) for size, pool in pools]
+    [(1, 'A1+B1'), (1, 'A2+B1'), (2, 'A1+A3+B2+B3'), (2, 'A2+A3+B2+B3')]
+    """
+    if max_pools < 1 or max_pool_size < 1:
+        raise StainfreeError(f"max_pools and max_pool_size must be at least 1, got {max_pools} and {max_pool_size}")
+    g = np.asarray(groups, dtype=object).astype(str)
+    parts, part_counts = _pool_parts(g, np.asarray(labels, dtype=object).astype(str))
+    sizes = [k for k in range(1, max_pool_size + 1) if k <= min(map(len, parts)) and _count_pools(parts, k) > 0]
+    rng = np.random.default_rng(random_state)
+    out: list[tuple[int, tuple[str, ...]]] = []
+    budget = max_pools
+    for i, size in enumerate(sizes):
+        quota = -(-budget // (len(sizes) - i))  # an even share of what is left, rounded up
+        pools = _draw_pools(parts, part_counts, size, quota, rng, min_cells) if quota else []
+        out += [(size, pool) for pool in pools]
+        budget -= len(pools)
+    return out
 
 
 def make_splits(
@@ -146,7 +232,7 @@ def make_splits(
     n_folds: int = 5,
     repeats: int = 1,
     random_state: int = 0,
-    max_pools: int = 10,
+    max_pools: int = 20,
     max_pool_size: int = 3,
 ) -> list[Split]:
     """The train/test splits of a protocol.
@@ -172,8 +258,9 @@ def make_splits(
         Repeats of ``kfold``, ``holdout`` and ``group-kfold``.
     random_state : int, default 0
         Seed of the shuffles and of the choice of cross-group pools (repeat r uses ``random_state + r``).
-    max_pools : int, default 10
-        Cross-group: at most this many pools of each size, drawn at random.
+    max_pools : int, default 20
+        Cross-group: at most this many training pools in all, drawn at random over the pool
+        sizes (:func:`cross_group_pools`).
     max_pool_size : int, default 3
         Cross-group: the largest pool size.
 
@@ -228,15 +315,7 @@ def make_splits(
             splits.append(Split(f"{value}", np.flatnonzero(g != value), np.flatnonzero(g == value)))
     elif protocol == "cross-group":
         g = _check_groups(groups, min_groups=2, what="cross-group")
-        rng = np.random.default_rng(random_state)
-        for size, pools in _cross_group_pools(g, labels):
-            if size > max_pool_size:
-                break
-            if len(pools) > max_pools:
-                pick = rng.choice(len(pools), max_pools, replace=False)
-                pools = [pools[i] for i in sorted(pick)]
-            for pool in pools:
-                train = np.flatnonzero(np.isin(g, pool))
-                test = np.flatnonzero(~np.isin(g, pool))
-                splits.append(Split("+".join(pool), train, test, pool_size=size))
+        for size, pool in cross_group_pools(g, labels, max_pools=max_pools, max_pool_size=max_pool_size, random_state=random_state):
+            in_pool = np.isin(g, pool)
+            splits.append(Split("+".join(pool), np.flatnonzero(in_pool), np.flatnonzero(~in_pool), pool_size=size))
     return splits

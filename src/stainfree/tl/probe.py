@@ -43,8 +43,8 @@ def probe(x: np.ndarray, y: Sequence, *, kind: str = "rf", groups: Sequence | No
     Raises
     ------
     StainfreeError
-        When the column has one value, a class has one cell (without groups), there is one
-        group only, or ``kind`` is unknown.
+        When the column has one value, a class has one cell (without groups), the groups
+        cannot make folds that learn what they test (:func:`group_folds`), or ``kind`` is unknown.
 
     Examples
     --------
@@ -58,7 +58,7 @@ def probe(x: np.ndarray, y: Sequence, *, kind: str = "rf", groups: Sequence | No
     from sklearn.dummy import DummyClassifier
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -72,10 +72,7 @@ def probe(x: np.ndarray, y: Sequence, *, kind: str = "rf", groups: Sequence | No
         raise StainfreeError(f"the probed column has one value only ({classes[0] if len(classes) else 'none'})")
     if groups is not None:
         g = np.asarray(groups, dtype=object)[keep].astype(str)
-        n_groups = len(set(g))
-        if n_groups < 2:
-            raise StainfreeError("a group-aware probe needs at least two groups")
-        cv = GroupKFold(n_splits=min(folds, n_groups))
+        cv = group_folds(y, g, folds=folds)
         split_args = {"groups": g}
     else:
         if counts.min() < 2:
@@ -104,6 +101,63 @@ def probe(x: np.ndarray, y: Sequence, *, kind: str = "rf", groups: Sequence | No
         "confusion_matrix": m["confusion_matrix"],
         "majority": {"accuracy": base["accuracy"], "balanced_accuracy": base["balanced_accuracy"], "cohen_kappa": base["cohen_kappa"]},
     }
+
+
+def group_folds(y: Sequence, groups: Sequence, *, folds: int = 5):
+    """The folds of a group-aware probe, refused when they cannot learn what they test.
+
+    A class that lies in one group only is only ever tested by models that never saw it (probing
+    a column by itself, say), and a fold whose training cells hold one class trains nothing.
+
+    Parameters
+    ----------
+    y : sequence of str
+        The class of each cell (no missing values).
+    groups : sequence of str
+        The group of each cell.
+    folds : int, default 5
+        Number of folds (at most the number of groups).
+
+    Returns
+    -------
+    sklearn.model_selection.GroupKFold
+        The splitter (each group whole in one fold).
+
+    Raises
+    ------
+    StainfreeError
+        With one group only, a class in one group only, or a fold that trains on one class.
+
+    Examples
+    --------
+    >>> from stainfree.tl.probe import group_folds
+    >>> group_folds(["a", "a", "b", "b"], ["f1", "f2", "f1", "f2"]).get_n_splits()
+    2
+    >>> group_folds(["a", "a", "b", "b"], ["a", "a", "b", "b"])
+    Traceback (most recent call last):
+    ...
+    stainfree.utils.StainfreeError: class 'a' lies in one group only ('a'), so no fold of a group-aware probe trains on it; probe by another group column
+    """
+    from sklearn.model_selection import GroupKFold
+
+    y, g = np.asarray(y, dtype=object).astype(str), np.asarray(groups, dtype=object).astype(str)
+    n_groups = len(set(g))
+    if n_groups < 2:
+        raise StainfreeError("a group-aware probe needs at least two groups")
+    groups_of = pd.Series(g).groupby(y).nunique()
+    if (groups_of < 2).any():
+        c = groups_of.index[groups_of.argmin()]
+        raise StainfreeError(
+            f"class {str(c)!r} lies in one group only ({str(g[y == c][0])!r}), so no fold of a group-aware probe trains on it; "
+            "probe by another group column"
+        )
+    cv = GroupKFold(n_splits=min(folds, n_groups))
+    for train, _ in cv.split(y, y, g):
+        if len(set(y[train])) < 2:
+            raise StainfreeError(
+                f"a fold of the group-aware probe trains on class {str(y[train][0])!r} only; probe by another group column"
+            )
+    return cv
 
 
 PIXEL_PROBE_MAX_CELLS = 20_000  # the raw-pixel probes beside the embedding's (memory, time)

@@ -24,7 +24,7 @@ from ..tl.cluster import (
     embedding_of,
     enrichment,
 )
-from ..tl.probe import PIXEL_PROBE_MAX_CELLS, probe, regression_probe
+from ..tl.probe import PIXEL_PROBE_MAX_CELLS, group_folds, probe, regression_probe
 from ..utils import StainfreeError, atomic_output_dir
 
 logger = logging.getLogger(__name__)
@@ -147,6 +147,9 @@ def run_cluster(
     from ..report.sections import write_report
 
     _check_columns(adata, cells, [*by, *probe_columns, *regress_columns, *([probe_group] if probe_group else [])], by)
+    for column in probe_columns if probe_group else ():  # refuse folds that cannot learn before any work
+        known = adata.obs[column].notna().to_numpy()
+        group_folds(adata.obs[column][known], adata.obs[probe_group][known])
     adata = cluster_embedding(adata, random_state=random_state, **options)
     info = from_uns(adata.uns["stainfree_cluster"])
     key, x = embedding_of(adata, info["key"])

@@ -397,7 +397,8 @@ def run_compare(
     Raises
     ------
     StainfreeError
-        When a condition names a channel the cells lack.
+        When a condition names a channel the cells lack, or the protocol is ``audit-groups``
+        (it scores no classifier of the labels to compare).
 
     Examples
     --------
@@ -414,6 +415,11 @@ def run_compare(
     """
     import pandas as pd
 
+    if evaluate_kwargs.get("protocol") == "audit-groups":
+        raise StainfreeError(
+            "compare tabulates a classifier's balanced accuracy, which protocol audit-groups does not measure; "
+            "run `stainfree evaluate --protocol audit-groups` per channel set instead"
+        )
     config = config or TrainConfig()
     conditions = conditions or {"all": list(cells.channels)}
     for name, channels in conditions.items():
