@@ -3,8 +3,9 @@
 Every command that writes is started on tiny synthetic inputs and interrupted, once with SIGINT
 (Ctrl-C) and once with SIGKILL, at a seeded random moment 1 to ``window`` seconds after it started
 (its imports are done by then, see below; on this 2-core machine the quick commands take 5-30 s,
-so the signal lands anywhere from parsing to writing). Afterwards its folder must hold no output: after SIGINT nothing, after SIGKILL only hidden
-``.<name>.partial-*`` leftovers that stainfree refuses to read; resume state (evaluate's
+so the signal lands anywhere from parsing to writing). Afterwards its folder must hold no output:
+after SIGINT nothing, after SIGKILL only hidden ``.<name>.partial-*`` leftovers that stainfree
+refuses to read; resume state (evaluate's
 ``.<run>.work``, train-segmenter's ``<model>.checkpoint``) may stay, and is refused as an output
 too. A command that finishes before its signal arrives passes only if every output it names is
 complete and readable; the slow ones (``slow=True``, minutes of training) must be interrupted.
