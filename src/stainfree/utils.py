@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -165,7 +166,7 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
         if not _is_replaceable(path, marker):
             raise StainfreeError(f"{path}: exists and is not a stainfree output ({marker} missing); not replacing it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    tmp = _partial_name(path)
     tmp.mkdir()
     try:
         yield tmp
@@ -182,6 +183,86 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
             shutil.rmtree(old, ignore_errors=True)
         else:
             old.unlink()
+
+
+def _partial_name(path: Path, suffix: str = "") -> Path:
+    """The hidden temporary sibling an output is built under: ``.<name>.partial-<8 hex digits><suffix>``."""
+    return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+_PARTIAL = re.compile(r"^\..+\.partial-[0-9a-f]{8}(\.[^.]+)?$")
+
+
+def refuse_partial(path: str | os.PathLike) -> None:
+    """Refuse to read a hidden ``.<name>.partial-*`` file or folder as an output.
+
+    Outputs are built under such names and renamed when complete (:func:`atomic_output_dir`,
+    :func:`atomic_output_file`); one still carrying the name was left by a run that was killed
+    before it finished, even when every file inside looks whole.
+
+    Parameters
+    ----------
+    path : path
+        What is about to be read.
+
+    Raises
+    ------
+    StainfreeError
+        When ``path`` is named as an unfinished output.
+
+    Examples
+    --------
+    >>> from stainfree.utils import refuse_partial
+    >>> refuse_partial("runs/hek")
+    >>> refuse_partial("runs/.hek.partial-1a2b3c4d")
+    Traceback (most recent call last):
+    stainfree.utils.StainfreeError: runs/.hek.partial-1a2b3c4d: an unfinished output left by an interrupted run; delete it and run again
+    """
+    if _PARTIAL.match(Path(path).name):
+        raise StainfreeError(f"{path}: an unfinished output left by an interrupted run; delete it and run again")
+
+
+@contextlib.contextmanager
+def atomic_output_file(path: str | os.PathLike):
+    """Write a file under a temporary name in the same folder and rename it into place only on success.
+
+    Yields the temporary path (a hidden sibling of ``path`` with the same suffix) for any writer
+    that takes a file name. An interrupted or failed write leaves ``path`` untouched; an existing
+    ``path`` is replaced only once the new file is complete (refuse it beforehand with
+    :func:`refuse_existing`). Several files that belong together are moved in one after the other
+    when their blocks end, e.g. through :class:`contextlib.ExitStack`.
+
+    Parameters
+    ----------
+    path : path
+        The file to write (its folder must exist).
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary file to write.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stainfree.utils import atomic_output_file
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with atomic_output_file(Path(tmp) / "a.txt") as partial:
+    ...         _ = partial.write_text("hello")
+    ...         print(partial.name.startswith(".a.txt.partial-"), Path(tmp, "a.txt").exists())
+    ...     print(Path(tmp, "a.txt").read_text(), len(list(Path(tmp).iterdir())))
+    True False
+    hello 1
+    """
+    path = Path(path)
+    tmp = _partial_name(path, path.suffix)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def final_path(path: str | os.PathLike) -> Path:
@@ -215,7 +296,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write a file through a temporary name in the same folder and rename it into place.
 
     A reader never sees a half-written file, and an existing file is replaced only once the new
-    one is complete.
+    one is complete (:func:`atomic_output_file`).
 
     Parameters
     ----------
@@ -234,14 +315,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     ...     print(Path(tmp, "a.txt").read_text(), len(list(Path(tmp).iterdir())))
     hello 1
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_output_file(path) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def refuse_existing(path: str | os.PathLike | None, *, force: bool) -> None:
@@ -328,9 +403,15 @@ def read_parquet(path: str | os.PathLike):
     -------
     pandas.DataFrame
         The table (see :func:`write_parquet` for an example).
+
+    Raises
+    ------
+    StainfreeError
+        For an unfinished ``.partial-*`` file (:func:`refuse_partial`).
     """
     import pandas as pd
 
+    refuse_partial(path)
     return pd.read_parquet(path, use_threads=False, pre_buffer=False)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..utils import StainfreeError, refuse_existing
+from ..utils import StainfreeError, refuse_existing, refuse_partial
 from .app import app
 from .options import read_h5ad, read_table
 
@@ -156,6 +156,7 @@ def report(
     from ..report.sections import write_report
 
     refuse_existing(out, force=force)
+    refuse_partial(run)
     path = write_report(run, out=out)
     typer.echo(f"wrote {path}")
 

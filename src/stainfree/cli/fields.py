@@ -18,7 +18,9 @@ def segment(
     fields: list[Path] = typer.Argument(..., help="Field images: TIFF/OME-TIFF (multi-channel, z, t), PNG or JPG."),
     out: Path = typer.Option(..., "--out", "-o", help="CellSet folder to write (e.g. cells.cells)."),
     size: int = typer.Option(64, help="Crop size in pixels (224 for benchtop flask images, 150, 128, 64...)."),
-    save_labels: Path | None = typer.Option(None, "--save-labels", help="Also write each field's label image as DIR/<field>_labels.tif."),
+    save_labels: Path | None = typer.Option(
+        None, "--save-labels", help="Also write the folder DIR: each field's label image as DIR/<field>_labels.tif, and labels.json."
+    ),
     keep_label_channel: bool = typer.Option(
         False, "--keep-label-channel", help="Keep the label channel in the crops (default: left out, so no classifier sees the stain)."
     ),

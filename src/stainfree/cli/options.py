@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from ..utils import StainfreeError, read_parquet
+from ..utils import StainfreeError, read_parquet, refuse_partial
 
 #: Training options of `evaluate` and `compare`: name -> (type, typer option); the command receives
 #: the given ones as one keyword ``train``.
@@ -203,6 +203,7 @@ def field_keywords(given: dict) -> dict:
 
 
 def read_table(path: Path):
+    refuse_partial(path)
     try:
         return read_parquet(path)
     except Exception as exc:  # pyarrow raises several kinds for a file that is not parquet
@@ -220,6 +221,7 @@ def split_names(value: str | None) -> list | None:
 def read_h5ad(path: Path):
     import anndata
 
+    refuse_partial(path)
     if not path.is_file():
         raise StainfreeError(f"{path}: no such file")
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..utils import StainfreeError, atomic_output_dir, read_parquet
+from ..utils import StainfreeError, atomic_output_dir, read_parquet, refuse_partial
 from .cellset import (
     FORMAT,
     FORMAT_VERSION,
@@ -194,8 +194,8 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
     Raises
     ------
     StainfreeError
-        Naming the folder, when it is missing, incomplete (an interrupted write), corrupt, or
-        written by a newer stainfree.
+        Naming the folder, when it is missing, incomplete or unfinished (an interrupted write),
+        corrupt, or written by a newer stainfree.
 
     Examples
     --------
@@ -212,6 +212,7 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
     import zarr
 
     path = Path(path)
+    refuse_partial(path)
     if not path.exists():
         raise StainfreeError(f"{path}: no such CellSet")
     header_path = path / HEADER

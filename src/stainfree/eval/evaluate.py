@@ -15,7 +15,7 @@ import pandas as pd
 from ..core.cellset import CellSet
 from ..ml.classifier import Classifier, check_finite
 from ..ml.train import TrainConfig, fit
-from ..utils import StainfreeError, read_parquet
+from ..utils import StainfreeError, atomic_write_bytes, read_parquet, write_parquet
 from ._summary import cross_group_table, learning_curve_table, metrics_block
 from .baselines import BASELINES, OPTIONAL_BASELINES, align_features, feature_arrays, run_baseline
 from .metrics import classification_metrics
@@ -234,9 +234,9 @@ def _run_split(job: _Job, s_i: int, n_splits: int, split, sizes: list[float]) ->
         part, history = _train_and_test(job, s_i, split, train, frac, with_baselines=frac == sizes[-1])
         parts.append(part)
     part = pd.concat(parts, ignore_index=True)
-    if done is not None:
-        part.to_parquet(done, index=False)
-        (work / f"split{s_i:03d}.history.json").write_text(json.dumps(history))
+    if done is not None:  # the history first: a split counts as done once its parquet is in place, whole
+        atomic_write_bytes(work / f"split{s_i:03d}.history.json", json.dumps(history).encode())
+        write_parquet(part, done, force=True)
     return part, history
 
 

@@ -90,20 +90,14 @@ def write_h5ad(adata, path: str | os.PathLike) -> Path:
     ...     print(anndata.read_h5ad(path).obsm["X_embedding"].shape)
     (3, 3)
     """
-    import uuid
-
     import anndata
 
+    from ..utils import atomic_output_file
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}.h5ad")
-    try:
-        # the per-cell table uses pandas' nullable strings (missing labels stay missing)
-        with anndata.settings.override(allow_write_nullable_strings=True):
-            adata.write_h5ad(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    # the per-cell table uses pandas' nullable strings (missing labels stay missing)
+    with atomic_output_file(path) as tmp, anndata.settings.override(allow_write_nullable_strings=True):
+        adata.write_h5ad(tmp)
     return path
 
 

@@ -10,12 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import StainfreeError, atomic_write_bytes, first_line
+from ..utils import StainfreeError, atomic_write_bytes, first_line, refuse_partial
 from .models import create_model
-from .transforms import (
-    apply_normalisation,
-    dihedral_views,
-)
+from .transforms import apply_normalisation, dihedral_views
 
 logger = logging.getLogger(__name__)
 
@@ -361,6 +358,7 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict, dict]:
     from safetensors.torch import load_file
 
     path = Path(path)
+    refuse_partial(path)
     if not path.is_file():
         raise StainfreeError(f"{path}: no such model file")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.export import to_uns, write_h5ad
-from ..utils import StainfreeError, refuse_existing
+from ..utils import StainfreeError, atomic_output_file, refuse_existing
 from ._embed_loop import (
     DEFAULT_ARCH,
     build_network,
@@ -355,7 +356,8 @@ def embed_cells(
     ----------
     cells : CellSet
     out, save_model, force : path, path, bool, default None, None, False
-        Also write the ``.h5ad`` (atomically) and the trained embedder; ``force`` replaces existing files.
+        Also write the ``.h5ad`` and the trained embedder, both only once the embedding is done and
+        each through a temporary name, so an interrupted call leaves neither; ``force`` replaces existing files.
     method, config : str, EmbedConfig, optional
         One of :data:`EMBED_METHODS` (trained with ``config``; default ``config.method``, else ``"barlow"``),
         ``model:PATH`` (a classifier's penultimate layer) or ``embedder:PATH`` (a saved embedder applied to new cells).
@@ -371,6 +373,7 @@ def embed_cells(
     refuse_existing(out, force=force)
     refuse_existing(save_model, force=force)
     history: list[dict] = []
+    emb = None
     method = method or (config.method if config is not None else "barlow")
     if method.startswith(("model:", "embedder:")):
         kind, _, path = method.partition(":")
@@ -399,11 +402,13 @@ def embed_cells(
         settings = {"method": method, **emb.config, "arch": emb.arch, "width": emb.width}
         settings["robustness"] = augmentation_robustness(emb, images, preset="yao", random_state=config.seed)
         logger.info("augmented copies of a cell lie %.2f times as far apart as different cells", settings["robustness"]["ratio"])
-        if save_model is not None:
-            emb.save(save_model)
     settings.update({"channels": list(cells.channels), "n_cells": len(cells), "seconds": round(time.monotonic() - t0, 1)})
     adata = cells.to_anndata(x, key=key)
     adata.uns["stainfree_embed"] = to_uns({"key": key, "settings": settings, "history": history})
-    if out is not None:
-        write_h5ad(adata, out)
+    # both files under temporary names first, moved into place together: an interrupt leaves neither
+    with contextlib.ExitStack() as stack:
+        if save_model is not None and emb is not None:
+            emb.save(stack.enter_context(atomic_output_file(save_model)))
+        if out is not None:
+            write_h5ad(adata, stack.enter_context(atomic_output_file(out)))
     return adata

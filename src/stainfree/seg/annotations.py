@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import StainfreeError, first_line
+from ..utils import StainfreeError, first_line, refuse_partial
 
 logger = logging.getLogger(__name__)
 
@@ -345,6 +345,7 @@ def read_annotations(masks: str | os.PathLike, fields: Sequence) -> dict[str, np
     [[0, 2, 2], [5, 0, 0]]
     """
     masks = Path(masks)
+    refuse_partial(masks)
     if not masks.exists():
         raise StainfreeError(f"{masks}: no such annotation folder or file")
     names = [f.name for f in fields]

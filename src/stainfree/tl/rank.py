@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..utils import StainfreeError, read_parquet
+from ..utils import StainfreeError, read_parquet, refuse_partial
 
 logger = logging.getLogger(__name__)
 REST = "rest"
@@ -340,6 +340,7 @@ def read_groups(source: str | os.PathLike, column: str, cell_ids: Sequence[str])
     ['HT1080', 'HEK']
     """
     source = Path(source)
+    refuse_partial(source)
     if (source / "cellset.json").is_file():
         from ..core.store import open_cellset
 

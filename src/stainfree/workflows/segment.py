@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -15,13 +16,16 @@ from ..io.fields import _write_label_image
 from ..pl.fields import plot_mixture
 from ..seg.fluorescence import balance_per_group
 from ..seg.pipeline import cells_from_fields, read_fields_to_segment
-from ..utils import StainfreeError
+from ..utils import StainfreeError, atomic_output_dir, refuse_existing
 
 if TYPE_CHECKING:
     from ..core.cellset import CellSet
     from ..seg.pipeline import FieldCells
 
 logger = logging.getLogger(__name__)
+
+LABELS_MARKER = "labels.json"
+"""The file that marks a ``--save-labels`` folder (the field names and their label images)."""
 
 
 class SegmentRun(NamedTuple):
@@ -63,11 +67,14 @@ def run_segment(
     out : str or PathLike
         The ``.cells`` folder to write.
     save_labels : str or PathLike, optional
-        A folder for each field's label image, ``<dir>/<field>_labels.tif`` (not with ``points``).
+        A folder to write with each field's label image, ``<dir>/<field>_labels.tif``, and
+        ``labels.json`` naming them (not with ``points``). Like the cells it is built under a
+        hidden temporary name and appears only when the run succeeds; an existing folder is
+        replaced only with ``force``, and only when it is empty or an earlier one of these.
     balance : bool, default False
         Subsample the classes to equal counts within each field (needs labels).
     force : bool, default False
-        Overwrite an existing output.
+        Overwrite an existing output (the cells and the label folder).
     **options
         How to read and segment the fields (:data:`~stainfree.seg.pipeline.READ_OPTIONS`:
         ``channels``, ``grey``, ``planes``, ``pixel_size``, ``params``, ``min_area``/``max_area``
@@ -82,7 +89,7 @@ def run_segment(
     Raises
     ------
     StainfreeError
-        For ``save_labels`` with ``points``, or ``balance`` without labels.
+        For ``save_labels`` with ``points`` or existing (without ``force``), or ``balance`` without labels.
 
     Examples
     --------
@@ -104,6 +111,7 @@ def run_segment(
     out = Path(out)
     if save_labels is not None and options.get("points") is not None:
         raise StainfreeError("--save-labels needs segmentation; it cannot be used with --points")
+    refuse_existing(save_labels, force=force)
     fields, params = read_fields_to_segment(paths, options)
     result = cells_from_fields(fields, params=params, keep_labels=save_labels is not None, **options)
     keep = np.arange(len(result.table))
@@ -132,16 +140,27 @@ def run_segment(
     )
 
     def write_extras(tmp: Path) -> None:
-        if save_labels is not None:
-            folder = Path(save_labels)
-            folder.mkdir(parents=True, exist_ok=True)
-            for name, labels in result.label_images.items():
-                _write_label_image(labels, folder / f"{name}_labels.tif", force)
         summary = {"per_field": result.per_field, "cells": len(cells), "balanced": balance}
         if result.label_fit is not None:
             plot_mixture(result.label_fit, tmp / "label_fit.png", channel=options.get("label_channel"))
             summary["label_fit"] = result.label_fit.as_dict()
         (tmp / "segmentation.json").write_text(json.dumps(summary, indent=2, default=str))
 
-    cells.save(out, force=force, extra=write_extras)
+    # the label images are built in a hidden folder too, published right after the cells
+    with contextlib.ExitStack() as stack:
+        if save_labels is not None:
+            _write_label_folder(stack.enter_context(atomic_output_dir(save_labels, force=force, marker=LABELS_MARKER)), result, out)
+        cells.save(out, force=force, extra=write_extras)
     return SegmentRun(out, result, cells)
+
+
+def _write_label_folder(folder: Path, result: FieldCells, out: Path) -> None:
+    """Each field's label image as ``<field>_labels.tif``, and :data:`LABELS_MARKER` naming them."""
+    import json
+
+    files = {}
+    for name, labels in result.label_images.items():
+        files[name] = f"{name}_labels.tif"
+        _write_label_image(labels, folder / files[name], True)
+    body = {"cells": str(out), "label_images": files, "objects": {k: int(v.max()) for k, v in result.label_images.items()}}
+    (folder / LABELS_MARKER).write_text(json.dumps(body, indent=2))
