@@ -329,10 +329,10 @@ def evaluate(
     splits = make_splits(protocol, labels, groups=groups, n_folds=n_folds, repeats=repeats, random_state=config.seed)
     masks = cells.read_masks() if cells.has_masks else None
     work = Path(work_dir) if work_dir else None
-    if work:
-        work.mkdir(parents=True, exist_ok=True)
     job = _Job(cells, labels, classes, groups, group, masks, config, list(baselines), tta, work, protocol)
     features = _prepare_baselines(job, features)
+    if work:  # made once the inputs are checked, so that bad input leaves no folder behind
+        work.mkdir(parents=True, exist_ok=True)
     sizes = list(train_sizes) if train_sizes else [1.0]
     done = [r for s_i, split in enumerate(splits, 1) if (r := _run_split(job, s_i, len(splits), split, sizes)) is not None]
     if not done:
