@@ -99,6 +99,7 @@ CASES = {
         "{emptydir} -o {out}/s.cells",
         "{field} -o {out}/s.cells --method classical --size 0",
         "{field} -o {out}/s.cells --method classical --size abc",
+        "{field} -o {out}/s.cells --method classical --seed abc",
         "{field} -o {out}/s.cells --method classical --channels a,b",
         "{field} -o {out}/s.cells --method classical --planes slices",
         "{field} -o {out}/s.cells --method classical --pixel-size 0",
@@ -143,6 +144,7 @@ CASES = {
         "{field} --masks {badmasks} -o {out}/m.safetensors --steps 1",
         "{field} --masks {masks} -o {out}/m.safetensors --steps 0",
         "{field} --masks {masks} -o {out}/m.safetensors --steps abc",
+        "{field} --masks {masks} -o {out}/m.safetensors --steps 1 --seed abc",
         "{field} --masks {masks} -o {out}/m.safetensors --steps 1 --batch-size 0",
         "{field} --masks {masks} -o {out}/m.safetensors --steps 1 --crop 0",
         "{field} --masks {masks} -o {out}/m.safetensors --steps 1 --lr 0",
@@ -307,6 +309,7 @@ CASES = {
         "{model} {cells} -o {out}/s --noise -1",
         "{model} {cells} -o {out}/s --noise abc",
         "{model} {cells} -o {out}/s --cell-id nope",
+        "{model} {cells} -o {out}/s --seed abc",
         "{model} {cells} -o {exists}",
         "{model} {cells} -o {txt}/s",
     ],
@@ -335,6 +338,7 @@ CASES = {
         "{cells} -o {out}/e.h5ad --method pca --dim 0",
         "{cells} -o {out}/e.h5ad --method pca --dim -3",
         "{cells} -o {out}/e.h5ad --method pca --dim abc",
+        "{cells} -o {out}/e.h5ad --method pca --seed abc",
         "{cells} -o {out}/e.h5ad --method barlow --model resnet999 --epochs 1",
         "{cells} -o {out}/e.h5ad --method barlow --epochs 0",
         "{cells} -o {out}/e.h5ad --method barlow --epochs 1 --batch-size 0",
@@ -365,6 +369,7 @@ CASES = {
         "{emb} -o {out}/k --k 1",
         "{emb} -o {out}/k --k 1000",
         "{emb} -o {out}/k --k abc",
+        "{emb} -o {out}/k --k 2 --seed abc",
         "{emb} -o {out}/k --k-range abc",
         "{emb} -o {out}/k --k-range 5,2",
         "{emb} -o {out}/k --k-range 0,3",
@@ -509,12 +514,12 @@ def test_bad_input_gives_one_line(inputs, tmp_path, command, case):
 
 
 def test_verbose_shows_the_cause_for_a_bug_report(inputs):
-    quiet = run_cli("info", inputs["brokencells"])
-    assert quiet.stderr.strip().splitlines() == [
-        f"error: {inputs['brokencells'] / 'cellset.json'}: unreadable header (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"
-    ]
+    """``stainfree -v`` prints the error's traceback and its cause above the same one line."""
     loud = run_cli("-v", "info", inputs["brokencells"])
-    assert loud.returncode == 1
+    quiet = run_cli("info", inputs["brokencells"])  # after the loud one, so -v is off again
+    header = inputs["brokencells"] / "cellset.json"
+    line = f"error: {header}: unreadable header (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"
+    assert quiet.returncode == 1 and quiet.stderr.strip().splitlines() == [line]
+    assert loud.returncode == 1 and loud.stderr.strip().splitlines()[-1] == line
     assert "Traceback (most recent call last)" in loud.stderr and "json.decoder.JSONDecodeError" in loud.stderr
     assert "The above exception was the direct cause of the following exception" in loud.stderr
-    assert loud.stderr.strip().splitlines()[-1] == quiet.stderr.strip()
