@@ -320,7 +320,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def refuse_existing(path: str | os.PathLike | None, *, force: bool) -> None:
-    """Stop, with one line, before anything is computed for an output that exists (unless ``force``).
+    """Stop, with one line, before anything is computed for an output that exists (unless ``force``)
+    or that cannot be made (a file stands where one of its folders should be).
 
     Parameters
     ----------
@@ -332,7 +333,7 @@ def refuse_existing(path: str | os.PathLike | None, *, force: bool) -> None:
     Raises
     ------
     StainfreeError
-        When ``path`` exists and ``force`` is false.
+        When ``path`` exists and ``force`` is false, or a folder above it is a file.
 
     Examples
     --------
@@ -343,9 +344,18 @@ def refuse_existing(path: str | os.PathLike | None, *, force: bool) -> None:
     ...     refuse_existing(tmp, force=False)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     stainfree.utils.StainfreeError: ...: already exists; pass --force to replace it
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     refuse_existing(f"{f.name}/run", force=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    stainfree.utils.StainfreeError: .../run: cannot be written, ... is a file, not a folder
     """
-    if path is not None and Path(path).exists() and not force:
+    if path is None:
+        return
+    if Path(path).exists() and not force:
         raise StainfreeError(f"{path}: already exists; pass --force to replace it")
+    above = next((p for p in Path(path).absolute().parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise StainfreeError(f"{path}: cannot be written, {above} is a file, not a folder")
 
 
 def write_parquet(table, path: str | os.PathLike, *, force: bool = False) -> Path:

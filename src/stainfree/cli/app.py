@@ -17,11 +17,16 @@ app = typer.Typer(
 )
 
 
+#: Settings of the current invocation that outlive the callback (``-v`` for :func:`error_exit`).
+_state = {"verbose": False}
+
+
 @app.callback()
 def _setup(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debugging detail."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only show warnings and errors."),
 ):
+    _state["verbose"] = verbose
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -42,6 +47,9 @@ def _interrupt(signum, frame):
 def error_exit(exc: BaseException) -> tuple[str, int] | None:
     """The line a user sees for an error, and the exit status; ``None`` for a defect (traceback).
 
+    With ``stainfree -v``, the line comes after the full traceback of the error and of the
+    exceptions that caused it, for a bug report.
+
     >>> error_exit(StainfreeError("x.cells: not a CellSet"))
     ('error: x.cells: not a CellSet', 1)
     >>> error_exit(FileNotFoundError(2, "No such file or directory", "a.tif"))
@@ -49,11 +57,16 @@ def error_exit(exc: BaseException) -> tuple[str, int] | None:
     >>> error_exit(Interrupted())
     ('interrupted: no partial output was left behind', 130)
     """
-    if isinstance(exc, StainfreeError):
-        return f"error: {exc}", 1
-    if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        return f"error: {where}{exc.strerror or exc}", 1
+    if isinstance(exc, StainfreeError | OSError):
+        line = f"error: {exc}"
+        if isinstance(exc, OSError):
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            line = f"error: {where}{exc.strerror or exc}"
+        if _state["verbose"]:
+            import traceback
+
+            line = "".join(traceback.format_exception(exc)) + line
+        return line, 1
     if isinstance(exc, Interrupted):
         return "interrupted: no partial output was left behind", 130
     return None

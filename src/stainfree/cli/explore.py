@@ -35,10 +35,12 @@ def features(
     from ..utils import write_parquet
 
     refuse_existing(out, force=force)
+    if out.suffix not in (".parquet", ".h5ad"):
+        raise StainfreeError(f"{out}: name a .parquet or an .h5ad file to write")
     try:
         texture_scales = [int(v) for v in scales.split(",") if v.strip()]
-    except ValueError:
-        raise StainfreeError(f"--scales must be whole numbers of pixels, e.g. 3,5 (got {scales!r})") from None
+    except ValueError as exc:
+        raise StainfreeError(f"--scales must be whole numbers of pixels, e.g. 3,5 (got {scales!r})") from exc
     if any(v < 1 for v in texture_scales) or gray_levels < 2:
         raise StainfreeError("texture scales must be >= 1 pixel and --gray-levels >= 2")
     names = None if channels is None else parse_channel_list(channels)
@@ -267,8 +269,8 @@ def cluster(
     adata = read_h5ad(embedding)
     try:
         lo, hi = (int(v) for v in k_range.split(","))
-    except ValueError:
-        raise StainfreeError(f"--k-range takes two whole numbers, e.g. 2,20 (got {k_range!r})") from None
+    except ValueError as exc:
+        raise StainfreeError(f"--k-range takes two whole numbers, e.g. 2,20 (got {k_range!r})") from exc
     cs = None
     if cells is not None:
         import numpy as np

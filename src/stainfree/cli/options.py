@@ -209,7 +209,7 @@ def read_table(path: Path):
     except Exception as exc:  # pyarrow raises several kinds for a file that is not parquet
         from ..utils import first_line
 
-        raise StainfreeError(f"{path}: not a readable parquet table ({first_line(exc)})") from None
+        raise StainfreeError(f"{path}: not a readable parquet table ({first_line(exc)})") from exc
 
 
 def split_names(value: str | None) -> list | None:
@@ -229,4 +229,4 @@ def read_h5ad(path: Path):
     except Exception as exc:
         from ..utils import first_line
 
-        raise StainfreeError(f"{path}: not a readable .h5ad ({first_line(exc)})") from None
+        raise StainfreeError(f"{path}: not a readable .h5ad ({first_line(exc)})") from exc

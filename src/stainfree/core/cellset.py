@@ -286,7 +286,7 @@ class CellSet:
             try:
                 mask = self.table.eval(where)
             except Exception as exc:  # pandas raises many kinds here
-                raise StainfreeError(f"cannot evaluate query {where!r}: {exc}") from None
+                raise StainfreeError(f"cannot evaluate query {where!r}: {exc}") from exc
             positions = np.flatnonzero(np.asarray(mask, dtype=bool))
         else:
             where = np.asarray(where)

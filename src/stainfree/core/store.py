@@ -221,7 +221,7 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
     try:
         header = json.loads(header_path.read_text())
     except (OSError, ValueError) as exc:
-        raise StainfreeError(f"{header_path}: unreadable header ({exc})") from None
+        raise StainfreeError(f"{header_path}: unreadable header ({exc})") from exc
     if header.get("format") != FORMAT:
         raise StainfreeError(f"{header_path}: not a stainfree CellSet header")
     if header.get("version", 0) > FORMAT_VERSION:
@@ -229,17 +229,17 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
     try:
         table = read_parquet(path / TABLE)
     except Exception as exc:
-        raise StainfreeError(f"{path / TABLE}: unreadable table ({exc})") from None
+        raise StainfreeError(f"{path / TABLE}: unreadable table ({exc})") from exc
     try:
         images = zarr.open_array(str(path / IMAGES), mode="r")
     except Exception as exc:
-        raise StainfreeError(f"{path / IMAGES}: unreadable image array ({exc})") from None
+        raise StainfreeError(f"{path / IMAGES}: unreadable image array ({exc})") from exc
     masks = None
     if header.get("masks"):
         try:
             masks = zarr.open_array(str(path / MASKS), mode="r")
         except Exception as exc:
-            raise StainfreeError(f"{path / MASKS}: unreadable mask array ({exc})") from None
+            raise StainfreeError(f"{path / MASKS}: unreadable mask array ({exc})") from exc
     if tuple(images.shape) != tuple(header["shape"]) or len(table) != images.shape[0]:
         raise StainfreeError(
             f"{path}: image array {tuple(images.shape)}, table {len(table)} rows and header {tuple(header['shape'])} disagree"

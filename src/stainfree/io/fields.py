@@ -99,7 +99,7 @@ def _read_tiff(path: Path, planes: str) -> tuple[list[tuple[str, np.ndarray]], l
             names = _ome_channel_names(tif)
             pixel_size = _tiff_pixel_size(tif)
     except Exception as exc:
-        raise StainfreeError(f"{path}: unreadable image ({first_line(exc)})") from None
+        raise StainfreeError(f"{path}: unreadable image ({first_line(exc)})") from exc
     if "Y" not in axes or "X" not in axes:
         raise StainfreeError(f"{path}: no Y and X axes in the image (axes {axes})")
     # Colour samples are channels; any other axis (Z, T, pages) is a "plane".
@@ -179,6 +179,8 @@ def read_fields(
 
     if planes not in ("channels", "fields"):
         raise StainfreeError(f"planes must be 'channels' or 'fields', not {planes!r}")
+    if pixel_size is not None and not pixel_size > 0:
+        raise StainfreeError(f"pixel size must be a positive number of micrometres, got {pixel_size}")
     path = Path(path)
     if not path.is_file():
         raise StainfreeError(f"{path}: no such file")
@@ -201,6 +203,8 @@ def read_fields(
         channels = stored if stored and len(stored) == n_channels else [f"ch{i}" for i in range(n_channels)]
     if pieces[0][1].shape[-2] < 2 or pieces[0][1].shape[-1] < 2:
         raise StainfreeError(f"{path}: not a field of view (shape {pieces[0][1].shape})")
+    if any(d.dtype.kind == "f" and not np.isfinite(d).all() for _, d in pieces):
+        raise StainfreeError(f"{path}: has NaN or infinite pixel values")
     return [
         Field(
             image=np.ascontiguousarray(data),
@@ -307,7 +311,7 @@ def read_points(path: str | os.PathLike | pd.DataFrame, fields: Sequence[Field])
         try:
             points = pd.read_csv(path)
         except Exception as exc:
-            raise StainfreeError(f"{path}: unreadable points file ({first_line(exc)})") from None
+            raise StainfreeError(f"{path}: unreadable points file ({first_line(exc)})") from exc
     missing = [c for c in ("x", "y") if c not in points]
     if missing:
         raise StainfreeError(f"{where}: missing column {missing[0]!r} (columns: {', '.join(map(str, points.columns))})")

@@ -69,7 +69,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except StainfreeError:
         raise
     except Exception as exc:
-        raise StainfreeError(f"{path}: unreadable image ({first_line(exc)})") from None
+        raise StainfreeError(f"{path}: unreadable image ({first_line(exc)})") from exc
     img = np.asarray(img)
     if img.size == 0:
         raise StainfreeError(f"{path}: empty image")

@@ -243,7 +243,7 @@ def _scan_manifest(src: Path, channels: Sequence[str] | None) -> tuple[pd.DataFr
     try:
         df = pd.read_csv(src, sep=sep)
     except Exception as exc:
-        raise StainfreeError(f"{src}: unreadable CSV ({first_line(exc)})") from None
+        raise StainfreeError(f"{src}: unreadable CSV ({first_line(exc)})") from exc
     if df.empty:
         raise StainfreeError(f"{src}: manifest has no rows")
     df = df.rename(columns=lambda c: c[len("Metadata_") :] if str(c).startswith("Metadata_") else c)
@@ -329,7 +329,7 @@ def _apply_group_regex(table: pd.DataFrame, files: list[list[Path]], name: str, 
     try:
         regex = re.compile(pattern)
     except re.error as exc:
-        raise StainfreeError(f"group {name}: invalid regular expression {pattern!r} ({exc})") from None
+        raise StainfreeError(f"group {name}: invalid regular expression {pattern!r} ({exc})") from exc
     values, unmatched = [], []
     for paths in files:
         m = regex.search(paths[0].name)
@@ -469,7 +469,7 @@ def _peek_size(path: Path) -> tuple[int, int, int]:
                 w, h = im.size
                 return (h, w, 3 if len(im.getbands()) >= 3 else 1)
     except Exception as exc:
-        raise StainfreeError(f"{path}: unreadable image ({first_line(exc)})") from None
+        raise StainfreeError(f"{path}: unreadable image ({first_line(exc)})") from exc
     if len(shape) == 2:
         return (shape[0], shape[1], 1)
     if shape[-1] in (3, 4):

@@ -366,7 +366,7 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict, dict]:
             meta = json.loads((f.metadata() or {})["stainfree"])
         state = load_file(str(path))
     except Exception as exc:
-        raise StainfreeError(f"{path}: not a stainfree model ({first_line(exc)})") from None
+        raise StainfreeError(f"{path}: not a stainfree model ({first_line(exc)})") from exc
     return meta, state
 
 
@@ -462,9 +462,10 @@ def pick_device(device: str = "auto"):
     """
     import torch
 
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    except RuntimeError as exc:
+        raise StainfreeError(f"device {device!r} is not auto, cpu, cuda or cuda:N") from exc
 
 
 def check_finite(images: np.ndarray, cell_ids) -> None:

@@ -66,6 +66,7 @@ class EmbedConfig:
             ((self.epochs is None or self.epochs >= 1) and self.batch_size >= 2, "epochs must be >= 1 and batch size >= 2"),
             (self.lr > 0 and (self.dim is None or self.dim >= 2) and self.copies >= 1, "lr must be > 0, dim >= 2 and copies >= 1"),
             (self.lambda_ >= 0, "lambda must be >= 0"),
+            (self.input_size is None or self.input_size >= 8, f"input size must be at least 8 pixels, got {self.input_size}"),
             (self.blackout in ("none", "full", "partial"), f"blackout must be none, full or partial, got {self.blackout!r}"),
             (self.pooling in (None, *STAGE_POOLINGS, "last"), f"pooling must be stages, stages+std or last, got {self.pooling!r}"),
             (

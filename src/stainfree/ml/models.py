@@ -117,8 +117,8 @@ def model_info(name: str) -> ModelInfo:
     """
     try:
         return _REGISTRY[name]
-    except KeyError:
-        raise StainfreeError(f"unknown model {name!r} (choose from {', '.join(list_models())})") from None
+    except KeyError as exc:
+        raise StainfreeError(f"unknown model {name!r} (choose from {', '.join(list_models())})") from exc
 
 
 def create_model(name: str, in_channels: int, num_classes: int, input_size: int | None = None, **kwargs):

@@ -18,6 +18,7 @@ from ._loop import TrainingRun, keep_if_best, log_epoch, make_optimiser, resume,
 from .classifier import Classifier, pick_device, resize_batch
 from .models import DEFAULT_MODEL, create_model, model_info
 from .transforms import (
+    NORMALISATIONS,
     apply_normalisation,
     augmentation_names,
     fit_normalisation,
@@ -159,6 +160,15 @@ class TrainConfig:
             (self.blackout in ("none", "full", "partial"), f"blackout {self.blackout!r} is not none, full or partial"),
             (0 <= self.val_fraction < 1, f"validation fraction must be in [0, 1), got {self.val_fraction}"),
             (self.epochs >= 1 and self.batch_size >= 2, "epochs must be at least 1 and batch size at least 2"),
+            (
+                self.lr > 0 and self.weight_decay >= 0,
+                f"learning rate must be above 0 and weight decay at least 0, got {self.lr}, {self.weight_decay}",
+            ),
+            (self.patience >= 1, f"patience must be at least 1 epoch, got {self.patience}"),
+            (
+                self.resolved_normalisation() in NORMALISATIONS,
+                f"unknown normalisation {self.normalisation!r} (choose from auto, {', '.join(NORMALISATIONS)})",
+            ),
             (self.input_size is None or self.input_size >= 8, f"input size must be at least 8 pixels, got {self.input_size}"),
         ]
         for ok, message in checks:

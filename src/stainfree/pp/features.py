@@ -279,6 +279,8 @@ def measure(
     """
     if channels is not None:
         cells = cells.select_channels(channels)
+    from ..ml.classifier import check_finite
+
     if len(cells) == 0:
         raise StainfreeError("there are no cells to measure")
     if masks is None and cells.has_masks:
@@ -297,6 +299,7 @@ def measure(
     n_batches = (len(cells) + batch_size - 1) // batch_size
     for images, rows in progress(cells.batches(batch_size), total=n_batches, desc="features", unit="batches", log=logger):
         images = images.astype(np.float64)
+        check_finite(images, rows["cell_id"])
         batch_masks = (
             masks[start : start + len(images)] if masks is not None else np.stack([foreground_mask(c[mask_index]) for c in images])
         )

@@ -96,10 +96,10 @@ def _table(frame: pd.DataFrame, *, digits: int = 3, index: bool = False) -> str:
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise Missing(f"{path.name} is missing") from None
+    except FileNotFoundError as exc:
+        raise Missing(f"{path.name} is missing") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Missing(f"{path.name} is not readable JSON ({first_line(exc)})") from None
+        raise Missing(f"{path.name} is not readable JSON ({first_line(exc)})") from exc
 
 
 def _fmt(entry: dict | None) -> str:

@@ -73,7 +73,7 @@ def label_image(path: str | os.PathLike, *, shape: tuple[int, int] | None = None
     except StainfreeError:
         raise
     except Exception as exc:
-        raise StainfreeError(f"{path}: not a readable label image ({first_line(exc)})") from None
+        raise StainfreeError(f"{path}: not a readable label image ({first_line(exc)})") from exc
     if data.ndim == 3 and data.shape[-1] in (3, 4):
         if not (data[..., :3] == data[..., :1]).all():
             raise StainfreeError(f"{path}: a colour image, not a label image (save instance labels as one 16-bit channel)")
@@ -161,14 +161,14 @@ def roi_set(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
     try:
         rois = roifile.roiread(path)
     except Exception as exc:
-        raise StainfreeError(f"{path}: not a readable ImageJ ROI set ({first_line(exc)})") from None
+        raise StainfreeError(f"{path}: not a readable ImageJ ROI set ({first_line(exc)})") from exc
     rois = rois if isinstance(rois, list) else [rois]
     labels = np.zeros(shape, np.int32)
     for index, roi in enumerate(rois, 1):
         try:
             parts = roi.coordinates(multi=True)
         except Exception as exc:
-            raise StainfreeError(f"{path}: ROI {index} ({roi.name or 'unnamed'}) cannot be read ({first_line(exc)})") from None
+            raise StainfreeError(f"{path}: ROI {index} ({roi.name or 'unnamed'}) cannot be read ({first_line(exc)})") from exc
         _paint(labels, [np.asarray(p, float)[:, ::-1] for p in parts if len(p)], index)
     if not labels.any():
         raise StainfreeError(f"{path}: holds no area ROIs (polygons, freehand, rectangles, ovals)")
@@ -280,7 +280,7 @@ def coco_labels(path: str | os.PathLike, names: Sequence[str], shapes: dict[str,
         images = {img["id"]: img for img in coco["images"]}
         annotations = coco["annotations"]
     except Exception as exc:
-        raise StainfreeError(f"{path}: not a COCO annotation file ({first_line(exc)})") from None
+        raise StainfreeError(f"{path}: not a COCO annotation file ({first_line(exc)})") from exc
     by_stem = {Path(img["file_name"]).stem: img_id for img_id, img in images.items()}
     wanted = {stem: img_id for stem, img_id in by_stem.items() if stem in names}
     out: dict[str, np.ndarray] = {}

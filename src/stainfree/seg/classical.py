@@ -364,11 +364,11 @@ def segment_cellpose(image: np.ndarray, *, diameter: float | None = None, model:
     """
     try:
         from cellpose import models as cp_models
-    except Exception:
+    except Exception as exc:
         raise StainfreeError(
             "cellpose is not installed (it needs torchvision, which stainfree does not depend on); "
             "install it with `pip install cellpose` where torchvision is available, or use the classical method"
-        ) from None
+        ) from exc
     net = cp_models.CellposeModel(model_type=model)
     masks = net.eval(np.asarray(image), diameter=diameter)[0]
     return SegmentationResult(np.asarray(masks, np.int32), diameter=float(diameter or 0.0), threshold=float("nan"), mode="cellpose")

@@ -221,6 +221,8 @@ def cluster_embedding(
     hi = min(hi, n - 1)
     if k is None and method != "hdbscan" and not 2 <= lo <= hi:
         raise StainfreeError(f"the k range {k_range[0]}..{k_range[1]} has no valid k for {n} cells")
+    if method == "hdbscan" and not (2 <= min_cluster_size <= n and (min_samples is None or min_samples >= 1)):
+        raise StainfreeError(f"min cluster size {min_cluster_size} must be between 2 and the number of cells ({n}), min samples at least 1")
     logger.info("UMAP of %s (%d cells x %d)", key, n, x.shape[1])
     adata.obsm["X_umap"] = umap_embedding(x, random_state=random_state)
     if umap_3d:
@@ -253,7 +255,6 @@ def _cluster_labels(
     """Cluster labels of ``data`` by ``method`` (see :func:`cluster_embedding`); what was chosen
     (k, the scan or BIC, HDBSCAN's settings and noise) is added to ``info``."""
     lo, hi = k_range
-    n = len(data)
     if method == "kmeans":
         from sklearn.cluster import KMeans
 
@@ -278,8 +279,6 @@ def _cluster_labels(
     else:
         from sklearn.cluster import HDBSCAN
 
-        if min_cluster_size < 2 or min_cluster_size > n:
-            raise StainfreeError(f"min cluster size {min_cluster_size} must be between 2 and the number of cells ({n})")
         labels = HDBSCAN(
             min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method="leaf" if leaf else "eom", copy=True
         ).fit_predict(data)

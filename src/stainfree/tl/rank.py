@@ -212,7 +212,8 @@ def rank_features(
     Raises
     ------
     StainfreeError
-        When ``groupby`` is not a column, a group has no cells, or the two groups are the same.
+        When ``groupby`` is not a column, a group has no cells, the two groups are the same,
+        ``weak`` is outside (0, 1] or ``svm_top`` is negative.
 
     Examples
     --------
@@ -232,6 +233,8 @@ def rank_features(
     """
     if groupby not in adata.obs.columns:
         raise StainfreeError(f"column {groupby!r} does not exist (columns: {', '.join(map(str, adata.obs.columns))})")
+    if not 0 < weak <= 1 or svm_top < 0:
+        raise StainfreeError(f"weak must be in (0, 1] (a |Spearman| bound) and svm_top at least 0, got {weak} and {svm_top}")
     adata = adata.copy() if copy else adata
     x = np.asarray(adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X, np.float64)
     a, b, in_a, in_b = group_masks(adata.obs[groupby].reset_index(drop=True), group, reference, column=groupby)

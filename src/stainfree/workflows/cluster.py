@@ -31,10 +31,15 @@ logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------- the whole job
-def _check_columns(adata, cells, columns: list[str], by: Sequence[str]) -> None:
+def _check_columns(adata, cells, columns: list[str], by: Sequence[str], numeric: Sequence[str]) -> None:
+    import pandas as pd
+
     for column in columns:
         if column not in adata.obs.columns:
             raise StainfreeError(f"column {column!r} does not exist (columns: {', '.join(map(str, adata.obs.columns))})")
+    for column in numeric:
+        if pd.to_numeric(adata.obs[column], errors="coerce").isna().all():
+            raise StainfreeError(f"column {column!r} has no numeric values to predict (a regression needs numbers)")
     for column in by:
         _check_group(adata.obs, column)
     if cells is not None and len(cells) != adata.n_obs:
@@ -146,7 +151,7 @@ def run_cluster(
     from ..io.export import from_uns, write_h5ad
     from ..report.sections import write_report
 
-    _check_columns(adata, cells, [*by, *probe_columns, *regress_columns, *([probe_group] if probe_group else [])], by)
+    _check_columns(adata, cells, [*by, *probe_columns, *regress_columns, *([probe_group] if probe_group else [])], by, regress_columns)
     for column in probe_columns if probe_group else ():  # refuse folds that cannot learn before any work
         known = adata.obs[column].notna().to_numpy()
         group_folds(adata.obs[column][known], adata.obs[probe_group][known])

@@ -131,7 +131,8 @@ def run_saliency(
     Raises
     ------
     StainfreeError
-        When the cells lack a channel of the model, or a cell id is not in the set.
+        When there are no cells, the cells lack a channel of the model, or a cell id is not in
+        the set.
 
     Examples
     --------
@@ -147,6 +148,8 @@ def run_saliency(
     ...     sorted(os.listdir(path)), len(info["cells"])
     (['activations.png', 'saliency.json', 'saliency.png'], 2)
     """
+    if len(cells) == 0:
+        raise StainfreeError(f"{cells.path or 'the cell set'}: there are no cells to show")
     missing = [c for c in clf.channels if c not in cells.channels]
     if missing:
         raise StainfreeError(f"the cells lack channel {missing[0]!r} that the model needs (cells have: {', '.join(cells.channels)})")

@@ -243,7 +243,10 @@ def run_predict_cellset(
     out = Path(out)
     refuse_existing(out, force=force)
     clf = Classifier.load(model)
-    table = predict_cells(clf, open_cellset(cells), tta=tta, prior=prior)
+    cs = open_cellset(cells)
+    if len(cs) == 0:
+        raise StainfreeError(f"{cells}: there are no cells to predict")
+    table = predict_cells(clf, cs, tta=tta, prior=prior)
     write_parquet(table, out, force=force)
     summary = {"cells": len(table), "predicted": {str(k): int(v) for k, v in table["predicted"].value_counts().items()}}
     if "label" in table:

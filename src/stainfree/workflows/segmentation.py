@@ -36,6 +36,11 @@ def split_validation(names: Sequence[str], *, fraction: float, random_state: int
     train, validation : list of int
         Positions of the training and the validation fields, sorted.
 
+    Raises
+    ------
+    StainfreeError
+        When ``fraction`` is outside [0, 1).
+
     Examples
     --------
     >>> from stainfree.workflows.segmentation import split_validation
@@ -45,6 +50,8 @@ def split_validation(names: Sequence[str], *, fraction: float, random_state: int
     >>> len(train), len(val), sorted(train + val) == list(range(10))
     (8, 2, True)
     """
+    if not 0 <= fraction < 1:
+        raise StainfreeError(f"validation fraction must be in [0, 1), got {fraction}")
     n = len(names)
     n_val = 0 if n < 4 or fraction <= 0 else max(1, int(round(fraction * n)))
     order = np.random.default_rng(random_state).permutation(n)
