@@ -210,6 +210,22 @@ CASES = {
         "{cells} -o {exists} --epochs 1 --baselines majority --folds 2",
         "{cells} -o {txt}/r --epochs 1 --baselines majority --folds 2",
     ],
+    # train CELLS -o MODEL.safetensors
+    "train": [
+        "{missing} -o {out}/m.safetensors --epochs 1",
+        "{txt} -o {out}/m.safetensors --epochs 1",
+        "{emptydir} -o {out}/m.safetensors --epochs 1",
+        "{empty} -o {out}/m.safetensors --epochs 1",
+        "{one} -o {out}/m.safetensors --epochs 1",
+        "{nan} -o {out}/m.safetensors --epochs 1",
+        "{cells} -o {out}/m.safetensors --epochs 1 --channels nope",
+        "{cells} -o {out}/m.safetensors --epochs 1 --merge-classes nonsense",
+        "{cells} -o {out}/m.safetensors --epochs 1 --merge-classes round,spindle=one",
+        "{cells} -o {out}/m --epochs 1",
+        "{cells} -o {exists} --epochs 1",
+        "{cells} -o {txt}/m.safetensors --epochs 1",
+        *[f"{{cells}} -o {{out}}/m.safetensors {bad}" for bad in TRAIN_BAD],
+    ],
     # compare CELLS -o OUT
     "compare": [
         "{missing} -o {out}/c --epochs 1",
