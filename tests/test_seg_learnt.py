@@ -395,3 +395,14 @@ def test_training_leaves_the_global_torch_seed_alone():
     config = SegTrainConfig(steps=2, batch_size=2, crop=32, width=4, depth=2, diameter=12, validate_every=2)
     train_segmenter([(truth > 0).astype(np.float32)[None]], [truth], channels=["a"], config=config)
     assert torch.rand(1).item() == expected
+
+
+@pytest.mark.parametrize("steps", [2, 20])
+def test_any_number_of_steps_trains(steps):
+    """OneCycleLR divides by zero when the warm-up is exactly one step (20 steps at 5%)."""
+    from stainfree.seg.training import SegTrainConfig, train_segmenter
+
+    images, labels = synthetic_fields(1, size=64)
+    config = SegTrainConfig(steps=steps, batch_size=2, crop=32, width=4, depth=2, diameter=12, validate_every=steps)
+    model = train_segmenter(images, labels, channels=["bf"], config=config)
+    assert [h["step"] for h in model.provenance["history"]] == [steps]

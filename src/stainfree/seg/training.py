@@ -310,7 +310,10 @@ def train_segmenter(
     dev = pick_device(config.device)
     network.to(dev, memory_format=torch.channels_last)  # about a fifth faster on a CPU
     optimiser = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.steps, pct_start=0.05)
+    # warm up over 5% of the steps, but at least two (OneCycleLR divides by zero at exactly one)
+    warm = max(2, round(0.05 * config.steps))
+    pct_start = warm / config.steps if warm < config.steps else 0.3
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.steps, pct_start=pct_start)
     state = {"optimiser": optimiser, "schedule": schedule, "generator": torch.Generator().manual_seed(config.seed), "network": network}
     checkpoint = _checkpoint_path(Path(out)) if out is not None else None
     start, history = _load_checkpoint(checkpoint, state) if resume and checkpoint is not None and checkpoint.exists() else (0, [])
