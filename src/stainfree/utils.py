@@ -190,7 +190,7 @@ def _partial_name(path: Path, suffix: str = "") -> Path:
     return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}{suffix}")
 
 
-_PARTIAL = re.compile(r"^\..+\.partial-[0-9a-f]{8}(\.[^.]+)?$")
+_PARTIAL = re.compile(r"^\.(.+)\.partial-[0-9a-f]{8}(\.[^.]+)?$")  # group 1: the final name
 
 
 def refuse_partial(path: str | os.PathLike) -> None:
@@ -266,8 +266,8 @@ def atomic_output_file(path: str | os.PathLike):
 
 
 def final_path(path: str | os.PathLike) -> Path:
-    """The path a folder being built by :func:`atomic_output_dir` will have once it is complete
-    (other paths unchanged), so that what is written inside names its real place.
+    """The path an output being built by :func:`atomic_output_dir` or :func:`atomic_output_file`
+    will have once it is complete (other paths unchanged), so that what is written names its real place.
 
     Parameters
     ----------
@@ -285,11 +285,39 @@ def final_path(path: str | os.PathLike) -> Path:
     >>> final_path("runs/.demo.partial-1a2b3c4d").as_posix(), final_path("runs/demo").as_posix()
     ('runs/demo', 'runs/demo')
     """
-    import re
-
     path = Path(path)
-    match = re.fullmatch(r"\.(.+)\.partial-[0-9a-f]{8}", path.name)
+    match = _PARTIAL.match(path.name)
     return path.with_name(match.group(1)) if match else path
+
+
+@contextlib.contextmanager
+def private_torch_rng(seed: int | None = None):
+    """Run torch code on a copy of torch's global random stream, seeded when ``seed`` is given, so
+    the caller's stream is as it was afterwards (initial weights, dropout, built-in augmentation).
+
+    Parameters
+    ----------
+    seed : int, optional
+        Seed of the copy; without it, the copy continues the caller's stream. With a seed the
+        current CUDA device's stream is copied too, since ``torch.manual_seed`` seeds it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.utils import private_torch_rng
+    >>> _ = torch.manual_seed(1); expected = torch.rand(2); _ = torch.manual_seed(1)
+    >>> with private_torch_rng(seed=7):
+    ...     _ = torch.rand(5)
+    >>> torch.equal(torch.rand(2), expected)
+    True
+    """
+    import torch
+
+    devices = [torch.cuda.current_device()] if seed is not None and torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

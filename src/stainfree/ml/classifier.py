@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import StainfreeError, atomic_write_bytes, first_line, refuse_partial
+from ..utils import StainfreeError, atomic_write_bytes, first_line, private_torch_rng, refuse_partial
 from .models import create_model
 from .transforms import apply_normalisation, dihedral_views
 
@@ -273,9 +273,7 @@ class Classifier:
         meta, state = read_model_file(path)
         if meta.get("format") == "stainfree.embedder":
             raise StainfreeError(f"{path}: an embedder, not a classifier (use it as embedder:{path})")
-        import torch
-
-        with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's torch stream stays as it was
+        with private_torch_rng():  # initial weights, replaced below
             model = create_model(meta["arch"], len(meta["channels"]), len(meta["classes"]), meta["input_size"][0], **meta["arch_kwargs"])
         model.load_state_dict(state)
         model.eval()

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.export import to_uns, write_h5ad
-from ..utils import StainfreeError, atomic_output_file, refuse_existing
+from ..utils import StainfreeError, atomic_output_file, private_torch_rng, refuse_existing
 from ._embed_loop import (
     DEFAULT_ARCH,
     build_network,
@@ -197,9 +197,7 @@ class Embedder:
         if emb.method == "pca":
             emb.pca = {k: v.numpy() for k, v in state.items()}
         else:
-            import torch
-
-            with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's torch stream stays as it was
+            with private_torch_rng():  # initial weights, replaced below
                 emb.network = build_network(
                     emb.method, emb.arch, len(emb.channels), emb.input_size[0], meta.get("n_train_cells") or 2, emb.config["dim"]
                 )
@@ -272,9 +270,7 @@ def fit_embedder(
     if config.method == "pca":
         return emb, fit_pca(emb, x_all, config)
 
-    # seeded weights, without touching the caller's global torch seed
-    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
-        torch.manual_seed(config.seed)
+    with private_torch_rng(config.seed):  # seeded weights
         net = build_network(config.method, arch, len(channels), side, n, config.dim)
         if config.pooling in STAGE_POOLINGS and not hasattr(net, "feature_maps"):
             if pooling_asked in STAGE_POOLINGS:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import StainfreeError
+from ..utils import StainfreeError, private_torch_rng
 from ._loop import TrainingRun, keep_if_best, log_epoch, make_optimiser, resume, save_checkpoint, train_epoch, validate
 from .classifier import Classifier, pick_device, resize_batch
 from .models import DEFAULT_MODEL, create_model, model_info
@@ -434,7 +434,6 @@ def fit(
     >>> clf.classes, len(history), clf.predict_proba(cells.images[:3], tta=False).shape
     (['round', 'spindle'], 2, (3, 2))
     """
-    import torch
 
     config = config or TrainConfig()
     config.validate()
@@ -443,9 +442,7 @@ def fit(
     y, classes = _encode_labels(labels, classes)
     size = (config.input_size, config.input_size) if config.input_size else tuple(images.shape[2:])
     signature = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str) + f"|{len(y)}|{classes}"
-    # seeded weights and dropout, without touching the caller's global torch seed
-    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
-        torch.manual_seed(config.seed)
+    with private_torch_rng(config.seed):  # seeded weights and dropout
         split = _validation_split(y, len(classes), config)
         norm = fit_normalisation(images[split[0]], config.resolved_normalisation(), random_state=config.seed)
         run = _start_run(images, y, split, len(classes), masks, config, size, norm)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import StainfreeError
+from ..utils import StainfreeError, private_torch_rng
 from .instances import InstanceParams, instances_from_maps
 from .resize import balanced_core, check_memory, labels_at_size, normalise_field, rescale, tile_starts
 
@@ -181,7 +181,6 @@ class Segmenter:
         StainfreeError
             When the file is missing, unreadable, or not a segmentation model.
         """
-        import torch
 
         from ..ml.classifier import read_model_file
         from .networks import create_segmenter
@@ -190,7 +189,7 @@ class Segmenter:
         meta, state = read_model_file(path)
         if meta.get("format") != FORMAT:
             raise StainfreeError(f"{path}: not a segmentation model (it is a {meta.get('format', 'classifier')})")
-        with torch.random.fork_rng(devices=[]):  # initial weights, replaced below: the caller's torch stream stays as it was
+        with private_torch_rng():  # initial weights, replaced below
             network = create_segmenter(meta["arch"], len(meta["channels"]), 3, **meta["arch_kwargs"])
         network.load_state_dict(state)
         network.eval()

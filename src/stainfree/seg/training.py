@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..utils import StainfreeError
+from ..utils import StainfreeError, private_torch_rng
 from .batches import PreparedField, prepare_field, sample_batch, segmentation_loss
 from .instances import InstanceParams
 from .model import Segmenter
@@ -371,7 +371,6 @@ def _run_steps(
 def _prepare_training(images, labels, validation, *, channels, config: SegTrainConfig, pixel_size, init: Segmenter | None):
     """The segmenter to train (new, or ``init``'s network and settings) and the prepared
     training and validation fields at its scale."""
-    import torch
 
     from .networks import create_segmenter
 
@@ -382,8 +381,7 @@ def _prepare_training(images, labels, validation, *, channels, config: SegTrainC
     else:
         scale = config.scale or config.diameter / median_diameter(labels)
         arch, arch_kwargs, representation = config.arch, {"width": config.width, "depth": config.depth}, config.representation
-        with torch.random.fork_rng(devices=[]):  # seeded initial weights (built on the CPU), without touching the caller's global seed
-            torch.manual_seed(config.seed)
+        with private_torch_rng(config.seed):  # seeded initial weights
             network = create_segmenter(arch, len(channels), 3, **arch_kwargs)
     kwargs = {"scale": scale, "normalisation": normalisation, "representation": representation}
     train = [prepare_field(x, y, **kwargs) for x, y in zip(images, labels)]
