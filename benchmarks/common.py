@@ -22,3 +22,46 @@ def model_record(ev, seconds: float, config) -> dict:
         "seconds": round(seconds, 1),
         "config": {k: v for k, v in config.__dict__.items() if k != "device"},
     }
+
+
+TUNING_FRACTION = 0.25
+CELL_CHOICES = ("report", "tune", "all")
+
+
+def split_for_tuning(cells, which: str, *, group: str | None = None):
+    """The cells a benchmark uses, and a record of the tuning rule for its JSON.
+
+    ``report`` (the default of every benchmark) keeps the cells that never chose a default;
+    ``tune`` the share set apart for choosing defaults (`stainfree.eval.protocols.tuning_split`,
+    a quarter of the cells, whole groups when ``group`` is named, seed 0); ``all`` every cell,
+    as the figures before issue 16 were measured.
+    """
+    import numpy as np
+
+    from stainfree.eval.protocols import tuning_split
+
+    groups = None if group is None else cells.table[group].to_numpy()
+    split = tuning_split(np.asarray(cells.labels), groups=groups, fraction=TUNING_FRACTION, random_state=0)
+    record = {
+        "cells_used": which,
+        "rule": f"stainfree.eval.protocols.tuning_split(labels, groups={group!r}, fraction={TUNING_FRACTION}, random_state=0)",
+        "tune_cells": len(split.tune),
+        "report_cells": len(split.report),
+    }
+    if group is not None:
+        record["tune_groups"] = sorted(map(str, set(groups[split.tune])))
+    if which == "all":
+        return cells, record
+    return cells.select(split.report if which == "report" else split.tune), record
+
+
+def probed_positions(cells, which: str, *, group: str | None = None):
+    """Positions of the cells ``split_for_tuning`` keeps, for embeddings trained on every cell
+    (an embedder sees no label; only the probes that judge it are kept to one side)."""
+    import numpy as np
+
+    cells = cells.select(np.arange(len(cells)))
+    cells.table["_position"] = np.arange(len(cells))
+    chosen, record = split_for_tuning(cells, which, group=group)
+    record["embedders_trained_on"] = "every cell (no labels)"
+    return chosen.table["_position"].to_numpy(), record

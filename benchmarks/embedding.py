@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import emit
+from common import CELL_CHOICES, emit, probed_positions
 from features import dna_content
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -45,17 +45,18 @@ def parse_methods(text: str) -> dict[str, dict]:
     return out
 
 
-def jurkat(methods: dict[str, dict], data: Path, *, trees: int, splits: int = 3) -> tuple[dict, dict]:
+def jurkat(methods: dict[str, dict], data: Path, *, trees: int, splits: int = 3, which: str = "report") -> tuple[dict, dict]:
     import stainfree as sf
     from stainfree.ml.embed import EmbedConfig, fit_embedder
 
     with tempfile.TemporaryDirectory() as tmp:
         cells = sf.import_cells(data, Path(tmp) / "j.cells", layout="ifc", channels="Ch3,Ch4,Ch6").load()
-    y_dna = dna_content(cells.select_channels("Ch4").read(slice(None))[:, 0])
+    probed, record = probed_positions(cells, which)
+    y_dna = dna_content(cells.select_channels("Ch4").read(slice(None))[:, 0])[probed]
     free = cells.select_channels("Ch3,Ch6").merge_classes("G1,S,G2=Interphase")
     images = free.read(slice(None))
-    labels = np.asarray(free.labels).astype(str)
-    results, embedders = {}, {}
+    labels = np.asarray(free.labels).astype(str)[probed]
+    results, embedders = {"tuning": record}, {}
     for name, settings in methods.items():
         settings = dict(settings)
         method = settings.pop("method")
@@ -71,7 +72,7 @@ def jurkat(methods: dict[str, dict], data: Path, *, trees: int, splits: int = 3)
         for variant, tta in variants.items():
             results[variant] = probe_embedding(
                 dataclasses.replace(emb, config={**emb.config, "tta": tta}),
-                images,
+                images[probed],
                 labels,
                 y_dna,
                 name=variant,
@@ -130,7 +131,7 @@ def probe_embedding(emb, images, labels, y_dna, *, name, settings, train_seconds
     return entry
 
 
-def hek(settings: dict, data: Path) -> dict:
+def hek(settings: dict, data: Path, which: str = "report") -> dict:
     import stainfree as sf
     from stainfree.ml.embed import EmbedConfig, fit_embedder
     from stainfree.tl.probe import probe
@@ -142,16 +143,18 @@ def hek(settings: dict, data: Path) -> dict:
     t = time.monotonic()
     emb, _ = fit_embedder(cells.read(slice(None)), channels=cells.channels, config=EmbedConfig(method=method, **settings))
     seconds = time.monotonic() - t
-    x = emb.transform(cells.read(slice(None)))
-    fields = cells.table["field"].astype(str).to_numpy()
+    probed, record = probed_positions(cells, which, group="field")
+    x = emb.transform(cells.read(slice(None)))[probed]
+    fields = cells.table["field"].astype(str).to_numpy()[probed]
     out = {
         "settings": {"method": method, **settings},
-        "cells": len(cells),
+        "tuning": record,
+        "cells": len(probed),
         "fields": int(len(set(fields))),
         "train_seconds": round(seconds, 1),
     }
     for kind in ("rf", "logreg"):
-        p = probe(x, cells.labels, kind=kind, groups=fields)
+        p = probe(x, np.asarray(cells.labels)[probed], kind=kind, groups=fields)
         out[f"probe_{kind}_by_field"] = {
             "accuracy": round(p["accuracy"], 4),
             "balanced_accuracy": round(p["balanced_accuracy"], 4),
@@ -195,15 +198,17 @@ def main() -> None:
     parser.add_argument("--speed-cells", type=int, default=100_000)
     parser.add_argument("--trees", type=int, default=300)
     parser.add_argument("--skip", default="")
+    parser.add_argument("--cells", choices=CELL_CHOICES, default="report", help="the cells the probes judge (see docs/benchmarks.md)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     result: dict = {}
     embedders = {}
     if "jurkat" not in args.skip:
-        result["jurkat"], embedders = jurkat(parse_methods(args.methods), Path(args.jurkat), trees=args.trees)
-        learned = {k: v for k, v in result["jurkat"].items() if v["settings"]["method"] != "pca"}
-        pca = [v for v in result["jurkat"].values() if v["settings"]["method"] == "pca"]
+        result["jurkat"], embedders = jurkat(parse_methods(args.methods), Path(args.jurkat), trees=args.trees, which=args.cells)
+        probes = {k: v for k, v in result["jurkat"].items() if k != "tuning"}
+        learned = {k: v for k, v in probes.items() if v["settings"]["method"] != "pca"}
+        pca = [v for v in probes.values() if v["settings"]["method"] == "pca"]
         if learned:
             best = max(learned, key=lambda k: (learned[k]["best_balanced_accuracy"], learned[k]["best_dna_pearson_r"]))
             b = learned[best]
@@ -218,7 +223,7 @@ def main() -> None:
                 ),
             }
     if "hek" not in args.skip:
-        result["hek"] = hek(next(iter(parse_methods(args.hek_method).values())), Path(args.hek))
+        result["hek"] = hek(next(iter(parse_methods(args.hek_method).values())), Path(args.hek), which=args.cells)
     if "speed" not in args.skip and embedders:
         trained = [e for e in embedders.values() if e.method != "pca"] or list(embedders.values())
         result["speed"] = [speed(e, args.speed_cells) for e in trained]

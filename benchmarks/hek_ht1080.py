@@ -5,6 +5,9 @@
 as JSON and writes them to ``--out``. Yao et al. 2019 report over 95% within a flask pair and about
 80% pooled across flasks.
 
+By default only the fields that never tuned a default are used (``--cells report``: about three
+quarters of the fields, see ``benchmarks/tune_defaults.py`` for the rest).
+
 Usage::
 
     .venv/bin/python benchmarks/hek_ht1080.py --data ../shared/data/hek-ht1080 --out H.json
@@ -19,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import emit, model_record
+from common import CELL_CHOICES, emit, model_record, split_for_tuning
 
 
 def main() -> None:
@@ -29,6 +32,9 @@ def main() -> None:
     parser.add_argument("--models", default="default,yao2019")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", default=None, help="per model, e.g. yao2019=30 (default: adapted to the data)")
+    parser.add_argument(
+        "--cells", choices=CELL_CHOICES, default="report", help="report: the fields that never tuned a default (see docs/benchmarks.md)"
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
@@ -42,12 +48,14 @@ def main() -> None:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         cells = sf.import_cells(args.data, Path(tmp) / "hek.cells", groups={"field": r"-(\d{6})"}).load()
+    cells, tuning = split_for_tuning(cells, args.cells, group="field")
     features = measure(cells)
     result = {
         "data": args.data,
         "cells": len(cells),
         "fields": int(cells.table["field"].nunique()),
         "folds": args.folds,
+        "tuning": tuning,
         "models": {},
         "baselines": None,
     }

@@ -5,6 +5,9 @@ Label-free channels only (Ch3 brightfield, Ch6 darkfield; never Ch4, the DNA sta
 with brightfield alone and brightfield + darkfield; each model with the baselines beside it.
 Prints the figures as JSON and writes them to ``--out``.
 
+By default only the cells that never tuned a default are used (``--cells report``: three
+quarters of the cells, see ``benchmarks/tune_defaults.py`` for the other quarter).
+
 Usage::
 
     .venv/bin/python benchmarks/jurkat.py --data ../shared/data/jurkat-bbbc048 --out J.json
@@ -24,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import emit, model_record
+from common import CELL_CHOICES, emit, model_record, split_for_tuning
 
 SETTINGS = [
     ("5class_bf", "Ch3", "G1,S,G2=Interphase"),
@@ -45,6 +48,9 @@ def main() -> None:
     parser.add_argument(
         "--report-dir", default=None, help="also write each setting's run folder (with report.html) here, for the first model"
     )
+    parser.add_argument(
+        "--cells", choices=CELL_CHOICES, default="report", help="report: the cells that never tuned a default (see docs/benchmarks.md)"
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
@@ -58,11 +64,20 @@ def main() -> None:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         cells = sf.import_cells(args.data, Path(tmp) / "jurkat.cells", layout="ifc", channels="Ch3,Ch6").load()
+    # the tuning split is drawn on the seven gated phases, so every setting sets apart the same cells
+    cells, tuning = split_for_tuning(cells, args.cells)
     import_seconds = time.monotonic() - t0
     models = [DEFAULT_MODEL if m == "default" else m for m in args.models.split(",")]
     wanted = args.settings.split(",")
     baselines = [b for b in args.baselines.split(",") if b]
-    result = {"data": args.data, "cells": len(cells), "folds": args.folds, "import_seconds": round(import_seconds, 1), "settings": {}}
+    result = {
+        "data": args.data,
+        "cells": len(cells),
+        "folds": args.folds,
+        "import_seconds": round(import_seconds, 1),
+        "tuning": tuning,
+        "settings": {},
+    }
     features_by_channels: dict[str, object] = {}
     for name, channels, merge in SETTINGS:
         if name not in wanted:
@@ -94,7 +109,13 @@ def main() -> None:
 
                 run_config = {
                     "command": "benchmarks/jurkat.py",
-                    "data": {"cells": args.data, "channels": channels.split(","), "merge_classes": merge, "n_cells": len(subset)},
+                    "data": {
+                        "cells": args.data,
+                        "channels": channels.split(","),
+                        "merge_classes": merge,
+                        "n_cells": len(subset),
+                        "cells_used": args.cells,
+                    },
                     "protocol": ev.protocol,
                     "train": dataclasses.asdict(config),
                 }

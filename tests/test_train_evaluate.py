@@ -12,7 +12,7 @@ from stainfree.eval.metrics import (
     classification_metrics,
     summarise,
 )
-from stainfree.eval.protocols import make_folds, make_splits
+from stainfree.eval.protocols import make_folds, make_splits, tuning_split
 from stainfree.ml.classifier import Classifier
 from stainfree.ml.models import create_model, list_models
 from stainfree.ml.train import TrainConfig, class_weights, fit, robust_scaling
@@ -114,6 +114,24 @@ def test_group_cross_validation_beats_baselines_on_synthetic_lines():
     assert ba["bootstrap_unit"] == "flask"
     assert m["baselines"]["majority"]["summary"]["roc_auc"]["mean"] == 0.5
     assert m["protocol"]["n_groups"] == 6 and m["n_cells"] == 160 and m["classes"] == ["round", "spindle"]
+
+
+def test_tuning_split_sets_whole_groups_apart_and_is_fixed():
+    labels = np.array(["a", "b"] * 20)
+    groups = np.repeat(np.arange(10), 4)
+    split = tuning_split(labels, groups=groups, fraction=0.2)
+    assert sorted(np.concatenate([split.tune, split.report]).tolist()) == list(range(40))
+    assert not set(groups[split.tune]) & set(groups[split.report])
+    assert len(set(groups[split.tune])) == 2
+    assert sorted(set(labels[split.tune])) == ["a", "b"]
+    again = tuning_split(labels, groups=groups, fraction=0.2)
+    assert split.tune.tolist() == again.tune.tolist()
+    other = tuning_split(labels, groups=groups, fraction=0.2, random_state=1)
+    assert split.tune.tolist() != other.tune.tolist()
+    plain = tuning_split(labels, fraction=0.25)
+    assert len(plain.tune) == 10 and (labels[plain.tune] == "a").sum() == 5
+    with pytest.raises(sf.StainfreeError, match="tuning fraction"):
+        tuning_split(labels, fraction=0.7)
 
 
 def test_random_split_with_groups_warns(caplog):

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -101,6 +102,56 @@ def make_folds(
     groups = _check_groups(groups, min_groups=n_folds, what=f"{n_folds} folds")
     splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=random_state)
     return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels, groups)]
+
+
+class TuningSplit(NamedTuple):
+    """Positions of the cells that may tune defaults and of the cells that a figure reports."""
+
+    tune: np.ndarray
+    report: np.ndarray
+
+
+def tuning_split(labels: Sequence, *, groups: Sequence | None = None, fraction: float = 0.25, random_state: int = 0) -> TuningSplit:
+    """Set a fixed share of the cells (or of the groups) apart for choosing defaults.
+
+    Anything chosen by looking at results (a default, a threshold, a model) is chosen on the
+    ``tune`` cells only; a reported figure is measured on the ``report`` cells only, so it never
+    judges the cells that shaped it. The tuning cells are the first of ``round(1 / fraction)``
+    stratified folds (group folds when ``groups`` is given, so a group is never split), so the
+    split is the same on every run with the same seed.
+
+    Parameters
+    ----------
+    labels : sequence
+        The class of each cell.
+    groups : sequence, optional
+        The group of each cell (flask, field...); whole groups go to one side.
+    fraction : float, default 0.25
+        The share set apart for tuning, between 0 and 0.5.
+    random_state : int, default 0
+        Seed of the shuffle before splitting.
+
+    Returns
+    -------
+    TuningSplit
+        ``tune`` and ``report``, sorted positions that together cover every cell once.
+
+    Raises
+    ------
+    StainfreeError
+        For a fraction outside (0, 0.5], or too few cells or groups (as :func:`make_folds`).
+
+    Examples
+    --------
+    >>> from stainfree.eval.protocols import tuning_split
+    >>> split = tuning_split(["a", "b"] * 4, fraction=0.25)
+    >>> split.tune.tolist(), split.report.tolist()
+    ([1, 6], [0, 2, 3, 4, 5, 7])
+    """
+    if not 0 < fraction <= 0.5:
+        raise StainfreeError(f"the tuning fraction must lie in (0, 0.5], got {fraction}")
+    train, test = make_folds(labels, groups=groups, n_folds=max(2, round(1 / fraction)), random_state=random_state)[0]
+    return TuningSplit(tune=np.sort(test), report=np.sort(train))
 
 
 def _check_groups(groups, *, min_groups: int, what: str) -> np.ndarray:
