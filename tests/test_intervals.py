@@ -9,7 +9,7 @@ from scipy import stats
 
 import stainfree as sf
 from stainfree.eval._summary import cross_group_table, learning_curve_table, metrics_block
-from stainfree.eval.metrics import accuracy_interval, bootstrap_interval, summarise
+from stainfree.eval.metrics import accuracy_interval, bootstrap_interval, crossed_bootstrap_interval, summarise
 
 
 def _t_interval(values, factor):
@@ -172,3 +172,34 @@ def test_learning_curve_and_cross_group_use_the_corrected_interval():
     by_size = table["by_pool_size"][0]["accuracy"]
     # pairs (pool, test flask): accuracies 0.5, 1, 0.5, 0.5; 2 cells tested, 4 trained each
     assert by_size["ci95"] == [max(0.0, _t_interval([0.5, 1.0, 0.5, 0.5], 1 / 4 + 0.5)[0]), 1.0]
+
+
+def test_crossed_bootstrap_resamples_pools_as_well_as_test_groups():
+    # pool A gets every test field right, pool B every one wrong: the mean over two drawn pools
+    # can only be 0, 0.5 or 1, so the 95% interval spans [0, 1]; a bootstrap over test fields
+    # alone would see no spread at all
+    y = ["a", "b"] * 6
+    splits = ["A"] * 6 + ["B"] * 6
+    groups = ["f1", "f2", "f3"] * 4
+    predicted = y[:6] + ["b", "a"] * 3
+    both = crossed_bootstrap_interval(y, predicted, splits=splits, groups=groups, n_boot=2000)
+    assert both.ci95 == [0.0, 1.0] and both.resamples == 2000
+    assert bootstrap_interval(y[:6], predicted[:6], groups=groups[:6], n_boot=500).ci95 == [1.0, 1.0]
+
+
+def test_crossed_bootstrap_with_one_pool_is_the_group_bootstrap():
+    rng = np.random.default_rng(3)
+    groups = np.repeat([f"f{i}" for i in range(15)], 12)
+    y = np.where(rng.random(len(groups)) < 0.5, "a", "b")
+    predicted = np.where(rng.random(len(groups)) < 0.75, y, np.where(y == "a", "b", "a"))
+    crossed = crossed_bootstrap_interval(y, predicted, splits=["pool"] * len(y), groups=groups, n_boot=4000, random_state=1)
+    plain = bootstrap_interval(y, predicted, groups=groups, n_boot=4000, random_state=2)
+    np.testing.assert_allclose(crossed.ci95, plain.ci95, atol=0.02)
+
+
+def test_cross_group_headline_interval_is_the_crossed_bootstrap():
+    pred = _predictions().assign(split=["f1+f2"] * 4 + ["f3+f4"] * 4)
+    s = metrics_block(pred, ["a", "b"], [], "flask", 200, 0, crossed=True)["summary"]["balanced_accuracy"]
+    assert s["ci95_method"] == "crossed bootstrap (training pools x test groups)"
+    assert s["ci95_over_splits_method"] == "nadeau-bengio corrected t"
+    assert s["ci95"][0] <= s["mean"] <= s["ci95"][1]

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .metrics import HEADLINE_METRICS, PROPORTION_BOUNDS, accuracy_interval, bootstrap_interval, classification_metrics, summarise
+from .metrics import (
+    HEADLINE_METRICS,
+    PROPORTION_BOUNDS,
+    accuracy_interval,
+    bootstrap_interval,
+    classification_metrics,
+    crossed_bootstrap_interval,
+    summarise,
+)
 
 
 def _per_split(pred: pd.DataFrame, column: str, classes: list[str], prob_prefix: str) -> list[dict]:
@@ -35,8 +43,28 @@ def _over_splits(folds: list[dict], key: str) -> dict:
     )
 
 
-def _summary(folds: list[dict], pooled: dict, pred: pd.DataFrame, column: str, group: str | None, n_boot: int, seed: int) -> dict:
+CROSSED_METHOD = "crossed bootstrap (training pools x test groups)"
+
+
+def _crossed(summary: dict, pred: pd.DataFrame, column: str, group: str, n_boot: int, seed: int) -> None:
+    """Cross-group pools: the headline intervals resample pools and test groups together; the
+    corrected t interval over pools is kept beside them."""
+    for key in ("balanced_accuracy", "accuracy"):
+        boot = crossed_bootstrap_interval(
+            pred["label"], pred[column], splits=pred["split"], groups=pred[group], metric=key, n_boot=n_boot, random_state=seed
+        )
+        if boot is not None:
+            entry = summary[key]
+            entry["ci95_over_splits"], entry["ci95_over_splits_method"] = entry["ci95"], entry["ci95_method"]
+            entry["ci95"], entry["ci95_method"] = boot.ci95, CROSSED_METHOD
+
+
+def _summary(
+    folds: list[dict], pooled: dict, pred: pd.DataFrame, column: str, group: str | None, n_boot: int, seed: int, crossed: bool = False
+) -> dict:
     summary = {k: _over_splits(folds, k) for k in HEADLINE_METRICS}
+    if crossed:
+        _crossed(summary, pred, column, group, n_boot, seed)
     summary["accuracy"]["pooled"] = round(pooled["accuracy"], 4)
     summary["accuracy"]["ci95_binomial"] = accuracy_interval(pooled["accuracy"], pooled["n"])
     summary["accuracy"]["ci95_binomial_method"] = "wilson"
@@ -50,13 +78,15 @@ def _summary(folds: list[dict], pooled: dict, pred: pd.DataFrame, column: str, g
     return summary
 
 
-def metrics_block(pred: pd.DataFrame, classes: list[str], baselines: Sequence[str], group: str | None, n_boot: int, seed: int) -> dict:
+def metrics_block(
+    pred: pd.DataFrame, classes: list[str], baselines: Sequence[str], group: str | None, n_boot: int, seed: int, crossed: bool = False
+) -> dict:
     def block(column: str, prob_prefix: str) -> dict:
         folds = _per_split(pred, column, classes, prob_prefix)
         pooled = classification_metrics(
             pred["label"], pred[column], pred[[f"{prob_prefix}{c}" for c in classes]].to_numpy(), classes=classes
         )
-        return {"summary": _summary(folds, pooled, pred, column, group, n_boot, seed), "pooled": pooled, "folds": folds}
+        return {"summary": _summary(folds, pooled, pred, column, group, n_boot, seed, crossed), "pooled": pooled, "folds": folds}
 
     model = block("predicted", "prob_")
     out = {"summary": model["summary"], "pooled": model["pooled"], "folds": model["folds"], "baselines": {}}

@@ -343,7 +343,7 @@ def evaluate(
     pred = pd.concat([part for part, _ in done], ignore_index=True)
     histories = [history for _, history in done]
     full = pred[pred["train_fraction"] == sizes[-1]].reset_index(drop=True)
-    metrics = metrics_block(full, classes, baselines, group, n_boot, config.seed)
+    metrics = metrics_block(full, classes, baselines, group, n_boot, config.seed, crossed=protocol == "cross-group")
     if len(sizes) > 1:
         metrics["learning_curve"] = learning_curve_table(pred, classes)
     if protocol == "cross-group":

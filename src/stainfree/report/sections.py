@@ -112,7 +112,13 @@ def _intervals_note(s: dict) -> str:
     ba, acc = s["balanced_accuracy"], s["accuracy"]
     if "ci95_method" not in ba:
         return ""
-    over = "corrected resampled t (Nadeau & Bengio; the splits share training cells)" if "corrected" in ba["ci95_method"] else "Student's t"
+    over = {
+        "nadeau-bengio corrected t": "corrected resampled t (Nadeau & Bengio; the splits share training cells)",
+        "t": "Student's t",
+    }.get(ba["ci95_method"], ba["ci95_method"])
+    if ba.get("ci95_over_splits"):
+        lo, hi = ba["ci95_over_splits"]
+        over += f" (the corrected t over pools would give [{lo:.3f}, {hi:.3f}])"
     note = f"95% intervals: over splits, {over}; pooled, a percentile bootstrap over {ba['bootstrap_unit']}"
     if ba.get("bootstrap_resamples"):
         note += f" ({ba['bootstrap_resamples']} resamples, {ba.get('bootstrap_lacking_class', 0)} lacking a class, kept)"
