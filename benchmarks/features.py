@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import emit
+from common import CELL_CHOICES, emit, split_for_tuning
 
 
 def dna_content(ch4: np.ndarray) -> np.ndarray:
@@ -32,7 +32,7 @@ def dna_content(ch4: np.ndarray) -> np.ndarray:
     return (ch4 - np.median(border, axis=1)[:, None, None]).sum(axis=(1, 2))
 
 
-def jurkat(data: str, folds: int, trees: int) -> dict:
+def jurkat(data: str, folds: int, trees: int, which: str = "report") -> dict:
     import pandas as pd
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.model_selection import KFold, cross_val_predict
@@ -42,9 +42,11 @@ def jurkat(data: str, folds: int, trees: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         cells = sf.import_cells(data, Path(tmp) / "j.cells", layout="ifc", channels="Ch3,Ch4,Ch6").load()
+    cells, tuning = split_for_tuning(cells, which)
     y = dna_content(cells.select_channels("Ch4").read(slice(None))[:, 0])
     out: dict = {
         "cells": len(cells),
+        "tuning": tuning,
         "target": "integrated Ch4 (border-median subtracted)",
         "folds": folds,
         "trees": trees,
@@ -107,13 +109,14 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the JSON here too")
     parser.add_argument("--cells", type=int, default=10_000, help="cells for the speed figure")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--judged-cells", choices=CELL_CHOICES, default="report", help="the Jurkat cells judged (see docs/benchmarks.md)")
     parser.add_argument("--trees", type=int, default=300)
     parser.add_argument("--skip", default="", help="jurkat and/or speed")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     result = {}
     if "jurkat" not in args.skip:
-        result["jurkat_dna_content"] = jurkat(args.data, args.folds, args.trees)
+        result["jurkat_dna_content"] = jurkat(args.data, args.folds, args.trees, args.judged_cells)
     if "speed" not in args.skip:
         result["speed"] = speed(args.cells)
     emit(result, args.out)
