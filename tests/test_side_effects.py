@@ -45,7 +45,7 @@ for name in pl.__all__:
     tries[name] = [runner.tries, runner.failures]
 
 from stainfree.report.sections import _section_composition
-from stainfree.utils import progress
+from stainfree.progress import progress
 
 with tempfile.TemporaryDirectory() as d:
     table = pd.DataFrame({"field": ["f1", "f2"], "cells": [10, 4], "fraction_a": [0.3, 0.5], "fraction_b": [0.7, 0.5]})

@@ -1,4 +1,4 @@
-"""Shared plumbing: the error type, logging-based progress, and atomic output folders."""
+"""Shared plumbing: the error type, atomic output folders and files, private random streams."""
 
 from __future__ import annotations
 
@@ -7,15 +7,10 @@ import logging
 import os
 import re
 import shutil
-import time
 import uuid
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class StainfreeError(ValueError):
@@ -52,62 +47,6 @@ def first_line(exc: BaseException) -> str:
     """
     text = str(exc)
     return text.splitlines()[0] if text.strip() else type(exc).__name__
-
-
-def progress(
-    iterable: Iterable[T],
-    *,
-    total: int | None = None,
-    desc: str = "",
-    unit: str = "items",
-    log: logging.Logger | None = None,
-    every_s: float = 5.0,
-) -> Iterator[T]:
-    """Yield from ``iterable`` and log progress about every ``every_s`` seconds and at the end.
-
-    Progress goes through :mod:`logging` (not a terminal-only bar), so it shows in a shell, in CI
-    logs and in notebooks alike; silence it with the log level.
-
-    Parameters
-    ----------
-    iterable : iterable
-        What to iterate over.
-    total : int, optional
-        Number of items, shown as ``count/total``; taken from ``len(iterable)`` when it has one.
-    desc : str, default ""
-        What is being done, at the start of every message.
-    unit : str, default "items"
-        What is counted.
-    log : logging.Logger, optional
-        Where to log (default this module's logger), at level INFO.
-    every_s : float, default 5.0
-        Seconds between progress messages.
-
-    Yields
-    ------
-    object
-        The items of ``iterable``, unchanged.
-
-    Examples
-    --------
-    >>> from stainfree.utils import progress
-    >>> list(progress(range(3), desc="demo"))
-    [0, 1, 2]
-    """
-    log = log or logger
-    if total is None and hasattr(iterable, "__len__"):
-        total = len(iterable)  # type: ignore[arg-type]
-    start = last = time.monotonic()
-    count = 0
-    for count, item in enumerate(iterable, 1):
-        yield item
-        now = time.monotonic()
-        if now - last >= every_s:
-            last = now
-            of = f"/{total}" if total else ""
-            log.info("%s: %d%s %s (%.0f/s)", desc, count, of, unit, count / max(now - start, 1e-9))
-    elapsed = time.monotonic() - start
-    log.info("%s: %d %s in %.1f s", desc, count, unit, elapsed)
 
 
 def _is_replaceable(path: Path, marker: str | None) -> bool:

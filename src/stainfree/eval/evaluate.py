@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ import pandas as pd
 from ..core.cellset import CellSet
 from ..ml.classifier import Classifier, check_finite
 from ..ml.train import TrainConfig, fit
+from ..progress import progress
 from ..utils import StainfreeError, atomic_write_bytes, read_parquet, write_parquet
 from ._summary import cross_group_table, learning_curve_table, metrics_block
 from .baselines import BASELINES, OPTIONAL_BASELINES, align_features, feature_arrays, run_baseline
@@ -337,7 +339,8 @@ def evaluate(
     if work:
         work.mkdir(parents=True, exist_ok=True)
     sizes = list(train_sizes) if train_sizes else [1.0]
-    done = [r for s_i, split in enumerate(splits, 1) if (r := _run_split(job, s_i, len(splits), split, sizes)) is not None]
+    shown = progress(splits, desc="splits", unit="splits", log=logger, every_s=math.inf)
+    done = [r for s_i, split in enumerate(shown, 1) if (r := _run_split(job, s_i, len(splits), split, sizes)) is not None]
     if not done:
         raise StainfreeError("no split could be trained (every training pool lacked a class)")
     pred = pd.concat([part for part, _ in done], ignore_index=True)

@@ -13,7 +13,8 @@ import numpy as np
 from ..core.cellset import CellSet, provenance_entry
 from ..core.specs import merge_labels
 from ..core.store import CellSetWriter, open_cellset
-from ..utils import StainfreeError, progress
+from ..progress import progress
+from ..utils import StainfreeError
 from .images import (
     crop_or_pad,
     read_image,

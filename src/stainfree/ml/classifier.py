@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..progress import progress
 from ..utils import StainfreeError, atomic_write_bytes, first_line, private_torch_rng, refuse_partial
 from .models import create_model
 from .transforms import apply_normalisation, dihedral_views
@@ -183,7 +184,7 @@ class Classifier:
         model = self.model.to(dev).eval()
         out = []
         with torch.no_grad():
-            for start in range(0, len(images), batch_size):
+            for start in progress(range(0, len(images), batch_size), desc="predicting", unit="batches", log=logger, summary=False):
                 x = torch.from_numpy(self.prepare(images[start : start + batch_size])).to(dev, memory_format=torch.channels_last)
                 views = dihedral_views(x) if tta else [x]
                 p = sum(torch.softmax(model(v), dim=1) for v in views) / len(views)

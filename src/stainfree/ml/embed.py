@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.export import to_uns, write_h5ad
+from ..progress import progress
 from ..utils import StainfreeError, atomic_output_file, private_torch_rng, refuse_existing
 from ._embed_loop import (
     DEFAULT_ARCH,
@@ -131,7 +133,7 @@ class Embedder:
         if self.network is not None:
             self.network.to(memory_format=torch.channels_last)  # about a third faster on a CPU
         out = []
-        for start in range(0, len(images), batch_size):
+        for start in progress(range(0, len(images), batch_size), desc="embedding", unit="batches", log=logger, summary=False):
             x = torch.from_numpy(self.prepare(images[start : start + batch_size]))
             out.append(np.mean([self._embed_prepared(v) for v in (dihedral_views(x) if tta else [x])], axis=0))
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
@@ -281,7 +283,8 @@ def fit_embedder(
         emb.network = net
         emb.width = emb._embed_prepared(torch.zeros(2, len(channels), side, side)).shape[1]
         training = start_training(net, x_all, masks, config, side)
-        history = [training.epoch(epoch) for epoch in range(1, config.epochs + 1)]
+        epochs = progress(range(1, config.epochs + 1), desc="training", unit="epochs", log=logger, every_s=math.inf, summary=False)
+        history = [training.epoch(epoch) for epoch in epochs]
     net.eval()
     return emb, history
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..progress import progress
 from ..utils import StainfreeError, private_torch_rng
 from ._loop import TrainingRun, keep_if_best, log_epoch, make_optimiser, resume, save_checkpoint, train_epoch, validate
 from .classifier import Classifier, pick_device, resize_batch
@@ -449,7 +450,8 @@ def fit(
         if checkpoint is not None and Path(checkpoint).is_file():
             resume(run, checkpoint, signature, log)
         validating = len(run.val_idx) > 0
-        for epoch in range(run.epoch + 1, config.epochs + 1):
+        epochs = range(run.epoch + 1, config.epochs + 1)
+        for epoch in progress(epochs, desc="training", unit="epochs", log=log, every_s=math.inf, summary=False):
             if validating and run.best["state"] is not None and epoch - run.best["epoch"] > config.patience:
                 break
             t0 = time.monotonic()

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.cellset import CellSet
-from ..utils import StainfreeError, progress
+from ..progress import progress
+from ..utils import StainfreeError
 from .texture import GRAY_LEVELS, TEXTURE_SCALES, texture_features
 
 logger = logging.getLogger(__name__)

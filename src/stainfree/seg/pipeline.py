@@ -254,7 +254,7 @@ def cells_from_fields(
     >>> cells.images.shape[1:], cells.table["field"].unique().tolist()
     ((1, 32, 32), ['f1'])
     """
-    from ..utils import progress
+    from ..progress import progress
     from .density import density_levels
     from .methods import METHODS, load_segmenter
 

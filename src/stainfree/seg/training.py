@@ -343,7 +343,7 @@ def _run_steps(
     ``config.validate_every`` steps; returns the history."""
     import torch
 
-    from ..utils import progress
+    from ..progress import progress
 
     network, optimiser, schedule, dev = state["network"], state["optimiser"], state["schedule"], device
     began, running = time.monotonic(), []

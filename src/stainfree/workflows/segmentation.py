@@ -250,6 +250,7 @@ def run_score_segmentation(
     from PIL import Image
 
     from ..io.fields import read_field_files
+    from ..progress import progress
     from ..report.sections import write_report
     from ..seg.annotations import read_annotations
     from ..seg.methods import load_segmenter, segment_field
@@ -259,7 +260,7 @@ def run_score_segmentation(
         pool_counts,
         scores_from_counts,
     )
-    from ..utils import atomic_output_dir, progress
+    from ..utils import atomic_output_dir
 
     out = Path(out)
     refuse_existing(out, force=force)
