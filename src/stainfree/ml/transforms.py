@@ -229,8 +229,9 @@ def _affine(x, g, *, degrees: float = 0.0, translate: float = 0.0):
 
     n, _, h, w = x.shape
     angle = (torch.rand(n, generator=g) * 2 - 1) * degrees * math.pi / 180
-    tx = (torch.rand(n, generator=g) * 2 - 1) * translate * w
-    ty = (torch.rand(n, generator=g) * 2 - 1) * translate * h
+    # whole-pixel shifts: a fractional one would average neighbours and blur, as bilinear rotation does
+    tx = torch.round((torch.rand(n, generator=g) * 2 - 1) * translate * w)
+    ty = torch.round((torch.rand(n, generator=g) * 2 - 1) * translate * h)
     cos, sin = torch.cos(angle), torch.sin(angle)
     cx, cy = (w - 1) / 2, (h - 1) / 2
     m = torch.zeros(n, 2, 3)
@@ -238,6 +239,12 @@ def _affine(x, g, *, degrees: float = 0.0, translate: float = 0.0):
     m[:, 0, 2] = cx - cos * cx + sin * cy + tx
     m[:, 1, 2] = cy - sin * cx - cos * cy + ty
     return warp_affine(x, m.to(x.device, x.dtype), (h, w), mode="bilinear", padding_mode="reflection", align_corners=True)
+
+
+def _fourier_rotate(x, g):
+    from ._rotate import fourier_rotate
+
+    return fourier_rotate(x, g)
 
 
 def _random_crop(x, g, *, fraction: float = 0.875):
@@ -352,7 +359,7 @@ def blackout_outside(x, masks, *, mode: str = "full", dilate: int = 3, fill: flo
 AUGMENTATIONS: dict[str, Callable] = {
     "rot90": _rot90,
     "flip": _flips,
-    "rotate": lambda x, g: _affine(x, g, degrees=180.0),
+    "rotate": lambda x, g: _fourier_rotate(x, g),  # any angle, keeping fine texture (bilinear blurs it)
     "translate": lambda x, g: _affine(x, g, translate=0.1),
     "crop": _random_crop,
     "blur": _blur,
