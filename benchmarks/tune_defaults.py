@@ -2,7 +2,7 @@
 
 Every default that was chosen by looking at results (the classifier's batch size, model, class
 sampling, test-time augmentation and prior; the size benchtop crops are trained at; the Barlow
-encoder, its pooling and the dihedral average) is compared here with its alternatives on the
+encoder, its pooling and the dihedral average; and candidates such as sharp rotations) is compared here with its alternatives on the
 quarter of each set that ``stainfree.eval.protocols.tuning_split`` sets apart (seed 0; whole
 fields for HEK). The benchmarks (``jurkat.py``, ``hek_ht1080.py``, ``embedding.py``) report on the
 other cells only, so no reported figure judges a cell that chose a default.
@@ -39,6 +39,7 @@ JURKAT_CANDIDATES = {
     "batch 128": {"batch_size": 128},
     "resnet_small": {"model": "resnet_small"},
     "class-balanced sampling": {"sampling": "balanced"},
+    "sharp rotations": {"augment": "rotate_sharp,flip"},
 }
 HEK_CANDIDATES = {
     "default (112 px)": {},
@@ -79,6 +80,7 @@ def inner_cv(cells, candidates: dict, *, groups=None, folds: int = 3, seeds=(0,)
             seconds[name] = seconds.get(name, 0.0) + time.monotonic() - t
             for variant, predicted in predictions.items():
                 key = variant if variant in PREDICTION_VARIANTS else name
+                seconds.setdefault(key, seconds[name])
                 scores.setdefault(key, []).append(balanced_accuracy_score(labels, predicted.astype(str)))
                 log.warning("seed %d %s: balanced accuracy %.3f", seed, key, scores[key][-1])
     return {

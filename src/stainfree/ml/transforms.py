@@ -240,6 +240,12 @@ def _affine(x, g, *, degrees: float = 0.0, translate: float = 0.0):
     return warp_affine(x, m.to(x.device, x.dtype), (h, w), mode="bilinear", padding_mode="reflection", align_corners=True)
 
 
+def _fourier_rotate(x, g):
+    from ._rotate import fourier_rotate
+
+    return fourier_rotate(x, g)
+
+
 def _random_crop(x, g, *, fraction: float = 0.875):
     """Crop a random window of ``fraction`` of the side and resize it back (scale jitter)."""
     import torch
@@ -352,7 +358,8 @@ def blackout_outside(x, masks, *, mode: str = "full", dilate: int = 3, fill: flo
 AUGMENTATIONS: dict[str, Callable] = {
     "rot90": _rot90,
     "flip": _flips,
-    "rotate": lambda x, g: _affine(x, g, degrees=180.0),
+    "rotate": lambda x, g: _affine(x, g, degrees=180.0),  # bilinear: smooths pixel noise to ~0.68 of its std
+    "rotate_sharp": lambda x, g: _fourier_rotate(x, g),  # any angle by Fourier shears, keeping fine texture
     "translate": lambda x, g: _affine(x, g, translate=0.1),
     "crop": _random_crop,
     "blur": _blur,
