@@ -4,9 +4,7 @@
   const data = JSON.parse(document.getElementById("sf-data").textContent);
   const T = data.thumbs;
   const MAX_GALLERY = 200;
-  const CATEGORICAL = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"];
-  const VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"];
+  const CATEGORICAL = data.palette.categorical, VIRIDIS = data.palette.numeric;
   const sheets = T ? T.sheets.map(function (uri) { const im = new Image(); im.src = uri; return im; }) : [];
   const missing = new Set(T ? T.missing : []);
   const byName = {};
@@ -142,16 +140,14 @@
       });
     });
     const chooser = document.getElementById("sf-colour");
-    if (chooser) {
-      const preferred = ["cluster", "leiden", "label", "predicted"].filter(function (n) {
-        return Array.prototype.some.call(chooser.options, function (o) { return o.value === n; });
-      });
-      if (preferred.length) chooser.value = preferred[0];
+    if (chooser && data.colour) {
+      chooser.value = data.colour;  // the page opens coloured by it (the colours come with the scatter)
       chooser.addEventListener("change", function () { colourBy(chooser.value); });
+      document.getElementById("sf-legend").innerHTML = colours(data.colour).legend;
       let tries = 0;
       const wait = setInterval(function () {  // bokeh builds its document after the page has loaded
-        if (colourBy(chooser.value) || ++tries > 600) clearInterval(wait);
-      }, 50);
+        if (source()) { window.sfView.readyAt = performance.now(); clearInterval(wait); } else if (++tries > 600) clearInterval(wait);
+      }, 20);
     }
   }
 

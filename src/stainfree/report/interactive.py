@@ -21,6 +21,12 @@ from .html import Missing, Run, _esc
 MAX_LEVELS = 60
 #: Cells per confusion-matrix cell and per selection that a gallery can show.
 GALLERY_CELLS = 48
+#: Colours of categories (matplotlib's tab20 order) and of numbers (viridis, low to high); grey for missing values.
+PALETTE = {
+    "categorical": ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+    + ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"],
+    "numeric": ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"],
+}
 _SKIP = {"cell_id", "source", "split", "repeat", "train_size", "train_fraction", "pool_size", "epochs", "seconds"}
 _CSS = """
 .sf-view .sf-row { display: flex; gap: 1em; align-items: flex-start; flex-wrap: wrap; }
@@ -325,21 +331,57 @@ def build_payload(run: Run, view: CellsView, *, max_cells: int = MAX_CELLS, rand
         "galleries": [{"title": g["title"], "groups": {k: local(v) for k, v in g["groups"].items()}} for g in galleries],
         "confusion": None,
         "thumbs": _thumbs(run, view, shown),
+        "palette": PALETTE,
     }
+    offered = [c["name"] for c in payload["columns"] if c["kind"] == "num" or c["colour"]]
+    payload["colour"] = next((n for n in ("cluster", "leiden", "label", "predicted") if n in offered), offered[0] if offered else None)
     if confusion is not None:
         payload["confusion"] = {**confusion, "cells": [[local(c) for c in row] for row in confusion["cells"]]}
     return payload
 
 
 # ---------------------------------------------------------------------- the HTML
-def _scatter(umap: np.ndarray, n_points: int) -> str:
+def point_colours(column: dict, points: list[int]) -> list[str]:
+    """The colour of each point for one column of the payload, as the page's script computes it.
+
+    Parameters
+    ----------
+    column : dict
+        A column of :func:`build_payload`: ``kind`` "cat" (``codes``) or "num" (``values``).
+    points : list of int
+        Positions of the points among the shown cells.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> from stainfree.report.interactive import point_colours
+    >>> point_colours({"kind": "cat", "codes": [1, -1, 0]}, [0, 1, 2])
+    ['#ff7f0e', '#cccccc', '#1f77b4']
+    >>> point_colours({"kind": "num", "values": [0.0, None, 10.0]}, [2, 1, 0])
+    ['#fde725', '#cccccc', '#440154']
+    """
+    if column["kind"] == "cat":
+        palette = PALETTE["categorical"]
+        return [palette[k % len(palette)] if k >= 0 else "#cccccc" for k in np.asarray(column["codes"], np.int64)[points]]
+    palette = PALETTE["numeric"]
+    values = np.array([np.nan if v is None else v for v in column["values"]], np.float64)
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    steps = np.floor((values[points] - lo) / (hi - lo if hi > lo else 1.0) * len(palette))
+    return ["#cccccc" if np.isnan(k) else palette[int(min(k, len(palette) - 1))] for k in steps]
+
+
+def _scatter(umap: np.ndarray, colours: list[str]) -> str:
     """The bokeh figure (WebGL) with its library inline: hover and selection call the page's script."""
     from bokeh.embed import components
     from bokeh.models import ColumnDataSource, CustomJS, HoverTool
     from bokeh.plotting import figure
     from bokeh.resources import Resources
 
-    source = ColumnDataSource({"x": umap[:, 0].astype(np.float32), "y": umap[:, 1].astype(np.float32), "color": ["#4c72b0"] * n_points})
+    n_points = len(colours)
+    source = ColumnDataSource({"x": umap[:, 0].astype(np.float32), "y": umap[:, 1].astype(np.float32), "color": colours})
     source.name = "sf-points"
     plot = figure(
         width=620,
@@ -391,12 +433,13 @@ def render_view(payload: dict, view: CellsView) -> str:
         )
     parts += [f'<p class="missing">{_esc(n)}</p>' for n in view.notes]
     if payload["points"]:
-        options = "".join(
-            f'<option value="{_esc(c["name"])}">{_esc(c["name"])}</option>' for c in payload["columns"] if c["kind"] == "num" or c["colour"]
-        )
+        offered = [c for c in payload["columns"] if c["kind"] == "num" or c["colour"]]
+        options = "".join(f'<option value="{_esc(c["name"])}">{_esc(c["name"])}</option>' for c in offered)
+        by = next((c for c in offered if c["name"] == payload["colour"]), None)
+        colours = point_colours(by, payload["points"]) if by else ["#4c72b0"] * len(payload["points"])
         parts.append(
             "<h3>Embedding (UMAP)</h3><p>Hover a point for its cell; drag a box (or pick the lasso) to see the cells selected.</p>"
-            f'<div class="sf-row"><div><label>colour by <select id="sf-colour">{options}</select></label>{_scatter(view.umap[view.sample], len(payload["points"]))}'
+            f'<div class="sf-row"><div><label>colour by <select id="sf-colour">{options}</select></label>{_scatter(view.umap[view.sample], colours)}'
             '<div class="sf-legend" id="sf-legend"></div></div>'
             '<div class="sf-hover" id="sf-hover"><canvas class="sf-thumb" id="sf-hover-thumb" width="1" height="1"></canvas><table id="sf-hover-row"></table></div></div>'
         )
