@@ -71,8 +71,8 @@ def test_sprite_sheets_are_compact_and_addressable():
     rng = np.random.default_rng(0)
     thumbs = (rng.normal(128, 20, (5000, 32, 32)).clip(0, 255)).astype(np.uint8)
     sheets = sprite_sheets(thumbs)
-    assert len(sheets) == 2
-    assert Image.open(io.BytesIO(sheets[0])).size == (2048, 2048) and Image.open(io.BytesIO(sheets[1])).size == (2048, 15 * 32)
+    assert len(sheets) == 5  # 1024 cells a sheet
+    assert Image.open(io.BytesIO(sheets[0])).size == (1024, 1024) and Image.open(io.BytesIO(sheets[4])).size == (1024, 29 * 32)
     assert sum(map(len, sheets)) / len(thumbs) < 1024  # noisy thumbnails still under 1 kB each
 
 

@@ -17,8 +17,9 @@ MAX_CELLS = 20_000
 THUMB_SIZE = 32
 #: At most this many channels are shown, side by side, each scaled to its own range.
 MAX_THUMB_CHANNELS = 3
-#: Thumbnails per row and per column of a sprite sheet (a sheet holds up to 4096 cells).
-SHEET_TILES = 64
+#: Thumbnails per row and per column of a sprite sheet (a sheet holds up to 1024 cells, so the page
+#: decodes a small image for the first hover on a sheet).
+SHEET_TILES = 32
 
 
 # ---------------------------------------------------------------------- which cells

@@ -5,7 +5,11 @@
   const T = data.thumbs;
   const MAX_GALLERY = 200;
   const CATEGORICAL = data.palette.categorical, VIRIDIS = data.palette.numeric;
-  const sheets = T ? T.sheets.map(function (uri) { const im = new Image(); im.src = uri; return im; }) : [];
+  const sheets = [];  // decoded on first use: the galleries need the first, a hover the one of its cell
+  function sheet(k) {
+    if (!sheets[k]) { sheets[k] = new Image(); sheets[k].src = T.sheets[k]; }
+    return sheets[k];
+  }
   const missing = new Set(T ? T.missing : []);
   const byName = {};
   data.columns.forEach(function (c) { byName[c.name] = c; });
@@ -24,13 +28,14 @@
     canvas.title = describe(i);
     if (!T || missing.has(i)) { canvas.width = 1; canvas.height = 1; canvas.dataset.drawn = "none"; return canvas; }
     canvas.width = T.w; canvas.height = T.h;
-    const per = T.tiles * T.tiles, k = i % per, sheet = sheets[Math.floor(i / per)];
+    const per = T.tiles * T.tiles, k = i % per, image = sheet(Math.floor(i / per));
     const sx = (k % T.tiles) * T.w, sy = Math.floor(k / T.tiles) * T.h;
     const draw = function () {
-      canvas.getContext("2d").drawImage(sheet, sx, sy, T.w, T.h, 0, 0, T.w, T.h);
+      if (canvas.dataset.cell !== String(i)) return;  // the hover panel moved on to another cell meanwhile
+      canvas.getContext("2d").drawImage(image, sx, sy, T.w, T.h, 0, 0, T.w, T.h);
       canvas.dataset.drawn = "yes";
     };
-    if (sheet.complete && sheet.naturalWidth) draw(); else sheet.addEventListener("load", draw, { once: true });
+    if (image.complete && image.naturalWidth) draw(); else image.addEventListener("load", draw, { once: true });
     return canvas;
   }
 

@@ -284,7 +284,8 @@ def build_payload(run: Run, view: CellsView, *, max_cells: int = MAX_CELLS, rand
 
     Cells are referred to by their position among the shown cells: a stratified sample of at
     most ``max_cells`` (:func:`~stainfree.pl.interactive.stratified_sample`, by cluster or class),
-    plus every cell a gallery picks.
+    plus every cell a gallery picks (those first, so that the galleries draw from the first sprite
+    sheets).
 
     Parameters
     ----------
@@ -316,10 +317,13 @@ def build_payload(run: Run, view: CellsView, *, max_cells: int = MAX_CELLS, rand
     sample = view.sample = stratified_sample(_strata(view), max_cells, random_state=random_state)
     picked = [g for gallery in galleries for g in gallery["groups"].values()]
     picked += [c for row in (confusion or {}).get("cells", []) for c in row]
-    shown = np.unique(np.concatenate([sample, *[np.asarray(p, np.int64) for p in picked]]).astype(np.int64))
+    picked = np.unique(np.concatenate([np.zeros(0, np.int64), *[np.asarray(p, np.int64) for p in picked]]))
+    shown = np.concatenate([picked, np.setdiff1d(sample, picked)])  # the galleries' cells first: they share the first sheets
+    where = np.full(len(view.table), -1, np.int64)
+    where[shown] = np.arange(len(shown))
 
     def local(positions) -> list[int]:
-        return np.searchsorted(shown, np.asarray(positions, np.int64)).tolist()
+        return where[np.asarray(positions, np.int64)].tolist()
 
     payload = {
         "cells": len(view.table),
