@@ -114,6 +114,7 @@ def test_report_says_what_is_missing(small_run, tmp_path):
     adata.obs_names = [f"x{i}" if i < 7 else n for i, n in enumerate(adata.obs_names)]
     adata.write_h5ad(run / "clusters.h5ad")
     text = build_report(run)
+    assert "could not be drawn" not in text  # the Data section draws its examples from the cells (no data.json here)
     assert "7 of the 40 cells of this run are not in the CellSet" in text and "&#x27;x0&#x27;" in text
     assert len(payload_of(text)["thumbs"]["missing"]) == 7
     (run / "clusters.h5ad").unlink()
