@@ -54,7 +54,7 @@ def make_big_run(root: Path, n: int, seed: int = 0) -> Path:
     centres = rng.normal(0, 6, (10, 8))
     cluster = rng.integers(0, 10, n)
     x = centres[cluster] + rng.normal(size=(n, 8))
-    obs = table[["label", "flask", "area"]].copy() if "area" in table else table[["label", "flask"]].copy()
+    obs = table[["label", "flask", "area"]].copy()
     obs.index = pd.Index(table["cell_id"].astype(str))
     obs["cluster"] = pd.Categorical(cluster.astype(str))
     adata = anndata.AnnData(obs=obs, obsm={"X_pca": x, "X_umap": x[:, :2]})

@@ -4,6 +4,7 @@ data are missing or do not match."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -123,3 +124,14 @@ def test_report_says_what_is_missing(small_run, tmp_path):
     assert payload_of(text)["points"] == [] and payload_of(text)["confusion"] is not None
     (run / "predictions.parquet").unlink()
     assert "no predictions.parquet and no embedding with a UMAP" in build_report(run)
+
+
+def test_sixteen_bit_pair_of_channels_shows_both_scaled(tmp_path):
+    run = make_run(tmp_path, n_per_class=6, sixteen_bit_pair=True)
+    text = build_report(run)
+    thumbs = payload_of(text)["thumbs"]
+    assert (thumbs["w"], thumbs["h"], thumbs["channel_names"]) == (64, 32, ["bf", "dim"])
+    assert "Thumbnails show channels bf, dim side by side, each scaled to its own range." in text
+    sheet = np.asarray(Image.open(io.BytesIO(base64.b64decode(thumbs["sheets"][0].split(",", 1)[1]))).convert("L"), float)
+    bf, dim = sheet[:32, :32], sheet[:32, 32:64]
+    assert abs(bf.mean() - dim.mean()) < 12 and dim.std() > 20  # the dim channel stretched as brightly as brightfield

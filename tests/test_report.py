@@ -61,6 +61,9 @@ def test_evaluation_report_embeds_every_figure(run_folder):
     assert "percentile bootstrap over flask (1000 resamples, " in text and "(Wilson)" in text
     assert "Cells per flask and class" in text
     assert "stainfree embed" in text  # the embedding section says where its figures come from
+    # the interactive views of a run without an embedding: galleries and confusion matrix, and what to run for the scatter
+    assert "<h2>Explore the cells</h2>" in text and "Confusion matrix (click a count to see its cells)" in text
+    assert "Per class, the cells the classifier scores highest" in text and "No embedding: the scatter needs" in text
     assert (run_folder / "explain" / "explain.json").is_file() and (run_folder / "saliency" / "saliency.png").is_file()
 
 

@@ -19,13 +19,19 @@ from stainfree.datasets.synthetic import make_cells
 from stainfree.report.sections import write_report
 
 
-def make_run(root, n_per_class: int = 40, *, embedding: bool = True, seed: int = 0):
+def make_run(root, n_per_class: int = 40, *, sixteen_bit_pair: bool = False, seed: int = 0):
     """A small evaluation run folder made by hand (no training): predictions, an embedding with a
-    UMAP and clusters, and the CellSet it refers to."""
+    UMAP and clusters, and the CellSet it refers to (8-bit brightfield, or with
+    ``sixteen_bit_pair`` 16-bit brightfield and a dim 16-bit second channel)."""
     import anndata
+
+    from stainfree.core.cellset import CellSet
 
     rng = np.random.default_rng(seed)
     cells = make_cells(n_per_class, size=32, flasks_per_line=2, random_state=seed)
+    if sixteen_bit_pair:
+        bright = cells.read(slice(None)).astype(np.uint16) * 257
+        cells = CellSet(np.concatenate([bright, bright // 64], axis=1), cells.table, channels=["bf", "dim"], groups=cells.groups)
     cells.save(root / "c.cells")
     labels = cells.labels.astype(str)
     classes = sorted(set(labels))
@@ -38,14 +44,13 @@ def make_run(root, n_per_class: int = 40, *, embedding: bool = True, seed: int =
     predictions.to_parquet(run / "predictions.parquet")
     (run / "metrics.json").write_text("{}")
     (run / "config.json").write_text(json.dumps({"command": "evaluate", "data": {"cells": str(root / "c.cells")}}))
-    if embedding:
-        x = rng.normal(size=(len(cells), 4)) + (labels == classes[0])[:, None] * 3
-        obs = cells.table[["label", "flask", "area"]].copy() if "area" in cells.table else cells.table[["label", "flask"]].copy()
-        obs.index = pd.Index(cells.cell_ids.astype(str))
-        obs["cluster"] = pd.Categorical(np.where(x[:, 0] > 1.5, "1", "0"))
-        adata = anndata.AnnData(obs=obs, obsm={"X_pca": x, "X_umap": x[:, :2]})
-        adata.uns["stainfree_cluster"] = {"key": "X_pca"}
-        adata.write_h5ad(run / "clusters.h5ad")
+    x = rng.normal(size=(len(cells), 4)) + (labels == classes[0])[:, None] * 3
+    obs = cells.table[["label", "flask", "area"]].copy()
+    obs.index = pd.Index(cells.cell_ids.astype(str))
+    obs["cluster"] = pd.Categorical(np.where(x[:, 0] > 1.5, "1", "0"))
+    adata = anndata.AnnData(obs=obs, obsm={"X_pca": x, "X_umap": x[:, :2]})
+    adata.uns["stainfree_cluster"] = {"key": "X_pca"}
+    adata.write_h5ad(run / "clusters.h5ad")
     return run
 
 
@@ -113,19 +118,30 @@ def test_interactive_views_in_chromium(report):
         hover_a_point(driver)
         assert wait_for(driver, "return document.getElementById('sf-hover-thumb').dataset.drawn") == "yes"
         assert "cell" in driver.find_element("id", "sf-hover-row").text
-        # a selection (through bokeh's own model, as a box drag would set it) fills the gallery
+        # a box dragged around the hovered point (box select is the active drag) fills the gallery
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        ActionChains(driver).move_by_offset(-40, -40).click_and_hold().move_by_offset(40, 40).move_by_offset(40, 40).release().perform()
+        selected = wait_for(driver, "return window.sfView.source().selected.indices")
+        assert 0 in selected
+        drawn = "return document.querySelectorAll('#sf-gallery canvas[data-drawn=yes]').length"
+        assert wait_for(driver, f"return {drawn[7:]} === {len(selected)}")
+        assert driver.find_element("id", "sf-gallery-title").text.startswith(f"Selection: {len(selected)} cell")
+        # and so does a selection set through bokeh's model, as a lasso would set it
         driver.execute_script("window.sfView.source().selected.indices = [0, 1, 2, 3, 4]")
-        assert wait_for(driver, "return document.querySelectorAll('#sf-gallery canvas[data-drawn=yes]').length") == 5
+        assert wait_for(driver, f"return {drawn[7:]} === 5")
         assert "Selection: 5 cells" in driver.find_element("id", "sf-gallery-title").text
         assert "label" in driver.find_element("id", "sf-gallery").text  # the composition
         # a confusion-matrix count opens its cells
         cell = driver.find_element("css selector", "td.sf-open")
         n = int(cell.text)
         cell.click()
-        assert wait_for(driver, "return document.querySelectorAll('#sf-gallery canvas[data-drawn=yes]').length") == min(n, 48)
+        assert wait_for(driver, f"return {drawn[7:]} === {min(n, 48)}")
         assert driver.find_element("id", "sf-gallery-title").text.startswith("True ")
-        # colour by a numeric column
-        driver.execute_script("return window.sfView.colourBy('flask')")
+        # colour by a number: a colour scale and its legend
+        assert driver.execute_script("return window.sfView.colourBy('area')")
+        assert driver.execute_script("return window.sfView.source().data.color[0]").startswith("#")
+        assert "area" in driver.find_element("id", "sf-colour").text
         errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
         assert errors == []
         assert external_requests(driver) == []
