@@ -101,7 +101,8 @@ def test_payload_holds_every_view(small_run):
     assert sum(map(sum, p["confusion"]["counts"])) == 40
     assert p["thumbs"]["w"] == p["thumbs"]["h"] == 32 and len(p["thumbs"]["sheets"]) == 1 and p["thumbs"]["missing"] == []
     names = {c["name"]: c for c in p["columns"]}
-    assert {"label", "flask", "cluster", "predicted"} <= set(names) and names["cluster"]["kind"] == "cat"
+    assert {"label", "flask", "cluster", "predicted", "score", "area"} <= set(names) and names["cluster"]["kind"] == "cat"
+    assert names["score"]["kind"] == names["area"]["kind"] == "num" and min(names["score"]["values"]) >= 0.5
 
 
 def test_report_says_what_is_missing(small_run, tmp_path):

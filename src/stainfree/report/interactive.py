@@ -140,7 +140,7 @@ def read_view(run: Run) -> CellsView:
     ...                   "prob_x": [0.9, 0.6], "prob_y": [0.1, 0.4]}).to_parquet(Path(tmp, "predictions.parquet"))
     ...     view = read_view(Run(tmp))
     >>> list(view.table.columns), view.umap, view.notes[0][:30]
-    (['cell_id', 'label', 'predicted'], None, 'No embedding: the scatter need')
+    (['cell_id', 'label', 'predicted', 'score'], None, 'No embedding: the scatter need')
     """
     import anndata
 
@@ -176,6 +176,7 @@ def read_view(run: Run) -> CellsView:
     probs = [c for c in table.columns if str(c).startswith("prob_")]
     if probs:
         view.scores = table[probs].rename(columns=lambda c: str(c).removeprefix("prob_")).astype(np.float64)
+        table = table.assign(score=view.scores.max(axis=1, skipna=True))  # the predicted class's score, to colour by
     keep = [c for c in table.columns if c not in _SKIP and not str(c).startswith(("prob_", "baseline_"))]
     view.table = table[["cell_id", *[c for c in keep if c != "cell_id"]]].reset_index(drop=True)
     return view
@@ -427,8 +428,8 @@ def render_view(payload: dict, view: CellsView) -> str:
     parts = [f"<style>{_CSS}</style>", '<div class="sf-view" id="sf-view">']
     if payload["sampled"]:
         parts.append(
-            f"<p><b>{payload['cells']} cells: the views show a stratified sample</b> (every cluster or class keeps its share; at most {MAX_CELLS} cells), "
-            f"plus the cells the galleries pick: {payload['shown']} in all.</p>"
+            f"<p><b>{payload['cells']:,} cells: the views show a stratified sample</b> (every cluster or class keeps its share; at most {MAX_CELLS:,} cells), "
+            f"plus the cells the galleries pick: {payload['shown']:,} in all.</p>"
         )
     thumbs = payload["thumbs"]
     if thumbs and thumbs["channels"] > 1:
