@@ -100,53 +100,56 @@ def hover_a_point(driver) -> None:
 
 
 @pytest.fixture(scope="module")
+def driver():
+    browser = chrome()  # skips before any report is built when there is no browser
+    yield browser
+    browser.quit()
+
+
+@pytest.fixture(scope="module")
 def report(tmp_path_factory):
     run = make_run(tmp_path_factory.mktemp("browser"))
     return write_report(run)
 
 
-def test_interactive_views_in_chromium(report):
-    driver = chrome()
-    try:
-        driver.get(report.as_uri())
-        wait_for(driver, "return window.sfView && window.sfView.source() && document.getElementById('sf-legend').innerHTML.length > 0")
-        # galleries drawn from the sprite sheets
-        assert wait_for(driver, "return document.querySelectorAll('.sf-strip canvas[data-drawn=yes]').length") > 10
-        # hover: the panel shows the cell's thumbnail and row
-        driver.execute_script(HELPERS)
-        driver.execute_script("window.scrollTo(0, document.getElementById('sf-colour').getBoundingClientRect().top + window.scrollY - 10)")
-        hover_a_point(driver)
-        assert wait_for(driver, "return document.getElementById('sf-hover-thumb').dataset.drawn") == "yes"
-        assert "cell" in driver.find_element("id", "sf-hover-row").text
-        # a box dragged around the hovered point (box select is the active drag) fills the gallery
-        from selenium.webdriver.common.action_chains import ActionChains
+def test_interactive_views_in_chromium(driver, report):
+    driver.get(report.as_uri())
+    wait_for(driver, "return window.sfView && window.sfView.source() && document.getElementById('sf-legend').innerHTML.length > 0")
+    # galleries drawn from the sprite sheets
+    assert wait_for(driver, "return document.querySelectorAll('.sf-strip canvas[data-drawn=yes]').length") > 10
+    # hover: the panel shows the cell's thumbnail and row
+    driver.execute_script(HELPERS)
+    driver.execute_script("window.scrollTo(0, document.getElementById('sf-colour').getBoundingClientRect().top + window.scrollY - 10)")
+    hover_a_point(driver)
+    assert wait_for(driver, "return document.getElementById('sf-hover-thumb').dataset.drawn") == "yes"
+    assert "cell" in driver.find_element("id", "sf-hover-row").text
+    # a box dragged around the hovered point (box select is the active drag) fills the gallery
+    from selenium.webdriver.common.action_chains import ActionChains
 
-        ActionChains(driver).move_by_offset(-40, -40).click_and_hold().move_by_offset(40, 40).move_by_offset(40, 40).release().perform()
-        selected = wait_for(driver, "return window.sfView.source().selected.indices")
-        assert 0 in selected
-        drawn = "return document.querySelectorAll('#sf-gallery canvas[data-drawn=yes]').length"
-        assert wait_for(driver, f"return {drawn[7:]} === {len(selected)}")
-        assert driver.find_element("id", "sf-gallery-title").text.startswith(f"Selection: {len(selected)} cell")
-        # and so does a selection set through bokeh's model, as a lasso would set it
-        driver.execute_script("window.sfView.source().selected.indices = [0, 1, 2, 3, 4]")
-        assert wait_for(driver, f"return {drawn[7:]} === 5")
-        assert "Selection: 5 cells" in driver.find_element("id", "sf-gallery-title").text
-        assert "label" in driver.find_element("id", "sf-gallery").text  # the composition
-        # a confusion-matrix count opens its cells
-        cell = driver.find_element("css selector", "td.sf-open")
-        n = int(cell.text)
-        cell.click()
-        assert wait_for(driver, f"return {drawn[7:]} === {min(n, 48)}")
-        assert driver.find_element("id", "sf-gallery-title").text.startswith("True ")
-        # colour by a number: a colour scale and its legend
-        assert driver.execute_script("return window.sfView.colourBy('area')")
-        assert driver.execute_script("return window.sfView.source().data.color[0]").startswith("#")
-        assert "area" in driver.find_element("id", "sf-colour").text
-        errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
-        assert errors == []
-        assert external_requests(driver) == []
-    finally:
-        driver.quit()
+    ActionChains(driver).move_by_offset(-40, -40).click_and_hold().move_by_offset(40, 40).move_by_offset(40, 40).release().perform()
+    selected = wait_for(driver, "return window.sfView.source().selected.indices")
+    assert 0 in selected
+    drawn = "return document.querySelectorAll('#sf-gallery canvas[data-drawn=yes]').length"
+    assert wait_for(driver, f"return {drawn[7:]} === {len(selected)}")
+    assert driver.find_element("id", "sf-gallery-title").text.startswith(f"Selection: {len(selected)} cell")
+    # and so does a selection set through bokeh's model, as a lasso would set it
+    driver.execute_script("window.sfView.source().selected.indices = [0, 1, 2, 3, 4]")
+    assert wait_for(driver, f"return {drawn[7:]} === 5")
+    assert "Selection: 5 cells" in driver.find_element("id", "sf-gallery-title").text
+    assert "label" in driver.find_element("id", "sf-gallery").text  # the composition
+    # a confusion-matrix count opens its cells
+    cell = driver.find_element("css selector", "td.sf-open")
+    n = int(cell.text)
+    cell.click()
+    assert wait_for(driver, f"return {drawn[7:]} === {min(n, 48)}")
+    assert driver.find_element("id", "sf-gallery-title").text.startswith("True ")
+    # colour by a number: a colour scale and its legend
+    assert driver.execute_script("return window.sfView.colourBy('area')")
+    assert driver.execute_script("return window.sfView.source().data.color[0]").startswith("#")
+    assert "area" in driver.find_element("id", "sf-colour").text
+    errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+    assert errors == []
+    assert external_requests(driver) == []
 
 
 #: Where a scatter point is on screen, from bokeh's view of the figure (used to hover it).
