@@ -284,6 +284,9 @@ def test_embed_and_cluster_from_the_command_line(tmp_path):
     assert "X_umap" in clustered.obsm and "cluster" in clustered.obs
     report = (out / "report.html").read_text()
     assert report.count("<img") == len(figures) and "Not in this report" not in report
+    # the interactive views: the scatter of every cell, thumbnails of the embedded channel only
+    assert '<option value="cluster">' in report and '"points":[' in report and '"channel_names":["bf"]' in report
+    assert "Per cluster, the cells nearest its centre" in report and '"missing":[]' in report
     for args, message in [
         (["--key", "X_nope"], "no embedding 'X_nope'"),
         (["--k", "500"], "k = 500 must be at least 2 and less than the number of cells (80)"),

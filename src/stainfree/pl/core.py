@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -129,4 +130,4 @@ def cell_grid(cells, labels, path, *, per_row: int = 8, max_rows: int = 30, titl
                 ax.imshow(np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1), cmap="gray")
         axes[r, 0].set_title(title(name, len(pos)), fontsize=6, loc="left")
     fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
-    return Path(path)
+    return Path(path) if isinstance(path, (str, os.PathLike)) else path  # a file object (the report's Data section)

@@ -28,6 +28,7 @@ from .html import (
     data_summary,
     png_uri,
 )
+from .interactive import section_explore
 
 logger = logging.getLogger(__name__)
 
@@ -357,12 +358,14 @@ SECTIONS: dict[str, list[tuple[str, Callable[[Run], str]]]] = {
     "clusters": [
         ("Clusters and probes", _section_clusters),
         ("Embedding, clusters and composition", _section_embedding),
+        ("Explore the cells", section_explore),
     ],
     "evaluation": [
         ("Data", _section_data),
         ("Protocol and settings", _section_protocol),
         ("Headline metrics and baselines", _section_metrics),
         ("Training, confusion and ROC", _section_evaluation_figures),
+        ("Explore the cells", section_explore),
         ("Across groups", _section_cross_group),
         ("Embedding, clusters and composition", _section_embedding),
         ("What separates the classes", _section_explain),

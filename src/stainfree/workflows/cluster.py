@@ -107,7 +107,8 @@ def run_cluster(
         An embedding (:func:`stainfree.ml.embed.embed_cells`): ``obs`` the cells, ``obsm`` the
         embedding.
     out : path
-        The folder to write (atomically): ``clusters.h5ad``, ``clusters.json``,
+        The folder to write (atomically): ``clusters.h5ad``, ``clusters.json``, ``config.json``
+        (where the cells are, when they were opened from a folder),
         ``composition_<by>.csv`` and ``enrichment_<by>.csv``, ``figures/`` (UMAPs, k-means scan,
         composition, gallery with ``cells``, ordered matrices) and ``report.html``.
     by : sequence of str
@@ -188,6 +189,9 @@ def run_cluster(
                 for kind in ("rf", "ridge")
             }
         write_h5ad(adata, tmp / "clusters.h5ad")
+        if cells is not None and getattr(cells, "path", None):  # the report's thumbnails come from here
+            data = {"cells": str(Path(cells.path).resolve()), "channels": (summary["embedding"] or {}).get("channels")}
+            (tmp / "config.json").write_text(json.dumps({"command": "cluster", "data": {k: v for k, v in data.items() if v}}, indent=2))
         (tmp / "clusters.json").write_text(json.dumps(summary, indent=2, default=str))
         write_report(tmp, title=f"stainfree cluster: {Path(out).name}")
     return Path(out), summary
