@@ -41,7 +41,6 @@ def main() -> None:
 
     import stainfree as sf
     from stainfree.eval.evaluate import evaluate
-    from stainfree.ml.models import DEFAULT_MODEL
     from stainfree.ml.train import TrainConfig
     from stainfree.pp.features import measure
 
@@ -59,9 +58,13 @@ def main() -> None:
         "models": {},
         "baselines": None,
     }
-    for model in [DEFAULT_MODEL if m == "default" else m for m in args.models.split(",")]:
-        epochs = dict(item.split("=") for item in args.epochs.split(",")) if args.epochs else {}
-        config = TrainConfig.for_data(cells, model=model, epochs=int(epochs[model]) if model in epochs else None)
+    epochs = dict(item.split("=") for item in args.epochs.split(",")) if args.epochs else {}
+    for name in args.models.split(","):
+        # "default": whatever TrainConfig.for_data picks for these crops
+        config = TrainConfig.for_data(
+            cells, model=None if name == "default" else name, epochs=int(epochs[name]) if name in epochs else None
+        )
+        model = config.model
         t = time.monotonic()
         ev = evaluate(
             cells,

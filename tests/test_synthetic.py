@@ -21,6 +21,33 @@ def test_lines_differ_in_size_and_shape_as_documented():
     assert np.median(ecc[spindle]) > np.median(ecc[~spindle]) + 0.2
 
 
+def _dominant_angle(arr, arc, acc):
+    """Angle (from the row axis towards the column axis) of the main eigenvector of [[arr, arc], [arc, acc]]."""
+    return 0.5 * np.arctan2(2 * arc, arr - acc)
+
+
+def test_fibre_lines_share_their_shape_and_differ_in_fibre_direction_relative_to_the_long_axis():
+    from skimage.feature import structure_tensor
+
+    cs, masks = make_cells(60, size=48, lines=("along", "across"), flasks_per_line=2, random_state=3, return_masks=True)
+    along = cs.table["label"].to_numpy() == "along"
+    area = cs.table["area"].to_numpy()
+    assert abs(np.median(area[along]) / np.median(area[~along]) - 1) < 0.1
+    # fibres along the long axis change grey level across it: the dominant gradient lies near
+    # 90 degrees from the axis; fibres across it near 0 degrees
+    angles = []
+    for image, mask in zip(cs.images[:, 0].astype(float), masks, strict=True):
+        rows, cols = np.nonzero(mask)
+        dr, dc = rows - rows.mean(), cols - cols.mean()
+        axis = _dominant_angle((dr * dr).mean(), (dr * dc).mean(), (dc * dc).mean())
+        inner = np.hypot(dr, dc) < 0.6 * np.sqrt(mask.sum() / np.pi)
+        tensor = structure_tensor(image, sigma=1.0, order="rc")
+        gradient = _dominant_angle(*(t[rows[inner], cols[inner]].mean() for t in tensor))
+        angles.append(np.degrees(abs(np.angle(np.exp(2j * (gradient - axis)))) / 2))
+    angles = np.array(angles)
+    assert np.median(angles[along]) > 60 and np.median(angles[~along]) < 30
+
+
 def test_flasks_hold_one_line_and_carry_density():
     cs = make_cells(40, size=32, flasks_per_line=4, random_state=1)
     per_flask = cs.table.groupby("flask")["label"].nunique()

@@ -13,7 +13,10 @@ from ..utils import StainfreeError, read_parquet, refuse_partial
 #: Training options of `evaluate` and `compare`: name -> (type, typer option); the command receives
 #: the given ones as one keyword ``train``.
 TRAIN_OPTIONS = {
-    "model": (str | None, typer.Option(None, help="Model name (`stainfree models` lists them); default: the default model.")),
+    "model": (
+        str | None,
+        typer.Option(None, help="Model name (`stainfree models` lists them); default: cnn3, resnet_small for crops over 128 px."),
+    ),
     "epochs": (int | None, typer.Option(None, help="Maximum training epochs (default adapts to the number of cells).")),
     "batch_size": (int | None, typer.Option(None, "--batch-size", help="Cells per training step (default adapts to the number of cells).")),
     "lr": (float | None, typer.Option(None, help="Peak learning rate (default 3e-3, one-cycle cosine schedule).")),

@@ -31,7 +31,14 @@ from ..utils import StainfreeError
 LINES = {
     "round": dict(radius=(8.0, 1.0), elongation=(1.15, 0.10), roughness=0.035, texture_scale=0.8, texture=0.10, nucleus=0.50),
     "spindle": dict(radius=(9.5, 1.3), elongation=(1.75, 0.30), roughness=0.10, texture_scale=1.8, texture=0.16, nucleus=0.38),
+    # one shape, one texture; fibres run along the cell's long axis or across it: only their
+    # direction relative to the outline differs, which neither the outline nor texture measured
+    # along the image's axes can see (cells lie at any angle)
+    "along": dict(radius=(9.0, 1.2), elongation=(1.6, 0.25), roughness=0.06, texture_scale=1.2, texture=0.06, nucleus=0.42, fibres=0.0),
+    "across": dict(radius=(9.0, 1.2), elongation=(1.6, 0.25), roughness=0.06, texture_scale=1.2, texture=0.06, nucleus=0.42, fibres=90.0),
 }
+#: Contrast and period (pixels) of the fibres of the ``along`` and ``across`` lines.
+FIBRES = (0.18, 5.0)
 #: Relative shrinkage of cells in dense flasks.
 DENSITY_SHRINK = {"low": 1.0, "high": 0.9}
 
@@ -107,6 +114,8 @@ def _draw_cell(line: str, density: str, rng: np.random.Generator) -> dict:
         texture=p["texture"],
         nucleus=p["nucleus"] * rng.uniform(0.85, 1.15),
         nucleus_offset=rng.normal(0, 0.15, size=2),
+        fibres=p.get("fibres"),
+        fibre_phase=rng.uniform(0, 2 * np.pi),
         seed=int(rng.integers(2**31)),
     )
 
@@ -139,6 +148,12 @@ def _render_cell(cell: dict, dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray
         + cell["texture"] * 0.5 * body * tex
         - 0.08 * nucleus
     )
+    if cell.get("fibres") is not None:
+        # fibres along the long axis vary across it (with v), fibres across it vary along it (u)
+        across = np.deg2rad(cell["fibres"])
+        coordinate = np.cos(across) * v + np.sin(across) * u
+        strength, period = FIBRES
+        contrast = contrast + strength * body * (1 - nucleus) * np.cos(2 * np.pi * coordinate / period + cell["fibre_phase"])
     return mask, contrast
 
 

@@ -31,6 +31,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 WEIGHTINGS = ("none", "sqrt", "inv")
 MONITORS = ("val_loss", "balanced_accuracy")
 SAMPLINGS = ("shuffle", "balanced", "sqrt")
+#: Default model for crops over 128 px: on the 50 HEK tuning cells it scored balanced accuracy
+#: 0.90 against cnn3's 0.80 (benchmarks/tune_defaults.py; the rule in docs/decisions.md).
+LARGE_CROP_MODEL = "resnet_small"
 
 
 def robust_scaling(images: np.ndarray, **kwargs) -> dict:
@@ -180,7 +183,8 @@ class TrainConfig:
     def for_data(cls, cells, **overrides) -> TrainConfig:
         """Defaults adapted to a CellSet, then ``overrides`` (``None`` values are ignored).
 
-        Large crops (over 128 px, such as 224 px benchtop crops) are trained at half size. Sets
+        Large crops (over 128 px, such as 224 px benchtop crops) are trained at half size with
+        :data:`LARGE_CROP_MODEL` (chosen on the HEK tuning fields, docs/decisions.md). Sets
         under 20,000 cells are trained in batches of 32 (more, noisier steps generalise better
         on a few thousand cells), larger ones in batches of 128; small sets get more epochs so
         that training takes at least ~600 steps.
@@ -202,8 +206,9 @@ class TrainConfig:
         >>> c = TrainConfig.for_data(make_cells(20, size=32))
         >>> c.batch_size, c.epochs, c.input_size
         (32, 150, None)
-        >>> TrainConfig.for_data(make_cells(2, size=224)).input_size
-        112
+        >>> c = TrainConfig.for_data(make_cells(2, size=224))
+        >>> c.input_size, c.model
+        (112, 'resnet_small')
         """
         overrides = {k: v for k, v in overrides.items() if v is not None}
         n = len(cells)
@@ -212,6 +217,7 @@ class TrainConfig:
         steps_per_epoch = max(1, int(n * 0.8) // batch)
         defaults = {
             "input_size": side // 2 if side > 128 else None,
+            "model": LARGE_CROP_MODEL if side > 128 else DEFAULT_MODEL,
             "batch_size": batch,
             "epochs": int(min(150, max(30, math.ceil(600 / steps_per_epoch)))),
         }

@@ -17,6 +17,9 @@ from .evaluate import RUN_MARKER, write_evaluation_run
 
 logger = logging.getLogger(__name__)
 
+#: The demo's lines: same shape, fibres along or across the long axis (issue 16, item 8).
+DEMO_LINES = ("along", "across")
+
 
 def run_demo(
     out: str | os.PathLike = "runs/demo",
@@ -26,12 +29,15 @@ def run_demo(
     flasks_per_line: int = 4,
     folds: int = 4,
     epochs: int | None = None,
+    lines: tuple[str, ...] = DEMO_LINES,
     random_state: int = 0,
     force: bool = False,
 ) -> tuple[Path, dict]:
     """``stainfree demo``: the built-in end-to-end job on synthetic cells.
 
-    Generates two synthetic cell lines grown in separate flasks, writes them as class folders of
+    Generates two synthetic cell lines grown in separate flasks (by default ``along`` and
+    ``across``: one shape and one texture, fibres running along the cell's long axis or across
+    it, a difference the outline and area baselines cannot see), writes them as class folders of
     PNG files (as a user's export would be), imports them with the flask taken from the file
     names, evaluates the default classifier by held-out flask with baselines beside it, and
     writes a run folder holding ``cells.cells`` (the imported CellSet) besides the metrics,
@@ -51,6 +57,8 @@ def run_demo(
         Folds of the held-out-flask evaluation.
     epochs : int, optional
         Training epochs; default :meth:`~stainfree.ml.train.TrainConfig.for_data`'s.
+    lines : tuple of str, default DEMO_LINES
+        The synthetic lines (keys of :data:`stainfree.datasets.synthetic.LINES`), one class each.
     random_state : int, default 0
         Seed of the synthetic cells and of the training.
     force : bool, default False
@@ -79,8 +87,13 @@ def run_demo(
 
     out = Path(out)
     with atomic_output_dir(out, force=force, marker=RUN_MARKER) as tmp:
-        logger.info("demo: generating %d synthetic cells of 2 lines in %d flasks", 2 * n_per_class, 2 * flasks_per_line)
-        synthetic = make_cells(n_per_class, size=size, flasks_per_line=flasks_per_line, random_state=random_state)
+        logger.info(
+            "demo: generating %d synthetic cells of %d lines in %d flasks",
+            len(lines) * n_per_class,
+            len(lines),
+            len(lines) * flasks_per_line,
+        )
+        synthetic = make_cells(n_per_class, size=size, lines=lines, flasks_per_line=flasks_per_line, random_state=random_state)
         with tempfile.TemporaryDirectory() as export:
             write_class_folders(synthetic, export)
             cells = import_cells(export, groups={"flask": r"(flask\d+)-"})
@@ -91,7 +104,13 @@ def run_demo(
         run_config = {
             "command": "demo",
             "data": {
-                "synthetic": {"n_per_class": n_per_class, "size": size, "flasks_per_line": flasks_per_line, "seed": random_state},
+                "synthetic": {
+                    "lines": list(lines),
+                    "n_per_class": n_per_class,
+                    "size": size,
+                    "flasks_per_line": flasks_per_line,
+                    "seed": random_state,
+                },
                 "cells": "cells.cells",
             },
             "protocol": ev.protocol,
