@@ -100,3 +100,21 @@ def test_report_to_another_file_needs_force(run_folder, tmp_path):
     r = run_cli("report", run_folder, "-o", out)
     assert r.returncode == 1 and "already exists" in r.stderr
     assert run_cli("report", run_folder, "-o", out, "--force").returncode == 0
+
+
+def test_ranking_gap_note_names_the_gap_and_the_recalls_for_two_classes_only():
+    from stainfree.report.html import ranking_gap_note
+
+    metrics = {
+        "summary": {"roc_auc": {"mean": 0.995}, "balanced_accuracy": {"mean": 0.885}},
+        "pooled": {"per_class": {"across": {"recall": 1.0}, "along": {"recall": 0.77}}},
+    }
+    note = ranking_gap_note(metrics)
+    assert note.startswith("The model ranks held-out cells better than it decides them: ROC AUC 0.995 against balanced accuracy 0.885")
+    assert "(recall across 1.00, along 0.77)" in note
+    metrics["summary"]["balanced_accuracy"]["mean"] = 0.946  # gap 0.049: below the threshold
+    assert ranking_gap_note(metrics) == ""
+    metrics["summary"]["balanced_accuracy"]["mean"] = 0.5
+    metrics["pooled"]["per_class"]["third"] = {"recall": 0.5}  # one-vs-rest AUC is not comparable
+    assert ranking_gap_note(metrics) == ""
+    assert ranking_gap_note({"summary": {"balanced_accuracy": {"mean": 0.5}}, "pooled": {}}) == ""

@@ -83,6 +83,10 @@ def evaluate(
     )
     typer.echo(f"wrote {path}")
     typer.echo(metrics["headline"])
+    from ..report.html import ranking_gap_note
+
+    if gap := ranking_gap_note(metrics):
+        typer.echo(gap)
 
 
 @app.command("train")

@@ -101,3 +101,7 @@ def demo(
     path, metrics = run_demo(out, epochs=epochs, random_state=seed, force=force)
     typer.echo(f"wrote {path} (report.html, metrics.json, predictions.parquet, model.safetensors, figures/, cells.cells)")
     typer.echo(metrics["headline"])
+    from ..report.html import ranking_gap_note
+
+    if gap := ranking_gap_note(metrics):
+        typer.echo(gap)

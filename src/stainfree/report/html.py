@@ -258,3 +258,60 @@ def write_data_summary(cells, folder: Path) -> None:
     (folder / "figures").mkdir(exist_ok=True)
     (folder / "data.json").write_text(json.dumps(data_summary(cells), indent=2))
     plot_examples(cells, folder / "figures" / "examples.png")
+
+
+#: ROC AUC above balanced accuracy by at least this much (two classes) is reported as a gap.
+RANKING_GAP = 0.05
+
+
+def ranking_gap_note(metrics: dict) -> str:
+    """A sentence when a two-class model ranks held-out cells well but decides them worse.
+
+    ROC AUC judges the ranking of the scores; balanced accuracy judges the decision at the rule
+    learnt on the training groups. When the two disagree by :data:`RANKING_GAP` or more, scores
+    have shifted between training and held-out groups: the images separate the classes better
+    than the decision rule does on a new group. Returns ``""`` otherwise.
+
+    Examples
+    --------
+    >>> m = {"summary": {"roc_auc": {"mean": 0.99}, "balanced_accuracy": {"mean": 0.88}},
+    ...      "pooled": {"per_class": {"a": {"recall": 0.76}, "b": {"recall": 1.0}}}}
+    >>> ranking_gap_note(m)[:60]
+    'The model ranks held-out cells better than it decides them: '
+    >>> m["summary"]["roc_auc"]["mean"] = 0.90
+    >>> ranking_gap_note(m)
+    ''
+    """
+    per_class = (metrics.get("pooled") or {}).get("per_class") or {}
+    auc = (metrics["summary"].get("roc_auc") or {}).get("mean")
+    ba = metrics["summary"]["balanced_accuracy"].get("mean")
+    if len(per_class) != 2 or auc is None or ba is None or auc - ba < RANKING_GAP:
+        return ""
+    recalls = ", ".join(f"{c} {v['recall']:.2f}" for c, v in per_class.items())
+    return (
+        f"The model ranks held-out cells better than it decides them: ROC AUC {auc:.3f} against balanced accuracy "
+        f"{ba:.3f} (recall {recalls}). Its scores shift between the training and the held-out groups, so the decision "
+        "rule learnt on the training groups misplaces cells of one class; ROC AUC says how well the images separate the "
+        "classes, balanced accuracy what predictions on a new group will score."
+    )
+
+
+def _intervals_note(s: dict) -> str:
+    """Which interval each column shows (older runs name none)."""
+    ba, acc = s["balanced_accuracy"], s["accuracy"]
+    if "ci95_method" not in ba:
+        return ""
+    over = {
+        "nadeau-bengio corrected t": "corrected resampled t (Nadeau & Bengio; the splits share training cells)",
+        "t": "Student's t",
+    }.get(ba["ci95_method"], ba["ci95_method"])
+    if ba.get("ci95_over_splits"):
+        lo, hi = ba["ci95_over_splits"]
+        over += f" (the corrected t over pools would give [{lo:.3f}, {hi:.3f}])"
+    note = f"95% intervals: over splits, {over}; pooled, a percentile bootstrap over {ba['bootstrap_unit']}"
+    if ba.get("bootstrap_resamples"):
+        note += f" ({ba['bootstrap_resamples']} resamples, {ba.get('bootstrap_lacking_class', 0)} lacking a class, kept)"
+    if acc.get("ci95_binomial"):
+        lo, hi = acc["ci95_binomial"]
+        note += f"; pooled accuracy {acc['pooled']:.3f} [{lo:.3f}, {hi:.3f}] ({acc.get('ci95_binomial_method', 'binomial').capitalize()})"
+    return f"<p>{_esc(note)}.</p>"

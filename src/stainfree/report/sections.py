@@ -22,11 +22,13 @@ from .html import (
     _esc,
     _figure,
     _fmt,
+    _intervals_note,
     _matplotlib_figure,
     _read_json,
     _table,
     data_summary,
     png_uri,
+    ranking_gap_note,
 )
 from .interactive import section_explore
 
@@ -99,6 +101,9 @@ def _section_metrics(run: Run) -> str:
             }
         )
     parts = [f'<p class="headline">{_esc(m.get("headline", ""))}</p>', _table(pd.DataFrame(rows)), _intervals_note(m["summary"])]
+    gap = ranking_gap_note(m)
+    if gap:
+        parts.append(f"<p>{_esc(gap)}</p>")
     per_class = (m.get("pooled") or {}).get("per_class")
     if per_class:
         frame = pd.DataFrame(per_class).T.rename_axis("class").reset_index()
@@ -106,27 +111,6 @@ def _section_metrics(run: Run) -> str:
             frame["n"] = frame["n"].astype(int)
         parts.append("<h3>Per class (pooled over splits)</h3>" + _table(frame))
     return "".join(parts)
-
-
-def _intervals_note(s: dict) -> str:
-    """Which interval each column shows (older runs name none)."""
-    ba, acc = s["balanced_accuracy"], s["accuracy"]
-    if "ci95_method" not in ba:
-        return ""
-    over = {
-        "nadeau-bengio corrected t": "corrected resampled t (Nadeau & Bengio; the splits share training cells)",
-        "t": "Student's t",
-    }.get(ba["ci95_method"], ba["ci95_method"])
-    if ba.get("ci95_over_splits"):
-        lo, hi = ba["ci95_over_splits"]
-        over += f" (the corrected t over pools would give [{lo:.3f}, {hi:.3f}])"
-    note = f"95% intervals: over splits, {over}; pooled, a percentile bootstrap over {ba['bootstrap_unit']}"
-    if ba.get("bootstrap_resamples"):
-        note += f" ({ba['bootstrap_resamples']} resamples, {ba.get('bootstrap_lacking_class', 0)} lacking a class, kept)"
-    if acc.get("ci95_binomial"):
-        lo, hi = acc["ci95_binomial"]
-        note += f"; pooled accuracy {acc['pooled']:.3f} [{lo:.3f}, {hi:.3f}] ({acc.get('ci95_binomial_method', 'binomial').capitalize()})"
-    return f"<p>{_esc(note)}.</p>"
 
 
 def _figures(run: Run, names: list[tuple[str, str]], what: str) -> str:
