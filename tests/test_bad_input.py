@@ -209,6 +209,9 @@ CASES = {
         "{cells} -o {out}/r --epochs 1 --baselines majority --folds 2 --learning-curve 1.5",
         "{cells} -o {exists} --epochs 1 --baselines majority --folds 2",
         "{cells} -o {txt}/r --epochs 1 --baselines majority --folds 2",
+        "{cells} -o {out}/r --epochs 1 --baselines majority --folds 2 --budget ten",
+        "{cells} -o {out}/r --epochs 1 --baselines majority --folds 2 --budget 0m",
+        "{cells} -o {out}/r --epochs 1 --baselines majority --folds 2 --search --budget -3s",
     ],
     # train CELLS -o MODEL.safetensors
     "train": [
@@ -224,6 +227,9 @@ CASES = {
         "{cells} -o {out}/m --epochs 1",
         "{cells} -o {exists} --epochs 1",
         "{cells} -o {txt}/m.safetensors --epochs 1",
+        "{cells} -o {out}/m.safetensors --epochs 1 --budget 5x",
+        "{cells} -o {out}/m.safetensors --epochs 1 --group flask",
+        "{cells} -o {out}/m.safetensors --epochs 1 --search --group nope",
         *[f"{{cells}} -o {{out}}/m.safetensors {bad}" for bad in TRAIN_BAD],
     ],
     # compare CELLS -o OUT

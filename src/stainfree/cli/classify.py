@@ -8,7 +8,17 @@ import typer
 
 from ..utils import StainfreeError, refuse_existing
 from .app import app
-from .options import FIELD_OPTIONS, SEGMENTATION_OPTIONS, field_keywords, read_table, with_field_options, with_train_options
+from .options import (
+    BUDGET_HELP,
+    FIELD_OPTIONS,
+    SEARCH_HELP,
+    SEGMENTATION_OPTIONS,
+    field_keywords,
+    read_table,
+    search_options,
+    with_field_options,
+    with_train_options,
+)
 
 
 @app.command()
@@ -43,6 +53,8 @@ def evaluate(
     ),
     resume: bool = typer.Option(False, "--resume", help="Reuse the finished splits of an interrupted run of the same OUT."),
     tta: bool = typer.Option(True, "--tta/--no-tta", help="Test-time augmentation: average over the 8 rotations/flips of each test cell."),
+    search: bool = typer.Option(False, "--search/--no-search", help=SEARCH_HELP),
+    budget: str | None = typer.Option(None, "--budget", help=BUDGET_HELP),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     train: dict | None = None,
 ):
@@ -61,6 +73,7 @@ def evaluate(
 
     config = TrainConfig.for_data(cs, **train)
     config.validate()
+    chooser = search_options(search, budget, train)
     sizes = _fractions(learning_curve) if learning_curve else None
     names = [b.strip() for b in baselines.split(",") if b.strip()]
     path, metrics = run_evaluate(
@@ -78,11 +91,19 @@ def evaluate(
         resume=resume,
         tta=tta,
         max_pools=max_pools,
+        search=chooser,
         features=read_table(features) if features else None,
         data={"cells": str(cells), "channels": cs.channels, "merge_classes": merge_classes, "n_cells": len(cs)},
     )
     typer.echo(f"wrote {path}")
     typer.echo(metrics["headline"])
+    if found := metrics.get("search"):
+        chosen = [f"{name} {entry['chosen']}" for name, entry in found["splits"].items()]
+        typer.echo(
+            "configuration chosen by inner cross-validation: "
+            + ", ".join(chosen)
+            + (f"; final model {found['final']['chosen']}" if found.get("final") else "")
+        )
     from ..report.html import ranking_gap_note
 
     if gap := ranking_gap_note(metrics):
@@ -96,6 +117,9 @@ def train_model(
     out: Path = typer.Option(..., "--out", "-o", help="Model file to write (.safetensors)."),
     channels: str | None = typer.Option(None, help="Channels to use, e.g. Ch3,Ch6 (default: all)."),
     merge_classes: str | None = typer.Option(None, "--merge-classes", help="e.g. 'G1,S,G2=Interphase'."),
+    search: bool = typer.Option(False, "--search/--no-search", help=SEARCH_HELP),
+    budget: str | None = typer.Option(None, "--budget", help=BUDGET_HELP),
+    group: str | None = typer.Option(None, help="Group column (field, flask...): the search's inner folds keep groups whole."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     train: dict | None = None,
 ):
@@ -115,6 +139,8 @@ def train_model(
         channels=parse_channel_list(channels) if channels else None,
         merge_classes=parse_merge_spec(merge_classes) if merge_classes else None,
         config=config,
+        search=search_options(search, budget, train),
+        group=group,
         force=force,
     )
     classes = ", ".join(f"{c} {n}" for c, n in s["classes"].items())
@@ -122,6 +148,10 @@ def train_model(
     typer.echo(
         f"wrote {path}: {s['cells']} cells{left}, {len(s['classes'])} classes ({classes}), {s['epochs']} epochs, {s['seconds']:.1f} s"
     )
+    if s.get("search"):
+        typer.echo(
+            f"configuration chosen by inner cross-validation: {s['search']['chosen']}" + "".join(f"; {n}" for n in s["search"]["notes"])
+        )
 
 
 def _fractions(value: str) -> list[float]:

@@ -233,3 +233,22 @@ def read_h5ad(path: Path):
         from ..utils import first_line
 
         raise StainfreeError(f"{path}: not a readable .h5ad ({first_line(exc)})") from exc
+
+
+#: ``--search`` and ``--budget`` of `evaluate` and `train` (:func:`search_options`).
+SEARCH_HELP = (
+    "Choose the configuration by inner cross-validation on the training cells only (nested; candidates: "
+    "default, lr_1e-3, flips, cnn3_wide, resnet_small, input_2x); the training options you give stay fixed."
+)
+BUDGET_HELP = "Time for the whole search, e.g. 90s, 10m or 1h (implies --search; default: no limit)."
+
+
+def search_options(search: bool, budget: str | None, train: dict):
+    """``--search``/``--budget`` and the given training options -> a :class:`~stainfree.eval.search.Search` or ``None``."""
+    if not search and budget is None:
+        return None
+    from ..eval.search import Search, parse_budget
+
+    found = Search(budget=parse_budget(budget), fixed=tuple(train))
+    found.validate()
+    return found

@@ -20,8 +20,8 @@ from ..progress import progress
 from ..utils import StainfreeError, atomic_write_bytes, read_parquet, write_parquet
 from ._summary import cross_group_table, learning_curve_table, metrics_block
 from .baselines import BASELINES, OPTIONAL_BASELINES, align_features, feature_arrays, run_baseline
-from .metrics import classification_metrics
-from .protocols import PROTOCOLS, make_folds, make_splits
+from .protocols import PROTOCOLS, make_splits
+from .search import Search, SearchResult, search_config
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,9 @@ class _Job:
     outlines: np.ndarray | None = None
     feature_matrix: np.ndarray | None = None
     area: np.ndarray | None = None
+    search: Search | None = None
+    search_budget: float | None = None  # seconds for each split's search
+    searches: dict = dataclasses.field(default_factory=dict)  # split name -> SearchResult.record()
 
 
 def _check_request(cells: CellSet, protocol: str | None, group: str | None, baselines: Sequence[str]) -> tuple[str, list[str]]:
@@ -183,11 +186,16 @@ def _train_and_test(job: _Job, s_i: int, split, train: np.ndarray, frac: float, 
     predict the split's test cells, baselines included when asked."""
     cells, labels = job.cells, job.labels
     t0 = time.monotonic()
+    config, chosen = job.config, "given"
+    if job.search is not None:
+        found = _search(job, train)
+        config, chosen = found.config, found.chosen
+        job.searches[split.name if frac >= 1.0 else f"{split.name}@{frac:g}"] = found.record()
     clf, history = fit(
         cells.images[train],
         labels[train],
         channels=cells.channels,
-        config=job.config,
+        config=config,
         classes=job.classes,
         checkpoint=(job.work / f"split{s_i:03d}_{frac:g}.pt") if job.work else None,
         masks=job.masks[train] if job.masks is not None else None,
@@ -208,10 +216,27 @@ def _train_and_test(job: _Job, s_i: int, split, train: np.ndarray, frac: float, 
     part["pool_size"] = split.pool_size
     _add_probabilities(part, "prob_", proba, job.classes, "predicted")
     part["epochs"] = len(history)
+    part["configuration"] = chosen
     part["seconds"] = round(time.monotonic() - t0, 2)
     if with_baselines:
         _run_baselines(job, part, train, split.test)
     return part, history
+
+
+def _search(job: _Job, cells_at: np.ndarray) -> SearchResult:
+    """The configuration search on the cells at ``cells_at`` (training cells only)."""
+    return search_config(
+        job.cells.images[cells_at],
+        job.labels[cells_at],
+        channels=job.cells.channels,
+        base=job.config,
+        search=job.search,
+        groups=job.groups[cells_at] if job.groups is not None else None,
+        classes=job.classes,
+        masks=job.masks[cells_at] if job.masks is not None else None,
+        budget=job.search_budget,
+        tta=job.tta,
+    )
 
 
 def _run_split(job: _Job, s_i: int, n_splits: int, split, sizes: list[float]) -> tuple[pd.DataFrame, list[dict]] | None:
@@ -221,6 +246,8 @@ def _run_split(job: _Job, s_i: int, n_splits: int, split, sizes: list[float]) ->
     done = work / f"split{s_i:03d}.parquet" if work else None
     if done is not None and done.is_file():
         logger.info("split %d/%d (%s): already done, loading", s_i, n_splits, split.name)
+        if (work / f"split{s_i:03d}.search.json").is_file():
+            job.searches.update(json.loads((work / f"split{s_i:03d}.search.json").read_text()))
         return read_parquet(done), json.loads((work / f"split{s_i:03d}.history.json").read_text())
     train_labels = set(job.labels[split.train])
     missing = [c for c in job.classes if c not in train_labels]
@@ -238,6 +265,9 @@ def _run_split(job: _Job, s_i: int, n_splits: int, split, sizes: list[float]) ->
     part = pd.concat(parts, ignore_index=True)
     if done is not None:  # the history first: a split counts as done once its parquet is in place, whole
         atomic_write_bytes(work / f"split{s_i:03d}.history.json", json.dumps(history).encode())
+        if job.search is not None:
+            mine = {k: v for k, v in job.searches.items() if k == split.name or k.startswith(f"{split.name}@")}
+            atomic_write_bytes(work / f"split{s_i:03d}.search.json", json.dumps(mine, default=str).encode())
         write_parquet(part, done, force=True)
     return part, history
 
@@ -258,6 +288,7 @@ def evaluate(
     features: pd.DataFrame | None = None,
     tta: bool = True,
     max_pools: int = 20,
+    search: Search | None = None,
 ) -> Evaluation:
     """Train and test a classifier under a protocol; pool and summarise the predictions.
 
@@ -296,6 +327,12 @@ def evaluate(
     max_pools : int, default 20
         ``cross-group``: at most this many training pools (one training each), drawn at random
         by ``config.seed`` (:func:`~stainfree.eval.protocols.cross_group_pools`).
+    search : Search, optional
+        Choose each split's configuration by inner cross-validation on its training cells
+        (:func:`~stainfree.eval.search.search_config`, nested: the test cells never choose), and
+        the final model's on all cells; ``config`` is the base the candidates modify. The
+        budget is shared evenly over the splits and the final model. Each prediction's
+        ``configuration`` column and ``metrics["search"]`` say what was chosen.
 
     Returns
     -------
@@ -329,12 +366,18 @@ def evaluate(
     groups = cells.table[group].astype(str).to_numpy(dtype=object) if group else None
     check_finite(cells.images, cells.table["cell_id"])
     if protocol == "audit-groups":
-        return _audit_groups(cells, labels, groups, group, config, n_folds, t_start)
+        from .audit import audit_groups
+
+        return audit_groups(cells, labels, groups, group, config, n_folds, t_start)
 
     splits = make_splits(protocol, labels, groups=groups, n_folds=n_folds, repeats=repeats, random_state=config.seed, max_pools=max_pools)
     masks = cells.read_masks() if cells.has_masks else None
     work = Path(work_dir) if work_dir else None
-    job = _Job(cells, labels, classes, groups, group, masks, config, list(baselines), tta, work, protocol)
+    job = _Job(cells, labels, classes, groups, group, masks, config, list(baselines), tta, work, protocol, search=search)
+    if search is not None:
+        search.validate()
+        if search.budget is not None:
+            job.search_budget = search.budget / (len(splits) * len(train_sizes or [1.0]) + int(final_model))
     features = _prepare_baselines(job, features)  # before the work folder: a bad table leaves nothing behind
     if work:
         work.mkdir(parents=True, exist_ok=True)
@@ -374,7 +417,19 @@ def evaluate(
     model = None
     if final_model:
         logger.info("training the final model on all %d cells", len(labels))
+        if search is not None:
+            found = _search(job, np.arange(len(labels)))
+            config = found.config
+            job.searches["final"] = found.record()
         model, _ = fit(cells.images, labels, channels=cells.channels, config=config, classes=classes, masks=masks)
+    if search is not None:
+        metrics["search"] = {
+            "candidates": list(search.candidates),
+            "inner_folds": search.inner_folds,
+            "budget_s": search.budget,
+            "splits": {k: v for k, v in job.searches.items() if k != "final"},
+            "final": job.searches.get("final"),
+        }
     metrics["seconds"] = round(time.monotonic() - t_start, 1)
     return Evaluation(pred, histories, classes, metrics, prot, model, features)
 
@@ -387,59 +442,6 @@ def _stratified_subsample(idx: np.ndarray, labels: np.ndarray, fraction: float, 
         n = max(2, int(round(fraction * len(members))))
         keep.append(rng.choice(members, min(n, len(members)), replace=False))
     return np.sort(np.concatenate(keep))
-
-
-def _audit_groups(cells, labels, groups, group, config, n_folds, t_start) -> Evaluation:
-    """Within each class, cross-validate a classifier that predicts the group from the images."""
-    if groups is None:
-        raise StainfreeError("protocol audit-groups needs a group column (--group)")
-    images = cells.images
-    results, rows, histories = {}, [], []
-    for cls in sorted(set(labels)):
-        idx = np.flatnonzero(labels == cls)
-        g = groups[idx]
-        counts = pd.Series(g).value_counts()
-        counts = counts[counts >= n_folds]
-        if len(counts) < 2:
-            logger.info("audit: class %s has fewer than 2 groups with %d cells; skipped", cls, n_folds)
-            continue
-        keep = idx[np.isin(groups[idx], counts.index)]
-        g = groups[keep]
-        folds = make_folds(g, n_folds=n_folds, random_state=config.seed)
-        preds = np.empty(len(keep), dtype=object)
-        for tr, te in folds:
-            clf, history = fit(images[keep[tr]], g[tr], channels=cells.channels, config=config)
-            preds[te] = clf.predict(images[keep[te]])
-            histories.append(history)
-        m = classification_metrics(g, preds, None)
-        chance = 1.0 / len(counts)
-        results[cls] = {
-            "groups": int(len(counts)),
-            "cells": int(len(keep)),
-            "balanced_accuracy": round(m["balanced_accuracy"], 4),
-            "chance": round(chance, 4),
-            "confusion_matrix": m["confusion_matrix"],
-        }
-        if m["balanced_accuracy"] > chance + 0.25 * (1 - chance):
-            logger.warning(
-                "audit: within class %s a classifier tells the %s groups apart (balanced accuracy %.2f, chance %.2f): batch effects may inflate random-split estimates",
-                cls,
-                group,
-                m["balanced_accuracy"],
-                chance,
-            )
-        rows.append(pd.DataFrame({"cell_id": cells.table["cell_id"].to_numpy()[keep], "label": cls, group: g, "predicted_group": preds}))
-    if not results:
-        raise StainfreeError(f"no class has at least 2 {group} groups with {n_folds} cells each to audit")
-    prot = {"name": "audit-groups", "folds": n_folds, "group": group, "n_groups": int(len(set(groups))), "seed": config.seed}
-    metrics = {
-        "protocol": prot,
-        "n_cells": int(len(labels)),
-        "classes": sorted(set(labels)),
-        "audit": results,
-        "seconds": round(time.monotonic() - t_start, 1),
-    }
-    return Evaluation(pd.concat(rows, ignore_index=True), histories, sorted(set(labels)), metrics, prot)
 
 
 def cross_validate(

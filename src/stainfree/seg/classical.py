@@ -77,6 +77,9 @@ class SegmentationParams:
                 raise StainfreeError(f"{name} must be >= 0")
         if self.diameter is not None and self.diameter <= 2:
             raise StainfreeError(f"diameter must be more than 2 px, got {self.diameter}")
+        for name in ("min_area", "max_area", "min_distance"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise StainfreeError(f"{name.replace('_', ' ')} must be >= 0, got {getattr(self, name)}")
         if self.min_area is not None and self.max_area is not None and self.min_area > self.max_area:
             raise StainfreeError(f"min area {self.min_area} is above max area {self.max_area}")
 

@@ -122,6 +122,18 @@ class _FieldPart:
     labels: np.ndarray | None = None
 
 
+def _check_label_options(label_names, label_radius, background_sigma, min_posterior) -> None:
+    """Refuse out-of-range fluorescence-label options, whether or not a label channel is given."""
+    if len(label_names) != 2 or len(set(label_names)) != 2:
+        raise StainfreeError(f"label names must be two different names (negative, positive), got {', '.join(map(str, label_names))}")
+    if label_radius is not None and not label_radius > 0:
+        raise StainfreeError(f"label radius must be above 0 px, got {label_radius}")
+    if not background_sigma > 0:
+        raise StainfreeError(f"background sigma must be above 0 px, got {background_sigma}")
+    if not 0 <= min_posterior <= 1:
+        raise StainfreeError(f"min posterior must be in [0, 1], got {min_posterior}")
+
+
 def _cells_at_points(f: Field, rows: pd.DataFrame, crop_index: list[int], *, size: int, pad: bool, label_radius) -> _FieldPart:
     rows = rows.reset_index(drop=True)
     crops, kept, skipped = crop_points(f.image[crop_index], rows["y"], rows["x"], size=size, pad=pad)
@@ -262,6 +274,7 @@ def cells_from_fields(
         raise StainfreeError("no fields given")
     if size < 4:
         raise StainfreeError(f"crop size must be at least 4 px, got {size}")
+    _check_label_options(label_names, label_radius, background_sigma, min_posterior)
     channels, crop_channels, segment_channel = _channel_roles(fields, segment_channel, label_channel, keep_label_channel)
     if method not in METHODS:
         raise StainfreeError(f"segmentation method must be one of {', '.join(METHODS)}, not {method!r}")

@@ -301,7 +301,7 @@ def run_evaluate(
         What the data were, for ``config.json``; default the cells' path, count and channels.
     **options
         Those of :func:`stainfree.eval.evaluate.evaluate` (protocol, group, n_folds, repeats,
-        train_sizes, tta, features, n_boot).
+        train_sizes, tta, features, n_boot, max_pools, search).
 
     Returns
     -------
@@ -347,6 +347,7 @@ def run_evaluate(
         "train": dataclasses.asdict(config),
         "baselines": list(baselines),
         "train_sizes": list(train_sizes) if train_sizes else None,
+        "search": dataclasses.asdict(options["search"]) if options.get("search") else None,
         "provenance": provenance_entry("evaluate"),
     }
     write_evaluation_run(ev, out, config=run_config, force=force, cells=cells)

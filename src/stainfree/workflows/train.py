@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..core.cellset import CellSet
+from ..eval.search import Search, search_config
 from ..ml.train import TrainConfig
 from ..utils import StainfreeError, refuse_existing
 
@@ -31,6 +32,8 @@ def run_train(
     channels: Sequence[str] | None = None,
     merge_classes: Mapping[str, Sequence[str]] | None = None,
     config: TrainConfig | None = None,
+    search: Search | None = None,
+    group: str | None = None,
     force: bool = False,
 ) -> tuple[Path, dict]:
     """``stainfree train``: train one classifier on all the labelled cells, without cross-validation.
@@ -53,7 +56,13 @@ def run_train(
         Classes to merge first, e.g. ``{"Interphase": ["G1", "S", "G2"]}``
         (:meth:`~stainfree.core.cellset.CellSet.merge_classes`).
     config : TrainConfig, optional
-        How to train; default :meth:`TrainConfig.for_data` of the cells.
+        How to train; default :meth:`TrainConfig.for_data` of the cells. With ``search``, the
+        base that the candidates modify.
+    search : Search, optional
+        Choose the configuration by inner cross-validation on these cells first
+        (:func:`~stainfree.eval.search.search_config`); the summary's ``search`` says what won.
+    group : str, optional
+        A group column: the search's inner folds keep its groups whole.
     force : bool, default False
         Replace an existing model file.
 
@@ -63,7 +72,8 @@ def run_train(
         The model file.
     summary : dict
         ``cells`` (trained on), ``left_out`` (unlabelled), ``classes`` (cells per class),
-        ``channels``, ``epochs``, ``seconds`` and ``path``.
+        ``channels``, ``epochs``, ``seconds``, ``path`` and, with ``search``, ``search``
+        (:meth:`~stainfree.eval.search.SearchResult.record`).
 
     Raises
     ------
@@ -101,8 +111,19 @@ def run_train(
     check_finite(cells.images, cells.table["cell_id"])
     config = config or TrainConfig.for_data(cells)
     config.validate()
-    logger.info("training on all %d labelled cells (%s)", len(labels), ", ".join(f"{c} {counts[c]}" for c in classes))
     masks = cells.read_masks() if cells.has_masks else None
+    found = None
+    if group is not None and search is None:
+        raise StainfreeError("a group column only shapes the search's inner folds; give --search with --group")
+    if search is not None:
+        if group is not None and group not in cells.table.columns:
+            raise StainfreeError(f"group column {group!r} does not exist (columns: {', '.join(map(str, cells.table.columns))})")
+        groups = cells.table[group].astype(str).to_numpy() if group else None
+        found = search_config(
+            cells.images, labels, channels=cells.channels, base=config, search=search, groups=groups, classes=classes, masks=masks
+        )
+        config = found.config
+    logger.info("training on all %d labelled cells (%s)", len(labels), ", ".join(f"{c} {counts[c]}" for c in classes))
     clf, history = fit(cells.images, labels, channels=cells.channels, config=config, classes=classes, masks=masks)
     _check_model_path(out, force)  # the same refusal if something appeared there while training
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -116,4 +137,6 @@ def run_train(
         "seconds": round(time.monotonic() - t0, 1),
         "path": str(out),
     }
+    if found is not None:
+        summary["search"] = found.record()
     return out, summary

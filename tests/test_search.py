@@ -1,0 +1,165 @@
+"""Nested configuration search: candidates, budget, fall-backs, and that only training cells choose."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import stainfree.eval.evaluate as evaluate_module
+from stainfree.datasets.synthetic import make_cells
+from stainfree.eval.evaluate import evaluate
+from stainfree.eval.search import CANDIDATES, Search, candidate_configs, parse_budget, search_config
+from stainfree.ml.train import TrainConfig
+from stainfree.utils import StainfreeError
+
+
+def test_candidates_apply_to_the_base_keep_fixed_fields_and_drop_duplicates():
+    base = TrainConfig(model="cnn3", input_size=None, lr=3e-3)
+    configs = candidate_configs(base, native_size=40)
+    assert list(configs) == list(CANDIDATES)
+    assert configs["default"] == base
+    assert configs["lr_1e-3"].lr == 1e-3 and configs["flips"].augment == "flips"
+    assert configs["cnn3_wide"].model_kwargs == {"widths": (32, 64, 64)}
+    assert configs["resnet_small"].model == "resnet_small" and configs["resnet_small"].model_kwargs == {}
+    assert configs["input_2x"].input_size == 80
+    # large crops: the default trains at half size, 2x goes back to the native side, capped
+    assert candidate_configs(TrainConfig(input_size=112), native_size=224)["input_2x"].input_size == 224
+    assert candidate_configs(TrainConfig(input_size=150), native_size=300)["input_2x"].input_size == 224
+    # a base that already is resnet_small: that candidate equals the default and is dropped
+    assert "resnet_small" not in candidate_configs(TrainConfig(model="resnet_small"), native_size=40)
+    # what the user fixed stays in every candidate
+    fixed = candidate_configs(base, native_size=40, fixed={"lr", "model"})
+    assert list(fixed) == ["default", "flips", "input_2x"]
+    assert {c.lr for c in fixed.values()} == {3e-3} and {c.model for c in fixed.values()} == {"cnn3"}
+
+
+def test_budget_parsing_and_bad_settings():
+    assert parse_budget("10m") == 600.0 and parse_budget(" 2h ") == 7200.0 and parse_budget(30) == 30.0
+    assert parse_budget(None) is None
+    for bad in ("ten minutes", "0m", "-5s", "10d", ""):
+        with pytest.raises(StainfreeError, match="is not a duration"):
+            parse_budget(bad)
+    with pytest.raises(StainfreeError, match="unknown search candidate 'big'"):
+        Search(candidates=["default", "big"]).validate()
+    with pytest.raises(StainfreeError, match="inner folds must be at least 2"):
+        Search(inner_folds=1).validate()
+
+
+@pytest.fixture(scope="module")
+def easy():
+    return make_cells(16, size=24, random_state=3).load()
+
+
+def test_search_chooses_the_candidate_that_learns(easy, monkeypatch):
+    # the base cannot learn (a learning rate of 1e-9); the one candidate that fixes it must win
+    monkeypatch.setitem(CANDIDATES, "learns", {"lr": 3e-3})
+    base = TrainConfig(epochs=12, batch_size=8, lr=1e-9)
+    result = search_config(
+        easy.images,
+        easy.labels,
+        channels=easy.channels,
+        base=base,
+        tta=False,
+        search=Search(candidates=["default", "learns"], inner_folds=2),
+    )
+    assert result.chosen == "learns" and result.config.lr == 3e-3
+    assert result.scores["learns"]["balanced_accuracy"] > result.scores["default"]["balanced_accuracy"] + 0.1
+    assert result.notes == []
+    record = result.record()
+    assert record["chosen"] == "learns" and record["config"]["lr"] == 3e-3
+
+
+def test_near_ties_go_to_the_plainer_candidate(easy, monkeypatch):
+    # two candidates that train identically score identically: the first is kept
+    monkeypatch.setitem(CANDIDATES, "same", {"patience": 9})
+    base = TrainConfig(epochs=2, batch_size=8)
+    result = search_config(
+        easy.images, easy.labels, channels=easy.channels, base=base, tta=False, search=Search(candidates=["default", "same"], inner_folds=2)
+    )
+    assert result.scores["default"]["balanced_accuracy"] == result.scores["same"]["balanced_accuracy"]
+    assert result.chosen == "default"
+
+
+def test_a_budget_too_small_for_one_candidate_trains_the_plainest_and_says_so(easy):
+    base = TrainConfig(epochs=2, batch_size=8)
+    result = search_config(easy.images, easy.labels, channels=easy.channels, base=base, tta=False, budget=1e-3)
+    assert result.chosen == "default" and result.config == base
+    assert result.notes[0].startswith("budget 0 s is too small for one candidate (one inner fit of default took")
+
+
+def test_too_few_cells_for_inner_folds_fall_back_to_the_default(easy):
+    cells = easy.select(np.r_[np.arange(16), [16, 17]])  # 16 round, 2 spindle
+    result = search_config(cells.images, cells.labels, channels=cells.channels, base=TrainConfig(epochs=1), search=Search(inner_folds=3))
+    assert result.chosen == "default" and result.scores == {}
+    assert result.notes == ["no search: a class has 2 cells, fewer than 3 inner folds; the default configuration"]
+
+
+def test_evaluate_searches_on_training_cells_only_and_records_the_choice(monkeypatch):
+    cells = make_cells(10, size=24, flasks_per_line=4, random_state=1)
+    seen = []
+
+    def recording(images, labels, **kwargs):
+        seen.append((len(labels), kwargs["groups"]))
+        return search_config(images, labels, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "search_config", recording)
+    ev = evaluate(
+        cells,
+        group="flask",
+        n_folds=2,
+        config=TrainConfig(epochs=1, batch_size=8),
+        baselines=["majority"],
+        n_boot=0,
+        tta=False,
+        final_model=True,
+        search=Search(candidates=["default", "flips"], inner_folds=2),
+    )
+    test_sizes = ev.predictions.groupby("split").size()
+    # each split's search saw exactly its training cells (all but its test flasks), by flask
+    assert sorted(n for n, _ in seen[:2]) == sorted(20 - test_sizes.to_numpy())
+    assert all(groups is not None and len(set(groups)) == 4 for _, groups in seen[:2])
+    assert seen[2][0] == 20  # the final model's search: every cell
+    search = ev.metrics["search"]
+    assert sorted(search["splits"]) == sorted(test_sizes.index) and search["final"]["chosen"] in ("default", "flips")
+    for name, part in ev.predictions.groupby("split"):
+        assert set(part["configuration"]) == {search["splits"][name]["chosen"]}
+
+
+def test_evaluate_without_search_marks_the_configuration_as_given():
+    ev = evaluate(make_cells(6, size=24), protocol="kfold", n_folds=2, config=TrainConfig(epochs=1), baselines=[], n_boot=0, tta=False)
+    assert set(ev.predictions["configuration"]) == {"given"} and "search" not in ev.metrics
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+def test_evaluate_and_train_commands_search_and_say_what_they_chose(tmp_path):
+    from conftest import run_cli
+    from stainfree.ml.classifier import Classifier
+
+    make_cells(8, size=24, flasks_per_line=3, random_state=2).save(tmp_path / "c.cells")
+    common = ["--epochs", 1, "--batch-size", 8, "--seed", 0]
+    out = run_cli(
+        "evaluate", tmp_path / "c.cells", "-o", tmp_path / "run", "--group", "flask", "--folds", 2, "--baselines", "majority",
+        "--budget", "5m", "--lr", 0.001, *common,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[2].startswith("configuration chosen by inner cross-validation: fold") and "; final model " in lines[2]
+    metrics = read_json(tmp_path / "run" / "metrics.json")
+    search = metrics["search"]
+    assert search["budget_s"] == 300.0 and len(search["splits"]) == 2
+    # the user's --lr is fixed, so lr_1e-3 is no candidate; every other one was scored within the budget
+    assert set(search["final"]["scores"]) == {"default", "flips", "cnn3_wide", "resnet_small", "input_2x"}
+    assert read_json(tmp_path / "run" / "config.json")["search"]["fixed"] == ["batch_size", "epochs", "lr", "seed"]
+    assert "Configuration search (nested)" in (tmp_path / "run" / "report.html").read_text()
+
+    model = tmp_path / "m.safetensors"
+    out = run_cli("train", tmp_path / "c.cells", "-o", model, "--search", "--group", "flask", "--model", "cnn3", *common)
+    assert out.returncode == 0, out.stderr
+    chosen = out.stdout.strip().splitlines()[1]
+    assert chosen.startswith("configuration chosen by inner cross-validation: ")
+    assert Classifier.load(model).arch == "cnn3"  # --model fixed: only cnn3 candidates
