@@ -14,9 +14,12 @@ Sets (``--sets``, comma-separated):
   stratified 5-fold (the basophil class holds one cell);
 - ``synthetic``: the demo's synthetic lines, 4 folds by flask.
 ``--extra NAME=PATH[:GROUP]`` adds a CellSet (or a folder to import) of your own.
+``--search BUDGET`` also runs the nested configuration search (``evaluate --search --budget``)
+on the same folds and puts it beside the default.
 
     .venv/bin/python benchmarks/suite.py --out benchmarks/results/suite-2026-12-01.json
     .venv/bin/python benchmarks/suite.py --sets wbc,synthetic --extra mine=runs/my.cells:plate
+    .venv/bin/python benchmarks/suite.py --sets hek,wbc,synthetic --search 10m --out S.json
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ def load_extra(spec: str, tmp: Path):
     return name, cells.load(), group or None, 5
 
 
-def run_set(name: str, cells, group: str | None, folds: int, which: str) -> dict:
+def run_set(name: str, cells, group: str | None, folds: int, which: str, search_budget: float | None = None) -> dict:
     from stainfree.eval.evaluate import evaluate
     from stainfree.ml.train import TrainConfig
 
@@ -88,6 +91,21 @@ def run_set(name: str, cells, group: str | None, folds: int, which: str) -> dict
     for b, block in ev.metrics["baselines"].items():
         bb = block["summary"]["balanced_accuracy"]
         entry[b] = {"balanced_accuracy": bb["mean"], "ci95": bb["ci95"]}
+    if search_budget is not None:
+        from stainfree.eval.search import Search
+
+        t = time.monotonic()
+        found = evaluate(judged, group=group, n_folds=folds, config=config, baselines=[], search=Search(budget=search_budget))
+        sb = found.metrics["summary"]["balanced_accuracy"]
+        entry["search"] = {
+            "balanced_accuracy": sb["mean"],
+            "ci95": sb["ci95"],
+            "chosen": {k: v["chosen"] for k, v in found.metrics["search"]["splits"].items()},
+            "final": found.metrics["search"]["final"],
+            "budget_s": search_budget,
+            "seconds": round(time.monotonic() - t, 1),
+        }
+        log.warning("%s: search %.3f %s, chosen %s", name, sb["mean"], sb["ci95"], entry["search"]["chosen"])
     log.warning(
         "%s: default %.3f %s, %s (%.0f s)",
         name,
@@ -104,18 +122,24 @@ def main() -> None:
     parser.add_argument("--sets", default="jurkat5,jurkat7,hek,wbc,synthetic")
     parser.add_argument("--extra", action="append", default=[], help="NAME=PATH[:GROUP], a CellSet or a folder to import")
     parser.add_argument("--cells", choices=CELL_CHOICES, default="report")
+    parser.add_argument("--search", default=None, help="also the nested search with this budget per set, e.g. 10m")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from stainfree.eval.search import parse_budget
+
     t0 = time.monotonic()
     result: dict = {"sets": {}}
     with tempfile.TemporaryDirectory() as tmp:
         todo = [(name, *load_set(name, Path(tmp))) for name in filter(None, args.sets.split(","))]
         todo += [load_extra(spec, Path(tmp)) for spec in args.extra]
         for name, cells, group, folds in todo:
-            result["sets"][name] = run_set(name, cells, group, folds, args.cells)
+            result["sets"][name] = run_set(name, cells, group, folds, args.cells, parse_budget(args.search))
     scores = [s["default"]["balanced_accuracy"] for s in result["sets"].values()]
     result["mean_balanced_accuracy"] = round(sum(scores) / len(scores), 4) if scores else None
+    searched = [s["search"]["balanced_accuracy"] for s in result["sets"].values() if "search" in s]
+    if searched:
+        result["mean_balanced_accuracy_search"] = round(sum(searched) / len(searched), 4)
     result["seconds_total"] = round(time.monotonic() - t0, 1)
     emit(result, args.out)
 
