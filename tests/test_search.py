@@ -163,3 +163,18 @@ def test_evaluate_and_train_commands_search_and_say_what_they_chose(tmp_path):
     chosen = out.stdout.strip().splitlines()[1]
     assert chosen.startswith("configuration chosen by inner cross-validation: ")
     assert Classifier.load(model).arch == "cnn3"  # --model fixed: only cnn3 candidates
+
+
+def test_accuracy_under_the_training_priors_is_reported_beside_the_equal_prior_decision():
+    cells = make_cells(24, size=24, random_state=5)
+    keep = np.r_[np.arange(24), np.arange(24, 30)]  # 24 round, 6 spindle
+    ev = evaluate(
+        cells.select(keep), protocol="kfold", n_folds=3, config=TrainConfig(epochs=2, batch_size=8), baselines=[], n_boot=0, tta=False
+    )
+    pred = ev.predictions
+    # two classes, the majority more frequent in training: the training-prior decision only moves cells to it
+    assert ((pred["predicted"] == "round") <= (pred["predicted_train_prior"] == "round")).all()
+    tp = ev.metrics["train_prior"]
+    by_split = pred.groupby("split").apply(lambda p: (p["predicted_train_prior"] == p["label"]).mean(), include_groups=False)
+    assert tp["accuracy"]["mean"] == pytest.approx(by_split.mean(), abs=1e-4)
+    assert tp["balanced_accuracy"]["n"] == 3

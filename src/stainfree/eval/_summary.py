@@ -90,6 +90,8 @@ def metrics_block(
 
     model = block("predicted", "prob_")
     out = {"summary": model["summary"], "pooled": model["pooled"], "folds": model["folds"], "baselines": {}}
+    if "predicted_train_prior" in pred:
+        out["train_prior"] = train_prior_summary(pred, classes)
     for b in baselines:
         out["baselines"][b] = block(f"baseline_{b}", f"baseline_{b}_prob_")
     return out
@@ -139,3 +141,24 @@ def cross_group_table(pred: pd.DataFrame, classes: list[str], group: str) -> dic
     for _, r in smallest.iterrows():
         matrix[train.index(r["train_pool"])][test.index(r["test_group"])] = round(float(r["accuracy"]), 4)
     return {"table": table.to_dict(orient="records"), "by_pool_size": by_size, "matrix": {"train": train, "test": test, "accuracy": matrix}}
+
+
+def train_prior_summary(pred: pd.DataFrame, classes: list[str]) -> dict:
+    """Accuracy and balanced accuracy of the decision under the training cells' class
+    frequencies (``predicted_train_prior``), over splits, beside the equal-prior headline.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from stainfree.eval._summary import train_prior_summary
+    >>> pred = pd.DataFrame({"split": ["a", "a", "b", "b"], "label": ["x", "y", "x", "y"],
+    ...     "predicted_train_prior": ["x", "x", "x", "y"], "train_size": 2})
+    >>> s = train_prior_summary(pred, ["x", "y"])
+    >>> s["accuracy"]["mean"], s["balanced_accuracy"]["mean"]
+    (0.75, 0.75)
+    """
+    folds = []
+    for _, part in pred.groupby("split", sort=False):
+        m = classification_metrics(part["label"], part["predicted_train_prior"], None, classes=classes)
+        folds.append({**m, "train_size": int(part["train_size"].iloc[0])})
+    return {k: _over_splits(folds, k) for k in ("accuracy", "balanced_accuracy")}

@@ -215,6 +215,8 @@ def _train_and_test(job: _Job, s_i: int, split, train: np.ndarray, frac: float, 
     part["train_fraction"] = frac
     part["pool_size"] = split.pool_size
     _add_probabilities(part, "prob_", proba, job.classes, "predicted")
+    if clf.train_prior is not None:  # the decision under the training cells' own class frequencies
+        part["predicted_train_prior"] = np.asarray(job.classes, dtype=object)[(proba * np.asarray(clf.train_prior)).argmax(1)]
     part["epochs"] = len(history)
     part["configuration"] = chosen
     part["seconds"] = round(time.monotonic() - t0, 2)

@@ -121,7 +121,17 @@ def _section_metrics(run: Run) -> str:
                 "Cohen's kappa": _fmt(s.get("cohen_kappa")),
             }
         )
-    parts = [f'<p class="headline">{_esc(m.get("headline", ""))}</p>', _table(pd.DataFrame(rows)), _intervals_note(m["summary"])]
+    if m.get("train_prior"):  # the decision under the training frequencies, beside the equal-prior one
+        tp = m["train_prior"]
+        rows.insert(
+            1,
+            {
+                "": "model, training priors",
+                "balanced accuracy (mean over splits, 95% CI)": _fmt(tp["balanced_accuracy"]),
+                "accuracy": _fmt(tp["accuracy"]),
+            },
+        )
+    parts = [f'<p class="headline">{_esc(m.get("headline", ""))}</p>', _table(pd.DataFrame(rows).fillna("")), _intervals_note(m["summary"])]
     gap = ranking_gap_note(m)
     if gap:
         parts.append(f"<p>{_esc(gap)}</p>")
