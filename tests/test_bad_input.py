@@ -19,6 +19,8 @@ from conftest import run_cli, write_png, write_tif
 # cases that another branch of issue 16 fixes; strict=False so they pass whichever lands first
 
 TRAIN_BAD = [
+    "--ema 1",
+    "--ema -0.5",
     "--epochs 0",
     "--epochs -1",
     "--epochs abc",

@@ -178,3 +178,33 @@ def test_accuracy_under_the_training_priors_is_reported_beside_the_equal_prior_d
     by_split = pred.groupby("split").apply(lambda p: (p["predicted_train_prior"] == p["label"]).mean(), include_groups=False)
     assert tp["accuracy"]["mean"] == pytest.approx(by_split.mean(), abs=1e-4)
     assert tp["balanced_accuracy"]["n"] == 3
+
+
+def _conv_weights(clf):
+    return {k: v.detach().numpy() for k, v in clf.model.state_dict().items() if k.endswith("weight") and v.ndim == 4}
+
+
+def test_ema_of_the_weights_follows_its_formula_at_both_ends():
+    from stainfree.ml.train import fit
+
+    cells = make_cells(8, size=24, random_state=0).load()
+    kwargs = dict(channels=cells.channels)
+    plain, _ = fit(cells.images, cells.labels, config=TrainConfig(epochs=3, batch_size=4), **kwargs)
+    # decay ~0: the average is the last weights
+    last, _ = fit(cells.images, cells.labels, config=TrainConfig(epochs=3, batch_size=4, ema=1e-12), **kwargs)
+    for k, w in _conv_weights(plain).items():
+        np.testing.assert_allclose(_conv_weights(last)[k], w, atol=1e-6)
+    # decay ~1: the average stays where it started, the weights after the first step (torch's
+    # AveragedModel copies them at its first update): within one Adam step of the initial ones,
+    # whose size is the one-cycle schedule's first rate, 3e-3 / 25
+    still, _ = fit(cells.images, cells.labels, config=TrainConfig(epochs=3, batch_size=4, ema=1 - 1e-9), **kwargs)
+    init, _ = fit(cells.images, cells.labels, config=TrainConfig(epochs=1, batch_size=4, lr=1e-30), **kwargs)
+    moved = 0.0
+    for k, w in _conv_weights(init).items():
+        np.testing.assert_allclose(_conv_weights(still)[k], w, atol=1.05 * 3e-3 / 25)
+        moved = max(moved, float(np.abs(_conv_weights(plain)[k] - w).max()))
+    assert moved > 10 * 3e-3 / 25  # training moved the raw weights much further
+    with pytest.raises(StainfreeError, match="ema decay must be in"):
+        TrainConfig(ema=1.0).validate()
+    with pytest.raises(StainfreeError, match="ema and a validation fraction"):
+        TrainConfig(ema=0.9, val_fraction=0.2).validate()

@@ -25,6 +25,12 @@ TRAIN_OPTIONS = {
     "sampling": (str | None, typer.Option(None, help="balanced (default: class-balanced sampling) or shuffle.")),
     "monitor": (str | None, typer.Option(None, help="Early stopping on val_loss or balanced_accuracy (with --val-fraction).")),
     "patience": (int | None, typer.Option(None, help="Epochs without improvement before stopping.")),
+    "ema": (
+        float | None,
+        typer.Option(
+            None, help="Decay of an exponential moving average of the weights, used as the final model (e.g. 0.999; default 0, off)."
+        ),
+    ),
     "val_fraction": (
         float | None,
         typer.Option(

@@ -43,6 +43,7 @@ class TrainingRun:
     history: list = dataclasses.field(default_factory=list)
     best: dict = dataclasses.field(default_factory=lambda: {"score": -np.inf, "state": None, "epoch": 0})
     epoch: int = 0
+    ema: object = None  # torch.optim.swa_utils.AveragedModel of the weights, with config.ema
 
     @property
     def steps_per_epoch(self) -> int:
@@ -82,6 +83,8 @@ def resume(run: TrainingRun, checkpoint, signature: str, log) -> None:
     run.optimiser.load_state_dict(saved["optimizer"])
     if run.scheduler is not None and saved.get("scheduler"):
         run.scheduler.load_state_dict(saved["scheduler"])
+    if run.ema is not None and saved.get("ema"):
+        run.ema.load_state_dict(saved["ema"])
     run.history, run.best, run.epoch = saved["history"], saved["best"], saved["epoch"]
     run.rng.bit_generator.state = saved["rng"]
     run.generator.set_state(saved["gen"])
@@ -97,6 +100,7 @@ def save_checkpoint(run: TrainingRun, checkpoint, signature: str) -> None:
         "model": run.model.state_dict(),
         "optimizer": run.optimiser.state_dict(),
         "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+        "ema": run.ema.state_dict() if run.ema is not None else None,
         "history": run.history,
         "best": run.best,
         "epoch": run.epoch,
@@ -132,6 +136,8 @@ def train_epoch(run: TrainingRun) -> dict:
         run.optimiser.step()
         if run.scheduler is not None:
             run.scheduler.step()
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
         total += loss.item() * len(b)
         seen += len(b)
         correct += int((logits.argmax(1) == yb).sum())

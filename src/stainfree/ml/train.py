@@ -134,6 +134,7 @@ class TrainConfig:
     val_fraction: float = 0.0
     monitor: str = "val_loss"
     patience: int = 8
+    ema: float = 0.0  # decay of an exponential moving average of the weights, used at the end (0: off)
     seed: int = 0
     device: str = "auto"
 
@@ -169,6 +170,11 @@ class TrainConfig:
                 f"learning rate must be above 0 and weight decay at least 0, got {self.lr}, {self.weight_decay}",
             ),
             (self.patience >= 1, f"patience must be at least 1 epoch, got {self.patience}"),
+            (0 <= self.ema < 1, f"ema decay must be in [0, 1), got {self.ema}"),
+            (
+                self.ema == 0 or self.val_fraction == 0,
+                "ema and a validation fraction do not go together (the best epoch is of the raw weights)",
+            ),
             (
                 self.resolved_normalisation() in NORMALISATIONS,
                 f"unknown normalisation {self.normalisation!r} (choose from auto, {', '.join(NORMALISATIONS)})",
@@ -360,7 +366,7 @@ def _start_run(images: np.ndarray, y: np.ndarray, split, n_classes: int, masks, 
     train_counts = np.bincount(y[train_idx], minlength=n_classes).clip(min=1)
     weights = torch.tensor(class_weights(train_counts, config.loss_weighting), dtype=torch.float32, device=device)
     opt, scheduler = make_optimiser(model, config, max(1, len(train_idx) // config.batch_size))
-    return TrainingRun(
+    run = TrainingRun(
         config,
         model,
         opt,
@@ -377,6 +383,11 @@ def _start_run(images: np.ndarray, y: np.ndarray, split, n_classes: int, masks, 
         np.random.default_rng(config.seed),
         torch.Generator().manual_seed(config.seed),
     )
+    if config.ema > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        run.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema))
+    return run
 
 
 def fit(
@@ -469,6 +480,8 @@ def fit(
             run.epoch = epoch
             if checkpoint is not None:
                 save_checkpoint(run, checkpoint, signature)
+        if run.ema is not None:  # the averaged weights replace the last ones; batch norm is recomputed below
+            run.model.load_state_dict(run.ema.module.state_dict())
         if not validating:  # without validation cells, recalibrating once at the end is enough
             recalibrate_batchnorm(run.model, run.x[run.train_idx], device=run.device)
     model = run.model
