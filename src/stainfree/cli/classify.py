@@ -13,6 +13,7 @@ from .options import (
     FIELD_OPTIONS,
     SEARCH_HELP,
     SEGMENTATION_OPTIONS,
+    echo_headline,
     field_keywords,
     read_table,
     search_options,
@@ -96,18 +97,7 @@ def evaluate(
         data={"cells": str(cells), "channels": cs.channels, "merge_classes": merge_classes, "n_cells": len(cs)},
     )
     typer.echo(f"wrote {path}")
-    typer.echo(metrics["headline"])
-    if found := metrics.get("search"):
-        chosen = [f"{name} {entry['chosen']}" for name, entry in found["splits"].items()]
-        typer.echo(
-            "configuration chosen by inner cross-validation: "
-            + ", ".join(chosen)
-            + (f"; final model {found['final']['chosen']}" if found.get("final") else "")
-        )
-    from ..report.html import ranking_gap_note
-
-    if gap := ranking_gap_note(metrics):
-        typer.echo(gap)
+    echo_headline(metrics)
 
 
 @app.command("train")

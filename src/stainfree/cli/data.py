@@ -9,6 +9,7 @@ import typer
 
 from ..utils import refuse_existing
 from .app import app
+from .options import echo_headline
 
 
 @app.command("import")
@@ -100,8 +101,4 @@ def demo(
 
     path, metrics = run_demo(out, epochs=epochs, random_state=seed, force=force)
     typer.echo(f"wrote {path} (report.html, metrics.json, predictions.parquet, model.safetensors, figures/, cells.cells)")
-    typer.echo(metrics["headline"])
-    from ..report.html import ranking_gap_note
-
-    if gap := ranking_gap_note(metrics):
-        typer.echo(gap)
+    echo_headline(metrics)

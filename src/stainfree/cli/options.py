@@ -258,3 +258,16 @@ def search_options(search: bool, budget: str | None, train: dict):
     found = Search(budget=parse_budget(budget), fixed=tuple(train))
     found.validate()
     return found
+
+
+def echo_headline(metrics: dict) -> None:
+    """An evaluation's headline, the configurations a search chose, and a ranking-gap note."""
+    from ..report.html import ranking_gap_note
+
+    typer.echo(metrics["headline"])
+    if found := metrics.get("search"):
+        chosen = ", ".join(f"{name} {entry['chosen']}" for name, entry in found["splits"].items())
+        final = f"; final model {found['final']['chosen']}" if found.get("final") else ""
+        typer.echo(f"configuration chosen by inner cross-validation: {chosen}{final}")
+    if gap := ranking_gap_note(metrics):
+        typer.echo(gap)

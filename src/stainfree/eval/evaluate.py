@@ -20,7 +20,7 @@ from ..progress import progress
 from ..utils import StainfreeError, atomic_write_bytes, read_parquet, write_parquet
 from ._summary import cross_group_table, learning_curve_table, metrics_block
 from .baselines import BASELINES, OPTIONAL_BASELINES, align_features, feature_arrays, run_baseline
-from .protocols import PROTOCOLS, make_splits
+from .protocols import PROTOCOLS, make_splits, stratified_subsample
 from .search import Search, SearchResult, search_config
 
 logger = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ def _run_split(job: _Job, s_i: int, n_splits: int, split, sizes: list[float]) ->
     logger.info("split %d/%d (%s): %d training cells, %d test cells", s_i, n_splits, split.name, len(split.train), len(split.test))
     parts = []
     for frac in sizes:
-        train = split.train if frac >= 1.0 else _stratified_subsample(split.train, job.labels, frac, seed=job.config.seed + s_i)
+        train = split.train if frac >= 1.0 else stratified_subsample(split.train, job.labels, frac, seed=job.config.seed + s_i)
         part, history = _train_and_test(job, s_i, split, train, frac, with_baselines=frac == sizes[-1])
         parts.append(part)
     part = pd.concat(parts, ignore_index=True)
@@ -378,8 +378,7 @@ def evaluate(
     job = _Job(cells, labels, classes, groups, group, masks, config, list(baselines), tta, work, protocol, search=search)
     if search is not None:
         search.validate()
-        if search.budget is not None:
-            job.search_budget = search.budget / (len(splits) * len(train_sizes or [1.0]) + int(final_model))
+        job.search_budget = search.budget and search.budget / (len(splits) * len(train_sizes or [1.0]) + int(final_model))
     features = _prepare_baselines(job, features)  # before the work folder: a bad table leaves nothing behind
     if work:
         work.mkdir(parents=True, exist_ok=True)
@@ -416,34 +415,34 @@ def evaluate(
         **metrics,
         "warnings": warnings,
     }
-    model = None
-    if final_model:
-        logger.info("training the final model on all %d cells", len(labels))
-        if search is not None:
-            found = _search(job, np.arange(len(labels)))
-            config = found.config
-            job.searches["final"] = found.record()
-        model, _ = fit(cells.images, labels, channels=cells.channels, config=config, classes=classes, masks=masks)
+    model = _final_model(job) if final_model else None
     if search is not None:
-        metrics["search"] = {
-            "candidates": list(search.candidates),
-            "inner_folds": search.inner_folds,
-            "budget_s": search.budget,
-            "splits": {k: v for k, v in job.searches.items() if k != "final"},
-            "final": job.searches.get("final"),
-        }
+        metrics["search"] = _search_summary(job)
     metrics["seconds"] = round(time.monotonic() - t_start, 1)
     return Evaluation(pred, histories, classes, metrics, prot, model, features)
 
 
-def _stratified_subsample(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in np.unique(labels[idx]):
-        members = idx[labels[idx] == c]
-        n = max(2, int(round(fraction * len(members))))
-        keep.append(rng.choice(members, min(n, len(members)), replace=False))
-    return np.sort(np.concatenate(keep))
+def _final_model(job: _Job) -> Classifier:
+    """A model trained on all cells; its configuration searched first when the job searches."""
+    logger.info("training the final model on all %d cells", len(job.labels))
+    config = job.config
+    if job.search is not None:
+        found = _search(job, np.arange(len(job.labels)))
+        config = found.config
+        job.searches["final"] = found.record()
+    model, _ = fit(job.cells.images, job.labels, channels=job.cells.channels, config=config, classes=job.classes, masks=job.masks)
+    return model
+
+
+def _search_summary(job: _Job) -> dict:
+    """``metrics["search"]``: the candidates, and what each split and the final model chose."""
+    return {
+        "candidates": list(job.search.candidates),
+        "inner_folds": job.search.inner_folds,
+        "budget_s": job.search.budget,
+        "splits": {k: v for k, v in job.searches.items() if k != "final"},
+        "final": job.searches.get("final"),
+    }
 
 
 def cross_validate(

@@ -370,3 +370,20 @@ def make_splits(
             in_pool = np.isin(g, pool)
             splits.append(Split("+".join(pool), np.flatnonzero(in_pool), np.flatnonzero(~in_pool), pool_size=size))
     return splits
+
+
+def stratified_subsample(idx: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded ``fraction`` of the positions ``idx`` within each class (at least 2 per class), sorted.
+
+    >>> import numpy as np
+    >>> from stainfree.eval.protocols import stratified_subsample
+    >>> stratified_subsample(np.arange(8), np.array(list("aaaabbbb")), 0.5, seed=0).size
+    4
+    """
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels[idx]):
+        members = idx[labels[idx] == c]
+        n = max(2, int(round(fraction * len(members))))
+        keep.append(rng.choice(members, min(n, len(members)), replace=False))
+    return np.sort(np.concatenate(keep))

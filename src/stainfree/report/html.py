@@ -315,3 +315,22 @@ def _intervals_note(s: dict) -> str:
         lo, hi = acc["ci95_binomial"]
         note += f"; pooled accuracy {acc['pooled']:.3f} [{lo:.3f}, {hi:.3f}] ({acc.get('ci95_binomial_method', 'binomial').capitalize()})"
     return f"<p>{_esc(note)}.</p>"
+
+
+def search_table(search: dict) -> str:
+    """Per split (and the final model): the candidate chosen and each candidate's inner score."""
+    runs = {**search["splits"], **({"final model": search["final"]} if search.get("final") else {})}
+    rows = []
+    for name, entry in runs.items():
+        row = {"split": name, "chosen": entry["chosen"]}
+        for candidate, score in entry["scores"].items():
+            row[candidate] = f"{score['balanced_accuracy']:.3f}" if "balanced_accuracy" in score else score.get("skipped", "")
+        row["notes"] = "; ".join(entry["notes"])
+        rows.append(row)
+    budget = f", budget {search['budget_s']:.0f} s" if search.get("budget_s") else ""
+    return (
+        "<h3>Configuration search (nested)</h3>"
+        f"<p>Each split chose its configuration by {search['inner_folds']}-fold cross-validation on its own training cells "
+        f"only{budget}; the columns are the candidates' inner balanced accuracy. The test cells never chose.</p>"
+        + _table(pd.DataFrame(rows).fillna(""))
+    )

@@ -29,6 +29,7 @@ from .html import (
     data_summary,
     png_uri,
     ranking_gap_note,
+    search_table,
 )
 from .interactive import section_explore
 
@@ -77,29 +78,10 @@ def _section_protocol(run: Run) -> str:
             "<h3>Training settings</h3>" + _table(pd.DataFrame([(k, v) for k, v in train.items() if k != "device"], columns=["", "value"]))
         )
     if m.get("search"):
-        parts.append(_search_table(m["search"]))
+        parts.append(search_table(m["search"]))
     for warning in m.get("warnings") or []:
         parts.append(f'<p class="missing">{_esc(warning)}</p>')
     return "".join(parts)
-
-
-def _search_table(search: dict) -> str:
-    """Per split (and the final model): the candidate chosen and each candidate's inner score."""
-    runs = {**search["splits"], **({"final model": search["final"]} if search.get("final") else {})}
-    rows = []
-    for name, entry in runs.items():
-        row = {"split": name, "chosen": entry["chosen"]}
-        for candidate, score in entry["scores"].items():
-            row[candidate] = f"{score['balanced_accuracy']:.3f}" if "balanced_accuracy" in score else score.get("skipped", "")
-        row["notes"] = "; ".join(entry["notes"])
-        rows.append(row)
-    budget = f", budget {search['budget_s']:.0f} s" if search.get("budget_s") else ""
-    return (
-        "<h3>Configuration search (nested)</h3>"
-        f"<p>Each split chose its configuration by {search['inner_folds']}-fold cross-validation on its own training cells "
-        f"only{budget}; the columns are the candidates' inner balanced accuracy. The test cells never chose.</p>"
-        + _table(pd.DataFrame(rows).fillna(""))
-    )
 
 
 def _section_metrics(run: Run) -> str:
