@@ -208,3 +208,27 @@ def test_ema_of_the_weights_follows_its_formula_at_both_ends():
         TrainConfig(ema=1.0).validate()
     with pytest.raises(StainfreeError, match="ema and a validation fraction"):
         TrainConfig(ema=0.9, val_fraction=0.2).validate()
+
+
+class _Shape:
+    """Just what TrainConfig.for_data reads of a CellSet."""
+
+    def __init__(self, n, side):
+        self.n, self.shape = n, (n, 1, side, side)
+
+    def __len__(self):
+        return self.n
+
+
+@pytest.mark.parametrize("n", [200, 350, 700, 1200, 2000])
+def test_small_sets_do_not_starve_at_least_600_steps_within_150_epochs(n):
+    config = TrainConfig.for_data(_Shape(n, 40))
+    steps_per_epoch = int(n * 0.8) // config.batch_size  # a training fold of 5-fold cross-validation
+    assert config.batch_size == 32 and 30 <= config.epochs <= 150
+    assert config.epochs * steps_per_epoch >= 600
+    assert (config.epochs - 1) * steps_per_epoch < 600 or config.epochs == 30  # no more epochs than the rule needs
+
+
+def test_the_few_cells_rule_in_numbers():
+    assert [TrainConfig.for_data(_Shape(n, 40)).epochs for n in (40, 200, 500, 1000, 20_000)] == [150, 120, 50, 30, 30]
+    assert TrainConfig.for_data(_Shape(20_000, 40)).batch_size == 128
