@@ -153,7 +153,7 @@ def test_evaluate_and_train_commands_search_and_say_what_they_chose(tmp_path):
     search = metrics["search"]
     assert search["budget_s"] == 300.0 and len(search["splits"]) == 2
     # the user's --lr is fixed, so lr_1e-3 is no candidate; every other one was scored within the budget
-    assert set(search["final"]["scores"]) == {"default", "flips", "cnn3_wide", "resnet_small", "input_2x"}
+    assert set(search["final"]["scores"]) == {"default", "flips", "cnn3_wide", "resnet_small", "resnet", "input_2x"}
     assert read_json(tmp_path / "run" / "config.json")["search"]["fixed"] == ["batch_size", "epochs", "lr", "seed"]
     assert "Configuration search (nested)" in (tmp_path / "run" / "report.html").read_text()
 
@@ -232,3 +232,36 @@ def test_small_sets_do_not_starve_at_least_600_steps_within_150_epochs(n):
 def test_the_few_cells_rule_in_numbers():
     assert [TrainConfig.for_data(_Shape(n, 40)).epochs for n in (40, 200, 500, 1000, 20_000)] == [150, 120, 50, 30, 30]
     assert TrainConfig.for_data(_Shape(20_000, 40)).batch_size == 128
+
+
+def test_stochastic_depth_is_unbiased_and_off_in_evaluation():
+    import torch
+
+    from stainfree.ml.resnet import drop_branch
+
+    torch.manual_seed(0)
+    y = torch.ones(20_000, 1, 1, 1)
+    dropped = drop_branch(y, 0.3, training=True)
+    assert abs(float((dropped == 0).float().mean()) - 0.3) < 0.02
+    assert abs(float(dropped.mean()) - 1.0) < 0.03  # kept branches are scaled by 1 / 0.7
+    assert torch.equal(drop_branch(y, 0.3, training=False), y)
+
+
+def test_resnet_deepens_with_the_input_and_drops_branches_only_in_training():
+    import torch
+
+    from stainfree.ml.models import create_model
+
+    for size, stages in ((24, 2), (40, 3), (64, 4), (224, 5)):
+        net = create_model("resnet", 1, 2, input_size=size)
+        assert len(net.feature_maps(torch.zeros(2, 1, size, size))) == stages + 1  # the stem, then each stage
+        assert net.feature_maps(torch.zeros(2, 1, size, size))[-1].shape[-1] == -(-size // 2 ** (stages - 1))
+    x = torch.randn(4, 1, 40, 40)
+    torch.manual_seed(0)
+    net = create_model("resnet", 1, 2, input_size=40, drop_path=0.5, dropout=0.0)
+    net.train()
+    assert not torch.equal(net(x), net(x))  # a different set of branches each call
+    net.eval()
+    assert torch.equal(net(x), net(x))
+    plain = create_model("resnet", 1, 2, input_size=40, drop_path=0.0, dropout=0.0).train()
+    assert torch.equal(plain(x), plain(x))

@@ -244,7 +244,7 @@ def read_h5ad(path: Path):
 #: ``--search`` and ``--budget`` of `evaluate` and `train` (:func:`search_options`).
 SEARCH_HELP = (
     "Choose the configuration by inner cross-validation on the training cells only (nested; candidates: "
-    "default, lr_1e-3, flips, cnn3_wide, resnet_small, input_2x); the training options you give stay fixed."
+    "default, lr_1e-3, flips, cnn3_wide, resnet_small, resnet, input_2x); the training options you give stay fixed."
 )
 BUDGET_HELP = "Time for the whole search, e.g. 90s, 10m or 1h (implies --search; default: no limit)."
 

@@ -33,12 +33,13 @@ CANDIDATES: dict[str, dict] = {
     "flips": {"augment": "flips"},
     "cnn3_wide": {"model": "cnn3", "model_kwargs": {"widths": (32, 64, 64)}},
     "resnet_small": {"model": "resnet_small"},
+    "resnet": {"model": "resnet"},
     "input_2x": {"input_size": "2x"},
 }
 #: Largest input side a candidate doubles to.
 MAX_INPUT = 224
 #: Inner-fold cost of a candidate relative to ``default``, until one of its fits is timed.
-COST_HINT = {"cnn3_wide": 2.5, "resnet_small": 4.0, "input_2x": 4.0}
+COST_HINT = {"cnn3_wide": 2.5, "resnet_small": 4.0, "resnet": 8.0, "input_2x": 4.0}
 
 
 @dataclasses.dataclass

@@ -3,7 +3,7 @@
 Each entry (:class:`ModelInfo`) is a builder plus its defaults; adding one is a function and a decorator line
 (:func:`register_model`). Every model accepts any channel count and input size and exposes ``features(x)``, the
 penultimate representation used later for embeddings, beside ``forward(x)`` (logits); the convolutional ones
-(``cnn3``, ``yao2019``, ``resnet_small``) also ``feature_maps(x)``, the maps at the end of each stage.
+(``cnn3``, ``yao2019``, ``resnet_small``, ``resnet``) also ``feature_maps(x)``, the maps at the end of each stage.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def list_models() -> list[str]:
     --------
     >>> from stainfree.ml.models import list_models
     >>> list_models()
-    ['cnn3', 'fc2', 'ogawa2022', 'resnet_small', 'simple_vit', 'yao2019']
+    ['cnn3', 'fc2', 'ogawa2022', 'resnet', 'resnet_small', 'simple_vit', 'yao2019']
     """
     return sorted(_REGISTRY)
 
@@ -438,63 +438,5 @@ def simple_vit(
     return SimpleViT()
 
 
-@register_model(
-    "resnet_small", input_size=64, description="stainfree default: a small residual network (stem + three stages of basic blocks)"
-)
-def resnet_small(in_channels: int, num_classes: int, input_size: int, *, widths=(16, 32, 64), blocks=(1, 1, 1), dropout: float = 0.2):
-    """A small residual network: a 3x3 stem, three stages of basic residual blocks (the second and third halve the
-    resolution), global average pooling, dropout and a linear head. Chosen as the default for its accuracy per second
-    on small single-cell crops on a CPU. Input 64 x 64 by default.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from stainfree.ml.models import create_model
-    >>> create_model("resnet_small", 1, 2)(torch.zeros(2, 1, 64, 64)).shape
-    torch.Size([2, 2])
-    """
-    torch, nn = _torch()
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.skip = (
-                nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
-                if stride != 1 or cin != cout
-                else nn.Identity()
-            )
-
-        def forward(self, x):
-            y = torch.relu(self.bn1(self.conv1(x)))
-            return torch.relu(self.bn2(self.conv2(y)) + self.skip(x))
-
-    class ResNetSmall(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
-            )
-            layers, c = [], widths[0]
-            for i, (w, n) in enumerate(zip(widths, blocks)):
-                for j in range(n):
-                    layers.append(Block(c, w, 2 if (i > 0 and j == 0) else 1))
-                    c = w
-            self.body = nn.Sequential(*layers)
-            self.pool = nn.AdaptiveAvgPool2d(1)
-            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c, num_classes))
-
-        def feature_maps(self, x):
-            x = self.stem(x)
-            return [x] + _stage_outputs(self.body, x, (Block,))
-
-        def features(self, x):
-            return self.pool(self.body(self.stem(x))).flatten(1)
-
-        def forward(self, x):
-            return self.head(self.features(x))
-
-    return ResNetSmall()
+# the residual networks register themselves on import
+from . import resnet as _resnet  # noqa: E402, F401
