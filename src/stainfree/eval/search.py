@@ -139,8 +139,8 @@ def candidate_configs(
     --------
     >>> from stainfree.eval.search import candidate_configs
     >>> from stainfree.ml.train import TrainConfig
-    >>> sorted(candidate_configs(TrainConfig(), native_size=40)["input_2x"].__dict__.items())[5]
-    ('input_size', 80)
+    >>> candidate_configs(TrainConfig(), native_size=40)["input_2x"].input_size
+    80
     >>> list(candidate_configs(TrainConfig(), native_size=40, fixed={"model", "input_size"}))
     ['default', 'lr_1e-3', 'flips']
     """
