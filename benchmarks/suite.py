@@ -12,7 +12,8 @@ Sets (``--sets``, comma-separated):
 - ``hek``: HEK-293A vs HT1080, 5 folds by field;
 - ``wbc``: stained white-blood-cell crops resized to 96 px, classes with at least 5 cells,
   stratified 5-fold (the basophil class holds one cell);
-- ``synthetic``: the demo's synthetic lines, 4 folds by flask.
+- ``synthetic``: the synthetic ``round`` and ``spindle`` lines (the demo's before issue 16),
+  4 folds by flask.
 ``--extra NAME=PATH[:GROUP]`` adds a CellSet (or a folder to import) of your own.
 ``--search BUDGET`` also runs the nested configuration search (``evaluate --search --budget``)
 on the same folds and puts it beside the default.
