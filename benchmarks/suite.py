@@ -69,7 +69,9 @@ def load_extra(spec: str, tmp: Path):
     return name, cells.load(), group or None, 5
 
 
-def run_set(name: str, cells, group: str | None, folds: int, which: str, search_budget: float | None = None) -> dict:
+def run_set(
+    name: str, cells, group: str | None, folds: int, which: str, search_budget: float | None = None, search_epochs: float = 1.0
+) -> dict:
     from stainfree.eval.evaluate import evaluate
     from stainfree.ml.train import TrainConfig
 
@@ -96,7 +98,14 @@ def run_set(name: str, cells, group: str | None, folds: int, which: str, search_
         from stainfree.eval.search import Search
 
         t = time.monotonic()
-        found = evaluate(judged, group=group, n_folds=folds, config=config, baselines=[], search=Search(budget=search_budget))
+        found = evaluate(
+            judged,
+            group=group,
+            n_folds=folds,
+            config=config,
+            baselines=[],
+            search=Search(budget=search_budget, epochs_fraction=search_epochs),
+        )
         sb = found.metrics["summary"]["balanced_accuracy"]
         entry["search"] = {
             "balanced_accuracy": sb["mean"],
@@ -104,6 +113,7 @@ def run_set(name: str, cells, group: str | None, folds: int, which: str, search_
             "chosen": {k: v["chosen"] for k, v in found.metrics["search"]["splits"].items()},
             "final": found.metrics["search"]["final"],
             "budget_s": search_budget,
+            "epochs_fraction": search_epochs,
             "seconds": round(time.monotonic() - t, 1),
         }
         log.warning("%s: search %.3f %s, chosen %s", name, sb["mean"], sb["ci95"], entry["search"]["chosen"])
@@ -124,6 +134,7 @@ def main() -> None:
     parser.add_argument("--extra", action="append", default=[], help="NAME=PATH[:GROUP], a CellSet or a folder to import")
     parser.add_argument("--cells", choices=CELL_CHOICES, default="report")
     parser.add_argument("--search", default=None, help="also the nested search with this budget per set, e.g. 10m")
+    parser.add_argument("--search-epochs", type=float, default=1.0, help="share of the epochs the search's inner fits train")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -135,7 +146,7 @@ def main() -> None:
         todo = [(name, *load_set(name, Path(tmp))) for name in filter(None, args.sets.split(","))]
         todo += [load_extra(spec, Path(tmp)) for spec in args.extra]
         for name, cells, group, folds in todo:
-            result["sets"][name] = run_set(name, cells, group, folds, args.cells, parse_budget(args.search))
+            result["sets"][name] = run_set(name, cells, group, folds, args.cells, parse_budget(args.search), args.search_epochs)
     scores = [s["default"]["balanced_accuracy"] for s in result["sets"].values()]
     result["mean_balanced_accuracy"] = round(sum(scores) / len(scores), 4) if scores else None
     searched = [s["search"]["balanced_accuracy"] for s in result["sets"].values() if "search" in s]

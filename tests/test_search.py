@@ -265,3 +265,22 @@ def test_resnet_deepens_with_the_input_and_drops_branches_only_in_training():
     assert torch.equal(net(x), net(x))
     plain = create_model("resnet", 1, 2, input_size=40, drop_path=0.0, dropout=0.0).train()
     assert torch.equal(plain(x), plain(x))
+
+
+def test_inner_fits_can_train_a_share_of_the_epochs_and_the_choice_keeps_them_all(easy, monkeypatch):
+    import stainfree.eval.search as search_module
+
+    trained = []
+    real_fit = search_module.fit
+
+    def recording(*args, config, **kwargs):
+        trained.append(config.epochs)
+        return real_fit(*args, config=config, **kwargs)
+
+    monkeypatch.setattr(search_module, "fit", recording)
+    base = TrainConfig(epochs=9, batch_size=8)
+    search = Search(candidates=["default", "flips"], inner_folds=2, epochs_fraction=1 / 3)
+    result = search_config(easy.images, easy.labels, channels=easy.channels, base=base, tta=False, search=search)
+    assert trained == [3, 3, 3, 3] and result.config.epochs == 9
+    with pytest.raises(StainfreeError, match="inner epochs fraction must be in"):
+        Search(epochs_fraction=0).validate()

@@ -439,6 +439,7 @@ def _search_summary(job: _Job) -> dict:
     return {
         "candidates": list(job.search.candidates),
         "inner_folds": job.search.inner_folds,
+        "epochs_fraction": job.search.epochs_fraction,
         "budget_s": job.search.budget,
         "splits": {k: v for k, v in job.searches.items() if k != "final"},
         "final": job.searches.get("final"),

@@ -57,6 +57,10 @@ class Search:
         :class:`TrainConfig` fields the user set; every candidate keeps them.
     candidates : sequence of str
         Names in :data:`CANDIDATES`, tried in this order.
+    epochs_fraction : float, default 1.0
+        Inner fits train this share of each candidate's epochs (at least one): below 1, a cheaper,
+        lower-fidelity comparison that lets a budget reach more candidates. The chosen
+        configuration keeps its full epochs.
     tolerance : float, default 0.01
         The chosen candidate is the first (plainest) whose inner balanced accuracy is within this
         of the best one's: near-ties go to the plainer configuration.
@@ -66,6 +70,7 @@ class Search:
     inner_folds: int = 3
     fixed: Collection[str] = ()
     candidates: Sequence[str] = tuple(CANDIDATES)
+    epochs_fraction: float = 1.0
     tolerance: float = 0.01
 
     def __post_init__(self) -> None:
@@ -77,6 +82,8 @@ class Search:
             raise StainfreeError(f"unknown search candidate {unknown[0]!r} (choose from {', '.join(CANDIDATES)})")
         if self.inner_folds < 2:
             raise StainfreeError(f"inner folds must be at least 2, got {self.inner_folds}")
+        if not 0 < self.epochs_fraction <= 1:
+            raise StainfreeError(f"the inner epochs fraction must be in (0, 1], got {self.epochs_fraction}")
         if self.budget is not None and not self.budget > 0:
             raise StainfreeError(f"search budget must be above 0 seconds, got {self.budget}")
 
@@ -265,7 +272,7 @@ def search_config(
                 images[train],
                 labels[train],
                 channels=channels,
-                config=config,
+                config=dataclasses.replace(config, epochs=max(1, round(config.epochs * search.epochs_fraction))),
                 classes=classes,
                 masks=masks[train] if masks is not None else None,
             )
