@@ -23,8 +23,9 @@ from stainfree.pl.interactive import (
     thumbnails,
     top_by_score,
 )
+from stainfree.report.cells import read_view
 from stainfree.report.html import Run
-from stainfree.report.interactive import build_payload, read_view
+from stainfree.report.interactive import build_payload
 from stainfree.report.sections import build_report
 from test_report_browser import make_run
 

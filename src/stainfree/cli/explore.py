@@ -1,4 +1,4 @@
-"""Commands that explore cells: features, explain, saliency, embed, cluster, report."""
+"""Commands that explore cells: features, explain, saliency, embed, cluster, report, view."""
 
 from __future__ import annotations
 
@@ -161,6 +161,24 @@ def report(
     refuse_partial(run)
     path = write_report(run, out=out)
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def view(
+    path: Path = typer.Argument(..., help="A CellSet folder, a run folder (evaluate, cluster...) or an .h5ad from embed/cluster."),
+    cells: Path | None = typer.Option(
+        None, "--cells", help="The CellSet the thumbnails come from (default: the one the run or set names)."
+    ),
+    port: int = typer.Option(8765, help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (the default is reachable from this machine only)."),
+    browser: bool = typer.Option(True, "--browser/--no-browser", help="Open the page in the web browser."),
+):
+    """Look at any number of cells in the browser: pages of thumbnails, filters, galleries, the UMAP."""
+    from ..view.server import serve
+
+    if not 0 <= port <= 65535:
+        raise StainfreeError(f"--port must lie in 0..65535 (got {port})")
+    serve(path, cells=cells, host=host, port=port, browser=browser, on_ready=lambda line: typer.echo(line))
 
 
 @app.command()

@@ -7,27 +7,15 @@ confusion matrix whose cells open their gallery. All JavaScript is inline; nothi
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..pl.interactive import MAX_CELLS, cell_thumbnails, confidently_wrong, nearest_centre, sprite_sheets, stratified_sample, top_by_score
+from ..pl.interactive import MAX_CELLS, cell_thumbnails, sprite_sheets, stratified_sample
+from .cells import MAX_LEVELS, PALETTE, CellsView, confusion, galleries, read_view, strata
 from .html import Missing, Run, _esc
 
-#: Categorical columns with more values than this are shown on hover but not offered as colours.
-MAX_LEVELS = 60
-#: Cells per confusion-matrix cell and per selection that a gallery can show.
-GALLERY_CELLS = 48
-#: Colours of categories (matplotlib's tab20 order) and of numbers (viridis, low to high); grey for missing values.
-PALETTE = {
-    "categorical": ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-    + ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"],
-    "numeric": ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"],
-}
-_SKIP = {"cell_id", "source", "split", "repeat", "train_size", "train_fraction", "pool_size", "epochs", "seconds"}
 _CSS = """
 .sf-view .sf-row { display: flex; gap: 1em; align-items: flex-start; flex-wrap: wrap; }
 .sf-hover { min-width: 260px; font-size: 0.85em; } .sf-hover table { margin-top: 0.3em; }
@@ -40,189 +28,6 @@ table.sf-confusion td.sf-open { cursor: pointer; color: #1a4f8b; text-decoration
 """
 
 
-@dataclasses.dataclass
-class CellsView:
-    """What the interactive section shows, for every cell of the run (not just those drawn).
-
-    Attributes
-    ----------
-    table : pandas.DataFrame
-        One row per cell: ``cell_id`` and the columns offered for colour and shown on hover.
-    umap : numpy.ndarray or None
-        The 2-D embedding, ``(cells, 2)``.
-    embedding : numpy.ndarray or None
-        The embedding the clusters were found in (for the cells nearest each centre).
-    scores : pandas.DataFrame or None
-        The classifier's score of each class (one column per class).
-    notes : list of str
-        What the section says about what it lacks.
-    sample : numpy.ndarray or None
-        Rows drawn in the scatter (set by :func:`build_payload`).
-    """
-
-    table: pd.DataFrame
-    umap: np.ndarray | None = None
-    embedding: np.ndarray | None = None
-    scores: pd.DataFrame | None = None
-    notes: list = dataclasses.field(default_factory=list)
-    sample: np.ndarray | None = None
-
-
-# ---------------------------------------------------------------------- reading the run
-def find_embedding(folder: Path) -> Path | None:
-    """The first ``.h5ad`` in a run folder (or one folder down) that holds ``obsm['X_umap']``.
-
-    Parameters
-    ----------
-    folder : path
-        The run folder.
-
-    Returns
-    -------
-    pathlib.Path or None
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from stainfree.report.interactive import find_embedding
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     print(find_embedding(tmp))
-    None
-    """
-    import h5py
-
-    for path in [*sorted(Path(folder).glob("*.h5ad")), *sorted(Path(folder).glob("*/*.h5ad"))]:
-        try:
-            with h5py.File(path, "r") as f:
-                if "obsm" in f and "X_umap" in f["obsm"]:
-                    return path
-        except OSError:
-            continue
-    return None
-
-
-def _predictions(run: Run) -> pd.DataFrame | None:
-    path = run.folder / "predictions.parquet"
-    if not path.exists():
-        return None
-    p = pd.read_parquet(path)
-    if "train_fraction" in p:
-        p = p[p["train_fraction"] == p["train_fraction"].max()]
-    return p.drop_duplicates("cell_id").reset_index(drop=True)  # repeated splits: the first repeat
-
-
-def read_view(run: Run) -> CellsView:
-    """Gather a run's cells for the interactive section: its predictions and its embedding.
-
-    Parameters
-    ----------
-    run : Run
-        The run folder.
-
-    Returns
-    -------
-    CellsView
-
-    Raises
-    ------
-    Missing
-        When the run has neither ``predictions.parquet`` nor an embedding with a UMAP.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> import pandas as pd
-    >>> from pathlib import Path
-    >>> from stainfree.report.html import Run
-    >>> from stainfree.report.interactive import read_view
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     pd.DataFrame({"cell_id": ["a", "b"], "label": ["x", "y"], "predicted": ["x", "x"],
-    ...                   "prob_x": [0.9, 0.6], "prob_y": [0.1, 0.4]}).to_parquet(Path(tmp, "predictions.parquet"))
-    ...     view = read_view(Run(tmp))
-    >>> list(view.table.columns), view.umap, view.notes[0][:30]
-    (['cell_id', 'label', 'predicted', 'score'], None, 'No embedding: the scatter need')
-    """
-    import anndata
-
-    from ..tl.cluster import embedding_of
-
-    predictions = _predictions(run)
-    path = find_embedding(run.folder)
-    if predictions is None and path is None:
-        raise Missing(
-            "no predictions.parquet and no embedding with a UMAP (.h5ad with obsm['X_umap']) in this run; "
-            "`stainfree evaluate` writes the first, `stainfree cluster EMBEDDING.h5ad --cells CELLS` the second"
-        )
-    view = CellsView(table=pd.DataFrame())
-    if path is None:
-        view.notes.append(
-            "No embedding: the scatter needs an .h5ad with obsm['X_umap'] in the run folder "
-            "(`stainfree embed CELLS -o E.h5ad`, then `stainfree cluster E.h5ad --cells CELLS -o RUN/clusters`)."
-        )
-        table = predictions
-    else:
-        adata = anndata.read_h5ad(path)
-        table = adata.obs.reset_index(names="cell_id" if "cell_id" not in adata.obs else "obs_name")
-        table["cell_id"] = table["cell_id"].astype(str)
-        view.umap = np.asarray(adata.obsm["X_umap"], np.float64)[:, :2]
-        key = (adata.uns.get("stainfree_cluster") or {}).get("key")
-        try:
-            view.embedding = embedding_of(adata, key if key in adata.obsm else None)[1]
-        except Exception:  # no embedding besides the UMAP: the centres are taken on it
-            view.embedding = view.umap
-        if predictions is not None:
-            extra = predictions.drop(columns=[c for c in predictions.columns if c in table.columns and c != "cell_id"])
-            table = table.merge(extra, on="cell_id", how="left")
-    probs = [c for c in table.columns if str(c).startswith("prob_")]
-    if probs:
-        view.scores = table[probs].rename(columns=lambda c: str(c).removeprefix("prob_")).astype(np.float64)
-        table = table.assign(score=view.scores.max(axis=1, skipna=True))  # the predicted class's score, to colour by
-    keep = [c for c in table.columns if c not in _SKIP and not str(c).startswith(("prob_", "baseline_"))]
-    view.table = table[["cell_id", *[c for c in keep if c != "cell_id"]]].reset_index(drop=True)
-    return view
-
-
-def _strata(view: CellsView) -> pd.Series:
-    for column in ("cluster", "leiden", "label"):
-        if column in view.table and view.table[column].notna().any():
-            return view.table[column]
-    return pd.Series(np.zeros(len(view.table)))
-
-
-def _galleries(view: CellsView) -> list[dict]:
-    """Gallery groups over all cells, as positions in ``view.table``."""
-    out = []
-    if view.scores is not None and "label" in view.table:
-        labels = view.table["label"]
-        known = view.scores.notna().all(axis=1).to_numpy()
-        scores = view.scores.fillna(0.0)
-        by_class = top_by_score(labels.where(known), scores)
-        out.append({"title": "Per class, the cells the classifier scores highest for their own class", "groups": by_class})
-        wrong = confidently_wrong(labels.where(known), scores)
-        out.append({"title": "The most confidently wrong cells (highest score for a wrong class first)", "groups": {"wrong": wrong}})
-    cluster = next((c for c in ("cluster", "leiden") if c in view.table), None)
-    if cluster is not None and view.embedding is not None:
-        out.append({"title": f"Per {cluster}, the cells nearest its centre", "groups": nearest_centre(view.embedding, view.table[cluster])})
-    return out
-
-
-def _confusion(view: CellsView) -> dict | None:
-    if view.scores is None or "predicted" not in view.table or "label" not in view.table:
-        return None
-    classes = [str(c) for c in view.scores.columns]
-    truth, predicted = view.table["label"].astype("string"), view.table["predicted"].astype("string")
-    best = view.scores.max(axis=1).fillna(0).to_numpy()
-    counts, cells = [], []
-    for a in classes:
-        counts.append([]), cells.append([])
-        for b in classes:
-            members = np.flatnonzero(((truth == a) & (predicted == b)).fillna(False).to_numpy())
-            counts[-1].append(len(members))
-            cells[-1].append(members[np.argsort(-best[members], kind="stable")[:GALLERY_CELLS]])
-    return {"classes": classes, "counts": counts, "cells": cells}
-
-
-# ---------------------------------------------------------------------- what the page carries
 def _columns(table: pd.DataFrame) -> list[dict]:
     out = []
     for name in table.columns:
@@ -314,10 +119,10 @@ def build_payload(run: Run, view: CellsView, *, max_cells: int = MAX_CELLS, rand
     >>> p["cells"], p["shown"], p["points"], p["confusion"]["counts"], p["thumbs"]
     (4, 4, [], [[1, 1], [0, 2]], None)
     """
-    galleries, confusion = _galleries(view), _confusion(view)
-    sample = view.sample = stratified_sample(_strata(view), max_cells, random_state=random_state)
-    picked = [g for gallery in galleries for g in gallery["groups"].values()]
-    picked += [c for row in (confusion or {}).get("cells", []) for c in row]
+    chosen, matrix = galleries(view), confusion(view)
+    sample = view.sample = stratified_sample(strata(view), max_cells, random_state=random_state)
+    picked = [g for gallery in chosen for g in gallery["groups"].values()]
+    picked += [c for row in (matrix or {}).get("cells", []) for c in row]
     picked = np.unique(np.concatenate([np.zeros(0, np.int64), *[np.asarray(p, np.int64) for p in picked]]))
     shown = np.concatenate([picked, np.setdiff1d(sample, picked)])  # the galleries' cells first: they share the first sheets
     where = np.full(len(view.table), -1, np.int64)
@@ -333,15 +138,15 @@ def build_payload(run: Run, view: CellsView, *, max_cells: int = MAX_CELLS, rand
         "ids": view.table["cell_id"].astype(str).to_numpy()[shown].tolist(),
         "columns": _columns(view.table.iloc[shown]),
         "points": local(sample) if view.umap is not None else [],
-        "galleries": [{"title": g["title"], "groups": {k: local(v) for k, v in g["groups"].items()}} for g in galleries],
+        "galleries": [{"title": g["title"], "groups": {k: local(v) for k, v in g["groups"].items()}} for g in chosen],
         "confusion": None,
         "thumbs": _thumbs(run, view, shown),
         "palette": PALETTE,
     }
     offered = [c["name"] for c in payload["columns"] if c["kind"] == "num" or c["colour"]]
     payload["colour"] = next((n for n in ("cluster", "leiden", "label", "predicted") if n in offered), offered[0] if offered else None)
-    if confusion is not None:
-        payload["confusion"] = {**confusion, "cells": [[local(c) for c in row] for row in confusion["cells"]]}
+    if matrix is not None:
+        payload["confusion"] = {**matrix, "cells": [[local(c) for c in row] for row in matrix["cells"]]}
     return payload
 
 
@@ -378,16 +183,31 @@ def point_colours(column: dict, points: list[int]) -> list[str]:
     return ["#cccccc" if np.isnan(k) else palette[int(min(k, len(palette) - 1))] for k in steps]
 
 
-def _scatter(umap: np.ndarray, colours: list[str]) -> str:
-    """The bokeh figure (WebGL) with its library inline: hover and selection call the page's script."""
+def scatter_html(x, y, colours: list[str], *, size: int = 3) -> str:
+    """A bokeh WebGL scatter with its library inline, its data source named ``sf-points``: box
+    (active) and lasso selection, a hover; both call ``window.sfView.hover`` and ``.select``.
+
+    Parameters
+    ----------
+    x, y : array-like
+        Point positions (may be empty: a page can fill the source later).
+    colours : list of str
+        One colour per point.
+    size : int, default 3
+        Point size in screen pixels.
+
+    Returns
+    -------
+    str
+        bokeh's JavaScript, the figure's div and the script that builds it.
+    """
     from bokeh.embed import components
     from bokeh.models import ColumnDataSource, CustomJS, HoverTool
     from bokeh.plotting import figure
     from bokeh.resources import Resources
 
-    n_points = len(colours)
-    source = ColumnDataSource({"x": umap[:, 0].astype(np.float32), "y": umap[:, 1].astype(np.float32), "color": colours})
-    source.name = "sf-points"
+    data = {"x": np.asarray(x, np.float32), "y": np.asarray(y, np.float32), "color": list(colours)}
+    source = ColumnDataSource(data, name="sf-points")
     plot = figure(
         width=620,
         height=520,
@@ -398,7 +218,7 @@ def _scatter(umap: np.ndarray, colours: list[str]) -> str:
         x_axis_label="UMAP 1",
         y_axis_label="UMAP 2",
     )
-    points = plot.scatter("x", "y", source=source, color="color", size=3 if n_points > 5000 else 6, alpha=0.8, line_color=None)
+    points = plot.scatter("x", "y", source=source, color="color", size=size, alpha=0.8, line_color=None)
     hover = CustomJS(code="if (window.sfView) window.sfView.hover(cb_data.index.indices);")
     plot.add_tools(HoverTool(renderers=[points], tooltips=None, callback=hover))
     source.selected.js_on_change("indices", CustomJS(code="if (window.sfView) window.sfView.select(cb_obj.indices);"))
@@ -444,7 +264,7 @@ def render_view(payload: dict, view: CellsView) -> str:
         colours = point_colours(by, payload["points"]) if by else ["#4c72b0"] * len(payload["points"])
         parts.append(
             "<h3>Embedding (UMAP)</h3><p>Hover a point for its cell; drag a box (or pick the lasso) to see the cells selected.</p>"
-            f'<div class="sf-row"><div><label>colour by <select id="sf-colour">{options}</select></label>{_scatter(view.umap[view.sample], colours)}'
+            f'<div class="sf-row"><div><label>colour by <select id="sf-colour">{options}</select></label>{scatter_html(view.umap[view.sample, 0], view.umap[view.sample, 1], colours, size=3 if len(colours) > 5000 else 6)}'
             '<div class="sf-legend" id="sf-legend"></div></div>'
             '<div class="sf-hover" id="sf-hover"><canvas class="sf-thumb" id="sf-hover-thumb" width="1" height="1"></canvas><table id="sf-hover-row"></table></div></div>'
         )
@@ -462,13 +282,14 @@ def render_view(payload: dict, view: CellsView) -> str:
 
 
 def section_explore(run: Run) -> str:
-    """The interactive section of a run's report (:func:`read_view`, :func:`build_payload`,
-    :func:`render_view`); :class:`~stainfree.report.html.Missing` when there is nothing to show.
+    """The interactive section of a run's report (:func:`~stainfree.report.cells.read_view`,
+    :func:`build_payload`, :func:`render_view`); :class:`~stainfree.report.html.Missing` when there
+    is nothing to show.
 
     Parameters
     ----------
     run : Run
-        The run folder.
+        The run folder whose report it is.
 
     Returns
     -------
