@@ -337,6 +337,18 @@ CASES = {
         "{model} {cells} -o {txt}/s",
     ],
     # report RUN
+    # view PATH (every case must fail before a server starts)
+    "view": [
+        "{missing} --no-browser",
+        "{txt} --no-browser",
+        "{emptydir} --no-browser",
+        "{fake_h5ad} --no-browser",
+        "{brokencells} --no-browser",
+        "{cells} --port 70000 --no-browser",
+        "{cells} --port abc --no-browser",
+        "{emb} --cells {missing} --no-browser",
+        "{emb} --cells {txt} --no-browser",
+    ],
     "report": [
         "{missing}",
         "{txt}",

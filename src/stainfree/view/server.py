@@ -39,7 +39,7 @@ def page_html(source: CellsSource) -> str:
     >>> from stainfree.view.server import page_html
     >>> from stainfree.view.source import CellsSource
     >>> html = page_html(CellsSource.from_cellset(make_cells(2, size=24)))
-    >>> html.startswith("<!DOCTYPE html>"), "sf-grid" in html, "bokeh" in html.lower()
+    >>> html.startswith("<!DOCTYPE html>"), "sf-grid" in html, "sf-scatter-box" in html
     (True, True, False)
     """
     from html import escape
@@ -60,7 +60,7 @@ def page_html(source: CellsSource) -> str:
     style = files("stainfree.view").joinpath("view.css").read_text()
     title = escape(str(source.path or "cells"))
     return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>stainfree view: {title}</title>'
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>stainfree view: {title}</title>'
         f"<style>{style}</style></head><body>"
         f'<h1>stainfree view</h1><p id="sf-summary">{title}</p><div id="sf-notes"></div>{scatter}'
         '<section id="sf-galleries"></section><section id="sf-confusion"></section>'
