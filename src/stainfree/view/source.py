@@ -97,9 +97,12 @@ class CellsSource:
         self.notes = list(view.notes)
         self.positions = np.full(len(self.table), -1, np.int64)
         if cells is not None:
-            where = pd.Series(np.arange(len(cells)), index=pd.Index(cells.cell_ids.astype(str)))
-            found = where.reindex(self.table["cell_id"].to_numpy())
-            self.positions = found.fillna(-1).to_numpy(np.int64)
+            ids, stored = self.table["cell_id"].to_numpy(), cells.cell_ids
+            if len(ids) == len(stored) and np.array_equal(ids, stored):  # the set's own table: no lookup
+                self.positions = np.arange(len(ids), dtype=np.int64)
+            else:
+                where = pd.Series(np.arange(len(cells)), index=pd.Index(stored.astype(str)))
+                self.positions = where.reindex(ids).fillna(-1).to_numpy(np.int64)
             absent = int((self.positions < 0).sum())
             if absent:
                 example = self.table["cell_id"].to_numpy()[self.positions < 0][0]
@@ -116,7 +119,7 @@ class CellsSource:
     @classmethod
     def from_cellset(cls, cells, *, path: Path | None = None) -> CellsSource:
         """The cells of a CellSet, its table as the columns."""
-        return cls(CellsView(table=cells.table.copy()), cells=cells, path=path or cells.path)
+        return cls(CellsView(table=cells.table), cells=cells, path=path or cells.path)  # _categorical copies it
 
     @classmethod
     def open(cls, path, *, cells=None) -> CellsSource:
@@ -355,7 +358,7 @@ def _categorical(table: pd.DataFrame) -> pd.DataFrame:
     for name in table.columns:
         s = table[name]
         if name == "cell_id":
-            out[name] = s.astype(str)
+            out[name] = s if pd.api.types.is_string_dtype(s) else s.astype(str)
         elif (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)) or isinstance(s.dtype, pd.CategoricalDtype):
             out[name] = s
         else:
