@@ -337,6 +337,9 @@ def test_mixed_population_fields_are_classified_against_the_fluorescence_label(t
     cells = read_parquet(out / "cells.parquet")
     assert {"field", "centroid_x", "centroid_y", "area", "label", "predicted", "prob_round"} <= set(cells.columns)
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["field0.png", "field1.png", "field2.png"]
+    labels = tifffile.imread(out / "labels" / "field1_labels.tif")  # what the napari plugin colours by class
+    in_table = set(cells.loc[cells["field"] == "field1", "label_id"])
+    assert labels.shape == (384, 384) and in_table <= set(np.unique(labels)) - {0}
     assert json.loads((out / "fields.json").read_text())["crop_size"] == 32
     report = (out / "report.html").read_text()
     assert report.count("<img") == 1 + 1 + 3  # the label fit, the composition chart, one overlay per field

@@ -351,14 +351,51 @@ def read_points(path: str | os.PathLike | pd.DataFrame, fields: Sequence[Field])
     return out
 
 
-def _write_label_image(labels: np.ndarray, path: Path, force: bool) -> None:
+def write_label_image(labels: np.ndarray, path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write an instance label image as a TIFF (uint16, or uint32 above 65,535 objects), atomically.
+
+    The files that ``stainfree segment --save-labels`` and ``stainfree predict`` write, and
+    that ``train-segmenter`` and ``score-segmentation`` read back (:func:`stainfree.seg.annotations.label_image`).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray, shape (H, W)
+        0 for background, one positive integer per object.
+    path : path
+        The file to write.
+    force : bool, default False
+        Replace an existing file.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    StainfreeError
+        When ``path`` exists and ``force`` is not given.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import tifffile
+    >>> from stainfree.io.fields import write_label_image
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = write_label_image(np.array([[0, 1], [2, 2]]), f"{tmp}/f_labels.tif")
+    ...     print(tifffile.imread(path).tolist(), tifffile.imread(path).dtype)
+    [[0, 1], [2, 2]] uint16
+    """
     import io as _io
 
     import tifffile
 
     from ..utils import atomic_write_bytes
 
+    path = Path(path)
     refuse_existing(path, force=force)
     buffer = _io.BytesIO()
     tifffile.imwrite(buffer, labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32))
     atomic_write_bytes(path, buffer.getvalue())
+    return path

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..io.fields import write_label_image
 from ..pl.fields import plot_mixture, plot_overlay
 from ..seg.pipeline import cells_from_fields, read_fields_to_segment
 from ..seg.scoring import labelled_scores
@@ -84,7 +85,8 @@ def run_predict(
         The folder to write (atomically): ``cells.parquet`` (one row per cell: field, centroid,
         area, predicted class and probabilities, and the fluorescence label with
         ``label_channel``), ``composition.csv`` (cells and fractions of each predicted class per
-        field), ``overlays/<field>.png``, ``fields.json`` (settings, per-field counts and, with
+        field), ``overlays/<field>.png``, ``labels/<field>_labels.tif`` (each field's objects, whose
+        values are the table's ``label_id``), ``fields.json`` (settings, per-field counts and, with
         a label channel, accuracy, sensitivity and specificity overall and per field) and
         ``report.html``.
     label_channel : str, optional
@@ -162,6 +164,7 @@ def run_predict(
         "classes": list(clf.classes),
         "crop_size": size,
         "segmentation": dataclasses.asdict(params),
+        "field_channels": list(fields[0].channels),
         "fields": result.per_field,
         "cells": int(len(table)),
         "predicted": {c: int(counts[c].sum()) for c in clf.classes},
@@ -179,6 +182,9 @@ def run_predict(
         composition.to_csv(tmp / "composition.csv", index=False)
         if result.label_images:
             _write_overlays(tmp / "overlays", fields, result, table, list(clf.classes))
+            (tmp / "labels").mkdir()
+            for name, labels in result.label_images.items():
+                write_label_image(labels, tmp / "labels" / f"{name}_labels.tif")
         if result.label_fit is not None:
             plot_mixture(result.label_fit, tmp / "label_fit.png", channel=label_channel)
         (tmp / PREDICT_MARKER).write_text(json.dumps(summary, indent=2, default=str))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from ..io.fields import _write_label_image
+from ..io.fields import write_label_image
 from ..pl.fields import plot_mixture
 from ..seg.fluorescence import balance_per_group
 from ..seg.pipeline import cells_from_fields, read_fields_to_segment
@@ -161,6 +161,6 @@ def _write_label_folder(folder: Path, result: FieldCells, out: Path) -> None:
     files = {}
     for name, labels in result.label_images.items():
         files[name] = f"{name}_labels.tif"
-        _write_label_image(labels, folder / files[name], True)
+        write_label_image(labels, folder / files[name], force=True)
     body = {"cells": str(out), "label_images": files, "objects": {k: int(v.max()) for k, v in result.label_images.items()}}
     (folder / LABELS_MARKER).write_text(json.dumps(body, indent=2))
