@@ -20,50 +20,10 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit  # noqa: E402
-
-
-def write_cells(path: Path, n: int, *, block: int = 16384) -> float:
-    """N synthetic 2 x 40 x 40 uint8 cells with a table of label, sample, area; seconds taken."""
-    from stainfree.core.store import CellSetWriter
-    from stainfree.datasets.synthetic import make_cells
-
-    base = make_cells(1024, size=40, lines=("round", "spindle"), random_state=0)
-    bf = base.read(slice(None))[:, 0]
-    images = np.stack([bf, 255 - bf], axis=1).astype(np.uint8)  # a second, inverted channel
-    labels, area = base.labels.astype(str), base.table["area"].to_numpy()
-    rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
-    pick = np.empty(n, np.int64)
-    with CellSetWriter(path, n_cells=n, channels=["bf", "df"], height=40, width=40, dtype="uint8") as writer:
-        for start in range(0, n, block):
-            b = min(block, n - start)
-            k = rng.integers(0, len(images), b)
-            pick[start : start + b] = k
-            batch = images[k]
-            flip = rng.random(b) < 0.5
-            batch[flip] = batch[flip][..., ::-1]
-            writer.write(start, np.roll(batch, int(rng.integers(-3, 4)), axis=-2))
-        writer.finish(
-            pd.DataFrame(
-                {
-                    "cell_id": [f"cell{i:07d}" for i in range(n)],
-                    "label": labels[pick],
-                    "sample": [f"s{i % 24:02d}" for i in range(n)],
-                    "area": area[pick],
-                }
-            ),
-            groups=["sample"],
-        )
-    return time.perf_counter() - t0
-
+from common import emit, write_cells  # noqa: E402
 
 CHILD = r"""
 import json, sys, time, urllib.request

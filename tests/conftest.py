@@ -67,3 +67,11 @@ def run_cli(*args, cwd=None):
         stderr += handled[0] + "\n"
         status = handled[1]
     return CliResult(status, stdout, stderr)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def use_leak_safe_log_records():
+    """Overrides napari's session fixture of this name (its pytest plugin, installed with the napari
+    extra, makes every logging argument but int and float text, so a numpy integer under ``%d``
+    fails): log records stay as logging makes them."""
+    yield

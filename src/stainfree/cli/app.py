@@ -83,4 +83,14 @@ def main(argv: list[str] | None = None) -> None:
     except (StainfreeError, OSError, Interrupted) as exc:
         message, status = error_exit(exc)
         typer.echo(message, err=True)
+        if isinstance(exc, Interrupted):
+            # the outputs are cleaned up by now; leave without the interpreter's teardown, which
+            # can crash (SIGSEGV) when numba or OpenMP threads were stopped in the middle of a call
+            import logging
+            import os
+
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
         sys.exit(status)

@@ -15,6 +15,9 @@ from .transforms import augment, blackout_outside
 if TYPE_CHECKING:
     from .train import TrainConfig
 
+#: Streamed training recomputes batch-norm statistics on this many training cells.
+BATCHNORM_CELLS = 16384
+
 
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     recalls = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
@@ -32,8 +35,7 @@ class TrainingRun:
     loss_fn: object
     weights: object
     device: object
-    x: object  # all cells, normalised and resized (torch)
-    masks: object  # their masks for blackout, or None
+    cells: object  # TrainingCells: normalised, resized cells (and masks for blackout), in memory or streamed
     y: np.ndarray
     train_idx: np.ndarray
     val_idx: np.ndarray
@@ -119,13 +121,13 @@ def train_epoch(run: TrainingRun) -> dict:
     p = run.sampling_probabilities()
     order = run.rng.choice(run.train_idx, size=len(run.train_idx), p=p) if p is not None else run.rng.permutation(run.train_idx)
     total, seen, correct = 0.0, 0, 0
-    for step in range(run.steps_per_epoch):
-        b = order[step * config.batch_size : (step + 1) * config.batch_size]
+    for step, (b, xb, mb) in enumerate(run.cells.batches(order, config.batch_size, rng=run.rng)):
+        if step >= run.steps_per_epoch:  # the schedule's length; in memory, the short last batch is left out
+            break
         if len(b) < 2:  # batch norm needs two samples
             continue
-        xb = run.x[b]
-        if run.masks is not None:
-            blacked = blackout_outside(xb, run.masks[b], mode=config.blackout, generator=gen)
+        if mb is not None:
+            blacked = blackout_outside(xb, mb, mode=config.blackout, generator=gen)
             xb = torch.where(torch.rand(len(b), 1, 1, 1, generator=gen) < 0.5, blacked, xb)
         xb = augment(xb, config.augment, generator=gen).to(run.device, memory_format=torch.channels_last)
         yb = torch.from_numpy(run.y[b]).to(run.device)
@@ -149,18 +151,32 @@ def validate(run: TrainingRun) -> dict:
 
     from .train import recalibrate_batchnorm
 
-    val = run.val_idx
-    recalibrate_batchnorm(run.model, run.x[run.train_idx], device=run.device)
+    recalibrate_batchnorm(run.model, batchnorm_cells(run), device=run.device)
     run.model.eval()
+    rows, parts = [], []
     with torch.no_grad():
-        logits = torch.cat([run.model(run.x[val[s : s + 512]].to(run.device)).cpu() for s in range(0, len(val), 512)])
+        for b, xb, _ in run.cells.batches(run.val_idx, 512, shuffle=False):
+            rows.append(b)
+            parts.append(run.model(xb.to(run.device)).cpu())
+    logits = torch.cat(parts)
     pred = logits.argmax(1).numpy()
-    y_val = run.y[val]
+    y_val = run.y[np.concatenate(rows)]
     return {
         "val_loss": float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(y_val), weight=run.weights.cpu())),
         "val_accuracy": float(np.mean(pred == y_val)),
         "val_balanced_accuracy": balanced_accuracy(y_val, pred),
     }
+
+
+def batchnorm_cells(run: TrainingRun):
+    """What batch-norm statistics are recomputed on: every training cell in memory (one tensor);
+    streamed, batches of a fixed random sample of :data:`BATCHNORM_CELLS` training cells."""
+    if run.cells.in_memory:
+        return run.cells.take(run.train_idx)[0]
+    rows = run.train_idx
+    if len(rows) > BATCHNORM_CELLS:
+        rows = np.random.default_rng(run.config.seed).choice(rows, BATCHNORM_CELLS, replace=False)
+    return (xb for _, xb, _ in run.cells.batches(rows, 256, shuffle=False))
 
 
 def log_epoch(log, record: dict, epochs: int) -> None:

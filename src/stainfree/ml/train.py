@@ -15,15 +15,11 @@ import numpy as np
 
 from ..progress import progress
 from ..utils import StainfreeError, private_torch_rng
-from ._loop import TrainingRun, keep_if_best, log_epoch, make_optimiser, resume, save_checkpoint, train_epoch, validate
-from .classifier import Classifier, pick_device, resize_batch
+from ._loop import TrainingRun, batchnorm_cells, keep_if_best, log_epoch, make_optimiser, resume, save_checkpoint, train_epoch, validate
+from .classifier import Classifier, pick_device
+from .data import TrainingCells, read_cells
 from .models import DEFAULT_MODEL, create_model, model_info
-from .transforms import (
-    NORMALISATIONS,
-    apply_normalisation,
-    augmentation_names,
-    fit_normalisation,
-)
+from .transforms import NORMALISATIONS, augmentation_names, fit_normalisation, normalisation_sample
 
 logger = logging.getLogger(__name__)
 #: Choices of the :class:`TrainConfig` fields ``optimizer``, ``loss_weighting``, ``monitor`` and ``sampling``.
@@ -274,8 +270,9 @@ def recalibrate_batchnorm(model, x, *, batch_size: int = 256, device=None) -> No
     ----------
     model : torch.nn.Module
         The network; it is left in the mode (train or eval) it was in.
-    x : torch.Tensor
-        Normalised cells ``N x C x H x W``, usually the training cells.
+    x : torch.Tensor or iterable of torch.Tensor
+        Normalised cells ``N x C x H x W``, usually the training cells, or batches of them
+        (each used as it comes).
     batch_size : int, default 256
         Cells per forward pass (a last batch of one cell is skipped).
     device : torch.device, optional
@@ -302,9 +299,9 @@ def recalibrate_batchnorm(model, x, *, batch_size: int = 256, device=None) -> No
         m.momentum = None  # cumulative average
     was_training = model.training
     model.train()
+    chunks = (x[start : start + batch_size] for start in range(0, len(x), batch_size)) if torch.is_tensor(x) else x
     with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            chunk = x[start : start + batch_size]
+        for chunk in chunks:
             if len(chunk) > 1:
                 model(chunk.to(device) if device is not None else chunk)
     for m, momentum in zip(norms, saved):
@@ -354,12 +351,9 @@ def _start_run(images: np.ndarray, y: np.ndarray, split, n_classes: int, masks, 
     import torch
 
     train_idx, val_idx = split
-    x = torch.from_numpy(resize_batch(apply_normalisation(images, norm), size))
-    m = None
-    if config.blackout != "none":
-        if masks is None:
-            raise StainfreeError("blackout augmentation needs cell masks; cells cut from fields by `stainfree segment` have them")
-        m = torch.from_numpy(resize_batch(np.asarray(masks, np.float32)[:, None], size) > 0.5)
+    if config.blackout != "none" and masks is None:
+        raise StainfreeError("blackout augmentation needs cell masks; cells cut from fields by `stainfree segment` have them")
+    cells = TrainingCells(images, norm, size, masks=masks if config.blackout != "none" else None)
     device = pick_device(config.device)
     model = create_model(config.model, images.shape[1], n_classes, size[0], **config.model_kwargs)
     model = model.to(device, memory_format=torch.channels_last)
@@ -374,8 +368,7 @@ def _start_run(images: np.ndarray, y: np.ndarray, split, n_classes: int, masks, 
         torch.nn.CrossEntropyLoss(weight=weights),
         weights,
         device,
-        x,
-        m,
+        cells,
         y,
         train_idx,
         val_idx,
@@ -409,8 +402,11 @@ def fit(
 
     Parameters
     ----------
-    images : (N, C, H, W) array
-        The cells (NaN or infinite pixels are refused).
+    images : (N, C, H, W) array, zarr array or CellSet
+        The cells (NaN or infinite pixels are refused). A zarr array or a lazy CellSet whose
+        cells, normalised at the input size, take more than
+        :data:`stainfree.ml.data.IN_MEMORY_BYTES` is streamed from its store in pools
+        (:class:`stainfree.ml.data.TrainingCells`), so memory does not grow with the cells.
     labels : sequence of str
         One class per cell.
     channels : sequence of str
@@ -424,8 +420,8 @@ def fit(
         settings and cells.
     log : logging.Logger, optional
         Where epochs are reported (default this module's logger).
-    masks : (N, H, W) array, optional
-        The cells' own objects, needed for ``config.blackout``: each batch then has the
+    masks : (N, H, W) array or callable, optional
+        The cells' own objects (a callable: rows -> their masks), needed for ``config.blackout``: each batch then has the
         background outside half its cells' dilated masks blacked out (full) or half-blacked out
         (partial), as Engberg's FBR/PBR augmentation.
 
@@ -456,13 +452,15 @@ def fit(
     config = config or TrainConfig()
     config.validate()
     log = log or logger
-    images = np.asarray(images)  # NaN or infinite pixels are refused by apply_normalisation
+    if not hasattr(images, "read") and not hasattr(images, "oindex"):  # a CellSet or a zarr array is streamed when large
+        images = np.asarray(images)  # NaN or infinite pixels are refused by apply_normalisation
     y, classes = _encode_labels(labels, classes)
     size = (config.input_size, config.input_size) if config.input_size else tuple(images.shape[2:])
     signature = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str) + f"|{len(y)}|{classes}"
     with private_torch_rng(config.seed):  # seeded weights and dropout
         split = _validation_split(y, len(classes), config)
-        norm = fit_normalisation(images[split[0]], config.resolved_normalisation(), random_state=config.seed)
+        sample = normalisation_sample(split[0], random_state=config.seed)
+        norm = fit_normalisation(read_cells(images, sample), config.resolved_normalisation(), random_state=config.seed)
         run = _start_run(images, y, split, len(classes), masks, config, size, norm)
         if checkpoint is not None and Path(checkpoint).is_file():
             resume(run, checkpoint, signature, log)
@@ -483,7 +481,7 @@ def fit(
         if run.ema is not None:  # the averaged weights replace the last ones; batch norm is recomputed below
             run.model.load_state_dict(run.ema.module.state_dict())
         if not validating:  # without validation cells, recalibrating once at the end is enough
-            recalibrate_batchnorm(run.model, run.x[run.train_idx], device=run.device)
+            recalibrate_batchnorm(run.model, batchnorm_cells(run), device=run.device)
     model = run.model
     if validating and run.best["state"] is not None:
         if run.best["epoch"] < len(run.history):

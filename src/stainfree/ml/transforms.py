@@ -33,11 +33,26 @@ from ..utils import StainfreeError
 NORMALISATIONS = ("robust", "quantile", "circle", "cell")
 #: Quantile levels (0, 1, ..., 100 percent) stored for the ``quantile`` normalisation.
 N_QUANTILES = 101
+#: Normalisations are fitted on a random sample of at most this many training cells.
+NORMALISATION_CELLS = 2000
 
 
 # ---------------------------------------------------------------------- normalisation
+def normalisation_sample(rows: np.ndarray, *, max_cells: int = NORMALISATION_CELLS, random_state: int = 0) -> np.ndarray:
+    """The rows :func:`fit_normalisation` fits on: all, or a random ``max_cells`` of them in their
+    order (so reading only these from a large set gives the whole set's normalisation).
+
+    >>> normalisation_sample(np.array([5, 3, 9]), max_cells=2).tolist(), normalisation_sample(np.arange(3)).tolist()
+    ([3, 9], [0, 1, 2])
+    """
+    rows = np.asarray(rows)
+    if len(rows) <= max_cells:
+        return rows
+    return rows[np.sort(np.random.default_rng(random_state).choice(len(rows), max_cells, replace=False))]
+
+
 def fit_normalisation(
-    images: np.ndarray, method: str = "robust", *, radius: float | None = None, max_cells: int = 2000, random_state: int = 0
+    images: np.ndarray, method: str = "robust", *, radius: float | None = None, max_cells: int = NORMALISATION_CELLS, random_state: int = 0
 ) -> dict:
     """Fit a normalisation on training images, to store with a model.
 
@@ -78,9 +93,7 @@ def fit_normalisation(
     if method not in NORMALISATIONS:
         raise StainfreeError(f"unknown normalisation {method!r} (choose from {', '.join(NORMALISATIONS)})")
     images = np.asarray(images)
-    if len(images) > max_cells:
-        pick = np.random.default_rng(random_state).choice(len(images), max_cells, replace=False)
-        images = images[np.sort(pick)]
+    images = images[normalisation_sample(np.arange(len(images)), max_cells=max_cells, random_state=random_state)]
     if method == "cell":
         return {"method": "cell"}
     if method == "circle":

@@ -8,6 +8,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from ..core.cellset import CellSet
 from ..eval.search import Search, search_config
 from ..ml.train import TrainConfig
@@ -96,6 +98,7 @@ def run_train(
     """
     from ..eval.evaluate import _class_labels, _select_labelled
     from ..ml.classifier import check_finite
+    from ..ml.data import IN_MEMORY_BYTES
     from ..ml.train import fit
 
     t0 = time.monotonic()
@@ -106,12 +109,16 @@ def run_train(
     if merge_classes:
         cells = cells.merge_classes(merge_classes)
     n_all = len(cells)
-    cells = _select_labelled(cells).load()
+    cells = _select_labelled(cells)
+    # a large set on disk is streamed by fit (the search, on folds of cells, needs them in memory)
+    streamed = search is None and cells.is_lazy and len(cells) * int(np.prod(cells.shape[1:])) * 4 > IN_MEMORY_BYTES
+    if not streamed:
+        cells = cells.load()
+        check_finite(cells.images, cells.table["cell_id"])
     labels, classes, counts = _class_labels(cells.table)
-    check_finite(cells.images, cells.table["cell_id"])
     config = config or TrainConfig.for_data(cells)
     config.validate()
-    masks = cells.read_masks() if cells.has_masks else None
+    masks = (cells.read_masks if streamed else cells.read_masks()) if cells.has_masks else None
     found = None
     if group is not None and search is None:
         raise StainfreeError("a group column only shapes the search's inner folds; give --search with --group")
@@ -124,7 +131,8 @@ def run_train(
         )
         config = found.config
     logger.info("training on all %d labelled cells (%s)", len(labels), ", ".join(f"{c} {counts[c]}" for c in classes))
-    clf, history = fit(cells.images, labels, channels=cells.channels, config=config, classes=classes, masks=masks)
+    images = cells if streamed else cells.images
+    clf, history = fit(images, labels, channels=cells.channels, config=config, classes=classes, masks=masks)
     _check_model_path(out, force)  # the same refusal if something appeared there while training
     out.parent.mkdir(parents=True, exist_ok=True)
     clf.save(out)

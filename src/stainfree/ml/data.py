@@ -1,0 +1,132 @@
+"""The cells a training run reads: held in memory as one tensor when they fit, streamed from their
+store in pools otherwise, so that memory follows the pool, not the number of cells.
+
+Streaming keeps the input pipeline of the in-memory path (the same normalisation and resize of
+each cell) and changes only the order cells are seen in: an epoch's draw of cells is sorted into
+storage order, cut into pools of :data:`POOL_CELLS` cells that lie close together on disk, and the
+pools are visited in random order, each shuffled within itself (a block shuffle, as
+WebDataset's shuffle buffer, with one read of each stretch of the store per epoch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .classifier import resize_batch
+from .transforms import apply_normalisation
+
+#: Preprocessed cells (float32 at the input size) up to this many bytes are kept in memory.
+IN_MEMORY_BYTES = 2**30
+#: Cells read from the store at a time, and shuffled among themselves, when streaming.
+POOL_CELLS = 8192
+
+
+def count_cells(images) -> int:
+    """The number of cells of an array ``(N, C, H, W)`` (numpy, zarr) or a CellSet."""
+    return len(images) if hasattr(images, "read") else int(images.shape[0])
+
+
+def read_cells(images, rows: np.ndarray) -> np.ndarray:
+    """``images[rows]`` of a numpy or zarr array or a CellSet, reading the store in row order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.ml.data import read_cells
+    >>> read_cells(np.arange(4)[:, None, None, None], np.array([2, 0]))[:, 0, 0, 0].tolist()
+    [2, 0]
+    """
+    from ..core.cellset import _take_rows
+
+    rows = np.asarray(rows, dtype=np.int64)
+    if hasattr(images, "read"):
+        return images.read(rows)
+    if isinstance(images, np.ndarray):
+        return images[rows]
+    return _take_rows(images, rows)
+
+
+class TrainingCells:
+    """Normalised, resized cells of any rows, as torch tensors.
+
+    Parameters
+    ----------
+    images : numpy array, zarr array or CellSet
+        The cells ``(N, C, H, W)``.
+    norm : dict
+        A fitted normalisation (:func:`stainfree.ml.transforms.fit_normalisation`).
+    size : (int, int)
+        The model's input size.
+    masks : array ``(N, H, W)`` or callable, optional
+        The cells' masks (for blackout), resized as the cells; a callable takes rows and returns
+        their masks (``CellSet.read_masks``, for a streamed set).
+    in_memory : bool, optional
+        Hold every preprocessed cell in memory; default when they take at most
+        :data:`IN_MEMORY_BYTES`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stainfree.ml.data import TrainingCells
+    >>> cells = TrainingCells(np.ones((5, 1, 4, 4)), {"method": "cell"}, (2, 2), in_memory=False)
+    >>> [(rows.tolist(), tuple(x.shape)) for rows, x, _ in cells.batches(np.arange(5), 2, shuffle=False)]
+    [([0, 1], (2, 1, 2, 2)), ([2, 3], (2, 1, 2, 2)), ([4], (1, 1, 2, 2))]
+    """
+
+    def __init__(self, images, norm: dict, size: tuple[int, int], *, masks=None, in_memory: bool | None = None):
+        self.images, self.norm, self.size = images, norm, tuple(size)
+        self.masks = masks
+        n, c = count_cells(images), images.shape[1]
+        self.n = n
+        nbytes = n * c * self.size[0] * self.size[1] * 4
+        self.in_memory = nbytes <= IN_MEMORY_BYTES if in_memory is None else in_memory
+        self._x = self._m = None
+        if self.in_memory:
+            self._x, self._m = self._prepare(np.arange(n))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _prepare(self, rows: np.ndarray):
+        import torch
+
+        x = torch.from_numpy(resize_batch(apply_normalisation(read_cells(self.images, rows), self.norm), self.size))
+        m = None
+        if self.masks is not None:
+            masks = self.masks(rows) if callable(self.masks) else read_cells(self.masks, rows)
+            m = torch.from_numpy(resize_batch(np.asarray(masks, np.float32)[:, None], self.size) > 0.5)
+        return x, m
+
+    def take(self, rows: np.ndarray):
+        """The preprocessed cells at ``rows`` (and their masks, or None), in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.in_memory:
+            return self._x[rows], None if self._m is None else self._m[rows]
+        return self._prepare(rows)
+
+    def batches(self, order: np.ndarray, batch_size: int, *, shuffle: bool = True, rng: np.random.Generator | None = None) -> Iterator:
+        """``(rows, cells, masks)`` batches over the cells of ``order``.
+
+        In memory, consecutive slices of ``order`` (the last one shorter). Streamed, with
+        ``shuffle`` the block shuffle described above (``rng`` draws it); without, ``order``
+        sorted into storage order, in pools, for passes whose order does not matter
+        (validation, batch-norm statistics). Every cell of ``order`` is in exactly one batch.
+        """
+        order = np.asarray(order, dtype=np.int64)
+        if self.in_memory:
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                yield (rows, *self.take(rows))
+            return
+        stored = np.sort(order)
+        pools = [stored[s : s + POOL_CELLS] for s in range(0, len(stored), POOL_CELLS)]
+        visit = rng.permutation(len(pools)) if shuffle else range(len(pools))
+        for k in visit:
+            pool = pools[k]
+            x, m = self._prepare(pool)
+            local = rng.permutation(len(pool)) if shuffle else np.arange(len(pool))
+            for start in range(0, len(local), batch_size):
+                pick = local[start : start + batch_size]
+                yield pool[pick], x[pick], None if m is None else m[pick]
