@@ -12,7 +12,7 @@ import numpy as np
 
 from ..progress import progress
 from ..utils import StainfreeError, atomic_write_bytes, first_line, private_torch_rng, refuse_partial
-from .models import create_model
+from .models import create_model, inference_copy
 from .transforms import apply_normalisation, dihedral_views
 
 logger = logging.getLogger(__name__)
@@ -181,9 +181,9 @@ class Classifier:
         if prior not in ("balanced", "train"):
             raise StainfreeError(f"prior must be balanced or train, got {prior!r}")
         dev = pick_device(device)
-        model = self.model.to(dev).eval()
+        model = inference_copy(self.model).to(dev)
         out = []
-        with torch.no_grad():
+        with torch.inference_mode():
             for start in progress(range(0, len(images), batch_size), desc="predicting", unit="batches", log=logger, summary=False):
                 x = torch.from_numpy(self.prepare(images[start : start + batch_size])).to(dev, memory_format=torch.channels_last)
                 views = dihedral_views(x) if tta else [x]

@@ -23,6 +23,7 @@ from ._embed_loop import (
     resolved_config,
     start_training,
 )
+from .models import inference_copy
 
 logger = logging.getLogger(__name__)
 EMBED_METHODS = ("slc", "barlow", "autoencoder", "pca")
@@ -122,7 +123,7 @@ class Embedder:
             )
         return resize_batch(apply_normalisation(images, self.normalisation), self.input_size)
 
-    def transform(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
+    def transform(self, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
         """The embedding of each cell (N x D); with ``tta="dihedral"`` in the settings, the mean
         embedding of the cell's eight flips and 90-degree rotations."""
         import torch
@@ -130,28 +131,33 @@ class Embedder:
         from .transforms import dihedral_views
 
         tta = self.config.get("tta") == "dihedral"
-        if self.network is not None:
-            self.network.to(memory_format=torch.channels_last)  # about a third faster on a CPU
+        net = inference_copy(self.network) if self.network is not None else None
         out = []
         for start in progress(range(0, len(images), batch_size), desc="embedding", unit="batches", log=logger, summary=False):
             x = torch.from_numpy(self.prepare(images[start : start + batch_size]))
-            out.append(np.mean([self._embed_prepared(v) for v in (dihedral_views(x) if tta else [x])], axis=0))
+            out.append(np.mean([self._embed_prepared(v, net) for v in (dihedral_views(x) if tta else [x])], axis=0))
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
 
-    def _embed_prepared(self, x) -> np.ndarray:
-        """The embedding of a normalised, resized batch tensor."""
+    def _embed_prepared(self, x, net=None) -> np.ndarray:
+        """The embedding of a normalised, resized batch tensor (by ``net``, default the network)."""
         import torch
 
         if self.method == "pca":
             return (x.reshape(len(x), -1).numpy() - self.pca["mean"]) @ self.pca["components"].T
         with torch.inference_mode():
-            net = self.network.eval()
+            net = (net if net is not None else self.network).eval()
             x = x.contiguous(memory_format=torch.channels_last)
             pooling = self.config.get("pooling")
             if pooling in STAGE_POOLINGS:
                 maps = net.feature_maps(x)
-                spread = [m.std((2, 3), correction=0) for m in maps] if pooling == "stages+std" else []
-                return torch.cat([m.mean((2, 3)) for m in maps] + spread, 1).numpy()
+                means = [m.mean((2, 3)) for m in maps]
+                # the spread from the first two moments: 2-3x faster than Tensor.std on channels-last maps
+                spread = (
+                    [(m.square().mean((2, 3)) - mu.square()).clamp(min=0).sqrt() for m, mu in zip(maps, means)]
+                    if pooling == "stages+std"
+                    else []
+                )
+                return torch.cat(means + spread, 1).numpy()
             return net.features(x).numpy()
 
     @property

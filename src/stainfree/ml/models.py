@@ -440,3 +440,39 @@ def simple_vit(
 
 # the residual networks register themselves on import
 from . import resnet as _resnet  # noqa: E402, F401
+
+
+def inference_copy(model):
+    """A copy of ``model`` for prediction: in eval mode, each convolution followed by batch norm in
+    an ``nn.Sequential`` folded into one convolution, in channels-last memory format.
+
+    The outputs are those of ``model.eval()`` up to float rounding; on a CPU the copy is about twice
+    as fast (cnn3 on 40 x 40 cells, benchmarks/scale.py). Only pairs inside a Sequential are
+    folded, and the pairs a module names in its ``fused_pairs``: elsewhere module order proves
+    nothing about the data flow.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.models import create_model, inference_copy
+    >>> model = create_model("cnn3", 1, 2, 16).eval()
+    >>> fast = inference_copy(model)
+    >>> x = torch.randn(4, 1, 16, 16)
+    >>> sum(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules()), bool(torch.allclose(fast(x), model(x), atol=1e-5))
+    (0, True)
+    """
+    import copy
+
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fast = copy.deepcopy(model).eval()
+    for module in fast.modules():
+        names = list(module._modules)
+        pairs = zip(names, names[1:]) if isinstance(module, torch.nn.Sequential) else getattr(module, "fused_pairs", ())
+        for a, b in pairs:
+            conv, norm = module._modules[a], module._modules[b]
+            if type(conv) is torch.nn.Conv2d and type(norm) is torch.nn.BatchNorm2d and norm.track_running_stats:
+                module._modules[a] = fuse_conv_bn_eval(conv, norm)
+                module._modules[b] = torch.nn.Identity()
+    return fast.to(memory_format=torch.channels_last)

@@ -60,6 +60,8 @@ def resnet_small(in_channels: int, num_classes: int, input_size: int, *, widths=
     torch, nn = _torch()
 
     class Block(nn.Module):
+        fused_pairs = (("conv1", "bn1"), ("conv2", "bn2"))  # batch norm applied right after the conv (inference_copy)
+
         def __init__(self, cin, cout, stride):
             super().__init__()
             self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
