@@ -51,6 +51,23 @@ def test_folder_is_readable_without_stainfree(tmp_path):
     assert header["shape"] == [6, 2, 3, 3] and header["channels"] == ["Ch3", "Ch6"]
 
 
+def test_cells_are_stored_in_a_few_sharded_files(tmp_path):
+    import os
+
+    import zarr
+
+    from stainfree.core.store import CHUNKS_PER_SHARD
+
+    images = np.random.default_rng(0).integers(0, 255, (3000, 2, 40, 40), dtype=np.uint8)
+    CellSet(images).save(tmp_path / "s.cells")
+    arr = zarr.open_array(str(tmp_path / "s.cells" / "images.zarr"), mode="r")
+    assert arr.metadata.zarr_format == 3 and arr.chunks == (655, 2, 40, 40)  # 2 MiB // 3,200 bytes a cell
+    assert arr.shards == (655 * 5, 2, 40, 40) and 5 < CHUNKS_PER_SHARD  # 5 chunks hold 3,000 cells
+    files = [f for _, _, names in os.walk(tmp_path / "s.cells" / "images.zarr") for f in names]
+    assert sorted(files) == ["0", "zarr.json"]  # one shard file for five chunks
+    np.testing.assert_array_equal(sf.open_cellset(tmp_path / "s.cells").read(np.array([2999, 7])), images[[2999, 7]])
+
+
 def test_float_dtype_is_kept(tmp_path):
     cs = CellSet(np.full((2, 1, 2, 2), 0.25, np.float32))
     cs.save(tmp_path / "f.cells")
@@ -186,3 +203,45 @@ def test_describe_names_counts_and_groups():
     assert text.splitlines()[0] == "6 cells, 2 channels (Ch3, Ch6), 3x3 px, uint16"
     assert "group flask: 3 distinct" in text
     assert tiny_set().summary()["classes"] == {"G1": 2, "S": 2, "G2": 1, "M": 1}
+
+
+def test_append_grows_the_set_and_an_interrupted_append_is_ignored(tmp_path, caplog):
+    import json
+
+    import zarr
+
+    from stainfree.core.append import append_cells
+
+    base = np.arange(4 * 1 * 3 * 3, dtype=np.uint8).reshape(4, 1, 3, 3)
+    path = CellSet(base, pd.DataFrame({"cell_id": list("abcd"), "flask": ["f1"] * 4}), channels=["bf"], groups=["flask"]).save(
+        tmp_path / "g.cells"
+    )
+    more = np.full((2, 1, 3, 3), 200, np.uint8)
+    assert append_cells(path, more, pd.DataFrame({"cell_id": ["e", "f"], "flask": "f2", "label": "x"})) == 6
+    grown = sf.open_cellset(path)
+    assert grown.cell_ids.tolist() == list("abcdef") and grown.table["flask"].tolist() == ["f1"] * 4 + ["f2"] * 2
+    np.testing.assert_array_equal(grown.images, np.concatenate([base, more]))
+    assert grown.provenance[-1]["step"] == "append"
+    # what does not fit is refused, naming the problem, and leaves the set as it was
+    for images, table, match in [
+        (np.zeros((1, 2, 3, 3), np.uint8), pd.DataFrame({"cell_id": ["g"], "flask": "f"}), "channel"),
+        (np.zeros((1, 1, 3, 3), np.uint16), pd.DataFrame({"cell_id": ["g"], "flask": "f"}), "uint16"),
+        (np.zeros((1, 1, 3, 3), np.uint8), pd.DataFrame({"cell_id": ["a"], "flask": "f"}), "'a' is already"),
+        (np.zeros((1, 1, 3, 3), np.uint8), pd.DataFrame({"cell_id": ["g"]}), "group column 'flask'"),
+    ]:
+        with pytest.raises(sf.StainfreeError, match=match):
+            append_cells(path, images, table)
+    (path / ".append.lock").touch()
+    with pytest.raises(sf.StainfreeError, match="another append"):
+        append_cells(path, more, pd.DataFrame({"cell_id": ["y", "z"], "flask": "f3"}))
+    (path / ".append.lock").unlink()
+    assert len(sf.open_cellset(path)) == 6
+    # an append that wrote its cells but died before its header: the set still has 6 cells
+    header = json.loads((path / "cellset.json").read_text())
+    zarr.open_array(str(path / "images.zarr"), mode="r+").resize((9, 1, 3, 3))
+    with caplog.at_level("WARNING", logger="stainfree"):
+        reopened = sf.open_cellset(path)
+    assert len(reopened) == 6 and reopened.read(5).max() == 200 and "interrupted append" in caplog.text
+    assert json.loads((path / "cellset.json").read_text()) == header
+    assert append_cells(path, more, pd.DataFrame({"cell_id": ["y", "z"], "flask": "f3"})) == 8
+    assert sf.open_cellset(path).cell_ids.tolist()[-2:] == ["y", "z"]

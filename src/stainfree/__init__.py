@@ -16,6 +16,7 @@ reference is built from the docstrings: ``sphinx-build docs/api docs/api/_build`
 __version__ = "0.1.0"
 
 from . import pl, pp, tl  # noqa: E402
+from .core.append import append_cells  # noqa: E402
 from .core.cellset import CellSet  # noqa: E402
 from .core.store import CellSetWriter, concat, open_cellset  # noqa: E402
 from .io.images import read_image  # noqa: E402
@@ -27,6 +28,7 @@ __all__ = [
     "CellSet",
     "CellSetWriter",
     "StainfreeError",
+    "append_cells",
     "concat",
     "import_cells",
     "open_cellset",

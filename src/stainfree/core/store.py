@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ from .cellset import (
     _now,
     provenance_entry,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class CellSetWriter:
@@ -93,29 +96,13 @@ class CellSetWriter:
         self._finished = False
 
     def __enter__(self) -> CellSetWriter:
-        import zarr
 
         self._context = atomic_output_dir(self.path, force=self.force, marker=HEADER)
         self.tmp = self._context.__enter__()
-        chunks = (_chunk_cells(*self.shape[1:], self.dtype), *self.shape[1:])
-        self.array = zarr.create_array(
-            store=str(self.tmp / IMAGES),
-            shape=self.shape,
-            chunks=chunks,
-            dtype=self.dtype,
-            zarr_format=2,
-            fill_value=0,
-        )
+        self.array = _sharded_array(self.tmp / IMAGES, self.shape, self.dtype)
         if self.with_masks:
             n, _, h, w = self.shape
-            self.masks = zarr.create_array(
-                store=str(self.tmp / MASKS),
-                shape=(n, h, w),
-                chunks=(_chunk_cells(1, h, w, np.uint8), h, w),
-                dtype=np.uint8,
-                zarr_format=2,
-                fill_value=0,
-            )
+            self.masks = _sharded_array(self.tmp / MASKS, (n, h, w), np.dtype(np.uint8))
         return self
 
     def write(self, start: int, batch: np.ndarray, masks: np.ndarray | None = None) -> None:
@@ -240,19 +227,42 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
             masks = zarr.open_array(str(path / MASKS), mode="r")
         except Exception as exc:
             raise StainfreeError(f"{path / MASKS}: unreadable mask array ({exc})") from exc
-    if tuple(images.shape) != tuple(header["shape"]) or len(table) != images.shape[0]:
+    n = int(header["shape"][0])
+    if tuple(images.shape[1:]) != tuple(header["shape"][1:]) or images.shape[0] < n or len(table) < n:
         raise StainfreeError(
             f"{path}: image array {tuple(images.shape)}, table {len(table)} rows and header {tuple(header['shape'])} disagree"
         )
+    rows = None
+    if images.shape[0] > n or len(table) > n:  # an append that did not reach its header: not part of the set
+        logger.warning("%s: ignoring %d cell(s) of an interrupted append", path, max(images.shape[0], len(table)) - n)
+        table, rows = table.iloc[:n], np.arange(n)
     return CellSet(
         images,
         table,
+        _rows=rows,
         channels=header["channels"],
         groups=header.get("groups", []),
         pixel_size=header.get("pixel_size_um"),
         provenance=header.get("provenance", []),
         masks=masks,
         path=path,
+    )
+
+
+#: Chunks of cells (about 2 MiB of pixels each) stored together in one shard file.
+CHUNKS_PER_SHARD = 32
+
+
+def _sharded_array(path: Path, shape: tuple, dtype: np.dtype):
+    """A zarr v3 array of cells: chunks of about 2 MiB along the cells, :data:`CHUNKS_PER_SHARD` of
+    them to a shard file, so a million 2 x 40 x 40 cells make about 50 files, not 1,500."""
+    import zarr
+
+    per_cell = shape[1:]
+    chunk = _chunk_cells(*((1, *per_cell) if len(per_cell) == 2 else per_cell), dtype)
+    shard = chunk * max(1, min(CHUNKS_PER_SHARD, -(-shape[0] // chunk)))
+    return zarr.create_array(
+        store=str(path), shape=shape, chunks=(chunk, *per_cell), shards=(shard, *per_cell), dtype=dtype, zarr_format=3, fill_value=0
     )
 
 
