@@ -245,3 +245,28 @@ def test_append_grows_the_set_and_an_interrupted_append_is_ignored(tmp_path, cap
     assert json.loads((path / "cellset.json").read_text()) == header
     assert append_cells(path, more, pd.DataFrame({"cell_id": ["y", "z"], "flask": "f3"})) == 8
     assert sf.open_cellset(path).cell_ids.tolist()[-2:] == ["y", "z"]
+
+
+def test_many_sets_open_as_one_without_copying(tmp_path):
+    from stainfree.core.virtual import open_cellsets
+
+    rng = np.random.default_rng(3)
+    parts, paths = [], []
+    for k, n in enumerate((5, 3, 4)):
+        images = rng.integers(0, 60000, (n, 2, 4, 4), dtype=np.uint16)
+        masks = rng.random((n, 4, 4)) > 0.5
+        table = pd.DataFrame({"cell_id": [f"c{i}" for i in range(n)], "label": ["a", "b"] * (n // 2) + ["a"] * (n % 2), "plate": f"p{k}"})
+        paths.append(CellSet(images, table, channels=["bf", "df"], groups=["plate"], masks=masks).save(tmp_path / f"plate{k}.cells"))
+        parts.append((images, masks))
+    both = open_cellsets(paths)
+    assert both.is_lazy and len(both) == 12 and both.groups == ["plate", "source_set"]
+    assert both.cell_ids[5] == "plate1.cells:c0"  # ids repeat across plates: prefixed
+    images = np.concatenate([p[0] for p in parts])
+    rows = np.array([11, 0, 6, 5, 4])
+    np.testing.assert_array_equal(both.read(rows), images[rows])
+    np.testing.assert_array_equal(both.select_channels(["df"]).read(rows), images[rows][:, [1]])
+    np.testing.assert_array_equal(both.read_masks(rows), np.concatenate([p[1] for p in parts])[rows])
+    np.testing.assert_array_equal(both.select("plate == 'p2'").images, parts[2][0])
+    other = CellSet(np.zeros((2, 1, 4, 4), np.uint16)).save(tmp_path / "one-channel.cells")
+    with pytest.raises(sf.StainfreeError, match="one-channel.cells: channels"):
+        open_cellsets([paths[0], other])

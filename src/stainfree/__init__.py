@@ -19,6 +19,7 @@ from . import pl, pp, tl  # noqa: E402
 from .core.append import append_cells  # noqa: E402
 from .core.cellset import CellSet  # noqa: E402
 from .core.store import CellSetWriter, concat, open_cellset  # noqa: E402
+from .core.virtual import open_cellsets  # noqa: E402
 from .io.images import read_image  # noqa: E402
 from .io.importers import import_cells  # noqa: E402
 from .io.scan import scan_source  # noqa: E402
@@ -32,6 +33,7 @@ __all__ = [
     "concat",
     "import_cells",
     "open_cellset",
+    "open_cellsets",
     "pl",
     "pp",
     "read_image",
