@@ -238,7 +238,7 @@ def test_append_grows_the_set_and_an_interrupted_append_is_ignored(tmp_path, cap
     assert len(sf.open_cellset(path)) == 6
     # an append that wrote its cells but died before its header: the set still has 6 cells
     header = json.loads((path / "cellset.json").read_text())
-    zarr.open_array(str(path / "images.zarr"), mode="r+").resize((9, 1, 3, 3))
+    zarr.open_array(str(path / "images.zarr"), mode="r+").resize((9, 1, 3, 3))  # the masks (none here) would lag
     with caplog.at_level("WARNING", logger="stainfree"):
         reopened = sf.open_cellset(path)
     assert len(reopened) == 6 and reopened.read(5).max() == 200 and "interrupted append" in caplog.text
@@ -270,3 +270,14 @@ def test_many_sets_open_as_one_without_copying(tmp_path):
     other = CellSet(np.zeros((2, 1, 4, 4), np.uint16)).save(tmp_path / "one-channel.cells")
     with pytest.raises(sf.StainfreeError, match="one-channel.cells: channels"):
         open_cellsets([paths[0], other])
+
+
+def test_an_append_cut_between_images_and_masks_still_opens(tmp_path):
+    import zarr
+
+    masks = np.zeros((3, 4, 4), bool)
+    masks[1, 1:3, 1:3] = True
+    path = CellSet(np.ones((3, 1, 4, 4), np.uint8), masks=masks).save(tmp_path / "m.cells")
+    zarr.open_array(str(path / "images.zarr"), mode="r+").resize((5, 1, 4, 4))  # the images grew, the masks did not
+    opened = sf.open_cellset(path)
+    assert len(opened) == 3 and opened.read_masks(np.array([1]))[0].sum() == 4

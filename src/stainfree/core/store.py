@@ -228,18 +228,19 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
         except Exception as exc:
             raise StainfreeError(f"{path / MASKS}: unreadable mask array ({exc})") from exc
     n = int(header["shape"][0])
-    if tuple(images.shape[1:]) != tuple(header["shape"][1:]) or images.shape[0] < n or len(table) < n:
+    short_masks = masks is not None and (masks.shape[0] < n or tuple(masks.shape[1:]) != tuple(images.shape[2:]))
+    if tuple(images.shape[1:]) != tuple(header["shape"][1:]) or images.shape[0] < n or len(table) < n or short_masks:
         raise StainfreeError(
             f"{path}: image array {tuple(images.shape)}, table {len(table)} rows and header {tuple(header['shape'])} disagree"
         )
-    rows = None
-    if images.shape[0] > n or len(table) > n:  # an append that did not reach its header: not part of the set
+    if images.shape[0] > n or len(table) > n or (masks is not None and masks.shape[0] != n):
+        # an append that did not reach its header: what lies past its count is not part of the set
         logger.warning("%s: ignoring %d cell(s) of an interrupted append", path, max(images.shape[0], len(table)) - n)
-        table, rows = table.iloc[:n], np.arange(n)
+        table, images = table.iloc[:n], FirstRows(images, n)
+        masks = None if masks is None else FirstRows(masks, n)
     return CellSet(
         images,
         table,
-        _rows=rows,
         channels=header["channels"],
         groups=header.get("groups", []),
         pixel_size=header.get("pixel_size_um"),
@@ -247,6 +248,22 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
         masks=masks,
         path=path,
     )
+
+
+class FirstRows:
+    """The first ``n`` rows of a zarr array, read through to it: ``[a:b]`` and ``.oindex``."""
+
+    def __init__(self, array, n: int):
+        if array.shape[0] < n:
+            raise StainfreeError(f"an array of {array.shape[0]} rows has no first {n}")
+        self.array, self.shape, self.dtype, self.ndim = array, (n, *array.shape[1:]), array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        return self.array[key]
+
+    @property
+    def oindex(self):
+        return self.array.oindex
 
 
 #: Chunks of cells (about 2 MiB of pixels each) stored together in one shard file.

@@ -115,29 +115,7 @@ def open_cellsets(paths: Sequence[str | os.PathLike], *, source_column: str = SO
     if table["cell_id"].duplicated().any():
         table["cell_id"] = table[source_column].astype(str) + ":" + table["cell_id"].astype(str)
     groups = [g for g in first.groups if all(g in s.groups for s in sets)] + [source_column]
-    images = _Stacked([_view(s, "images") for s in sets])
-    masks = _Stacked([_view(s, "masks") for s in sets]) if all(s.has_masks for s in sets) else None
+    images = _Stacked([s._source for s in sets])  # opened sets: each store, cut to its rows by open_cellset
+    masks = _Stacked([s._masks for s in sets]) if all(s.has_masks for s in sets) else None
     prov = [provenance_entry("open_cellsets", inputs=[str(p) for p in paths])]
     return CellSet(images, table, channels=first.channels, groups=groups, pixel_size=first.pixel_size, provenance=prov, masks=masks)
-
-
-def _view(cells: CellSet, what: str):
-    """The stored array behind an opened set, cut to the rows the set has (an interrupted append
-    can leave more)."""
-    source = cells._source if what == "images" else cells._masks
-    n = len(cells)
-    return source if source.shape[0] == n else _Stacked([_Head(source, n)])
-
-
-class _Head:
-    """The first ``n`` rows of an array, without reading them."""
-
-    def __init__(self, array, n: int):
-        self.array, self.shape, self.dtype = array, (n, *array.shape[1:]), array.dtype
-
-    def __getitem__(self, key):
-        return self.array[key]
-
-    @property
-    def oindex(self):
-        return self.array.oindex
