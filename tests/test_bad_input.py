@@ -121,6 +121,8 @@ CASES = {
         "{field} -o {out}/s.cells --method classical --threshold-scale -1",
         "{field} -o {out}/s.cells --method classical --local-window -1",
         "{field} -o {out}/s.cells --method classical --min-distance -1",
+        "{field} -o {out}/s.cells --method classical --workers -1",
+        "{field} -o {out}/s.cells --method classical --workers 2 --scheduler tcp://127.0.0.1:9",
         "{field} -o {out}/s.cells --points {missing}",
         "{field} -o {out}/s.cells --points {txt}",
         "{field} -o {out}/s.cells --points {badcsv}",

@@ -147,6 +147,18 @@ FIELD_OPTIONS = {
     ),
     "background_sigma": (float, typer.Option(200.0, "--background-sigma", help="Sigma (px) of the blur the label channel is divided by.")),
     "min_posterior": (float, typer.Option(0.8, "--min-posterior", help="Cells below this posterior for both populations stay unlabelled.")),
+    "workers": (
+        int,
+        typer.Option(
+            0, "--workers", help="Segment and crop the fields on a local Dask cluster of N processes (default 0: in turn; same result)."
+        ),
+    ),
+    "scheduler": (
+        str | None,
+        typer.Option(
+            None, "--scheduler", help="Send the fields to a running Dask scheduler instead, e.g. tcp://host:8786 (dask-jobqueue)."
+        ),
+    ),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -180,6 +181,21 @@ def _label_by_intensity(table: pd.DataFrame, intensities: list[np.ndarray], labe
     return fit
 
 
+def _field_part(item, *, crop: dict, segment: dict, label: tuple) -> tuple[_FieldPart, np.ndarray | None]:
+    """One field's cells (segmented, or at its points) and, with a label channel, their intensities:
+    the task :func:`cells_from_fields` runs per field, here or on a Dask worker."""
+    f, points = item
+    part = _cells_at_points(f, points, **crop) if points is not None else _cells_of_objects(f, **crop, **segment)
+    part.table.insert(1, "source", f.source)
+    part.table.insert(2, "field", f.name)
+    part.stats["cells"] = len(part.table)
+    label_channel, background_sigma = label
+    if label_channel is None:
+        return part, None
+    corrected = correct_background(f.channel(label_channel), sigma=background_sigma)
+    return part, disk_intensity(corrected, part.table["centroid_y"], part.table["centroid_x"], radius=part.radius)
+
+
 def cells_from_fields(
     fields: Sequence[Field],
     *,
@@ -198,6 +214,8 @@ def cells_from_fields(
     keep_label_channel: bool = False,
     keep_labels: bool = False,
     random_state: int = 0,
+    workers: int = 0,
+    scheduler: str | None = None,
 ) -> FieldCells:
     """Segment (or take given points), crop and optionally label the cells of several fields.
 
@@ -246,6 +264,11 @@ def cells_from_fields(
         Keep each field's label image (``FieldCells.label_images``), for overlays.
     random_state : int, default 0
         Seed of the mixture fit.
+    workers : int, default 0
+        Segment and crop the fields on a local Dask cluster of this many worker processes
+        (0 or 1: here, one field after another). The result is the serial one.
+    scheduler : str, optional
+        The address of a running Dask scheduler to send the fields to instead.
 
     Returns
     -------
@@ -266,7 +289,7 @@ def cells_from_fields(
     >>> cells.images.shape[1:], cells.table["field"].unique().tolist()
     ((1, 32, 32), ['f1'])
     """
-    from ..progress import progress
+    from ..parallel import dask_client, map_tasks
     from .density import density_levels
     from .methods import METHODS, load_segmenter
 
@@ -283,19 +306,17 @@ def cells_from_fields(
     params = params or SegmentationParams(mode="auto")
     point_sets = read_points(points, fields) if points is not None else None
     crop = {"crop_index": [channels.index(c) for c in crop_channels], "size": size, "pad": pad, "label_radius": label_radius}
-    parts, intensities = [], []
-    for i, f in enumerate(progress(fields, desc="fields", unit="fields", log=logger)):
-        if point_sets is not None:
-            part = _cells_at_points(f, point_sets[i], **crop)
-        else:
-            part = _cells_of_objects(f, **crop, segment_channel=segment_channel, method=method, params=params, segmenter=segmenter)
-        part.table.insert(1, "source", f.source)
-        part.table.insert(2, "field", f.name)
-        if label_channel is not None:
-            corrected = correct_background(f.channel(label_channel), sigma=background_sigma)
-            intensities.append(disk_intensity(corrected, part.table["centroid_y"], part.table["centroid_x"], radius=part.radius))
-        part.stats["cells"] = len(part.table)
-        parts.append(part)
+    task = functools.partial(
+        _field_part,
+        crop=crop,
+        segment={"segment_channel": segment_channel, "method": method, "params": params, "segmenter": segmenter},
+        label=(label_channel, background_sigma),
+    )
+    items = [(f, None if point_sets is None else point_sets[i]) for i, f in enumerate(fields)]
+    with dask_client(workers=workers, scheduler=scheduler) as client:
+        done = map_tasks(task, items, client=client, names=[f.source for f in fields], desc="fields", unit="fields", log=logger)
+    parts = [part for part, _ in done]
+    intensities = [intensity for _, intensity in done if intensity is not None]
     per_field = [p.stats for p in parts]
     table = pd.concat([p.table for p in parts], ignore_index=True)
     if len(table) == 0:

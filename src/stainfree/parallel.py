@@ -1,0 +1,134 @@
+"""Independent tasks (one field, one block of cells) run in this process or on a Dask cluster.
+
+Serial is the default. ``workers=N`` starts a local ``dask.distributed`` cluster of N
+single-threaded worker processes for the call; ``scheduler=ADDRESS`` sends the tasks to a running
+cluster (one started by dask-jobqueue on SLURM, for example). Results come back in the order of
+the inputs, so a parallel run returns exactly what the serial one does; a failed task is retried
+once, then reported by what it was working on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+
+from .progress import progress
+from .utils import StainfreeError, first_line
+
+logger = logging.getLogger(__name__)
+#: Times a failed task is tried again before the run stops.
+RETRIES = 1
+
+
+@contextlib.contextmanager
+def dask_client(*, workers: int = 0, scheduler: str | None = None) -> Iterator:
+    """A ``distributed.Client`` for the block (``None`` when serial); a local cluster it started is
+    closed at the end.
+
+    Raises
+    ------
+    StainfreeError
+        When both are given, ``workers`` is negative, distributed is not installed, or the
+        scheduler cannot be reached (within 10 s).
+
+    Examples
+    --------
+    >>> from stainfree.parallel import dask_client
+    >>> with dask_client(workers=0) as client:
+    ...     print(client)
+    None
+    """
+    if workers < 0:
+        raise StainfreeError(f"--workers must be 0 (serial) or more, got {workers}")
+    if scheduler and workers:
+        raise StainfreeError("give --workers (a local cluster) or --scheduler (a running one), not both")
+    if not scheduler and workers <= 1:
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise StainfreeError('parallel runs need dask.distributed: pip install "dask[distributed]"') from exc
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout="10s"))
+            except (OSError, TimeoutError) as exc:
+                raise StainfreeError(f"cannot reach the Dask scheduler at {scheduler} ({first_line(exc)})") from exc
+        else:
+            cluster = stack.enter_context(
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.WARNING)
+            )
+            client = stack.enter_context(Client(cluster))
+        logger.info("running on %s", scheduler or f"a local cluster of {workers} workers")
+        yield client
+
+
+def map_tasks(
+    func: Callable,
+    items: Sequence,
+    *,
+    client=None,
+    names: Sequence[str] | None = None,
+    desc: str = "tasks",
+    unit: str = "tasks",
+    log: logging.Logger | None = None,
+) -> list:
+    """``[func(item) for item in items]``, on ``client``'s workers when there is one.
+
+    Parameters
+    ----------
+    func : callable
+        A function of one item; with a client it must be importable by the workers (a module's
+        function, or :func:`functools.partial` of one).
+    items : sequence
+        What each task gets.
+    client : distributed.Client, optional
+        From :func:`dask_client`; ``None`` runs here, in order.
+    names : sequence of str, optional
+        What each item is (a field's name, a cell range), for progress and errors.
+    desc, unit : str
+        For the progress line (it counts finished tasks).
+    log : logging.Logger, optional
+        Where progress goes.
+
+    Returns
+    -------
+    list
+        The results, in the order of ``items``.
+
+    Raises
+    ------
+    StainfreeError
+        A task's own StainfreeError as it is; any other failure, after :data:`RETRIES` more
+        tries, as one line naming the item.
+
+    Examples
+    --------
+    >>> from stainfree.parallel import map_tasks
+    >>> map_tasks(abs, [-2, 3, -1])
+    [2, 3, 1]
+    """
+    names = list(names) if names is not None else [f"task {i}" for i in range(len(items))]
+    if client is None:
+        return [func(item) for item in progress(items, desc=desc, unit=unit, log=log)]
+    from distributed import as_completed
+
+    futures = client.map(func, list(items), retries=RETRIES, pure=False)
+    position = {f.key: i for i, f in enumerate(futures)}
+    results: list = [None] * len(futures)
+    try:
+        for future in progress(as_completed(futures), total=len(futures), desc=desc, unit=unit, log=log):
+            i = position[future.key]
+            try:
+                results[i] = future.result()
+            except StainfreeError:
+                raise
+            except Exception as exc:
+                raise StainfreeError(
+                    f"{names[i]}: failed on a worker after {RETRIES + 1} tries ({type(exc).__name__}: {first_line(exc)})"
+                ) from exc
+    finally:
+        client.cancel(futures)
+    return results

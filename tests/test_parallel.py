@@ -1,0 +1,59 @@
+"""Fields on a Dask cluster (issue 18): the same cells as the serial run, a failing task named, an
+unreachable scheduler one line."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stainfree.datasets.synthetic import make_field
+from stainfree.io.fields import Field
+from stainfree.parallel import dask_client, map_tasks
+from stainfree.seg.pipeline import cells_from_fields
+from stainfree.utils import StainfreeError
+
+pytest.importorskip("distributed", reason='dask.distributed is not installed (pip install "dask[distributed]")')
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+        yield local
+
+
+def test_fields_on_a_cluster_give_the_serial_cells(cluster):
+    fields = []
+    for k in range(5):
+        truth = make_field((192, 192), n_cells=10, random_state=20 + k)
+        fields.append(Field(np.stack([truth.brightfield, truth.fluorescence.astype(np.uint8)]), ["bf", "fluo"], f"f{k}", f"f{k}.tif"))
+    options = {"size": 32, "method": "classical", "label_channel": "fluo", "keep_labels": True}
+    serial = cells_from_fields(fields, **options)
+    parallel = cells_from_fields(fields, **options, scheduler=cluster.scheduler_address)
+    np.testing.assert_array_equal(parallel.images, serial.images)
+    np.testing.assert_array_equal(parallel.masks, serial.masks)
+    pd.testing.assert_frame_equal(parallel.table, serial.table)
+    assert parallel.per_field == serial.per_field and len(serial.table) > 20
+    assert all(np.array_equal(parallel.label_images[k], serial.label_images[k]) for k in serial.label_images)
+
+
+def test_a_task_that_fails_is_named_after_its_retry(cluster):
+    from distributed import Client
+
+    with Client(cluster) as client:
+        assert map_tasks(math.sqrt, [4.0, 9.0], client=client) == [2.0, 3.0]
+        with pytest.raises(StainfreeError, match=r"^field b: failed on a worker after 2 tries \(ValueError: math domain error\)"):
+            map_tasks(math.sqrt, [4.0, -1.0], client=client, names=["field a", "field b"])
+
+
+def test_bad_cluster_options_are_one_line():
+    with pytest.raises(StainfreeError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        with dask_client(scheduler="tcp://127.0.0.1:9"):
+            pass
+    with pytest.raises(StainfreeError, match="not both"):
+        with dask_client(workers=2, scheduler="tcp://127.0.0.1:9"):
+            pass
