@@ -69,9 +69,14 @@ def run_cli(*args, cwd=None):
     return CliResult(status, stdout, stderr)
 
 
-@pytest.fixture(autouse=True, scope="session")
-def use_leak_safe_log_records():
-    """Overrides napari's session fixture of this name (its pytest plugin, installed with the napari
-    extra, makes every logging argument but int and float text, so a numpy integer under ``%d``
-    fails): log records stay as logging makes them."""
+@pytest.fixture(autouse=True)
+def plain_log_records():
+    """napari's pytest plugin (installed with the napari extra) sets, for the whole session, a
+    log-record factory that turns every logging argument but int and float into text, so a numpy
+    integer under ``%d`` fails; each test here gets logging's own records."""
+    import logging
+
+    factory = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)
     yield
+    logging.setLogRecordFactory(factory)

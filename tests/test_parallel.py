@@ -52,7 +52,7 @@ def test_a_task_that_fails_is_named_after_its_retry(cluster):
 
 def test_bad_cluster_options_are_one_line():
     with pytest.raises(StainfreeError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
-        with dask_client(scheduler="tcp://127.0.0.1:9"):
+        with dask_client(scheduler="tcp://127.0.0.1:9", timeout="2s"):
             pass
     with pytest.raises(StainfreeError, match="not both"):
         with dask_client(workers=2, scheduler="tcp://127.0.0.1:9"):

@@ -88,9 +88,12 @@ def test_every_model_trains_one_epoch_on_jurkat(shared_data):
     from stainfree.ml.train import TrainConfig, fit
 
     cells = _jurkat(shared_data).merge_classes("G1,S,G2=Interphase")
-    images, labels = cells.images, cells.labels
+    # at most 100 cells a class (every class, the rare mitotic ones whole): what is tested is that
+    # each model takes real 2-channel 40 px cells through a training epoch and predicts
+    keep = cells.table.groupby("label", group_keys=False).head(100).index.to_numpy()
+    images, labels = cells.images[keep], cells.labels[keep]
     for name in list_models():
-        clf, history = fit(images, labels, channels=cells.channels, config=TrainConfig(model=name, epochs=1, batch_size=128))
+        clf, history = fit(images, labels, channels=cells.channels, config=TrainConfig(model=name, epochs=1, batch_size=64))
         assert len(history) == 1 and np.isfinite(history[0]["train_loss"]), name
         proba = clf.predict_proba(images[:64])
         assert proba.shape == (64, 5) and np.allclose(proba.sum(1), 1, atol=1e-4), name

@@ -22,7 +22,7 @@ RETRIES = 1
 
 
 @contextlib.contextmanager
-def dask_client(*, workers: int = 0, scheduler: str | None = None) -> Iterator:
+def dask_client(*, workers: int = 0, scheduler: str | None = None, timeout: str = "10s") -> Iterator:
     """A ``distributed.Client`` for the block (``None`` when serial); a local cluster it started is
     closed at the end.
 
@@ -30,7 +30,7 @@ def dask_client(*, workers: int = 0, scheduler: str | None = None) -> Iterator:
     ------
     StainfreeError
         When both are given, ``workers`` is negative, distributed is not installed, or the
-        scheduler cannot be reached (within 10 s).
+        scheduler cannot be reached within ``timeout``.
 
     Examples
     --------
@@ -53,7 +53,7 @@ def dask_client(*, workers: int = 0, scheduler: str | None = None) -> Iterator:
     with contextlib.ExitStack() as stack:
         if scheduler:
             try:
-                client = stack.enter_context(Client(scheduler, timeout="10s"))
+                client = stack.enter_context(Client(scheduler, timeout=timeout))
             except (OSError, TimeoutError) as exc:
                 raise StainfreeError(f"cannot reach the Dask scheduler at {scheduler} ({first_line(exc)})") from exc
         else:

@@ -97,8 +97,8 @@ def label_image(path: str | os.PathLike, *, shape: tuple[int, int] | None = None
             logger.warning(
                 "%s: a binary mask (values 0 and %d); split into %d connected objects, so touching cells merge",
                 path,
-                values[1],
-                split.max(),
+                int(values[1]),
+                int(split.max()),
             )
             labels = split
     return labels.astype(np.int32)
