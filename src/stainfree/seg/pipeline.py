@@ -181,11 +181,13 @@ def _label_by_intensity(table: pd.DataFrame, intensities: list[np.ndarray], labe
     return fit
 
 
-def _field_part(item, *, crop: dict, segment: dict, label: tuple) -> tuple[_FieldPart, np.ndarray | None]:
+def _field_part(item, *, crop: dict, segment: dict, label: tuple, keep_labels: bool) -> tuple[_FieldPart, np.ndarray | None]:
     """One field's cells (segmented, or at its points) and, with a label channel, their intensities:
     the task :func:`cells_from_fields` runs per field, here or on a Dask worker."""
     f, points = item
     part = _cells_at_points(f, points, **crop) if points is not None else _cells_of_objects(f, **crop, **segment)
+    if not keep_labels:
+        part.labels = None  # a field-sized image a worker need not send back
     part.table.insert(1, "source", f.source)
     part.table.insert(2, "field", f.name)
     part.stats["cells"] = len(part.table)
@@ -311,6 +313,7 @@ def cells_from_fields(
         crop=crop,
         segment={"segment_channel": segment_channel, "method": method, "params": params, "segmenter": segmenter},
         label=(label_channel, background_sigma),
+        keep_labels=keep_labels,
     )
     items = [(f, None if point_sets is None else point_sets[i]) for i, f in enumerate(fields)]
     with dask_client(workers=workers, scheduler=scheduler) as client:
