@@ -288,6 +288,8 @@ CASES = {
         "{empty} -o {out}/f.parquet",
         "{nan} -o {out}/f.parquet",
         "{cells} -o {out}/f.parquet --channels nope",
+        "{cells} -o {out}/f.parquet --workers -1",
+        "{cells} -o {out}/f.parquet --workers 2 --scheduler tcp://127.0.0.1:9",
         "{cells} -o {out}/f.parquet --mask-channel nope",
         "{cells} -o {out}/f.parquet --scales abc",
         "{cells} -o {out}/f.parquet --scales 0",

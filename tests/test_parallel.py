@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stainfree.core.store import open_cellset as sf_open
 from stainfree.datasets.synthetic import make_field
 from stainfree.io.fields import Field
 from stainfree.parallel import dask_client, map_tasks
@@ -39,6 +40,17 @@ def test_fields_on_a_cluster_give_the_serial_cells(cluster):
     pd.testing.assert_frame_equal(parallel.table, serial.table)
     assert parallel.per_field == serial.per_field and len(serial.table) > 20
     assert all(np.array_equal(parallel.label_images[k], serial.label_images[k]) for k in serial.label_images)
+
+
+def test_features_on_a_cluster_give_the_serial_table(cluster, tmp_path):
+    from stainfree.datasets.synthetic import make_cells
+    from stainfree.pp.features import measure
+
+    cells = sf_open(make_cells(30, size=32, random_state=4).save(tmp_path / "c.cells"))
+    serial = measure(cells, batch_size=16, texture_scales=[3])
+    parallel = measure(cells, batch_size=16, texture_scales=[3], scheduler=cluster.scheduler_address)
+    pd.testing.assert_frame_equal(parallel, serial)
+    assert len(serial) == 60 and serial.shape[1] > 100
 
 
 def test_a_task_that_fails_is_named_after_its_retry(cluster):

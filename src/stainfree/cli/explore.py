@@ -26,6 +26,10 @@ def features(
     ),
     scales: str = typer.Option("3,5", help="Haralick texture scales in pixels, comma-separated."),
     gray_levels: int = typer.Option(32, "--gray-levels", help="Grey levels for texture."),
+    workers: int = typer.Option(0, "--workers", help="Measure on a local Dask cluster of N processes (default 0: here; same table)."),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="Send the batches to a running Dask scheduler instead (tcp://host:8786)."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Measure CellProfiler-style shape, intensity, texture and skeleton features per cell."""
@@ -45,6 +49,7 @@ def features(
         raise StainfreeError("texture scales must be >= 1 pixel and --gray-levels >= 2")
     names = None if channels is None else parse_channel_list(channels)
     settings = {"channels": names, "mask_channel": mask_channel, "texture_scales": texture_scales, "gray_levels": gray_levels}
+    settings.update(workers=workers, scheduler=scheduler)
     if out.suffix == ".h5ad":
         from ..io.export import write_h5ad
         from ..pp.adata import measure_cells

@@ -86,6 +86,8 @@ def measure_cells(
     mask_channel: str | None = None,
     texture_scales: Sequence[int] | None = None,
     gray_levels: int | None = None,
+    workers: int = 0,
+    scheduler: str | None = None,
 ):
     """Measure every cell of a CellSet (:func:`stainfree.pp.measure`) into an AnnData.
 
@@ -93,7 +95,7 @@ def measure_cells(
     ----------
     cells : CellSet
         The cells; their table becomes ``obs``.
-    channels, mask_channel, texture_scales, gray_levels
+    channels, mask_channel, texture_scales, gray_levels, workers, scheduler
         As :func:`stainfree.pp.measure` (``None``: its defaults).
 
     Returns
@@ -114,7 +116,9 @@ def measure_cells(
 
     scales = list(TEXTURE_SCALES if texture_scales is None else texture_scales)
     levels = GRAY_LEVELS if gray_levels is None else gray_levels
-    table = measure(cells, channels=channels, mask_channel=mask_channel, texture_scales=scales, gray_levels=levels)
+    table = measure(
+        cells, channels=channels, mask_channel=mask_channel, texture_scales=scales, gray_levels=levels, workers=workers, scheduler=scheduler
+    )
     adata = features_to_anndata(table, obs=cells.table)
     adata.uns[UNS_KEY] = {
         "channels": list(channels or cells.channels),

@@ -20,6 +20,7 @@ nearest the crop centre kept.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -27,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 from ..core.cellset import CellSet
-from ..progress import progress
 from ..utils import StainfreeError
 from .texture import GRAY_LEVELS, TEXTURE_SCALES, texture_features
 
@@ -225,6 +225,38 @@ def intensity_range(cells: CellSet, *, sample: int = 1000, percentiles=(0.5, 99.
     return out
 
 
+def _measure_block(block, *, cells, masks, mask_index, ranges, texture_scales, gray_levels) -> tuple[pd.DataFrame, list, int]:
+    """The features of cells ``block`` = (start, stop), the ids of those with an empty mask, and
+    how many are flat: the task :func:`measure` runs per batch, here or on a Dask worker."""
+    from ..ml.classifier import check_finite
+
+    start, stop = block
+    images = cells.read(slice(start, stop)).astype(np.float64)
+    ids = cells.cell_ids[start:stop]
+    check_finite(images, pd.Series(ids))
+    batch_masks = masks[start:stop] if masks is not None else np.stack([foreground_mask(c[mask_index]) for c in images])
+    batch_masks = np.asarray(batch_masks, bool)
+    present = batch_masks.any(axis=(1, 2))
+    values: dict[str, np.ndarray] = {}
+    flat = 0
+    if present.any():
+        kept_images, kept_masks = images[present], batch_masks[present]
+        values.update(_shape_and_intensity(kept_images, kept_masks, cells.channels))
+        for c, ch in enumerate(cells.channels):
+            values.update(
+                texture_features(
+                    kept_images[:, c], kept_masks, value_range=ranges[ch], scales=texture_scales, gray_levels=gray_levels, name=ch
+                )
+            )
+        if texture_scales:
+            flat = int(np.isnan(values[f"Texture_Correlation_{cells.channels[0]}_{texture_scales[0]}_00"]).sum())
+    columns = {}
+    for name, column in values.items():
+        columns[name] = np.full(len(images), np.nan)
+        columns[name][present] = np.where(np.isfinite(column), column, np.nan)  # e.g. a 1-pixel object's form factor
+    return pd.DataFrame(columns, index=np.arange(len(images))), [str(i) for i in ids[~present]], flat
+
+
 def measure(
     cells: CellSet,
     *,
@@ -234,6 +266,8 @@ def measure(
     texture_scales: Sequence[int] = TEXTURE_SCALES,
     gray_levels: int = GRAY_LEVELS,
     batch_size: int = 1024,
+    workers: int = 0,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
     """CellProfiler-style shape, intensity, texture and skeleton measurements, one row per cell.
 
@@ -258,7 +292,12 @@ def measure(
     gray_levels : int, default 32
         Grey levels of the texture measurements.
     batch_size : int, default 1024
-        Cells read and measured at a time.
+        Cells read and measured at a time (one task each).
+    workers : int, default 0
+        Measure the batches on a local Dask cluster of this many processes (0: here, in turn);
+        the table is the serial one.
+    scheduler : str, optional
+        The address of a running Dask scheduler to send the batches to instead.
 
     Returns
     -------
@@ -278,10 +317,10 @@ def measure(
     >>> table.shape[0], "Texture_SumVariance_bf_5_00" in table
     (4, True)
     """
+    from ..parallel import dask_client, map_tasks
+
     if channels is not None:
         cells = cells.select_channels(channels)
-    from ..ml.classifier import check_finite
-
     if len(cells) == 0:
         raise StainfreeError("there are no cells to measure")
     if masks is None and cells.has_masks:
@@ -293,38 +332,23 @@ def measure(
     if masks is not None and (len(masks) != len(cells) or masks.shape[1:] != cells.shape[2:]):
         raise StainfreeError(f"{len(masks)} masks of {masks.shape[1:]} do not match {len(cells)} cells of {cells.shape[2:]}")
     ranges = intensity_range(cells)
-    parts: list[pd.DataFrame] = []
-    empty_ids: list[str] = []
-    flat_cells = 0
-    start = 0
-    n_batches = (len(cells) + batch_size - 1) // batch_size
-    for images, rows in progress(cells.batches(batch_size), total=n_batches, desc="features", unit="batches", log=logger):
-        images = images.astype(np.float64)
-        check_finite(images, rows["cell_id"])
-        batch_masks = (
-            masks[start : start + len(images)] if masks is not None else np.stack([foreground_mask(c[mask_index]) for c in images])
+    task = functools.partial(
+        _measure_block,
+        cells=cells,
+        masks=masks,
+        mask_index=mask_index,
+        ranges=ranges,
+        texture_scales=texture_scales,
+        gray_levels=gray_levels,
+    )
+    blocks = [(start, min(start + batch_size, len(cells))) for start in range(0, len(cells), batch_size)]
+    with dask_client(workers=workers, scheduler=scheduler) as client:
+        done = map_tasks(
+            task, blocks, client=client, names=[f"cells {a}-{b - 1}" for a, b in blocks], desc="features", unit="batches", log=logger
         )
-        batch_masks = np.asarray(batch_masks, bool)
-        start += len(images)
-        present = batch_masks.any(axis=(1, 2))
-        empty_ids += rows["cell_id"][~present].astype(str).tolist()
-        values: dict[str, np.ndarray] = {}
-        if present.any():
-            kept_images, kept_masks = images[present], batch_masks[present]
-            values.update(_shape_and_intensity(kept_images, kept_masks, cells.channels))
-            for c, ch in enumerate(cells.channels):
-                values.update(
-                    texture_features(
-                        kept_images[:, c], kept_masks, value_range=ranges[ch], scales=texture_scales, gray_levels=gray_levels, name=ch
-                    )
-                )
-            if texture_scales:
-                flat_cells += int(np.isnan(values[f"Texture_Correlation_{cells.channels[0]}_{texture_scales[0]}_00"]).sum())
-        columns = {}
-        for name, column in values.items():
-            columns[name] = np.full(len(images), np.nan)
-            columns[name][present] = np.where(np.isfinite(column), column, np.nan)  # e.g. a 1-pixel object's form factor
-        parts.append(pd.DataFrame(columns, index=np.arange(len(images))))
+    parts = [part for part, _, _ in done]
+    empty_ids = [cell for _, empty, _ in done for cell in empty]
+    flat_cells = sum(flat for _, _, flat in done)
     table = pd.concat(parts, ignore_index=True)
     if empty_ids:
         logger.warning("%d cell(s) have an empty mask; their features are NaN (first: %s)", len(empty_ids), ", ".join(empty_ids[:3]))
