@@ -13,6 +13,18 @@ def emit(result: dict, out: str | None) -> None:
         Path(out).write_text(text)
 
 
+def run_child(code: str, *args) -> dict:
+    """Run ``code`` in a fresh Python (its own peak memory, its own imports) with ``args`` as
+    ``sys.argv[1:]``; the JSON object its last line prints. Its error output ends the benchmark."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, check=False)
+    if run.returncode:
+        raise SystemExit(run.stderr[-3000:])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def model_record(ev, seconds: float, config) -> dict:
     """The headline metrics of one evaluation, its per-class recall, time and settings."""
     s = ev.metrics["summary"]

@@ -21,14 +21,12 @@ Usage: ``.venv/bin/python benchmarks/scale.py [--cells 1000000] [--keep /tmp/sca
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, write_cells  # noqa: E402
+from common import emit, run_child, write_cells  # noqa: E402
 
 TRAIN = r"""
 import json, resource, sys, time
@@ -84,13 +82,6 @@ print(json.dumps({"cells": n, "model": embedder.config.get("model"), "cells_per_
 """
 
 
-def child(code: str, *args) -> dict:
-    run = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, check=False)
-    if run.returncode:
-        raise SystemExit(run.stderr[-3000:])
-    return json.loads(run.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=1_000_000, help="The largest set trained on (one epoch).")
@@ -104,9 +95,9 @@ def main() -> None:
             write_s = round(write_cells(path, max(args.cells, 100_000)), 1)
         sizes = sorted({10_000, 100_000, args.cells})
         model = Path(tmp) / "model.safetensors"
-        train = [child(TRAIN, path, n, *([model] if n == 10_000 else [])) for n in sizes]
-        predict = child(PREDICT, path, model, 100_000)
-        embed = child(EMBED, path, 20_000)
+        train = [run_child(TRAIN, path, n, *([model] if n == 10_000 else [])) for n in sizes]
+        predict = run_child(PREDICT, path, model, 100_000)
+        embed = run_child(EMBED, path, 20_000)
     by_n = {t["cells"]: t for t in train}
     ratio = by_n[100_000]["epoch_s"] / by_n[10_000]["epoch_s"]
     largest = by_n[max(by_n)]

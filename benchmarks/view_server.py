@@ -16,14 +16,12 @@ Usage: ``.venv/bin/python benchmarks/view_server.py [--cells 1000000] [--keep /t
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, write_cells  # noqa: E402
+from common import emit, run_child, write_cells  # noqa: E402
 
 CHILD = r"""
 import json, sys, time, urllib.request
@@ -81,10 +79,7 @@ def main() -> None:
         write_s = None
         if not (path / "cellset.json").exists():
             write_s = round(write_cells(path, args.cells), 1)
-        child = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=False)
-        if child.returncode:
-            raise SystemExit(child.stderr)
-        result = {"benchmark": "view_server", "write_s": write_s, **json.loads(child.stdout.strip().splitlines()[-1])}
+        result = {"benchmark": "view_server", "write_s": write_s, **run_child(CHILD, path)}
         result["target_first_page_under_3_s"] = result["first_page_s"] < 3.0
     emit(result, args.out)
 

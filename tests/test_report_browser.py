@@ -99,6 +99,22 @@ def hover_a_point(driver) -> None:
     ActionChains(driver).move_by_offset(int(xy[0]) - 1, int(xy[1]) - 1).pause(0.2).perform()
 
 
+def hover_then_box_select(driver) -> tuple[str, list[int]]:
+    """Hover the first point (its thumbnail must be drawn), then drag a box around it (box select is
+    the active drag): the hover panel's row text and the selected rows."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    driver.execute_script(HELPERS)
+    driver.execute_script("window.scrollTo(0, document.getElementById('sf-colour').getBoundingClientRect().top + window.scrollY - 10)")
+    hover_a_point(driver)
+    assert wait_for(driver, "return document.getElementById('sf-hover-thumb').dataset.drawn") == "yes"
+    row = driver.find_element("id", "sf-hover-row").text
+    ActionChains(driver).move_by_offset(-40, -40).click_and_hold().move_by_offset(40, 40).move_by_offset(40, 40).release().perform()
+    selected = wait_for(driver, "return window.sfView.source().selected.indices")
+    assert 0 in selected
+    return row, selected
+
+
 @pytest.fixture(scope="module")
 def driver():
     browser = chrome()  # skips before any report is built when there is no browser
@@ -117,18 +133,9 @@ def test_interactive_views_in_chromium(driver, report):
     wait_for(driver, "return window.sfView && window.sfView.source() && document.getElementById('sf-legend').innerHTML.length > 0")
     # galleries drawn from the sprite sheets
     assert wait_for(driver, "return document.querySelectorAll('.sf-strip canvas[data-drawn=yes]').length") > 10
-    # hover: the panel shows the cell's thumbnail and row
-    driver.execute_script(HELPERS)
-    driver.execute_script("window.scrollTo(0, document.getElementById('sf-colour').getBoundingClientRect().top + window.scrollY - 10)")
-    hover_a_point(driver)
-    assert wait_for(driver, "return document.getElementById('sf-hover-thumb').dataset.drawn") == "yes"
-    assert "cell" in driver.find_element("id", "sf-hover-row").text
-    # a box dragged around the hovered point (box select is the active drag) fills the gallery
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    ActionChains(driver).move_by_offset(-40, -40).click_and_hold().move_by_offset(40, 40).move_by_offset(40, 40).release().perform()
-    selected = wait_for(driver, "return window.sfView.source().selected.indices")
-    assert 0 in selected
+    # hover: the panel shows the cell's thumbnail and row; a box around the point fills the gallery
+    row, selected = hover_then_box_select(driver)
+    assert "cell" in row
     drawn = "return document.querySelectorAll('#sf-gallery canvas[data-drawn=yes]').length"
     assert wait_for(driver, f"return {drawn[7:]} === {len(selected)}")
     assert driver.find_element("id", "sf-gallery-title").text.startswith(f"Selection: {len(selected)} cell")

@@ -11,7 +11,7 @@ import pytest
 
 from stainfree.view.server import ViewServer
 from stainfree.view.source import CellsSource
-from test_report_browser import HELPERS, chrome, external_requests, hover_a_point, make_run, wait_for
+from test_report_browser import chrome, external_requests, hover_then_box_select, make_run, wait_for
 
 DRAWN = "document.querySelectorAll('#sf-grid canvas[data-drawn=yes]').length"
 
@@ -39,18 +39,9 @@ def test_viewer_in_chromium(driver, server):
     assert "page 1 of 2 (120 cells)" in driver.find_element("id", "sf-page").text
     wait_for(driver, "return window.sfView.readyAt")  # the scatter got its points
     assert driver.execute_script("return window.sfView.source().data.x.length") == 120
-    # hover: the cell's thumbnail and row, fetched from the server
-    driver.execute_script(HELPERS)
-    driver.execute_script("window.scrollTo(0, document.getElementById('sf-colour').getBoundingClientRect().top + window.scrollY - 10)")
-    hover_a_point(driver)
-    assert wait_for(driver, "return document.getElementById('sf-hover-thumb').dataset.drawn") == "yes"
-    assert "cell_id" in driver.find_element("id", "sf-hover-row").text
-    # a box around the hovered point fills the grid with the selection
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    ActionChains(driver).move_by_offset(-40, -40).click_and_hold().move_by_offset(40, 40).move_by_offset(40, 40).release().perform()
-    selected = wait_for(driver, "return window.sfView.source().selected.indices")
-    assert 0 in selected
+    # hover: the cell's thumbnail and row, fetched from the server; a box around it fills the grid
+    row, selected = hover_then_box_select(driver)
+    assert "cell_id" in row
     assert wait_for(driver, f"return document.getElementById('sf-grid-title').textContent.startsWith('Selection: {len(selected)} cell')")
     assert wait_for(driver, f"return {DRAWN} === {min(len(selected), 96)}")
     assert "label" in driver.find_element("id", "sf-composition").text

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..utils import StainfreeError, atomic_write_bytes, read_parquet, refuse_partial
+from ..utils import StainfreeError, atomic_write_bytes, read_parquet, refuse_partial, write_parquet
 from .cellset import HEADER, IMAGES, MASKS, TABLE, CellSet, provenance_entry
 
 #: Present while an append is writing; a second append refuses to start.
@@ -116,9 +116,7 @@ def append_cells(path: str | os.PathLike, images: np.ndarray, table: pd.DataFram
         for array, values in arrays:
             for start in range(0, m, WRITE_BLOCK):
                 array[n + start : n + start + WRITE_BLOCK] = values[start : start + WRITE_BLOCK].astype(array.dtype, copy=False)
-        grown = pd.concat([old, new], ignore_index=True)
-        buffer = grown.to_parquet(index=False)
-        atomic_write_bytes(path / TABLE, buffer)
+        write_parquet(pd.concat([old, new], ignore_index=True), path / TABLE, force=True)
         header["shape"][0] = header["n_cells"] = n + m
         header.setdefault("provenance", []).append(provenance_entry("append", cells=m))
         atomic_write_bytes(path / HEADER, json.dumps(header, indent=2, default=str).encode())

@@ -96,7 +96,6 @@ class CellSetWriter:
         self._finished = False
 
     def __enter__(self) -> CellSetWriter:
-
         self._context = atomic_output_dir(self.path, force=self.force, marker=HEADER)
         self.tmp = self._context.__enter__()
         self.array = _sharded_array(self.tmp / IMAGES, self.shape, self.dtype)
@@ -251,11 +250,10 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
 
 
 class FirstRows:
-    """The first ``n`` rows of a zarr array, read through to it: ``[a:b]`` and ``.oindex``."""
+    """The first ``n`` rows of a zarr array (``open_cellset`` checked it has them), read through to
+    it: ``[a:b]`` and ``.oindex``."""
 
     def __init__(self, array, n: int):
-        if array.shape[0] < n:
-            raise StainfreeError(f"an array of {array.shape[0]} rows has no first {n}")
         self.array, self.shape, self.dtype, self.ndim = array, (n, *array.shape[1:]), array.dtype, array.ndim
 
     def __getitem__(self, key):

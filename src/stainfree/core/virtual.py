@@ -28,14 +28,13 @@ class _Stacked:
         self.ndim = len(self.shape)
 
     def _rows(self, rows: np.ndarray, rest=()) -> np.ndarray:
-        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
-        if rest:
-            out = out[(slice(None), *rest)].copy()
+        channels = rest[0] if rest else None
+        per_row = self.shape[1:] if channels is None else (len(channels), *self.shape[2:])
+        out = np.empty((len(rows), *per_row), self.dtype)
         which = np.searchsorted(self.starts, rows, side="right") - 1
         for k in np.unique(which):
             here = which == k
-            block = _take_rows(self.arrays[k], rows[here] - self.starts[k], rest[0] if rest else None)
-            out[here] = block
+            out[here] = _take_rows(self.arrays[k], rows[here] - self.starts[k], channels)
         return out
 
     def __getitem__(self, key):

@@ -23,11 +23,6 @@ IN_MEMORY_BYTES = 2**30
 POOL_CELLS = 8192
 
 
-def count_cells(images) -> int:
-    """The number of cells of an array ``(N, C, H, W)`` (numpy, zarr) or a CellSet."""
-    return len(images) if hasattr(images, "read") else int(images.shape[0])
-
-
 def read_cells(images, rows: np.ndarray) -> np.ndarray:
     """``images[rows]`` of a numpy or zarr array or a CellSet, reading the store in row order.
 
@@ -41,11 +36,7 @@ def read_cells(images, rows: np.ndarray) -> np.ndarray:
     from ..core.cellset import _take_rows
 
     rows = np.asarray(rows, dtype=np.int64)
-    if hasattr(images, "read"):
-        return images.read(rows)
-    if isinstance(images, np.ndarray):
-        return images[rows]
-    return _take_rows(images, rows)
+    return images.read(rows) if hasattr(images, "read") else _take_rows(images, rows)
 
 
 class TrainingCells:
@@ -78,7 +69,7 @@ class TrainingCells:
     def __init__(self, images, norm: dict, size: tuple[int, int], *, masks=None, in_memory: bool | None = None):
         self.images, self.norm, self.size = images, norm, tuple(size)
         self.masks = masks
-        n, c = count_cells(images), images.shape[1]
+        n, c = images.shape[:2]  # a CellSet's shape too
         self.n = n
         nbytes = n * c * self.size[0] * self.size[1] * 4
         self.in_memory = nbytes <= IN_MEMORY_BYTES if in_memory is None else in_memory

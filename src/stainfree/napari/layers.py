@@ -25,20 +25,16 @@ RANGE_CELLS = 2048
 UNCLASSIFIED = "#7f7f7f"
 
 
-class _CellReader:
-    """Array-like view of a CellSet's images, read on indexing (what dask asks for by blocks)."""
+class _RowReader:
+    """Array-like view of what ``read(rows)`` returns for a CellSet's rows (its images, its masks),
+    read when dask asks for a block: ``[rows, ...]`` with a slice of rows."""
 
-    def __init__(self, cells):
-        self.cells = cells
-        self.shape = cells.shape
-        self.dtype = cells.dtype
-        self.ndim = 4
+    def __init__(self, read, shape: tuple, dtype):
+        self.read, self.shape, self.dtype, self.ndim = read, tuple(shape), np.dtype(dtype), len(shape)
 
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
-        positions = np.arange(len(self.cells))[key[0]]
-        images = self.cells.read(np.atleast_1d(positions))
-        return images[(slice(None), *key[1:])] if positions.ndim else images[(0, *key[1:])]
+        return self.read(np.arange(self.shape[0])[key[0]])[(slice(None), *key[1:])]
 
 
 def cell_stack(cells, *, chunk: int = 256):
@@ -47,7 +43,8 @@ def cell_stack(cells, *, chunk: int = 256):
     import dask.array as da
 
     _, c, h, w = cells.shape
-    return da.from_array(_CellReader(cells), chunks=(chunk, c, h, w), asarray=False, meta=np.empty((0, 0, 0, 0), cells.dtype))
+    reader = _RowReader(cells.read, cells.shape, cells.dtype)
+    return da.from_array(reader, chunks=(chunk, c, h, w), asarray=False, meta=np.empty((0, 0, 0, 0), cells.dtype))
 
 
 def _cell_labels(cells, *, chunk: int = 256):
@@ -59,20 +56,9 @@ def _cell_labels(cells, *, chunk: int = 256):
     rows = da.arange(1, n + 1, chunks=chunk, dtype=np.uint32)[:, None, None]
     if not cells.has_masks:
         return da.broadcast_to(rows, (n, h, w)).rechunk((chunk, h, w))
-    masks = da.from_array(_MaskReader(cells), chunks=(chunk, h, w), asarray=False, meta=np.empty((0, 0, 0), bool))
+    reader = _RowReader(cells.read_masks, (n, h, w), bool)
+    masks = da.from_array(reader, chunks=(chunk, h, w), asarray=False, meta=np.empty((0, 0, 0), bool))
     return masks.astype(np.uint32) * rows
-
-
-class _MaskReader(_CellReader):
-    def __init__(self, cells):
-        self.cells = cells
-        self.shape = (len(cells), *cells.shape[2:])
-        self.dtype = np.dtype(bool)
-        self.ndim = 3
-
-    def __getitem__(self, key):
-        key = key if isinstance(key, tuple) else (key,)
-        return self.cells.read_masks(np.atleast_1d(np.arange(len(self.cells))[key[0]]))[(slice(None), *key[1:])]
 
 
 def cellset_layers(path: str | os.PathLike) -> list[tuple]:
