@@ -116,6 +116,7 @@ def train_model(
     """Train one classifier on all the labelled cells (no cross-validation; `evaluate` estimates how good it is)."""
     from ..core.specs import parse_channel_list, parse_merge_spec
     from ..core.store import open_cellset
+    from ..ml.distributed import is_main_process
     from ..ml.train import TrainConfig
     from ..workflows.train import run_train
 
@@ -133,6 +134,8 @@ def train_model(
         group=group,
         force=force,
     )
+    if not is_main_process():  # under torchrun rank 0 reports
+        return
     classes = ", ".join(f"{c} {n}" for c, n in s["classes"].items())
     left = f" ({s['left_out']} unlabelled left out)" if s["left_out"] else ""
     typer.echo(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .distributed import World, all_ranks, shared_order
 from .transforms import augment, blackout_outside
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class TrainingRun:
     best: dict = dataclasses.field(default_factory=lambda: {"score": -np.inf, "state": None, "epoch": 0})
     epoch: int = 0
     ema: object = None  # torch.optim.swa_utils.AveragedModel of the weights, with config.ema
+    world: object = None  # distributed.World; None: one process
+    ddp: object = None  # the DistributedDataParallel wrapper of model, under a distributed launch
 
     @property
     def steps_per_epoch(self) -> int:
@@ -118,21 +121,27 @@ def train_epoch(run: TrainingRun) -> dict:
 
     config, gen = run.config, run.generator
     run.model.train()
+    world = run.world or World()
     p = run.sampling_probabilities()
     order = run.rng.choice(run.train_idx, size=len(run.train_idx), p=p) if p is not None else run.rng.permutation(run.train_idx)
+    order = shared_order(order, world, run.device)
+    net = run.ddp or run.model
+    cuda = run.device.type == "cuda"
     total, seen, correct = 0.0, 0, 0
-    for step, (b, xb, mb) in enumerate(run.cells.batches(order, config.batch_size, rng=run.rng)):
+    for step, (b, xb, mb) in enumerate(run.cells.batches(order, config.batch_size // world.size, rng=run.rng)):
         if step >= run.steps_per_epoch:  # the schedule's length; in memory, the short last batch is left out
             break
-        if len(b) < 2:  # batch norm needs two samples
+        if not all_ranks(len(b) >= 2, world, run.device):  # batch norm needs two samples
             continue
         if mb is not None:
             blacked = blackout_outside(xb, mb, mode=config.blackout, generator=gen)
             xb = torch.where(torch.rand(len(b), 1, 1, 1, generator=gen) < 0.5, blacked, xb)
-        xb = augment(xb, config.augment, generator=gen).to(run.device, memory_format=torch.channels_last)
+        xb = augment(xb, config.augment, generator=gen)
+        xb = (xb.pin_memory() if cuda else xb).to(run.device, memory_format=torch.channels_last, non_blocking=cuda)
         yb = torch.from_numpy(run.y[b]).to(run.device)
-        logits = run.model(xb)
-        loss = run.loss_fn(logits, yb)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):  # mixed precision on GPUs
+            logits = net(xb)
+        loss = run.loss_fn(logits.float(), yb)
         run.optimiser.zero_grad()
         loss.backward()
         run.optimiser.step()
@@ -149,8 +158,6 @@ def train_epoch(run: TrainingRun) -> dict:
 def validate(run: TrainingRun) -> dict:
     import torch
 
-    from .train import recalibrate_batchnorm
-
     recalibrate_batchnorm(run.model, batchnorm_cells(run), device=run.device)
     run.model.eval()
     rows, parts = [], []
@@ -166,6 +173,56 @@ def validate(run: TrainingRun) -> dict:
         "val_accuracy": float(np.mean(pred == y_val)),
         "val_balanced_accuracy": balanced_accuracy(y_val, pred),
     }
+
+
+def recalibrate_batchnorm(model, x, *, batch_size: int = 256, device=None) -> None:
+    """Recompute batch-norm running statistics as exact averages over ``x`` (no gradients).
+
+    The running averages kept during training lag behind weights that are still changing fast
+    (small data, few steps per epoch), which makes a model in eval mode predict one class for
+    whole epochs; recomputing them once per epoch removes that lag.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network; it is left in the mode (train or eval) it was in.
+    x : torch.Tensor or iterable of torch.Tensor
+        Normalised cells ``N x C x H x W``, usually the training cells, or batches of them
+        (each used as it comes).
+    batch_size : int, default 256
+        Cells per forward pass (a last batch of one cell is skipped).
+    device : torch.device, optional
+        Where the model is; the batches are moved there.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stainfree.ml.models import create_model
+    >>> from stainfree.ml.train import recalibrate_batchnorm
+    >>> model = create_model("cnn3", 1, 2, 16).eval()
+    >>> recalibrate_batchnorm(model, torch.ones(5, 1, 16, 16), batch_size=2)
+    >>> int(model.body[1].num_batches_tracked), model.training
+    (2, False)
+    """
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    chunks = (x[start : start + batch_size] for start in range(0, len(x), batch_size)) if torch.is_tensor(x) else x
+    with torch.no_grad():
+        for chunk in chunks:
+            if len(chunk) > 1:
+                model(chunk.to(device) if device is not None else chunk)
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.train(was_training)
 
 
 def batchnorm_cells(run: TrainingRun):

@@ -15,9 +15,21 @@ import numpy as np
 
 from ..progress import progress
 from ..utils import StainfreeError, private_torch_rng
-from ._loop import TrainingRun, batchnorm_cells, keep_if_best, log_epoch, make_optimiser, resume, save_checkpoint, train_epoch, validate
+from ._loop import (
+    TrainingRun,
+    batchnorm_cells,
+    keep_if_best,
+    log_epoch,
+    make_optimiser,
+    recalibrate_batchnorm,
+    resume,
+    save_checkpoint,
+    train_epoch,
+    validate,
+)
 from .classifier import Classifier, pick_device
 from .data import TrainingCells, read_cells
+from .distributed import join_world, wrap_model
 from .models import DEFAULT_MODEL, create_model, model_info
 from .transforms import NORMALISATIONS, augmentation_names, fit_normalisation, normalisation_sample
 
@@ -259,56 +271,6 @@ def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
     return w * counts.sum() / (w * counts).sum()
 
 
-def recalibrate_batchnorm(model, x, *, batch_size: int = 256, device=None) -> None:
-    """Recompute batch-norm running statistics as exact averages over ``x`` (no gradients).
-
-    The running averages kept during training lag behind weights that are still changing fast
-    (small data, few steps per epoch), which makes a model in eval mode predict one class for
-    whole epochs; recomputing them once per epoch removes that lag.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        The network; it is left in the mode (train or eval) it was in.
-    x : torch.Tensor or iterable of torch.Tensor
-        Normalised cells ``N x C x H x W``, usually the training cells, or batches of them
-        (each used as it comes).
-    batch_size : int, default 256
-        Cells per forward pass (a last batch of one cell is skipped).
-    device : torch.device, optional
-        Where the model is; the batches are moved there.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from stainfree.ml.models import create_model
-    >>> from stainfree.ml.train import recalibrate_batchnorm
-    >>> model = create_model("cnn3", 1, 2, 16).eval()
-    >>> recalibrate_batchnorm(model, torch.ones(5, 1, 16, 16), batch_size=2)
-    >>> int(model.body[1].num_batches_tracked), model.training
-    (2, False)
-    """
-    import torch
-
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    was_training = model.training
-    model.train()
-    chunks = (x[start : start + batch_size] for start in range(0, len(x), batch_size)) if torch.is_tensor(x) else x
-    with torch.no_grad():
-        for chunk in chunks:
-            if len(chunk) > 1:
-                model(chunk.to(device) if device is not None else chunk)
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
-    model.train(was_training)
-
-
 def _encode_labels(labels, classes: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
     labels = np.asarray(labels, dtype=object)
     classes = sorted(set(labels)) if classes is None else list(classes)
@@ -354,7 +316,9 @@ def _start_run(images: np.ndarray, y: np.ndarray, split, n_classes: int, masks, 
     if config.blackout != "none" and masks is None:
         raise StainfreeError("blackout augmentation needs cell masks; cells cut from fields by `stainfree segment` have them")
     cells = TrainingCells(images, norm, size, masks=masks if config.blackout != "none" else None)
-    device = pick_device(config.device)
+    world, device = join_world(pick_device(config.device))
+    if config.batch_size // world.size < 2:
+        raise StainfreeError(f"batch size {config.batch_size} leaves fewer than 2 cells a step to each of {world.size} processes")
     model = create_model(config.model, images.shape[1], n_classes, size[0], **config.model_kwargs)
     model = model.to(device, memory_format=torch.channels_last)
     train_counts = np.bincount(y[train_idx], minlength=n_classes).clip(min=1)
@@ -374,7 +338,9 @@ def _start_run(images: np.ndarray, y: np.ndarray, split, n_classes: int, masks, 
         val_idx,
         train_counts,
         np.random.default_rng(config.seed),
-        torch.Generator().manual_seed(config.seed),
+        torch.Generator().manual_seed(config.seed + world.rank),  # each process its own augmentations
+        world=world,
+        ddp=wrap_model(model, world, device),
     )
     if config.ema > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -462,6 +428,9 @@ def fit(
         sample = normalisation_sample(split[0], random_state=config.seed)
         norm = fit_normalisation(read_cells(images, sample), config.resolved_normalisation(), random_state=config.seed)
         run = _start_run(images, y, split, len(classes), masks, config, size, norm)
+        if not run.world.is_main:  # under torchrun only rank 0 reports and keeps checkpoints
+            log = logging.getLogger(f"{__name__}.rank{run.world.rank}")
+            log.disabled = True
         if checkpoint is not None and Path(checkpoint).is_file():
             resume(run, checkpoint, signature, log)
         validating = len(run.val_idx) > 0
@@ -476,7 +445,7 @@ def fit(
             log_epoch(log, record, config.epochs)
             keep_if_best(run, record)
             run.epoch = epoch
-            if checkpoint is not None:
+            if checkpoint is not None and run.world.is_main:  # every rank resumes from it, rank 0 writes it
                 save_checkpoint(run, checkpoint, signature)
         if run.ema is not None:  # the averaged weights replace the last ones; batch norm is recomputed below
             run.model.load_state_dict(run.ema.module.state_dict())

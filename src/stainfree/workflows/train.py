@@ -99,6 +99,7 @@ def run_train(
     from ..eval.evaluate import _class_labels, _select_labelled
     from ..ml.classifier import check_finite
     from ..ml.data import IN_MEMORY_BYTES
+    from ..ml.distributed import is_main_process, launched_world
     from ..ml.train import fit
 
     t0 = time.monotonic()
@@ -123,6 +124,8 @@ def run_train(
     if group is not None and search is None:
         raise StainfreeError("a group column only shapes the search's inner folds; give --search with --group")
     if search is not None:
+        if launched_world().size > 1:
+            raise StainfreeError("--search runs in one process; start it without torchrun")
         if group is not None and group not in cells.table.columns:
             raise StainfreeError(f"group column {group!r} does not exist (columns: {', '.join(map(str, cells.table.columns))})")
         groups = cells.table[group].astype(str).to_numpy() if group else None
@@ -133,9 +136,10 @@ def run_train(
     logger.info("training on all %d labelled cells (%s)", len(labels), ", ".join(f"{c} {counts[c]}" for c in classes))
     images = cells if streamed else cells.images
     clf, history = fit(images, labels, channels=cells.channels, config=config, classes=classes, masks=masks)
-    _check_model_path(out, force)  # the same refusal if something appeared there while training
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clf.save(out)
+    if is_main_process():  # under torchrun, rank 0 writes the model
+        _check_model_path(out, force)  # the same refusal if something appeared there while training
+        out.parent.mkdir(parents=True, exist_ok=True)
+        clf.save(out)
     summary = {
         "cells": int(len(labels)),
         "left_out": int(n_all - len(labels)),
