@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -67,6 +68,19 @@ def test_pca_embedding_is_pca_of_the_normalised_pixels(tmp_path):
     more = make_cells(40, size=16, random_state=1).read(slice(None))
     assert fit_embedder(more, channels=["bf"], config=EmbedConfig(method="pca", dim=64))[0].width == 64
     assert fit_embedder(more, channels=["bf"], config=EmbedConfig(method="pca"))[0].width == 50
+
+
+def test_large_crops_train_at_half_size_and_outputs_make_their_folder(tmp_path):
+    from stainfree.ml.embed import embed_cells
+
+    images = make_cells(6, size=144, random_state=2).read(slice(None))
+    config = EmbedConfig(method="slc", model="cnn3", epochs=1, batch_size=8, dim=8, copies=1)
+    assert fit_embedder(images, channels=["bf"], config=config)[0].input_size == (72, 72)
+    assert fit_embedder(images, channels=["bf"], config=dataclasses.replace(config, input_size=144))[0].input_size == (144, 144)
+    assert fit_embedder(images, channels=["bf"], config=EmbedConfig(method="pca", dim=3))[0].input_size == (144, 144)
+    out = tmp_path / "not" / "yet" / "e.h5ad"
+    embed_cells(make_cells(4, size=16), method="pca", config=EmbedConfig(dim=3), out=out)
+    assert [p.name for p in out.parent.iterdir()] == ["e.h5ad"]
 
 
 @pytest.mark.parametrize("method", [m for m in EMBED_METHODS if m != "pca"])

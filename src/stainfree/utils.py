@@ -174,7 +174,7 @@ def atomic_output_file(path: str | os.PathLike):
     Parameters
     ----------
     path : path
-        The file to write (its folder must exist).
+        The file to write; missing folders above it are made.
 
     Yields
     ------
@@ -196,6 +196,7 @@ def atomic_output_file(path: str | os.PathLike):
     """
     path = Path(path)
     tmp = _partial_name(path, path.suffix)
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -268,7 +269,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     Parameters
     ----------
     path : path
-        The file to write (its folder must exist).
+        The file to write; missing folders above it are made.
     data : bytes
         The whole content.
 

@@ -212,7 +212,9 @@ def embed(
     blackout: str = typer.Option(
         "none", help="Barlow: none, full or partial blackout outside the cell mask (cells from `stainfree segment`)."
     ),
-    input_size: int | None = typer.Option(None, "--input-size", help="Resize cells to N x N (default: their own size)."),
+    input_size: int | None = typer.Option(
+        None, "--input-size", help="Resize cells to N x N (default: their own size; half of it over 128 px, except for pca)."
+    ),
     pooling: str | None = typer.Option(
         None,
         help="slc/barlow: 'stages+std' (the mean and standard deviation of every stage's activations, concatenated; default for barlow), 'stages' (the means only) or 'last' (the model's own features; default for slc).",

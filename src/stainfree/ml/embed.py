@@ -37,7 +37,9 @@ class EmbedConfig:
     Parameters
     ----------
     method, model, epochs, batch_size, lr, dim, copies, augment, blackout, input_size, pooling, tta, seed, lambda_
-        As commented below; ``method`` is one of :data:`EMBED_METHODS`, ``input_size`` ``None`` keeps the cells' size,
+        As commented below; ``method`` is one of :data:`EMBED_METHODS`, ``input_size`` ``None`` keeps the cells' size
+        (PCA) or, for the networks, halves crops over 128 px (a 224 px crop costs four to five times a
+        112 px one to train; the classifier does the same, :meth:`stainfree.ml.train.TrainConfig.for_data`),
         ``seed`` seeds the weights and the augmentation. :func:`embed_cells` has an example.
     """
 
@@ -266,7 +268,7 @@ def fit_embedder(
     n = len(images)
     check_training_cells(n, config, masks)
     arch = config.model or DEFAULT_ARCH.get(config.method)
-    side = int(config.input_size or images.shape[2])
+    side = int(config.input_size or (images.shape[2] // 2 if images.shape[2] > 128 and config.method != "pca" else images.shape[2]))
     if config.method == "autoencoder":
         side = max(8, int(round(side / 8)) * 8)
     norm_method = model_info(arch).normalisation if arch else "robust"
