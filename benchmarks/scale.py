@@ -54,7 +54,8 @@ PREDICT = r"""
 import json, resource, sys, time
 import numpy as np
 from stainfree.core.store import open_cellset
-from stainfree.ml.classifier import Classifier, predict_cells
+from stainfree.ml.classifier import Classifier
+from stainfree.ml.predict import predict_cells
 cells = open_cellset(sys.argv[1]).select(np.arange(int(sys.argv[3])))
 clf = Classifier.load(sys.argv[2])
 out = {"cells": len(cells)}

@@ -85,7 +85,7 @@ def test_predict_refuses_missing_channels(small_cells, tmp_path):
 
 
 def test_predict_resizes_other_sizes_with_a_warning(tmp_path, caplog):
-    from stainfree.ml.classifier import predict_cells
+    from stainfree.ml.predict import predict_cells
     from stainfree.ml.train import fit
 
     cs = make_cells(6, size=24, flasks_per_line=1, random_state=0)

@@ -69,3 +69,24 @@ def test_bad_cluster_options_are_one_line():
     with pytest.raises(StainfreeError, match="not both"):
         with dask_client(workers=2, scheduler="tcp://127.0.0.1:9"):
             pass
+
+
+def test_predict_and_embed_on_a_cluster_give_the_serial_results(cluster, tmp_path, monkeypatch):
+    from stainfree.datasets.synthetic import make_cells
+    from stainfree.ml import embed
+    from stainfree.ml.predict import predict_cells
+    from stainfree.ml.train import TrainConfig, fit
+
+    cells = sf_open(make_cells(40, size=24, random_state=5).save(tmp_path / "c.cells"))
+    clf, _ = fit(cells.images, cells.labels, channels=cells.channels, config=TrainConfig(epochs=1, batch_size=16))
+    serial = predict_cells(clf, cells, batch_size=32)
+    parallel = predict_cells(clf, cells, batch_size=32, scheduler=cluster.scheduler_address)
+    pd.testing.assert_frame_equal(parallel, serial)
+    assert len(serial) == 80 and serial["prob_round"].nunique() > 40
+    clf.save(tmp_path / "m.safetensors")
+    monkeypatch.setattr(embed, "EMBED_BLOCK", 32)  # three blocks of the 80 cells
+    method = f"model:{tmp_path / 'm.safetensors'}"
+    here = embed.embed_cells(cells, method=method).obsm["X_model"]
+    there = embed.embed_cells(cells, method=method, scheduler=cluster.scheduler_address).obsm["X_model"]
+    np.testing.assert_array_equal(there, here)
+    assert here.shape[0] == 80 and np.unique(here[:, 0]).size > 40

@@ -140,3 +140,48 @@ def map_tasks(
     finally:
         client.cancel(futures + data)
     return results
+
+
+def map_cell_blocks(
+    func: Callable,
+    n_cells: int,
+    block_size: int,
+    *,
+    workers: int = 0,
+    scheduler: str | None = None,
+    desc: str = "cells",
+    log: logging.Logger | None = None,
+) -> list:
+    """``func((start, stop))`` for consecutive blocks of ``block_size`` cells, here or on a Dask cluster.
+
+    Each task reads its own rows from the store (``func`` holds the lazy CellSet), so only the
+    results travel; the blocks are the serial run's batches, so the results are the serial ones.
+
+    Parameters
+    ----------
+    func : callable
+        A function of one ``(start, stop)`` pair, importable by the workers (a module's function or
+        :func:`functools.partial` of one).
+    n_cells, block_size : int
+        How many cells, and how many a task takes.
+    workers, scheduler : int, str, optional
+        As :func:`dask_client`.
+    desc : str
+        For the progress line (it counts blocks).
+    log : logging.Logger, optional
+        Where progress goes.
+
+    Returns
+    -------
+    list
+        ``func``'s results, block by block, in order.
+
+    Examples
+    --------
+    >>> from stainfree.parallel import map_cell_blocks
+    >>> map_cell_blocks(tuple, 5, 2)
+    [(0, 2), (2, 4), (4, 5)]
+    """
+    blocks = [(start, min(start + block_size, n_cells)) for start in range(0, n_cells, block_size)]
+    with dask_client(workers=workers, scheduler=scheduler) as client:
+        return map_tasks(func, blocks, client=client, names=[f"cells {a}-{b - 1}" for a, b in blocks], desc=desc, unit="batches", log=log)

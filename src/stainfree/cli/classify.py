@@ -227,14 +227,16 @@ def predict(
     if len(inputs) == 1 and (inputs[0] / "cellset.json").is_file():
         from ..workflows.predict import run_predict_cellset
 
-        given = _field_options_given(field)
+        given = _field_options_given({k: v for k, v in field.items() if k not in ("workers", "scheduler")})
         if given:
             raise StainfreeError(
                 f"{given[0]} applies to field images; {inputs[0]} is a CellSet, whose cells are cut and named already "
                 "(the model takes its own channels from them by name)"
             )
 
-        path, summary = run_predict_cellset(model, inputs[0], out, tta=tta, prior=prior, force=force)
+        path, summary = run_predict_cellset(
+            model, inputs[0], out, tta=tta, prior=prior, force=force, workers=field["workers"], scheduler=field["scheduler"]
+        )
         typer.echo(f"wrote {path}: {summary['cells']} cells; predicted " + ", ".join(f"{k} {v}" for k, v in summary["predicted"].items()))
         if "against_labels" in summary:
             a = summary["against_labels"]

@@ -8,7 +8,7 @@ import typer
 
 from ..utils import StainfreeError, refuse_existing, refuse_partial
 from .app import app
-from .options import read_h5ad, read_table
+from .options import read_h5ad, read_table, scheduler_option, workers_option
 
 
 @app.command()
@@ -26,10 +26,8 @@ def features(
     ),
     scales: str = typer.Option("3,5", help="Haralick texture scales in pixels, comma-separated."),
     gray_levels: int = typer.Option(32, "--gray-levels", help="Grey levels for texture."),
-    workers: int = typer.Option(0, "--workers", help="Measure on a local Dask cluster of N processes (default 0: here; same table)."),
-    scheduler: str | None = typer.Option(
-        None, "--scheduler", help="Send the batches to a running Dask scheduler instead (tcp://host:8786)."
-    ),
+    workers: int = workers_option("Measure batches of cells"),
+    scheduler: str | None = scheduler_option(),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ):
     """Measure CellProfiler-style shape, intensity, texture and skeleton features per cell."""
@@ -227,6 +225,8 @@ def embed(
         None, "--save-model", help="Also write the trained embedder (.safetensors) to embed new cells with embedder:PATH."
     ),
     seed: int = typer.Option(0, help="Random seed."),
+    workers: int = workers_option("Embed batches of cells (after training, which runs here)"),
+    scheduler: str | None = scheduler_option(),
     force: bool = typer.Option(False, "--force", help="Replace OUT (and --save-model) if they exist."),
 ):
     """Embed cells without labels: Self-Label Clustering, Barlow Twins, autoencoder, PCA."""
@@ -253,7 +253,7 @@ def embed(
         tta=tta,
         seed=seed,
     )
-    adata = embed_cells(cs, out, method=method, config=config, save_model=save_model, force=force)
+    adata = embed_cells(cs, out, method=method, config=config, save_model=save_model, force=force, workers=workers, scheduler=scheduler)
     key = adata.uns["stainfree_embed"]["key"]
     typer.echo(
         f"wrote {out}: {adata.n_obs} cells x {adata.obsm[key].shape[1]} in obsm['{key}']"

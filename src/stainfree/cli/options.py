@@ -62,6 +62,18 @@ TRAIN_OPTIONS = {
 }
 
 
+def workers_option(what: str):
+    """``--workers N``: ``what`` (e.g. "Measure the cells") on a local Dask cluster of N processes."""
+    return typer.Option(0, "--workers", help=f"{what} on a local Dask cluster of N processes (default 0: here; same result).")
+
+
+def scheduler_option():
+    """``--scheduler ADDRESS``: the same work on a running Dask scheduler."""
+    return typer.Option(
+        None, "--scheduler", help="Send the work to a running Dask scheduler instead, e.g. tcp://host:8786 (dask-jobqueue)."
+    )
+
+
 #: How fields are read and segmented: name -> (type, typer option); see :func:`with_field_options`.
 FIELD_OPTIONS = {
     "channels": (
@@ -147,18 +159,8 @@ FIELD_OPTIONS = {
     ),
     "background_sigma": (float, typer.Option(200.0, "--background-sigma", help="Sigma (px) of the blur the label channel is divided by.")),
     "min_posterior": (float, typer.Option(0.8, "--min-posterior", help="Cells below this posterior for both populations stay unlabelled.")),
-    "workers": (
-        int,
-        typer.Option(
-            0, "--workers", help="Segment and crop the fields on a local Dask cluster of N processes (default 0: in turn; same result)."
-        ),
-    ),
-    "scheduler": (
-        str | None,
-        typer.Option(
-            None, "--scheduler", help="Send the fields to a running Dask scheduler instead, e.g. tcp://host:8786 (dask-jobqueue)."
-        ),
-    ),
+    "workers": (int, workers_option("Run the fields (or, for predict on a CellSet, batches of cells)")),
+    "scheduler": (str | None, scheduler_option()),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -356,6 +357,8 @@ def embed_cells(
     config: EmbedConfig | None = None,
     save_model: str | os.PathLike | None = None,
     force: bool = False,
+    workers: int = 0,
+    scheduler: str | None = None,
 ):
     """Embed a CellSet and return an AnnData: ``obs`` the per-cell table (with ``cell_id``),
     ``obsm['X_<method>']`` the embedding, ``uns['stainfree_embed']`` the settings and history.
@@ -369,6 +372,10 @@ def embed_cells(
     method, config : str, EmbedConfig, optional
         One of :data:`EMBED_METHODS` (trained with ``config``; default ``config.method``, else ``"barlow"``),
         ``model:PATH`` (a classifier's penultimate layer) or ``embedder:PATH`` (a saved embedder applied to new cells).
+    workers, scheduler : int, str, optional
+        Embed blocks of cells (after any training, which runs here) on a local Dask cluster of
+        ``workers`` processes or a running ``scheduler`` (:func:`stainfree.parallel.dask_client`);
+        the embedding is the serial one.
 
     Examples
     --------
@@ -395,8 +402,7 @@ def embed_cells(
         if missing:
             raise StainfreeError(f"the cells lack channel {missing[0]!r} that {path} needs (cells have: {', '.join(cells.channels)})")
         cells = cells.select_channels(model.channels)
-        images = cells.read(slice(None))
-        x = model.embed(images) if kind == "model" else model.transform(images)
+        x = _embed_in_blocks(model, cells, workers, scheduler)
         key = "X_model" if kind == "model" else f"X_{model.method}"
         settings = {"method": method, "source": str(path)}
     else:
@@ -405,7 +411,7 @@ def embed_cells(
         images = cells.read(slice(None))
         masks = cells.read_masks() if config.blackout != "none" and cells.has_masks else None
         emb, history = fit_embedder(images, channels=cells.channels, config=config, masks=masks)
-        x = emb.transform(images)
+        x = _embed_in_blocks(emb, cells, workers, scheduler)
         key = f"X_{method}"
         settings = {"method": method, **emb.config, "arch": emb.arch, "width": emb.width}
         settings["robustness"] = augmentation_robustness(emb, images, preset="yao", random_state=config.seed)
@@ -420,3 +426,23 @@ def embed_cells(
         if out is not None:
             write_h5ad(adata, stack.enter_context(atomic_output_file(out)))
     return adata
+
+
+#: Cells a task embeds (a multiple of the 256-cell batches, so the batches are the serial run's).
+EMBED_BLOCK = 4096
+
+
+def _embed_block(block: tuple[int, int], *, model, cells) -> np.ndarray:
+    start, stop = block
+    images = cells.read(slice(start, stop))
+    return model.transform(images) if isinstance(model, Embedder) else model.embed(images)
+
+
+def _embed_in_blocks(model, cells, workers: int, scheduler: str | None) -> np.ndarray:
+    """The embedding of every cell by a classifier or an embedder, block by block, here or on Dask."""
+    from ..parallel import map_cell_blocks
+
+    task = functools.partial(_embed_block, model=model, cells=cells)
+    return np.concatenate(
+        map_cell_blocks(task, len(cells), EMBED_BLOCK, workers=workers, scheduler=scheduler, desc="embedding", log=logger)
+    )

@@ -277,7 +277,8 @@ def classify_objects(image: np.ndarray, labels: np.ndarray, model, *, tta: bool 
         When the image's channels are not the model's.
     """
     from ..core.cellset import CellSet
-    from ..ml.classifier import Classifier, predict_cells
+    from ..ml.classifier import Classifier
+    from ..ml.predict import predict_cells
     from ..seg.crops import crop_objects
 
     clf = model if isinstance(model, Classifier) else Classifier.load(model)

@@ -317,7 +317,7 @@ def measure(
     >>> table.shape[0], "Texture_SumVariance_bf_5_00" in table
     (4, True)
     """
-    from ..parallel import dask_client, map_tasks
+    from ..parallel import map_cell_blocks
 
     if channels is not None:
         cells = cells.select_channels(channels)
@@ -341,11 +341,7 @@ def measure(
         texture_scales=texture_scales,
         gray_levels=gray_levels,
     )
-    blocks = [(start, min(start + batch_size, len(cells))) for start in range(0, len(cells), batch_size)]
-    with dask_client(workers=workers, scheduler=scheduler) as client:
-        done = map_tasks(
-            task, blocks, client=client, names=[f"cells {a}-{b - 1}" for a, b in blocks], desc="features", unit="batches", log=logger
-        )
+    done = map_cell_blocks(task, len(cells), batch_size, workers=workers, scheduler=scheduler, desc="features", log=logger)
     parts = [part for part, _, _ in done]
     empty_ids = [cell for _, empty, _ in done for cell in empty]
     flat_cells = sum(flat for _, _, flat in done)

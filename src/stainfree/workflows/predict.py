@@ -97,7 +97,7 @@ def run_predict(
     tta : bool, default True
         Average each cell's prediction over its 8 rotations and flips.
     prior : str, default "balanced"
-        The class prior of the decision (:func:`stainfree.ml.classifier.predict_cells`).
+        The class prior of the decision (:func:`stainfree.ml.predict.predict_cells`).
     force : bool, default False
         Replace ``out`` when it is an earlier output.
     **options
@@ -125,7 +125,8 @@ def run_predict(
     import json
 
     from ..core.cellset import CellSet
-    from ..ml.classifier import Classifier, predict_cells
+    from ..ml.classifier import Classifier
+    from ..ml.predict import predict_cells
     from ..report.sections import write_report
     from ..utils import atomic_output_dir
 
@@ -200,6 +201,8 @@ def run_predict_cellset(
     tta: bool = True,
     prior: str = "balanced",
     force: bool = False,
+    workers: int = 0,
+    scheduler: str | None = None,
 ) -> tuple[Path, dict]:
     """``stainfree predict`` on a CellSet: predict every cell with a saved classifier and write ``out`` (parquet).
 
@@ -214,9 +217,11 @@ def run_predict_cellset(
     tta : bool, default True
         Average each cell's prediction over its 8 rotations and flips.
     prior : str, default "balanced"
-        The class prior the probabilities assume (see :func:`~stainfree.ml.classifier.predict_cells`).
+        The class prior the probabilities assume (see :func:`~stainfree.ml.predict.predict_cells`).
     force : bool, default False
         Overwrite an existing output.
+    workers, scheduler : int, str, optional
+        Classify batches of cells on a Dask cluster (:func:`~stainfree.ml.predict.predict_cells`).
 
     Returns
     -------
@@ -243,7 +248,8 @@ def run_predict_cellset(
     """
     from ..core.store import open_cellset
     from ..eval.metrics import classification_metrics
-    from ..ml.classifier import Classifier, predict_cells
+    from ..ml.classifier import Classifier
+    from ..ml.predict import predict_cells
     from ..utils import write_parquet
 
     out = Path(out)
@@ -252,7 +258,7 @@ def run_predict_cellset(
     cs = open_cellset(cells)
     if len(cs) == 0:
         raise StainfreeError(f"{cells}: there are no cells to predict")
-    table = predict_cells(clf, cs, tta=tta, prior=prior)
+    table = predict_cells(clf, cs, tta=tta, prior=prior, workers=workers, scheduler=scheduler)
     write_parquet(table, out, force=force)
     summary = {"cells": len(table), "predicted": {str(k): int(v) for k, v in table["predicted"].value_counts().items()}}
     if "label" in table:
