@@ -22,9 +22,14 @@ RETRIES = 1
 
 
 @contextlib.contextmanager
-def dask_client(*, workers: int = 0, scheduler: str | None = None, timeout: str = "10s") -> Iterator:
+def dask_client(*, workers: int = 0, scheduler: str | None = None, timeout: str = "10s", threads: bool = False) -> Iterator:
     """A ``distributed.Client`` for the block (``None`` when serial); a local cluster it started is
     closed at the end.
+
+    A local cluster is ``workers`` single-threaded processes, or, with ``threads``, one worker of
+    ``workers`` threads inside this process: it starts in a fraction of a second and sends nothing
+    between processes, for work that spends its time in code that releases the GIL (numpy, scipy,
+    scikit-image and torch segmenting a field: 1.9x on two threads here).
 
     Raises
     ------
@@ -64,11 +69,14 @@ def dask_client(*, workers: int = 0, scheduler: str | None = None, timeout: str 
             environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
             environ.pop("MALLOC_TRIM_THRESHOLD_", None)
             stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ": environ}))
+            shape = {"n_workers": 1, "threads_per_worker": workers} if threads else {"n_workers": workers, "threads_per_worker": 1}
             cluster = stack.enter_context(
-                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.WARNING)
+                LocalCluster(
+                    **shape, processes=not threads, dashboard_address=":0", worker_dashboard_address=None, silence_logs=logging.WARNING
+                )
             )
             client = stack.enter_context(Client(cluster))
-        logger.info("running on %s", scheduler or f"a local cluster of {workers} workers")
+        logger.info("running on %s", scheduler or f"a local cluster of {workers} {'threads' if threads else 'workers'}")
         yield client
 
 

@@ -267,8 +267,8 @@ def cells_from_fields(
     random_state : int, default 0
         Seed of the mixture fit.
     workers : int, default 0
-        Segment and crop the fields on a local Dask cluster of this many worker processes
-        (0 or 1: here, one field after another). The result is the serial one.
+        Segment and crop the fields on a local Dask cluster of this many threads (segmenting
+        releases the GIL; 0 or 1: here, one field after another). The result is the serial one.
     scheduler : str, optional
         The address of a running Dask scheduler to send the fields to instead.
 
@@ -316,7 +316,7 @@ def cells_from_fields(
         keep_labels=keep_labels,
     )
     items = [(f, None if point_sets is None else point_sets[i]) for i, f in enumerate(fields)]
-    with dask_client(workers=workers, scheduler=scheduler) as client:
+    with dask_client(workers=workers, scheduler=scheduler, threads=True) as client:  # segmenting releases the GIL
         done = map_tasks(task, items, client=client, names=[f.source for f in fields], desc="fields", unit="fields", log=logger)
     parts = [part for part, _ in done]
     intensities = [intensity for _, intensity in done if intensity is not None]
