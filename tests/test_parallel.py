@@ -61,10 +61,21 @@ def test_features_on_a_cluster_give_the_serial_table(cluster, tmp_path):
 def test_a_task_that_fails_is_named_after_its_retry(cluster):
     from distributed import Client
 
+    calls = []
+
+    def sqrt_counted(x):
+        calls.append(x)
+        return math.sqrt(x)
+
     with Client(cluster) as client:
         assert map_tasks(math.sqrt, [4.0, 9.0], client=client) == [2.0, 3.0]
         with pytest.raises(StainfreeError, match=r"^field b: failed on a worker after 2 tries \(ValueError: math domain error\)"):
             map_tasks(math.sqrt, [4.0, -1.0], client=client, names=["field a", "field b"])
+    with dask_client(workers=2, threads=True) as pool:  # the same on threads of this process
+        assert map_tasks(math.sqrt, [4.0, 9.0, 16.0], client=pool) == [2.0, 3.0, 4.0]
+        with pytest.raises(StainfreeError, match=r"^field b: failed on a worker after 2 tries \(ValueError: math domain error\)"):
+            map_tasks(sqrt_counted, [4.0, -1.0], client=pool, names=["field a", "field b"])
+    assert sorted(calls) == [-1.0, -1.0, 4.0]
 
 
 def test_bad_cluster_options_are_one_line():

@@ -4,6 +4,7 @@ classify every cell, write overlays and a table)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from ..io.fields import write_label_image
 from ..pl.fields import plot_mixture, plot_overlay
 from ..seg.pipeline import cells_from_fields, read_fields_to_segment
 from ..seg.scoring import labelled_scores
-from ..utils import StainfreeError, refuse_existing
+from ..utils import StainfreeError, atomic_output_dir, refuse_existing
 
 # ---------------------------------------------------------------------- mixed populations
 PREDICT_MARKER = "fields.json"
@@ -122,13 +123,10 @@ def run_predict(
     >>> summary["predicted"]  # doctest: +SKIP
     {'round': 31, 'spindle': 12}
     """
-    import json
-
     from ..core.cellset import CellSet
     from ..ml.classifier import Classifier
     from ..ml.predict import predict_cells
     from ..report.sections import write_report
-    from ..utils import atomic_output_dir
 
     out = Path(out)
     refuse_existing(out, force=force)
