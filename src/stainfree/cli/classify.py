@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..io.omezarr import is_ome_zarr
 from ..utils import StainfreeError, refuse_existing
 from .app import app
 from .options import (
@@ -246,8 +247,8 @@ def predict(
         if summary.get("unscored_labels"):
             typer.echo(f"not scored: labels the model does not know ({', '.join(summary['unscored_labels'])})")
         return
-    if len(inputs) == 1 and inputs[0].is_dir():
-        raise StainfreeError(f"{inputs[0]}: not a CellSet (no cellset.json) and not a field image")
+    if len(inputs) == 1 and inputs[0].is_dir() and not is_ome_zarr(inputs[0]):
+        raise StainfreeError(f"{inputs[0]}: not a CellSet (no cellset.json), an OME-Zarr image or plate, or a field image")
     from ..workflows.predict import run_predict
 
     path, summary = run_predict(model, inputs, out, tta=tta, prior=prior, force=force, **field)

@@ -21,8 +21,8 @@ class Field:
 
     Attributes
     ----------
-    image : numpy.ndarray
-        The pixels, ``(C, H, W)``, dtype as stored.
+    image : numpy.ndarray or dask.array.Array
+        The pixels, ``(C, H, W)``, dtype as stored; lazy for OME-Zarr fields (:meth:`loaded` reads them).
     channels : list of str
         One name per channel.
     name : str
@@ -31,6 +31,9 @@ class Field:
         The file it was read from.
     pixel_size : float, optional
         Micrometres per pixel, where known.
+    origin, core, parent : (int, int), (int, int, int, int), str, optional
+        For a tile of a larger field (:func:`stainfree.seg.tiles.split_field`): where its pixels
+        start in the field, its own region (top, bottom, left, right), and the field's name.
 
     Examples
     --------
@@ -46,6 +49,17 @@ class Field:
     name: str
     source: str
     pixel_size: float | None = None
+    origin: tuple[int, int] = (0, 0)
+    core: tuple[int, int, int, int] | None = None
+    parent: str | None = None
+
+    def loaded(self) -> Field:
+        """This field with its pixels in memory (itself when they are)."""
+        if isinstance(self.image, np.ndarray):
+            return self
+        from .omezarr import load_image
+
+        return dataclasses.replace(self, image=load_image(self.image))
 
     def channel(self, name: str) -> np.ndarray:
         """The ``(H, W)`` pixels of channel ``name``; :class:`StainfreeError` if there is none."""
@@ -134,7 +148,7 @@ def read_fields(
     planes: str = "channels",
     pixel_size: float | None = None,
 ) -> list[Field]:
-    """Read one field file (TIFF/OME-TIFF, PNG, JPG) as one or more :class:`Field`.
+    """Read one field file (TIFF/OME-TIFF, PNG, JPG) or OME-Zarr image or plate as one or more :class:`Field`.
 
     Parameters
     ----------
@@ -176,12 +190,17 @@ def read_fields(
     [('f', (2, 8, 8), ['bf', 'gfp'])]
     """
     from .images import read_image, to_channels_first
+    from .omezarr import is_ome_zarr, read_ome_zarr
 
     if planes not in ("channels", "fields"):
         raise StainfreeError(f"planes must be 'channels' or 'fields', not {planes!r}")
     if pixel_size is not None and not pixel_size > 0:
         raise StainfreeError(f"pixel size must be a positive number of micrometres, got {pixel_size}")
     path = Path(path)
+    if is_ome_zarr(path):
+        if grey or planes != "channels":
+            raise StainfreeError(f"{path}: --grey and --planes apply to image files, not OME-Zarr")
+        return read_ome_zarr(path, channels=channels, pixel_size=pixel_size)
     if not path.is_file():
         raise StainfreeError(f"{path}: no such file")
     if path.suffix.lower() in (".tif", ".tiff"):

@@ -189,7 +189,7 @@ def prediction_layers(run: str | os.PathLike) -> list[tuple]:
             continue
         source = Path(entry.get("source", ""))
         if source.is_file():
-            read = read_field_files([source], channels=summary.get("field_channels"))
+            read = [f.loaded() for f in read_field_files([source], channels=summary.get("field_channels"))]
             field = next((f for f in read if f.name == name), None)
             if field is not None:
                 layers.append((field.image, {"name": [f"{name} {c}" for c in field.channels], "channel_axis": 0}, "image"))

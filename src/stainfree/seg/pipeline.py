@@ -21,6 +21,7 @@ from .fluorescence import (
     disk_intensity,
     fit_two_populations,
 )
+from .tiles import OVERLAP, TILE, field_tasks, join_tiles, objects_in_core
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +150,8 @@ def _cells_of_objects(f: Field, crop_index: list[int], *, size: int, pad: bool, 
     from .methods import segment_field
 
     result = segment_field(f, **segment)
+    if f.core is not None:  # a tile of a larger field keeps the objects centred in its own region
+        result = dataclasses.replace(result, labels=objects_in_core(result.labels, f.core))
     crops, field_masks, table, skipped = crop_objects(f.image[crop_index], result.labels, size=size, pad=pad)
     table.insert(0, "cell_id", [f"{f.name}:{k}" for k in table["label_id"]])
     stats = {
@@ -167,7 +170,7 @@ def _cells_of_objects(f: Field, crop_index: list[int], *, size: int, pad: bool, 
     )
     table = pd.concat([table, density], axis=1)
     stats.update(field_density=float(density["field_density"].iloc[0]) if len(density) else None, **units)
-    if result.n_objects == 0:
+    if result.n_objects == 0 and f.parent is None:  # an empty tile of a larger field is no news
         logger.warning("%s: no objects found", f.source)
     return _FieldPart(crops, field_masks, table, stats, label_radius or max(result.diameter / 2, 1.0), result.labels)
 
@@ -185,6 +188,7 @@ def _field_part(item, *, crop: dict, segment: dict, label: tuple, keep_labels: b
     """One field's cells (segmented, or at its points) and, with a label channel, their intensities:
     the task :func:`cells_from_fields` runs per field, here or on a Dask worker."""
     f, points = item
+    f = f.loaded()  # a lazy field (OME-Zarr), or a tile of one, is read here, by the task
     part = _cells_at_points(f, points, **crop) if points is not None else _cells_of_objects(f, **crop, **segment)
     if not keep_labels:
         part.labels = None  # a field-sized image a worker need not send back
@@ -218,6 +222,7 @@ def cells_from_fields(
     random_state: int = 0,
     workers: int = 0,
     scheduler: str | None = None,
+    tile: int = TILE,
 ) -> FieldCells:
     """Segment (or take given points), crop and optionally label the cells of several fields.
 
@@ -271,6 +276,9 @@ def cells_from_fields(
         releases the GIL; 0 or 1: here, one field after another). The result is the serial one.
     scheduler : str, optional
         The address of a running Dask scheduler to send the fields to instead.
+    tile : int, default :data:`stainfree.seg.tiles.TILE`
+        Fields larger than this on a side are segmented in overlapping tiles of this size, each a
+        task of its own reading only its window (:mod:`stainfree.seg.tiles`).
 
     Returns
     -------
@@ -315,10 +323,11 @@ def cells_from_fields(
         label=(label_channel, background_sigma),
         keep_labels=keep_labels,
     )
-    items = [(f, None if point_sets is None else point_sets[i]) for i, f in enumerate(fields)]
+    tiles, items, names = field_tasks(fields, point_sets, tile=tile, overlap=max(OVERLAP, size))
     with dask_client(workers=workers, scheduler=scheduler, threads=True) as client:  # segmenting releases the GIL
-        done = map_tasks(task, items, client=client, names=[f.source for f in fields], desc="fields", unit="fields", log=logger)
+        done = map_tasks(task, items, client=client, names=names, desc="fields", unit="fields", log=logger)
     parts = [part for part, _ in done]
+    stitched = join_tiles(tiles, parts, {f.name: f.image.shape[-2:] for f in fields}, keep_labels=keep_labels)
     intensities = [intensity for _, intensity in done if intensity is not None]
     per_field = [p.stats for p in parts]
     table = pd.concat([p.table for p in parts], ignore_index=True)
@@ -333,7 +342,8 @@ def cells_from_fields(
             table, intensities, label_channel, names=label_names, min_posterior=min_posterior, random_state=random_state
         )
     all_masks = None if any(p.masks is None for p in parts) else np.concatenate([p.masks for p in parts])
-    label_images = {f.name: p.labels for f, p in zip(fields, parts)} if keep_labels and point_sets is None else {}
+    label_images = {t.name: p.labels for t, p in zip(tiles, parts) if t.parent is None} if keep_labels and point_sets is None else {}
+    label_images.update(stitched)
     return FieldCells(
         np.concatenate([p.crops for p in parts]),
         all_masks,

@@ -51,7 +51,7 @@ def _write_overlays(folder: Path, fields, result, table: pd.DataFrame, classes: 
     by_field = {name: dict(zip(g["label_id"], g["predicted"])) for name, g in table.groupby("field", sort=False)}
     for f in fields:
         plot_overlay(
-            f.channel(result.segment_channel),
+            f.loaded().channel(result.segment_channel),  # a lazy (OME-Zarr) field is read one at a time
             result.label_images[f.name],
             by_field.get(f.name, {}),
             classes,

@@ -137,7 +137,7 @@ def run_train_segmenter(
     out = Path(out)
     refuse_existing(out, force=force)
     config = config or SegTrainConfig()
-    fields = read_field_files(paths, **read_options)
+    fields = [f.loaded() for f in read_field_files(paths, **read_options)]  # scored and trained on in memory
     channels = list(fields[0].channels)
     odd = next((f for f in fields if list(f.channels) != channels), None)
     if odd is not None:
@@ -264,7 +264,7 @@ def run_score_segmentation(
 
     out = Path(out)
     refuse_existing(out, force=force)
-    fields = read_field_files(paths, **read_options)
+    fields = [f.loaded() for f in read_field_files(paths, **read_options)]  # scored and trained on in memory
     annotations = read_annotations(truth, fields)
     if method in ("auto", "learnt"):
         segmenter = load_segmenter(segmenter)
