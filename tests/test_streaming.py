@@ -15,15 +15,24 @@ from stainfree.ml.train import TrainConfig, fit
 
 def test_streamed_batches_cover_each_cell_once_from_one_pool(monkeypatch):
     monkeypatch.setattr(data, "POOL_CELLS", 7)
+    monkeypatch.setattr(data, "RUN_CELLS", 2)
     images = np.arange(30 * 4, dtype=np.float32).reshape(30, 1, 2, 2)
     cells = TrainingCells(images, {"method": "cell"}, (2, 2), in_memory=False)
+    reads = []
+    prepare = cells._prepare
+    monkeypatch.setattr(cells, "_prepare", lambda rows: (reads.append(rows.tolist()), prepare(rows))[1])
     order = np.random.default_rng(0).permutation(30)[:25]
     batches = list(cells.batches(order, 3, rng=np.random.default_rng(1)))
     rows = np.concatenate([b for b, _, _ in batches])
     assert sorted(rows.tolist()) == sorted(order.tolist())
-    pools = [set(np.sort(order)[s : s + 7]) for s in range(0, 25, 7)]
+    assert sorted(r for pool in reads for r in pool) == sorted(order.tolist())  # each cell read once
+    assert all(pool == sorted(pool) and len(pool) <= 7 for pool in reads)  # a pool is read in storage order
+    runs = [set(np.sort(order)[s : s + 2].tolist()) for s in range(0, 25, 2)]
+    assert all(any(run <= set(pool) for pool in reads) for run in runs)  # runs stay whole
+    span = np.sort(order)
+    assert any(span.tolist().index(p[-1]) - span.tolist().index(p[0]) >= len(p) for p in reads)  # pools reach across the set
     for b, x, _ in batches:
-        assert any(set(b.tolist()) <= p for p in pools)  # a batch never mixes two pools
+        assert any(set(b.tolist()) <= set(p) for p in reads)  # a batch never mixes two pools
         assert np.allclose(x.numpy(), cells.take(b)[0].numpy())  # each row's own cell
     memory = TrainingCells(images, {"method": "cell"}, (2, 2), in_memory=True)
     assert np.array_equal(memory.take(order)[0].numpy(), cells.take(order)[0].numpy())
@@ -63,3 +72,30 @@ def test_blackout_reads_masks_of_a_streamed_set(monkeypatch):
     assert asked == [[0, 1, 2, 3, 4, 5]] and m.shape == (6, 1, 4, 4) and bool(m[:, 0, 1:3, 1:3].all())
     with pytest.raises(Exception, match="blackout"):
         fit(images, ["a", "b"] * 3, channels=["bf"], config=TrainConfig(epochs=1, blackout="full"))
+
+
+def test_evaluate_streams_a_set_too_large_for_memory(tmp_path, monkeypatch):
+    from stainfree.core.cellset import CellSet
+    from stainfree.eval import _job
+    from stainfree.eval.evaluate import evaluate
+    from stainfree.utils import StainfreeError
+
+    lazy = open_cellset(make_cells(40, size=24, random_state=4).save(tmp_path / "e.cells"))
+    config = TrainConfig(epochs=20, batch_size=16)
+    options = {"protocol": "kfold", "n_folds": 2, "config": config, "baselines": ["majority"], "n_boot": 0, "tta": False}
+    in_memory = evaluate(lazy, **options)
+    monkeypatch.setattr(data, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(data, "POOL_CELLS", 16)
+    monkeypatch.setattr(data, "RUN_CELLS", 4)  # the set is stored class by class: pools must mix them
+    monkeypatch.setattr(_job, "PREDICT_BLOCK", 7)  # test folds read in blocks of 7 cells
+    monkeypatch.setattr(CellSet, "load", lambda self: pytest.fail("a streamed evaluation loaded the whole set"))
+    streamed = evaluate(lazy, **options, final_model=True)
+    assert sorted(streamed.predictions["cell_id"]) == sorted(in_memory.predictions["cell_id"])  # every cell tested once
+    ba = [e.metrics["summary"]["balanced_accuracy"]["mean"] for e in (in_memory, streamed)]
+    print("balanced accuracy in memory, streamed:", ba)
+    assert ba[1] >= 0.75 and abs(ba[0] - ba[1]) <= 0.15, ba
+    assert streamed.model is not None
+    with pytest.raises(StainfreeError, match="80 cells do not fit in memory .*--search needs them there"):
+        from stainfree.eval.search import Search
+
+        evaluate(lazy, **options, search=Search())

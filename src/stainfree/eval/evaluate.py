@@ -18,8 +18,9 @@ from ..ml.classifier import Classifier, check_finite
 from ..ml.train import TrainConfig, fit
 from ..progress import progress
 from ..utils import StainfreeError, atomic_write_bytes, read_parquet, write_parquet
+from ._job import Job, add_probabilities, prepare_baselines, run_baselines
 from ._summary import cross_group_table, learning_curve_table, metrics_block
-from .baselines import BASELINES, OPTIONAL_BASELINES, align_features, feature_arrays, run_baseline
+from .baselines import BASELINES, OPTIONAL_BASELINES
 from .protocols import PROTOCOLS, make_splits, stratified_subsample
 from .search import Search, SearchResult, search_config
 
@@ -70,27 +71,32 @@ def _select_labelled(cells: CellSet) -> CellSet:
     return cells
 
 
-@dataclasses.dataclass
-class _Job:
-    """What every split of one evaluation shares."""
+def _loaded_or_streamed(cells: CellSet, protocol: str | None, search, baselines: Sequence[str]) -> tuple[CellSet, bool]:
+    """The cells read into memory once (training, features and baselines share them), or left on
+    disk, streamed, when lazy and their pixels as float32 take more than
+    :data:`stainfree.ml.data.IN_MEMORY_BYTES` (a search, the audit and the outline baseline need
+    them in memory and are refused then). Streamed pixels are checked as each batch is normalised."""
+    from ..ml.data import IN_MEMORY_BYTES
 
-    cells: CellSet
-    labels: np.ndarray
-    classes: list[str]
-    groups: np.ndarray | None
-    group: str | None
-    masks: np.ndarray | None
-    config: TrainConfig
-    baselines: Sequence[str]
-    tta: bool
-    work: Path | None
-    protocol: str
-    outlines: np.ndarray | None = None
-    feature_matrix: np.ndarray | None = None
-    area: np.ndarray | None = None
-    search: Search | None = None
-    search_budget: float | None = None  # seconds for each split's search
-    searches: dict = dataclasses.field(default_factory=dict)  # split name -> SearchResult.record()
+    if not cells.is_lazy or len(cells) * int(np.prod(cells.shape[1:])) * 4 <= IN_MEMORY_BYTES:
+        cells = cells.load()
+        check_finite(cells.images, cells.table["cell_id"])
+        return cells, False
+    needs_memory = [
+        n
+        for n, on in (
+            ("--search", search is not None),
+            ("the audit-groups protocol", protocol == "audit-groups"),
+            ("the outline_cnn baseline", "outline_cnn" in baselines),
+        )
+        if on
+    ]
+    if needs_memory:
+        raise StainfreeError(
+            f"{len(cells):,} cells do not fit in memory (over {IN_MEMORY_BYTES / 2**30:g} GiB as float32); {needs_memory[0]} needs them there"
+        )
+    logger.info("%d cells are streamed from the store in every split", len(cells))
+    return cells, True
 
 
 def _check_request(cells: CellSet, protocol: str | None, group: str | None, baselines: Sequence[str]) -> tuple[str, list[str]]:
@@ -126,62 +132,7 @@ def _class_labels(table: pd.DataFrame) -> tuple[np.ndarray, list[str], pd.Series
     return labels, classes, counts
 
 
-def _prepare_baselines(job: _Job, features: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Outlines and handcrafted features for the baselines that need them; returns the features."""
-    cells = job.cells
-    if "outline_cnn" in job.baselines:
-        from ..pp.features import foreground_mask
-
-        if cells.has_masks:
-            job.outlines = cells.read_masks().astype(np.float32)[:, None]
-        else:
-            logger.info("finding cell outlines for the outline-only baseline")
-            job.outlines = np.stack([foreground_mask(c) for c in cells.images]).astype(np.float32)[:, None]
-    if any(b in ("area_svm", "features_rf") for b in job.baselines) and features is None:
-        from ..pp.features import measure
-
-        logger.info("measuring handcrafted features for the baselines")
-        features = measure(cells)
-    elif features is not None:
-        features = align_features(features, cells.cell_ids)
-    if features is not None:
-        job.feature_matrix, job.area = feature_arrays(features, need_area="area_svm" in job.baselines)
-    return features
-
-
-def _add_probabilities(part: pd.DataFrame, prefix: str, proba: np.ndarray, classes: list[str], predicted: str) -> None:
-    part[predicted] = np.asarray(classes, dtype=object)[proba.argmax(1)]
-    for j, c in enumerate(classes):
-        part[f"{prefix}{c}"] = proba[:, j]
-
-
-def _run_baselines(job: _Job, part: pd.DataFrame, train: np.ndarray, test: np.ndarray) -> None:
-    labels, classes, config = job.labels, job.classes, job.config
-    for b in job.baselines:
-        if b == "outline_cnn":
-            # Ogawa et al.'s contour input: the same network on the binary cell mask only
-            outline_clf, _ = fit(
-                job.outlines[train],
-                labels[train],
-                channels=["outline"],
-                config=dataclasses.replace(config, normalisation="robust", augment="flips"),
-                classes=classes,
-            )
-            bp = outline_clf.predict_proba(job.outlines[test])
-        else:
-            x = None if b == "majority" else (job.area if b == "area_svm" else job.feature_matrix)
-            bp = run_baseline(
-                b,
-                x[train] if x is not None else np.zeros((len(train), 1)),
-                labels[train],
-                x[test] if x is not None else np.zeros((len(test), 1)),
-                classes,
-                random_state=config.seed,
-            )
-        _add_probabilities(part, f"baseline_{b}_prob_", bp, classes, f"baseline_{b}")
-
-
-def _train_and_test(job: _Job, s_i: int, split, train: np.ndarray, frac: float, with_baselines: bool) -> tuple[pd.DataFrame, list[dict]]:
+def _train_and_test(job: Job, s_i: int, split, train: np.ndarray, frac: float, with_baselines: bool) -> tuple[pd.DataFrame, list[dict]]:
     """Train on ``train`` (a subsample of the split's training cells when ``frac`` < 1) and
     predict the split's test cells, baselines included when asked."""
     cells, labels = job.cells, job.labels
@@ -192,15 +143,15 @@ def _train_and_test(job: _Job, s_i: int, split, train: np.ndarray, frac: float, 
         config, chosen = found.config, found.chosen
         job.searches[split.name if frac >= 1.0 else f"{split.name}@{frac:g}"] = found.record()
     clf, history = fit(
-        cells.images[train],
+        job.images(train),
         labels[train],
         channels=cells.channels,
         config=config,
         classes=job.classes,
         checkpoint=(job.work / f"split{s_i:03d}_{frac:g}.pt") if job.work else None,
-        masks=job.masks[train] if job.masks is not None else None,
+        masks=job.masks_of(train),
     )
-    proba = clf.predict_proba(cells.images[split.test], tta=job.tta)
+    proba = job.predict(clf, split.test)
     part = pd.DataFrame(
         {
             "cell_id": cells.table["cell_id"].to_numpy()[split.test],
@@ -214,18 +165,18 @@ def _train_and_test(job: _Job, s_i: int, split, train: np.ndarray, frac: float, 
     part["train_size"] = len(train)
     part["train_fraction"] = frac
     part["pool_size"] = split.pool_size
-    _add_probabilities(part, "prob_", proba, job.classes, "predicted")
+    add_probabilities(part, "prob_", proba, job.classes, "predicted")
     if clf.train_prior is not None:  # the decision under the training cells' own class frequencies
         part["predicted_train_prior"] = np.asarray(job.classes, dtype=object)[(proba * np.asarray(clf.train_prior)).argmax(1)]
     part["epochs"] = len(history)
     part["configuration"] = chosen
     part["seconds"] = round(time.monotonic() - t0, 2)
     if with_baselines:
-        _run_baselines(job, part, train, split.test)
+        run_baselines(job, part, train, split.test)
     return part, history
 
 
-def _search(job: _Job, cells_at: np.ndarray) -> SearchResult:
+def _search(job: Job, cells_at: np.ndarray) -> SearchResult:
     """The configuration search on the cells at ``cells_at`` (training cells only)."""
     return search_config(
         job.cells.images[cells_at],
@@ -235,13 +186,13 @@ def _search(job: _Job, cells_at: np.ndarray) -> SearchResult:
         search=job.search,
         groups=job.groups[cells_at] if job.groups is not None else None,
         classes=job.classes,
-        masks=job.masks[cells_at] if job.masks is not None else None,
+        masks=job.masks_of(cells_at),
         budget=job.search_budget,
         tta=job.tta,
     )
 
 
-def _run_split(job: _Job, s_i: int, n_splits: int, split, sizes: list[float]) -> tuple[pd.DataFrame, list[dict]] | None:
+def _run_split(job: Job, s_i: int, n_splits: int, split, sizes: list[float]) -> tuple[pd.DataFrame, list[dict]] | None:
     """One split at every training size; ``None`` when a cross-group pool lacks a class. Finished
     splits are kept in the work folder and read back when an evaluation resumes."""
     work = job.work
@@ -362,24 +313,23 @@ def evaluate(
     t_start = time.monotonic()
     config = config or TrainConfig()
     config.validate()
-    cells = _select_labelled(cells).load()  # read once: training, features and baselines share it
+    cells, streamed = _loaded_or_streamed(_select_labelled(cells), protocol, search, baselines)
     protocol, warnings = _check_request(cells, protocol, group, baselines)
     labels, classes, counts = _class_labels(cells.table)
     groups = cells.table[group].astype(str).to_numpy(dtype=object) if group else None
-    check_finite(cells.images, cells.table["cell_id"])
     if protocol == "audit-groups":
         from .audit import audit_groups
 
         return audit_groups(cells, labels, groups, group, config, n_folds, t_start)
 
     splits = make_splits(protocol, labels, groups=groups, n_folds=n_folds, repeats=repeats, random_state=config.seed, max_pools=max_pools)
-    masks = cells.read_masks() if cells.has_masks else None
+    masks = (True if streamed else cells.read_masks()) if cells.has_masks else None  # streamed: read with each subset
     work = Path(work_dir) if work_dir else None
-    job = _Job(cells, labels, classes, groups, group, masks, config, list(baselines), tta, work, protocol, search=search)
+    job = Job(cells, labels, classes, groups, group, masks, config, list(baselines), tta, work, protocol, search=search, streamed=streamed)
     if search is not None:
         search.validate()
         job.search_budget = search.budget and search.budget / (len(splits) * len(train_sizes or [1.0]) + int(final_model))
-    features = _prepare_baselines(job, features)  # before the work folder: a bad table leaves nothing behind
+    features = prepare_baselines(job, features)  # before the work folder: a bad table leaves nothing behind
     if work:
         work.mkdir(parents=True, exist_ok=True)
     sizes = list(train_sizes) if train_sizes else [1.0]
@@ -422,7 +372,7 @@ def evaluate(
     return Evaluation(pred, histories, classes, metrics, prot, model, features)
 
 
-def _final_model(job: _Job) -> Classifier:
+def _final_model(job: Job) -> Classifier:
     """A model trained on all cells; its configuration searched first when the job searches."""
     logger.info("training the final model on all %d cells", len(job.labels))
     config = job.config
@@ -430,11 +380,14 @@ def _final_model(job: _Job) -> Classifier:
         found = _search(job, np.arange(len(job.labels)))
         config = found.config
         job.searches["final"] = found.record()
-    model, _ = fit(job.cells.images, job.labels, channels=job.cells.channels, config=config, classes=job.classes, masks=job.masks)
+    every = np.arange(len(job.labels))
+    model, _ = fit(
+        job.images(every), job.labels, channels=job.cells.channels, config=config, classes=job.classes, masks=job.masks_of(every)
+    )
     return model
 
 
-def _search_summary(job: _Job) -> dict:
+def _search_summary(job: Job) -> dict:
     """``metrics["search"]``: the candidates, and what each split and the final model chose."""
     return {
         "candidates": list(job.search.candidates),

@@ -3,9 +3,11 @@ store in pools otherwise, so that memory follows the pool, not the number of cel
 
 Streaming keeps the input pipeline of the in-memory path (the same normalisation and resize of
 each cell) and changes only the order cells are seen in: an epoch's draw of cells is sorted into
-storage order, cut into pools of :data:`POOL_CELLS` cells that lie close together on disk, and the
-pools are visited in random order, each shuffled within itself (a block shuffle, as
-WebDataset's shuffle buffer, with one read of each stretch of the store per epoch).
+storage order and cut into runs of :data:`RUN_CELLS` cells that lie together on disk; the runs are
+shuffled and dealt, whole, into pools of at most :data:`POOL_CELLS` cells, each pool is read (run by run, in
+storage order) and shuffled within itself. A pool thus samples the whole set, so a set stored
+class by class (imported from class folders) still gives every batch a mix of classes, while the
+store is read in stretches of a run, once per epoch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from .transforms import apply_normalisation
 IN_MEMORY_BYTES = 2**30
 #: Cells read from the store at a time, and shuffled among themselves, when streaming.
 POOL_CELLS = 8192
+#: Consecutive cells (in storage order) that stay together when pools are dealt.
+RUN_CELLS = 64
 
 
 def read_cells(images, rows: np.ndarray) -> np.ndarray:
@@ -101,8 +105,8 @@ class TrainingCells:
         """``(rows, cells, masks)`` batches over the cells of ``order``.
 
         In memory, consecutive slices of ``order`` (the last one shorter). Streamed, with
-        ``shuffle`` the block shuffle described above (``rng`` draws it); without, ``order``
-        sorted into storage order, in pools, for passes whose order does not matter
+        ``shuffle`` the shuffle of runs and pools described above (``rng`` draws it); without,
+        ``order`` sorted into storage order, in pools, for passes whose order does not matter
         (validation, batch-norm statistics). Every cell of ``order`` is in exactly one batch.
         """
         order = np.asarray(order, dtype=np.int64)
@@ -112,10 +116,14 @@ class TrainingCells:
                 yield (rows, *self.take(rows))
             return
         stored = np.sort(order)
-        pools = [stored[s : s + POOL_CELLS] for s in range(0, len(stored), POOL_CELLS)]
-        visit = rng.permutation(len(pools)) if shuffle else range(len(pools))
-        for k in visit:
-            pool = pools[k]
+        if shuffle:
+            runs = [stored[s : s + RUN_CELLS] for s in range(0, len(stored), RUN_CELLS)]
+            dealt = [runs[k] for k in rng.permutation(len(runs))]
+            per_pool = max(1, POOL_CELLS // RUN_CELLS)
+            pools = [np.sort(np.concatenate(dealt[s : s + per_pool])) for s in range(0, len(dealt), per_pool)]
+        else:
+            pools = [stored[s : s + POOL_CELLS] for s in range(0, len(stored), POOL_CELLS)]
+        for pool in pools:
             x, m = self._prepare(pool)
             local = rng.permutation(len(pool)) if shuffle else np.arange(len(pool))
             for start in range(0, len(local), batch_size):
