@@ -1,6 +1,7 @@
 """Fields of view: reading, segmentation, cropping, fluorescence labels, mixed populations."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -260,6 +261,32 @@ def test_segment_cli_with_labels_masks_and_label_images(tmp_path):
         assert row["label"] in (None, truth.loc[nearest, "label"])
     again = run("segment", *paths, "--channels", "bf,mCherry", "-o", tmp_path / "s.cells")
     assert again.returncode == 1 and "already exists; pass --force" in again.stderr
+    # a further plate grows the set in place; the same fields again are refused, the set unchanged
+    more, _ = write_mixed_fields(tmp_path / "more", n_fields=1, shape=(256, 256), seed=3)
+    renamed = tmp_path / "more" / "field9.tif"
+    Path(more[0]).rename(renamed)
+    common = [
+        "--channels",
+        "bf,mCherry",
+        "--label-channel",
+        "mCherry",
+        "--size",
+        32,
+        "--method",
+        "classical",
+        "-o",
+        tmp_path / "s.cells",
+        "--append",
+    ]
+    grown = run("segment", renamed, *common)
+    assert grown.returncode == 0, grown.stderr
+    after = open_cellset(tmp_path / "s.cells")
+    assert (
+        f"now {len(after)} cells" in grown.stdout and len(after) > len(cs) and set(after.table["field"]) == {"field0", "field1", "field9"}
+    )
+    np.testing.assert_array_equal(after.read(slice(0, len(cs))), cs.images)
+    twice = run("segment", renamed, *common)
+    assert twice.returncode == 1 and "is already in the set" in twice.stderr and len(open_cellset(tmp_path / "s.cells")) == len(after)
 
 
 def test_segment_cli_bad_inputs(tmp_path):

@@ -86,7 +86,7 @@ def test_evaluate_streams_a_set_too_large_for_memory(tmp_path, monkeypatch):
     in_memory = evaluate(lazy, **options)
     monkeypatch.setattr(data, "IN_MEMORY_BYTES", 0)
     monkeypatch.setattr(data, "POOL_CELLS", 16)
-    monkeypatch.setattr(data, "RUN_CELLS", 4)  # the set is stored class by class: pools must mix them
+    monkeypatch.setattr(data.TrainingCells, "run_length", 4)  # the set is stored class by class: pools must mix runs
     monkeypatch.setattr(_job, "PREDICT_BLOCK", 7)  # test folds read in blocks of 7 cells
     monkeypatch.setattr(CellSet, "load", lambda self: pytest.fail("a streamed evaluation loaded the whole set"))
     streamed = evaluate(lazy, **options, final_model=True)

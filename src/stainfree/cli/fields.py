@@ -27,12 +27,16 @@ def segment(
     balance: bool = typer.Option(False, "--balance", help="Subsample classes to equal counts within each field."),
     seed: int = typer.Option(0, help="Random seed (mixture fit, balancing)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT (and label images) if they exist."),
+    append: bool = typer.Option(
+        False, "--append", help="Add the cells to the existing CellSet OUT (same channels and crop size) without rewriting it."
+    ),
     field: dict | None = None,
 ):
     """Segment fields of view (or crop at given points) into a CellSet with one mask per cell."""
     from ..workflows.segment import run_segment
 
-    refuse_existing(out, force=force)
+    if not append:
+        refuse_existing(out, force=force)
     field["label_names"] = field["label_names"] or ("negative", "positive")
     path, result, cells = run_segment(
         fields,
@@ -40,6 +44,7 @@ def segment(
         save_labels=save_labels,
         balance=balance,
         force=force,
+        append=append,
         size=size,
         keep_label_channel=keep_label_channel,
         random_state=seed,
@@ -47,7 +52,12 @@ def segment(
     )
     for line in result.summary_lines():
         typer.echo(line)
-    typer.echo(f"wrote {path}: {cells.describe().splitlines()[0]}")
+    if append:
+        from ..core.store import open_cellset
+
+        typer.echo(f"appended {len(cells)} cells to {path}: now {len(open_cellset(path))} cells")
+    else:
+        typer.echo(f"wrote {path}: {cells.describe().splitlines()[0]}")
     if save_labels is not None:
         typer.echo(f"wrote {len(result.label_images)} label image(s) to {save_labels}")
 

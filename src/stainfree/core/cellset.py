@@ -21,6 +21,8 @@ MASKS = "masks.zarr"
 FORMAT = "stainfree.cellset"
 FORMAT_VERSION = 1
 CHUNK_BYTES = 2**21  # about 2 MiB of pixels per zarr chunk
+#: Reading rows of a store, gaps of up to this many rows are read through rather than skipped.
+READ_GAP = 64
 #: Columns every table has; ``label`` may hold missing values.
 REQUIRED_COLUMNS = ("cell_id", "label")
 
@@ -478,7 +480,14 @@ def _take_rows(src, rows: np.ndarray, channels: Sequence[int] | None = None) -> 
     if isinstance(src, np.ndarray):
         return src[rows] if channels is None else src[rows][:, channels]
     order = np.argsort(rows, kind="stable")
-    block = np.asarray(src.oindex[(rows[order],) if channels is None else (rows[order], channels)])
+    ordered = rows[order]
+    starts = np.flatnonzero(np.diff(ordered) > READ_GAP) + 1
+    if len(starts) < len(rows) // 8:  # dense stretches (a pool of chunks, repeats included): one slice each
+        spans = np.split(ordered, starts)
+        block = np.concatenate([np.asarray(src[int(span[0]) : int(span[-1]) + 1])[span - span[0]] for span in spans])
+        block = block if channels is None else block[:, channels]
+    else:
+        block = np.asarray(src.oindex[(ordered,) if channels is None else (ordered, channels)])
     out = np.empty_like(block)
     out[order] = block
     return out

@@ -3,7 +3,7 @@ store in pools otherwise, so that memory follows the pool, not the number of cel
 
 Streaming keeps the input pipeline of the in-memory path (the same normalisation and resize of
 each cell) and changes only the order cells are seen in: an epoch's draw of cells is sorted into
-storage order and cut into runs of :data:`RUN_CELLS` cells that lie together on disk; the runs are
+storage order and cut into runs of cells that lie together on disk (a chunk of the store); the runs are
 shuffled and dealt, whole, into pools of at most :data:`POOL_CELLS` cells, each pool is read (run by run, in
 storage order) and shuffled within itself. A pool thus samples the whole set, so a set stored
 class by class (imported from class folders) still gives every batch a mix of classes, while the
@@ -23,8 +23,9 @@ from .transforms import apply_normalisation
 IN_MEMORY_BYTES = 2**30
 #: Cells read from the store at a time, and shuffled among themselves, when streaming.
 POOL_CELLS = 8192
-#: Consecutive cells (in storage order) that stay together when pools are dealt.
-RUN_CELLS = 64
+#: Consecutive cells (in storage order) that stay together when pools are dealt, when the store
+#: does not say its chunk length (a run is then one chunk: each chunk is read once an epoch).
+RUN_CELLS = 512
 
 
 def read_cells(images, rows: np.ndarray) -> np.ndarray:
@@ -84,6 +85,12 @@ class TrainingCells:
     def __len__(self) -> int:
         return self.n
 
+    @property
+    def run_length(self) -> int:
+        """Cells of a run: the store's chunk length along the cells, else :data:`RUN_CELLS`."""
+        chunks = getattr(getattr(self.images, "_source", self.images), "chunks", None)
+        return int(chunks[0]) if chunks else RUN_CELLS
+
     def _prepare(self, rows: np.ndarray):
         import torch
 
@@ -117,9 +124,10 @@ class TrainingCells:
             return
         stored = np.sort(order)
         if shuffle:
-            runs = [stored[s : s + RUN_CELLS] for s in range(0, len(stored), RUN_CELLS)]
+            run = self.run_length
+            runs = [stored[s : s + run] for s in range(0, len(stored), run)]
             dealt = [runs[k] for k in rng.permutation(len(runs))]
-            per_pool = max(1, POOL_CELLS // RUN_CELLS)
+            per_pool = max(1, POOL_CELLS // run)
             pools = [np.sort(np.concatenate(dealt[s : s + per_pool])) for s in range(0, len(dealt), per_pool)]
         else:
             pools = [stored[s : s + POOL_CELLS] for s in range(0, len(stored), POOL_CELLS)]

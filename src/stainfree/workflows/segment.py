@@ -53,6 +53,7 @@ def run_segment(
     save_labels: str | os.PathLike | None = None,
     balance: bool = False,
     force: bool = False,
+    append: bool = False,
     **options,
 ) -> SegmentRun:
     """``stainfree segment``: fields on disk -> a ``.cells`` folder with a mask per cell.
@@ -75,6 +76,10 @@ def run_segment(
         Subsample the classes to equal counts within each field (needs labels).
     force : bool, default False
         Overwrite an existing output (the cells and the label folder).
+    append : bool, default False
+        Add the cells to the existing CellSet ``out`` (:func:`~stainfree.core.append.append_cells`:
+        its channels and crop size, new cell ids) instead of writing a new one; ``segmentation.json``
+        keeps describing the first run.
     **options
         How to read and segment the fields (:data:`~stainfree.seg.pipeline.READ_OPTIONS`:
         ``channels``, ``grey``, ``planes``, ``pixel_size``, ``params``, ``min_area``/``max_area``
@@ -106,9 +111,12 @@ def run_segment(
     """
     import json
 
+    from ..core.append import append_cells
     from ..core.cellset import CellSet, provenance_entry
 
     out = Path(out)
+    if append and (force or not (out / "cellset.json").is_file()):
+        raise StainfreeError(f"{out}: --append needs an existing CellSet there" + (", and no --force" if force else ""))
     if save_labels is not None and options.get("points") is not None:
         raise StainfreeError("--save-labels needs segmentation; it cannot be used with --points")
     refuse_existing(save_labels, force=force)
@@ -150,7 +158,10 @@ def run_segment(
     with contextlib.ExitStack() as stack:
         if save_labels is not None:
             _write_label_folder(stack.enter_context(atomic_output_dir(save_labels, force=force, marker=LABELS_MARKER)), result, out)
-        cells.save(out, force=force, extra=write_extras)
+        if append:
+            append_cells(out, cells.images, cells.table, masks=cells.read_masks().astype(np.uint8) if cells.has_masks else None)
+        else:
+            cells.save(out, force=force, extra=write_extras)
     return SegmentRun(out, result, cells)
 
 
