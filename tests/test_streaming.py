@@ -99,3 +99,25 @@ def test_evaluate_streams_a_set_too_large_for_memory(tmp_path, monkeypatch):
         from stainfree.eval.search import Search
 
         evaluate(lazy, **options, search=Search())
+
+
+def test_embedder_trains_streamed_from_the_store(tmp_path, monkeypatch):
+    from stainfree.ml.embed import EmbedConfig, fit_embedder
+
+    lazy = open_cellset(make_cells(40, size=24, random_state=6).save(tmp_path / "m.cells"))
+    config = EmbedConfig(method="slc", model="cnn3", epochs=6, batch_size=16, copies=2)
+    in_memory, memory_history = fit_embedder(lazy.images, channels=lazy.channels, config=config)
+    monkeypatch.setattr(data, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(data, "POOL_CELLS", 16)
+    monkeypatch.setattr(data.TrainingCells, "run_length", 4)
+    reads = []
+    prepare = data.TrainingCells._prepare
+    monkeypatch.setattr(data.TrainingCells, "_prepare", lambda self, rows: (reads.append(len(rows)), prepare(self, rows))[1])
+    streamed, history = fit_embedder(lazy, channels=lazy.channels, config=config)
+    assert max(reads) <= 16 and sum(reads) == 6 * 2 * len(lazy)  # pools only: every copy of every cell, each epoch
+    assert streamed.normalisation == in_memory.normalisation and len(history) == 6
+    losses = [[h["loss"] for h in hist] for hist in (memory_history, history)]
+    print("SLC losses in memory, streamed:", losses)
+    # it learns: the loss falls by as much as in memory (copies of 80 cells told apart)
+    assert losses[1][-1] < losses[1][0] - 0.15 and abs(losses[1][-1] - losses[0][-1]) < 0.25, losses
+    assert streamed.transform(lazy.images).shape == (80, in_memory.width)

@@ -115,21 +115,21 @@ class EmbedTraining:
 
     config: object
     net: object
-    x: object  # every cell, prepared (torch)
-    masks: object  # their masks at the network's size, or None
+    cells: object  # data.TrainingCells: the prepared cells (and masks), in memory or streamed
     preset: str
     optimiser: object
     scheduler: object
     generator: object
     barlow: object = None
 
-    def loss(self, idx) -> tuple[object, int]:
-        """The batch's loss and, for SLC, how many cells' copies were recognised."""
+    def loss(self, idx, x, masks) -> tuple[object, int]:
+        """The loss of the batch of cells ``idx`` (prepared: ``x``, their masks or None) and, for
+        SLC, how many cells' copies were recognised."""
         import torch
 
         from .transforms import augment, blackout_outside
 
-        config, gen, x = self.config, self.generator, self.x[idx]
+        config, gen = self.config, self.generator
         if config.method == "slc":
             logits = self.net(augment(x, self.preset, generator=gen))
             return torch.nn.functional.cross_entropy(logits, idx), int((logits.argmax(1) == idx).sum())
@@ -137,10 +137,10 @@ class EmbedTraining:
             views = []
             for _ in range(2):
                 v = augment(x, self.preset, generator=gen)
-                if self.masks is not None:
+                if masks is not None:
                     half = torch.rand(len(v), generator=gen) < 0.5
                     if half.any():
-                        v[half] = blackout_outside(v[half], self.masks[idx][half], mode=config.blackout, generator=gen)
+                        v[half] = blackout_outside(v[half], masks[half], mode=config.blackout, generator=gen)
                 views.append(v)
             return self.barlow(self.net.projector(self.net.features(views[0])), self.net.projector(self.net.features(views[1]))), 0
         v = augment(x, self.preset, generator=gen)
@@ -150,16 +150,17 @@ class EmbedTraining:
         import torch
 
         t0 = time.monotonic()
-        config, gen, n = self.config, self.generator, len(self.x)
+        config, gen, n = self.config, self.generator, len(self.cells)
         self.net.train()
         order = torch.randperm(n, generator=gen).repeat(config.copies if config.method == "slc" else 1)
-        order = order[torch.randperm(len(order), generator=gen)]
+        order = order[torch.randperm(len(order), generator=gen)].numpy()
+        rng = np.random.default_rng([config.seed, epoch])  # streamed pools' shuffle
         total, count, correct = 0.0, 0, 0
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            if len(idx) < 2:
+        for rows, x, masks in self.cells.batches(order, config.batch_size, rng=rng):
+            if len(rows) < 2:
                 continue
-            loss, right = self.loss(idx)
+            idx = torch.from_numpy(rows)
+            loss, right = self.loss(idx, x, masks)
             self.optimiser.zero_grad()
             loss.backward()
             self.optimiser.step()
@@ -182,14 +183,12 @@ class EmbedTraining:
         return entry
 
 
-def start_training(net, x_all: np.ndarray, masks, config, side: int) -> EmbedTraining:
+def start_training(net, cells, config) -> EmbedTraining:
     import torch
 
-    from .classifier import resize_batch
     from .losses import BarlowTwinsLoss
 
-    n = len(x_all)
-    mask_t = torch.from_numpy(resize_batch(np.asarray(masks, np.float32)[:, None], side)[:, 0] > 0.5) if masks is not None else None
+    n = len(cells)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
     per_epoch = n * (config.copies if config.method == "slc" else 1)
     steps = config.epochs * math.ceil(per_epoch / config.batch_size)
@@ -197,8 +196,7 @@ def start_training(net, x_all: np.ndarray, masks, config, side: int) -> EmbedTra
     return EmbedTraining(
         config,
         net,
-        torch.from_numpy(x_all),
-        mask_t,
+        cells,
         config.augment or DEFAULT_AUGMENT[config.method],
         opt,
         sched,

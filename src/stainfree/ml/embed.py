@@ -224,14 +224,17 @@ def fit_embedder(
 
     Parameters
     ----------
-    images : (N, C, H, W) array
-        The cells.
+    images : (N, C, H, W) array, zarr array or CellSet
+        The cells. A zarr array or lazy CellSet whose prepared cells take more than
+        :data:`stainfree.ml.data.IN_MEMORY_BYTES` is streamed from its store in pools
+        (:class:`stainfree.ml.data.TrainingCells`), as classifier training is (not for PCA).
     channels : sequence of str
         Their channel names, stored with the embedder.
     config : EmbedConfig, optional
         The method and its settings (``None`` fields take the method's defaults).
-    masks : (N, H, W) array, optional
-        The cells' own objects, for ``config.blackout`` (Barlow Twins).
+    masks : (N, H, W) array or callable, optional
+        The cells' own objects, for ``config.blackout`` (Barlow Twins); a callable takes rows
+        and returns their masks (``CellSet.read_masks``, for a streamed set).
 
     Returns
     -------
@@ -258,14 +261,16 @@ def fit_embedder(
     """
     import torch
 
+    from .data import TrainingCells, read_cells
     from .models import model_info
-    from .transforms import fit_normalisation
+    from .transforms import fit_normalisation, normalisation_sample
 
     config = config or EmbedConfig()
     config.validate()
     pooling_asked = config.pooling
     config = resolved_config(config)
-    images = np.asarray(images)
+    if not hasattr(images, "read") and not hasattr(images, "oindex"):  # a CellSet or a zarr array may be streamed
+        images = np.asarray(images)
     n = len(images)
     check_training_cells(n, config, masks)
     arch = config.model or DEFAULT_ARCH.get(config.method)
@@ -275,11 +280,12 @@ def fit_embedder(
     norm_method = model_info(arch).normalisation if arch else "robust"
     if norm_method not in ("robust", "quantile"):
         norm_method = "robust"
-    normalisation = fit_normalisation(images, norm_method, random_state=config.seed)
+    sample = read_cells(images, normalisation_sample(np.arange(n), random_state=config.seed))
+    normalisation = fit_normalisation(sample, norm_method, random_state=config.seed)
     emb = Embedder(config.method, list(channels), (side, side), normalisation, dataclasses.asdict(config), arch=arch, n_train_cells=n)
-    x_all = emb.prepare(images)
     if config.method == "pca":
-        return emb, fit_pca(emb, x_all, config)
+        return emb, fit_pca(emb, emb.prepare(read_cells(images, np.arange(n))), config)
+    cells = TrainingCells(images, normalisation, (side, side), masks=masks)
 
     with private_torch_rng(config.seed):  # seeded weights
         net = build_network(config.method, arch, len(channels), side, n, config.dim)
@@ -291,7 +297,7 @@ def fit_embedder(
             emb.config["pooling"] = "last"  # the method's default, where the model allows it
         emb.network = net
         emb.width = emb._embed_prepared(torch.zeros(2, len(channels), side, side)).shape[1]
-        training = start_training(net, x_all, masks, config, side)
+        training = start_training(net, cells, config)
         epochs = progress(range(1, config.epochs + 1), desc="training", unit="epochs", log=logger, every_s=math.inf, summary=False)
         history = [training.epoch(epoch) for epoch in epochs]
     net.eval()
@@ -308,7 +314,7 @@ def augmentation_robustness(
 
     Parameters
     ----------
-    embedder, images : Embedder, numpy.ndarray
+    embedder, images : Embedder, numpy.ndarray or CellSet
         The embedder, and cells ``N x C x H x W`` in its channels.
     preset, n_cells, copies, random_state : str, int, int, int, default "yao", 200, 8, 0
         The augmentation, how many random cells, copies of each, and the seed of both choices.
@@ -324,14 +330,16 @@ def augmentation_robustness(
     import torch
     from scipy.spatial.distance import pdist
 
+    from .data import read_cells
     from .transforms import apply_normalisation, augment
 
     rng = np.random.default_rng(random_state)
     pick = np.sort(rng.choice(len(images), min(n_cells, len(images)), replace=False))
     gen = torch.Generator().manual_seed(random_state)
-    originals = embedder.transform(images[pick])
+    picked = read_cells(images, pick)
+    originals = embedder.transform(picked)
     within = []
-    x = torch.from_numpy(apply_normalisation(images[pick], embedder.normalisation))
+    x = torch.from_numpy(apply_normalisation(picked, embedder.normalisation))
     views = [augment(x, preset, generator=gen).numpy() for _ in range(copies)]
     # the views are already normalised: pass them through an identity normalisation
     identity = dataclasses.replace(embedder, normalisation={"method": "robust", "center": [0.0] * x.shape[1], "scale": [1.0] * x.shape[1]})
@@ -408,13 +416,12 @@ def embed_cells(
     else:
         config = dataclasses.replace(config or EmbedConfig(), method=method)
         config.validate()
-        images = cells.read(slice(None))
-        masks = cells.read_masks() if config.blackout != "none" and cells.has_masks else None
-        emb, history = fit_embedder(images, channels=cells.channels, config=config, masks=masks)
+        masks = cells.read_masks if config.blackout != "none" and cells.has_masks else None
+        emb, history = fit_embedder(cells, channels=cells.channels, config=config, masks=masks)  # streamed when large
         x = _embed_in_blocks(emb, cells, workers, scheduler)
         key = f"X_{method}"
         settings = {"method": method, **emb.config, "arch": emb.arch, "width": emb.width}
-        settings["robustness"] = augmentation_robustness(emb, images, preset="yao", random_state=config.seed)
+        settings["robustness"] = augmentation_robustness(emb, cells, preset="yao", random_state=config.seed)
         logger.info("augmented copies of a cell lie %.2f times as far apart as different cells", settings["robustness"]["ratio"])
     settings.update({"channels": list(cells.channels), "n_cells": len(cells), "seconds": round(time.monotonic() - t0, 1)})
     adata = cells.to_anndata(x, key=key)
