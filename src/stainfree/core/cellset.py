@@ -24,8 +24,6 @@ CHUNK_BYTES = 2**21  # about 2 MiB of pixels per zarr chunk
 #: Reading rows of a store, gaps of up to this many rows are read through rather than skipped
 #: (when that reads at most twice the rows asked for).
 READ_GAP = 64
-#: Scattered rows are read this many chunks at a time (memory: about that many chunks).
-SCATTERED_CHUNKS = 64
 #: Columns every table has; ``label`` may hold missing values.
 REQUIRED_COLUMNS = ("cell_id", "label")
 
@@ -487,15 +485,12 @@ def _take_rows(src, rows: np.ndarray, channels: Sequence[int] | None = None) -> 
     starts = np.flatnonzero(np.diff(ordered) > READ_GAP) + 1
     spans = np.split(ordered, starts)
     read = sum(int(span[-1] - span[0]) + 1 for span in spans)
-    if len(spans) < len(rows) // 8 and read <= 2 * len(rows):  # dense stretches (pools of chunks, repeats): a slice each
-        block = np.concatenate([np.asarray(src[int(span[0]) : int(span[-1]) + 1])[span - span[0]] for span in spans])
-        block = block if channels is None else block[:, channels]
-    else:  # scattered rows: zarr reads their chunks at once, so ask for SCATTERED_CHUNKS chunks' worth at a time
-        chunk = getattr(src, "chunks", (src.shape[0],))[0]
-        which = ordered // chunk
-        cuts = np.searchsorted(which, np.unique(which)[::SCATTERED_CHUNKS][1:])
-        parts = [src.oindex[(part,) if channels is None else (part, channels)] for part in np.split(ordered, cuts)]
-        block = np.concatenate([np.asarray(p) for p in parts])
+    if not (len(spans) < len(rows) // 8 and read <= 2 * len(rows)):  # not dense stretches (pools of chunks, repeats):
+        # the stretch of each chunk the rows touch (orthogonal indexing of a sharded store held GiBs)
+        chunk = getattr(src, "chunks", (1,))[0]
+        spans = np.split(ordered, np.flatnonzero(np.diff(ordered // chunk)) + 1)
+    block = np.concatenate([np.asarray(src[int(span[0]) : int(span[-1]) + 1])[span - span[0]] for span in spans])
+    block = block if channels is None else block[:, channels]
     out = np.empty_like(block)
     out[order] = block
     return out
