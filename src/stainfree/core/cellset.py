@@ -21,8 +21,7 @@ MASKS = "masks.zarr"
 FORMAT = "stainfree.cellset"
 FORMAT_VERSION = 1
 CHUNK_BYTES = 2**21  # about 2 MiB of pixels per zarr chunk
-#: Reading rows of a store, gaps of up to this many rows are read through rather than skipped
-#: (when that reads at most twice the rows asked for).
+#: Gaps of up to this many rows are read through, not skipped (when that at most doubles the read).
 READ_GAP = 64
 #: Columns every table has; ``label`` may hold missing values.
 REQUIRED_COLUMNS = ("cell_id", "label")

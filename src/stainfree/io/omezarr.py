@@ -109,7 +109,7 @@ def read_ome_zarr(path: str | os.PathLike, *, channels: list[str] | None = None,
     ...     root.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": [{"name": "c", "type": "channel"},
     ...         {"name": "y", "type": "space", "unit": "micrometer"}, {"name": "x", "type": "space", "unit": "micrometer"}],
     ...         "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 0.65, 0.65]}]}]}]}
-    ...     root.create_array("0", data=np.zeros((2, 64, 48), np.uint16))
+    ...     _ = root.create_array("0", data=np.zeros((2, 64, 48), np.uint16))
     ...     [(f.name, f.image.shape, f.channels, f.pixel_size) for f in read_ome_zarr(f"{tmp}/f.zarr")]
     [('f', (2, 64, 48), ['ch0', 'ch1'], 0.65)]
     """
