@@ -112,3 +112,24 @@ def test_a_features_table_without_area_still_serves_the_forest(inputs):
 
     matrix, area = feature_arrays(read_parquet(inputs / "no_area.parquet"), need_area=False)
     assert matrix.tolist() == [[0.5]] * 12 and area is None
+
+
+def test_two_runs_writing_one_output_leave_the_first_whole(tmp_path):
+    from stainfree.utils import StainfreeError, atomic_output_dir, atomic_output_file
+
+    run = tmp_path / "run"
+    with pytest.raises(StainfreeError, match="run: appeared while this run was working"):
+        with atomic_output_dir(run) as folder:
+            (folder / "metrics.json").write_text("second")
+            run.mkdir()  # the other run finished first
+            (run / "metrics.json").write_text("first")
+    assert [p.name for p in tmp_path.iterdir()] == ["run"] and (run / "metrics.json").read_text() == "first"
+    model = tmp_path / "m.safetensors"
+    with pytest.raises(StainfreeError, match="m.safetensors: appeared while this run was working"):
+        with atomic_output_file(model) as partial:
+            partial.write_text("second")
+            model.write_text("first")
+    assert model.read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors", "run"]
+    with atomic_output_file(model) as partial:  # an output there from the start is replaced (its caller checked --force)
+        partial.write_text("new")
+    assert model.read_text() == "new"

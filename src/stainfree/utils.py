@@ -59,6 +59,12 @@ def _is_replaceable(path: Path, marker: str | None) -> bool:
     return marker is not None and (path / marker).exists()
 
 
+def _refuse_newcomer(path: Path, existed: bool) -> None:
+    """Refuse to replace an output that appeared while this run worked (another run writing the same one)."""
+    if not existed and (path.exists() or path.is_symlink()):
+        raise StainfreeError(f"{path}: appeared while this run was working (another run writing the same output?); left as it is")
+
+
 @contextlib.contextmanager
 def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: str | None = None):
     """Build an output folder under a temporary name and move it into place only on success.
@@ -67,6 +73,8 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
     untouched (no half-written output can look complete). An existing ``path`` is refused unless
     ``force``; even with ``force`` only a file, an empty folder, or a folder holding ``marker``
     (a previous output of the same kind) is replaced, so ``-o .`` can never wipe a user's folder.
+    A ``path`` that appears while the block runs (a second run writing the same output) is left
+    as it is, and this run's folder is discarded with a :class:`StainfreeError`.
 
     Parameters
     ----------
@@ -99,7 +107,8 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
     ['metrics.json']
     """
     path = Path(path)
-    if path.exists():
+    existed = path.exists()
+    if existed:
         if not force:
             raise StainfreeError(f"{path}: already exists; pass --force (force=True) to replace it")
         if not _is_replaceable(path, marker):
@@ -109,6 +118,7 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
     tmp.mkdir()
     try:
         yield tmp
+        _refuse_newcomer(path, existed)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -168,7 +178,8 @@ def atomic_output_file(path: str | os.PathLike):
     Yields the temporary path (a hidden sibling of ``path`` with the same suffix) for any writer
     that takes a file name. An interrupted or failed write leaves ``path`` untouched; an existing
     ``path`` is replaced only once the new file is complete (refuse it beforehand with
-    :func:`refuse_existing`). Several files that belong together are moved in one after the other
+    :func:`refuse_existing`); one that appears while the block runs is left as it is
+    (:class:`StainfreeError`). Several files that belong together are moved in one after the other
     when their blocks end, e.g. through :class:`contextlib.ExitStack`.
 
     Parameters
@@ -197,8 +208,10 @@ def atomic_output_file(path: str | os.PathLike):
     path = Path(path)
     tmp = _partial_name(path, path.suffix)
     path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
     try:
         yield tmp
+        _refuse_newcomer(path, existed)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
