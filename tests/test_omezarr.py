@@ -137,4 +137,5 @@ def test_segment_a_plate_from_the_command_line(tmp_path):
     )
     cells = open_cellset(tmp_path / "p.cells")
     assert set(cells.table["field"]) == {"A1_0", "A2_0"} and cells.channels == ["dapi", "bf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.cells", "plate.zarr"]  # the tasks' crops were cleared away
     assert abs(len(cells) - 2 * len(centres)) <= 4  # a disc or two at the edge is skipped

@@ -27,7 +27,7 @@ def cluster():
         yield local
 
 
-def test_fields_on_a_cluster_give_the_serial_cells(cluster):
+def test_fields_on_a_cluster_give_the_serial_cells(cluster, tmp_path):
     fields = []
     for k in range(5):
         truth = make_field((192, 192), n_cells=10, random_state=20 + k)
@@ -45,6 +45,12 @@ def test_fields_on_a_cluster_give_the_serial_cells(cluster):
         pd.testing.assert_frame_equal(parallel.table, serial.table)
         assert parallel.per_field == serial.per_field
         assert all(np.array_equal(parallel.label_images[k], serial.label_images[k]) for k in serial.label_images)
+    # each task saving its own crops (what `segment` does): the same cells, read back a field at a time
+    spilled = cells_from_fields(fields, **options, workers=2, spill=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir())[:2] == ["f0.crops.npy", "f0.masks.npy"] and len(list(tmp_path.iterdir())) == 10
+    np.testing.assert_array_equal(np.asarray(spilled.images), serial.images)
+    np.testing.assert_array_equal(np.asarray(spilled.masks), serial.masks)
+    assert [len(p) for p in spilled.images.parts()] == [s["cells"] for s in serial.per_field]
 
 
 def test_features_on_a_cluster_give_the_serial_table(cluster, tmp_path):

@@ -21,6 +21,7 @@ from .fluorescence import (
     disk_intensity,
     fit_two_populations,
 )
+from .spill import gathered, spill_part
 from .tiles import OVERLAP, TILE, field_tasks, join_tiles, objects_in_core
 
 logger = logging.getLogger(__name__)
@@ -184,9 +185,10 @@ def _label_by_intensity(table: pd.DataFrame, intensities: list[np.ndarray], labe
     return fit
 
 
-def _field_part(item, *, crop: dict, segment: dict, label: tuple, keep_labels: bool) -> tuple[_FieldPart, np.ndarray | None]:
+def _field_part(item, *, crop: dict, segment: dict, label: tuple, keep_labels: bool, spill=None) -> tuple[_FieldPart, np.ndarray | None]:
     """One field's cells (segmented, or at its points) and, with a label channel, their intensities:
-    the task :func:`cells_from_fields` runs per field, here or on a Dask worker."""
+    the task :func:`cells_from_fields` runs per field, here or on a Dask worker (which saves the
+    crops in ``spill`` itself when given)."""
     f, points = item
     f = f.loaded()  # a lazy field (OME-Zarr), or a tile of one, is read here, by the task
     part = _cells_at_points(f, points, **crop) if points is not None else _cells_of_objects(f, **crop, **segment)
@@ -196,10 +198,13 @@ def _field_part(item, *, crop: dict, segment: dict, label: tuple, keep_labels: b
     part.table.insert(2, "field", f.name)
     part.stats["cells"] = len(part.table)
     label_channel, background_sigma = label
-    if label_channel is None:
-        return part, None
-    corrected = correct_background(f.channel(label_channel), sigma=background_sigma)
-    return part, disk_intensity(corrected, part.table["centroid_y"], part.table["centroid_x"], radius=part.radius)
+    intensity = None
+    if label_channel is not None:
+        corrected = correct_background(f.channel(label_channel), sigma=background_sigma)
+        intensity = disk_intensity(corrected, part.table["centroid_y"], part.table["centroid_x"], radius=part.radius)
+    if spill is not None:
+        spill_part(part, spill)
+    return part, intensity
 
 
 def cells_from_fields(
@@ -223,6 +228,7 @@ def cells_from_fields(
     workers: int = 0,
     scheduler: str | None = None,
     tile: int = TILE,
+    spill: str | os.PathLike | None = None,
 ) -> FieldCells:
     """Segment (or take given points), crop and optionally label the cells of several fields.
 
@@ -279,6 +285,9 @@ def cells_from_fields(
     tile : int, default :data:`stainfree.seg.tiles.TILE`
         Fields larger than this on a side are segmented in overlapping tiles of this size, each a
         task of its own reading only its window (:mod:`stainfree.seg.tiles`).
+    spill : path, optional
+        A folder where each task saves its field's crops and masks; ``images`` and ``masks`` are then
+        :class:`~stainfree.seg.spill.SpilledCells`, read a field at a time (:mod:`stainfree.seg.spill`).
 
     Returns
     -------
@@ -322,6 +331,7 @@ def cells_from_fields(
         segment={"segment_channel": segment_channel, "method": method, "params": params, "segmenter": segmenter},
         label=(label_channel, background_sigma),
         keep_labels=keep_labels,
+        spill=spill,
     )
     tiles, items, names = field_tasks(fields, point_sets, tile=tile, overlap=max(OVERLAP, size))
     with dask_client(workers=workers, scheduler=scheduler, threads=True) as client:  # segmenting releases the GIL
@@ -341,11 +351,11 @@ def cells_from_fields(
         fit = _label_by_intensity(
             table, intensities, label_channel, names=label_names, min_posterior=min_posterior, random_state=random_state
         )
-    all_masks = None if any(p.masks is None for p in parts) else np.concatenate([p.masks for p in parts])
+    all_masks = None if any(p.masks is None for p in parts) else gathered([p.masks for p in parts])
     label_images = {t.name: p.labels for t, p in zip(tiles, parts) if t.parent is None} if keep_labels and point_sets is None else {}
     label_images.update(stitched)
     return FieldCells(
-        np.concatenate([p.crops for p in parts]),
+        gathered([p.crops for p in parts]),
         all_masks,
         table,
         crop_channels,

@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -15,12 +17,12 @@ import numpy as np
 from ..io.fields import write_label_image
 from ..pl.fields import plot_mixture
 from ..seg.fluorescence import balance_per_group
-from ..seg.pipeline import cells_from_fields, read_fields_to_segment
+from ..seg.pipeline import FieldCells, cells_from_fields, read_fields_to_segment
+from ..seg.spill import write_spilled
 from ..utils import StainfreeError, atomic_output_dir, refuse_existing
 
 if TYPE_CHECKING:
     from ..core.cellset import CellSet
-    from ..seg.pipeline import FieldCells
 
 logger = logging.getLogger(__name__)
 
@@ -109,11 +111,6 @@ def run_segment(
     ...     len(run.cells), sorted(os.listdir(run.path))
     (6, ['cells.parquet', 'cellset.json', 'images.zarr', 'masks.zarr', 'segmentation.json'])
     """
-    import json
-
-    from ..core.append import append_cells
-    from ..core.cellset import CellSet, provenance_entry
-
     out = Path(out)
     if append and (force or not (out / "cellset.json").is_file()):
         raise StainfreeError(f"{out}: --append needs an existing CellSet there" + (", and no --force" if force else ""))
@@ -121,12 +118,33 @@ def run_segment(
         raise StainfreeError("--save-labels needs segmentation; it cannot be used with --points")
     refuse_existing(save_labels, force=force)
     fields, params = read_fields_to_segment(paths, options)
-    result = cells_from_fields(fields, params=params, keep_labels=save_labels is not None, **options)
+    spill = None if append else out.parent / f".{out.name}.spill-{uuid.uuid4().hex[:8]}"  # the tasks save their crops here
+    try:
+        if spill is not None:
+            spill.mkdir(parents=True)
+        result = cells_from_fields(fields, params=params, keep_labels=save_labels is not None, spill=spill, **options)
+        return _write_run(out, paths, result, params, options, save_labels=save_labels, balance=balance, force=force, append=append)
+    finally:
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+
+
+def _write_run(
+    out: Path, paths, result: FieldCells, params, options: dict, *, save_labels, balance: bool, force: bool, append: bool
+) -> SegmentRun:
+    """Write the CellSet of :func:`run_segment` (a field at a time from the spill) or append to it,
+    with the label folder and the extras."""
+    import json
+
+    from ..core.append import append_cells
+    from ..core.cellset import provenance_entry
+    from ..core.store import CellSetWriter, open_cellset
+
     keep = np.arange(len(result.table))
     if balance:
         if result.table["label"].isna().all():
             raise StainfreeError("--balance needs labels (from --label-channel or a points file's label column)")
-        keep = balance_per_group(result.table["label"], result.table["field"], random_state=options.get("random_state", 0))
+        keep = np.sort(balance_per_group(result.table["label"], result.table["field"], random_state=options.get("random_state", 0)))
         logger.info("balanced per field: %d of %d cells kept", len(keep), len(result.table))
     details = {k: v for k, v in options.items() if k != "points" or isinstance(v, (str, os.PathLike))}
     record = provenance_entry(
@@ -137,32 +155,26 @@ def run_segment(
         per_field=result.per_field,
         balanced=balance,
     )
-    cells = CellSet(
-        result.images[keep],
-        result.table.iloc[keep].reset_index(drop=True),
-        channels=result.channels,
-        groups=["field"],
-        pixel_size=result.pixel_size,
-        provenance=[record],
-        masks=None if result.masks is None else result.masks[keep].astype(np.uint8),
-    )
-
-    def write_extras(tmp: Path) -> None:
-        summary = {"per_field": result.per_field, "cells": len(cells), "balanced": balance}
-        if result.label_fit is not None:
-            plot_mixture(result.label_fit, tmp / "label_fit.png", channel=options.get("label_channel"))
-            summary["label_fit"] = result.label_fit.as_dict()
-        (tmp / "segmentation.json").write_text(json.dumps(summary, indent=2, default=str))
-
+    table = result.table.iloc[keep].reset_index(drop=True)
     # the label images are built in a hidden folder too, published right after the cells
     with contextlib.ExitStack() as stack:
         if save_labels is not None:
             _write_label_folder(stack.enter_context(atomic_output_dir(save_labels, force=force, marker=LABELS_MARKER)), result, out)
         if append:
-            append_cells(out, cells.images, cells.table, masks=cells.read_masks().astype(np.uint8) if cells.has_masks else None)
-        else:
-            cells.save(out, force=force, extra=write_extras)
-    return SegmentRun(out, result, cells)
+            masks = None if result.masks is None else np.asarray(result.masks)[keep].astype(np.uint8)
+            append_cells(out, np.asarray(result.images)[keep], table, masks=masks)
+            return SegmentRun(out, result, open_cellset(out))
+        h, w = result.images.shape[2:]
+        shape = {"n_cells": len(keep), "channels": result.channels, "height": h, "width": w, "dtype": result.images.dtype}
+        with CellSetWriter(out, **shape, masks=result.masks is not None, force=force) as writer:
+            write_spilled(writer, result.images, result.masks, keep)
+            writer.finish(table, groups=["field"], pixel_size=result.pixel_size, provenance=[record])
+            summary = {"per_field": result.per_field, "cells": len(keep), "balanced": balance}
+            if result.label_fit is not None:
+                plot_mixture(result.label_fit, writer.tmp / "label_fit.png", channel=options.get("label_channel"))
+                summary["label_fit"] = result.label_fit.as_dict()
+            (writer.tmp / "segmentation.json").write_text(json.dumps(summary, indent=2, default=str))
+    return SegmentRun(out, result, open_cellset(out))
 
 
 def _write_label_folder(folder: Path, result: FieldCells, out: Path) -> None:
