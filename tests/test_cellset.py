@@ -281,3 +281,24 @@ def test_an_append_cut_between_images_and_masks_still_opens(tmp_path):
     zarr.open_array(str(path / "images.zarr"), mode="r+").resize((5, 1, 4, 4))  # the images grew, the masks did not
     opened = sf.open_cellset(path)
     assert len(opened) == 3 and opened.read_masks(np.array([1]))[0].sum() == 4
+
+
+def test_rows_read_in_any_pattern_are_numpy_fancy_indexing(tmp_path):
+    """Consecutive, dense with gaps and repeats, scattered across chunks, unsorted: always ``x[rows]``."""
+    from stainfree.core.cellset import _take_rows
+    from stainfree.core.store import _sharded_array
+
+    x = (np.arange(3000 * 2 * 32 * 32) % 65521).astype(np.uint16).reshape(3000, 2, 32, 32)
+    store = _sharded_array(tmp_path / "x.zarr", x.shape, x.dtype)
+    store[:] = x
+    assert store.chunks[0] < 3000  # several chunks
+    rng = np.random.default_rng(0)
+    patterns = [
+        np.arange(100, 400),
+        np.sort(rng.choice(3000, 1500, replace=True)),  # a sampled epoch: dense, gaps and repeats
+        rng.choice(3000, 40, replace=False),  # scattered over chunks, unsorted
+        np.array([2999, 0, 0, 1500]),
+    ]
+    for rows in patterns:
+        np.testing.assert_array_equal(_take_rows(store, rows), x[rows])
+        np.testing.assert_array_equal(_take_rows(store, rows, [1]), x[rows][:, [1]])
