@@ -149,14 +149,21 @@ def map_tasks(
         from concurrent.futures import as_completed
 
         futures = [client.submit(_tried, func, item) for item in items]
-        cancel = [f.cancel for f in futures]
+
+        def cancel():
+            for f in futures:
+                f.cancel()
+
         key = id
     else:
         from distributed import as_completed
 
         data = client.scatter(list(items), hash=False)  # sent to the workers once, not inside the task graph
         futures = client.map(func, data, retries=RETRIES, pure=False)
-        cancel = [lambda: client.cancel(futures + data)]
+
+        def cancel():
+            client.cancel(futures + data)
+
         key = operator.attrgetter("key")
     position = {key(f): i for i, f in enumerate(futures)}
     results: list = [None] * len(futures)
@@ -172,8 +179,7 @@ def map_tasks(
                     f"{names[i]}: failed on a worker after {RETRIES + 1} tries ({type(exc).__name__}: {first_line(exc)})"
                 ) from exc
     finally:
-        for stop in cancel:
-            stop()
+        cancel()
     return results
 
 

@@ -469,8 +469,8 @@ class CellSet:
 
 
 def _take_rows(src, rows: np.ndarray, channels: Sequence[int] | None = None) -> np.ndarray:
-    """``src[rows]`` (then ``[:, channels]``) of a numpy or zarr array; zarr is read in row order
-    (one slice when the rows are consecutive) and put back in the order asked for."""
+    """``src[rows]`` (then ``[:, channels]``) of a numpy array or one read by slices of rows (zarr,
+    stacked): in row order, by dense stretches or chunk by chunk, put back in the order asked for."""
     if len(rows) == 0:
         shape = src.shape[1:] if channels is None else (len(channels), *src.shape[2:])
         return np.empty((0, *shape), dtype=src.dtype)
@@ -486,7 +486,7 @@ def _take_rows(src, rows: np.ndarray, channels: Sequence[int] | None = None) -> 
     read = sum(int(span[-1] - span[0]) + 1 for span in spans)
     if not (len(spans) < len(rows) // 8 and read <= 2 * len(rows)):  # not dense stretches (pools of chunks, repeats):
         # the stretch of each chunk the rows touch (orthogonal indexing of a sharded store held GiBs)
-        chunk = getattr(src, "chunks", (1,))[0]
+        chunk = (getattr(src, "chunks", None) or (1,))[0]
         spans = np.split(ordered, np.flatnonzero(np.diff(ordered // chunk)) + 1)
     block = np.concatenate([np.asarray(src[int(span[0]) : int(span[-1]) + 1])[span - span[0]] for span in spans])
     block = block if channels is None else block[:, channels]

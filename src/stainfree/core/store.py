@@ -251,17 +251,14 @@ def open_cellset(path: str | os.PathLike) -> CellSet:
 
 class FirstRows:
     """The first ``n`` rows of a zarr array (``open_cellset`` checked it has them), read through to
-    it: ``[a:b]`` and ``.oindex``."""
+    it by slices of rows; ``chunks`` are the array's."""
 
     def __init__(self, array, n: int):
         self.array, self.shape, self.dtype, self.ndim = array, (n, *array.shape[1:]), array.dtype, array.ndim
+        self.chunks = array.chunks
 
     def __getitem__(self, key):
         return self.array[key]
-
-    @property
-    def oindex(self):
-        return self.array.oindex
 
 
 #: Chunks of cells (about 2 MiB of pixels each) stored together in one shard file.

@@ -17,8 +17,8 @@ SOURCE_COLUMN = "source_set"
 
 
 class _Stacked:
-    """Arrays (numpy or zarr) of the same trailing shape, read as one along the first axis: what
-    :class:`CellSet` reads a contiguous slice or scattered rows from (``[a:b]``, ``.oindex``)."""
+    """Arrays (numpy or zarr) of the same trailing shape, read as one along the first axis by slices
+    of rows (``[a:b]``, what :class:`CellSet` reads through); ``chunks`` are the first array's."""
 
     def __init__(self, arrays: Sequence):
         self.arrays = list(arrays)
@@ -26,32 +26,20 @@ class _Stacked:
         self.shape = (int(self.starts[-1]), *self.arrays[0].shape[1:])
         self.dtype = np.result_type(*[a.dtype for a in self.arrays])
         self.ndim = len(self.shape)
+        self.chunks = getattr(self.arrays[0], "chunks", None)
 
-    def _rows(self, rows: np.ndarray, rest=()) -> np.ndarray:
-        channels = rest[0] if rest else None
-        per_row = self.shape[1:] if channels is None else (len(channels), *self.shape[2:])
-        out = np.empty((len(rows), *per_row), self.dtype)
+    def _rows(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
         which = np.searchsorted(self.starts, rows, side="right") - 1
         for k in np.unique(which):
             here = which == k
-            out[here] = _take_rows(self.arrays[k], rows[here] - self.starts[k], channels)
+            out[here] = _take_rows(self.arrays[k], rows[here] - self.starts[k])
         return out
 
     def __getitem__(self, key):
         if isinstance(key, slice):
             return self._rows(np.arange(self.shape[0])[key])
-        raise TypeError("a stacked array is read by a slice of rows or by .oindex")
-
-    @property
-    def oindex(self):
-        stacked = self
-
-        class _Orthogonal:
-            def __getitem__(self, key):
-                key = key if isinstance(key, tuple) else (key,)
-                return stacked._rows(np.asarray(key[0], dtype=np.int64), tuple(key[1:]))
-
-        return _Orthogonal()
+        raise TypeError("a stacked array is read by a slice of rows")
 
 
 def open_cellsets(paths: Sequence[str | os.PathLike], *, source_column: str = SOURCE_COLUMN) -> CellSet:

@@ -31,7 +31,7 @@ class Job:
     classes: list[str]
     groups: np.ndarray | None
     group: str | None
-    masks: np.ndarray | bool | None  # True: the cells have masks, read per subset when streamed
+    masks: np.ndarray | None  # in memory; streamed cells' masks are read with each subset
     config: TrainConfig
     baselines: Sequence[str]
     tta: bool
@@ -51,9 +51,9 @@ class Job:
 
     def masks_of(self, rows: np.ndarray):
         """Their masks (for blackout): an array, a reader of a lazy subset's masks, or None."""
-        if self.masks is None:
-            return None
-        return self.cells.select(rows).read_masks if self.streamed else self.masks[rows]
+        if self.streamed:
+            return self.cells.select(rows).read_masks if self.cells.has_masks else None
+        return None if self.masks is None else self.masks[rows]
 
     def predict(self, clf: Classifier, rows: np.ndarray) -> np.ndarray:
         """``clf``'s probabilities for the cells at ``rows``, read :data:`PREDICT_BLOCK` at a time when streamed."""

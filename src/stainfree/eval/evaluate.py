@@ -76,9 +76,9 @@ def _loaded_or_streamed(cells: CellSet, protocol: str | None, search, baselines:
     disk, streamed, when lazy and their pixels as float32 take more than
     :data:`stainfree.ml.data.IN_MEMORY_BYTES` (a search, the audit and the outline baseline need
     them in memory and are refused then). Streamed pixels are checked as each batch is normalised."""
-    from ..ml.data import IN_MEMORY_BYTES
+    from ..ml.data import IN_MEMORY_BYTES, fits_in_memory
 
-    if not cells.is_lazy or len(cells) * int(np.prod(cells.shape[1:])) * 4 <= IN_MEMORY_BYTES:
+    if not cells.is_lazy or fits_in_memory(len(cells), cells.shape[1:]):
         cells = cells.load()
         check_finite(cells.images, cells.table["cell_id"])
         return cells, False
@@ -323,7 +323,7 @@ def evaluate(
         return audit_groups(cells, labels, groups, group, config, n_folds, t_start)
 
     splits = make_splits(protocol, labels, groups=groups, n_folds=n_folds, repeats=repeats, random_state=config.seed, max_pools=max_pools)
-    masks = (True if streamed else cells.read_masks()) if cells.has_masks else None  # streamed: read with each subset
+    masks = cells.read_masks() if cells.has_masks and not streamed else None
     work = Path(work_dir) if work_dir else None
     job = Job(cells, labels, classes, groups, group, masks, config, list(baselines), tta, work, protocol, search=search, streamed=streamed)
     if search is not None:

@@ -47,7 +47,7 @@ class TrainingRun:
     best: dict = dataclasses.field(default_factory=lambda: {"score": -np.inf, "state": None, "epoch": 0})
     epoch: int = 0
     ema: object = None  # torch.optim.swa_utils.AveragedModel of the weights, with config.ema
-    world: object = None  # distributed.World; None: one process
+    world: World = dataclasses.field(default_factory=World)  # this process among those training (one by default)
     ddp: object = None  # the DistributedDataParallel wrapper of model, under a distributed launch
 
     @property
@@ -121,7 +121,7 @@ def train_epoch(run: TrainingRun) -> dict:
 
     config, gen = run.config, run.generator
     run.model.train()
-    world = run.world or World()
+    world = run.world
     p = run.sampling_probabilities()
     order = run.rng.choice(run.train_idx, size=len(run.train_idx), p=p) if p is not None else run.rng.permutation(run.train_idx)
     order = shared_order(order, world, run.device)

@@ -28,6 +28,15 @@ POOL_CELLS = 8192
 RUN_CELLS = 512
 
 
+def fits_in_memory(n_cells: int, cell_shape) -> bool:
+    """Whether ``n_cells`` cells of ``cell_shape`` (C, H, W), as float32, take at most :data:`IN_MEMORY_BYTES`.
+
+    >>> fits_in_memory(1000, (2, 40, 40)), fits_in_memory(10**6, (2, 40, 40))
+    (True, False)
+    """
+    return n_cells * int(np.prod(cell_shape)) * 4 <= IN_MEMORY_BYTES
+
+
 def read_cells(images, rows: np.ndarray) -> np.ndarray:
     """``images[rows]`` of a numpy or zarr array or a CellSet, reading the store in row order.
 
@@ -74,10 +83,8 @@ class TrainingCells:
     def __init__(self, images, norm: dict, size: tuple[int, int], *, masks=None, in_memory: bool | None = None):
         self.images, self.norm, self.size = images, norm, tuple(size)
         self.masks = masks
-        n, c = images.shape[:2]  # a CellSet's shape too
-        self.n = n
-        nbytes = n * c * self.size[0] * self.size[1] * 4
-        self.in_memory = nbytes <= IN_MEMORY_BYTES if in_memory is None else in_memory
+        self.n = n = images.shape[0]  # a CellSet's shape too
+        self.in_memory = fits_in_memory(n, (images.shape[1], *self.size)) if in_memory is None else in_memory
         self._x = self._m = None
         if self.in_memory:
             self._x, self._m = self._prepare(np.arange(n))

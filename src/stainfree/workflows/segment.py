@@ -6,8 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
-import uuid
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -118,15 +117,16 @@ def run_segment(
         raise StainfreeError("--save-labels needs segmentation; it cannot be used with --points")
     refuse_existing(save_labels, force=force)
     fields, params = read_fields_to_segment(paths, options)
-    spill = None if append else out.parent / f".{out.name}.spill-{uuid.uuid4().hex[:8]}"  # the tasks save their crops here
-    try:
-        if spill is not None:
-            spill.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # the tasks save their crops beside the output (removed at the end); an append keeps them in memory
+    spill_dir = (
+        contextlib.nullcontext()
+        if append
+        else tempfile.TemporaryDirectory(prefix=f".{out.name}.spill-", dir=out.parent, ignore_cleanup_errors=True)
+    )
+    with spill_dir as spill:
         result = cells_from_fields(fields, params=params, keep_labels=save_labels is not None, spill=spill, **options)
         return _write_run(out, paths, result, params, options, save_labels=save_labels, balance=balance, force=force, append=append)
-    finally:
-        if spill is not None:
-            shutil.rmtree(spill, ignore_errors=True)
 
 
 def _write_run(

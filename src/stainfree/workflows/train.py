@@ -8,8 +8,6 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from ..core.cellset import CellSet
 from ..eval.search import Search, search_config
 from ..ml.train import TrainConfig
@@ -98,7 +96,7 @@ def run_train(
     """
     from ..eval.evaluate import _class_labels, _select_labelled
     from ..ml.classifier import check_finite
-    from ..ml.data import IN_MEMORY_BYTES
+    from ..ml.data import fits_in_memory
     from ..ml.distributed import is_main_process, launched_world
     from ..ml.train import fit
 
@@ -112,7 +110,7 @@ def run_train(
     n_all = len(cells)
     cells = _select_labelled(cells)
     # a large set on disk is streamed by fit (the search, on folds of cells, needs them in memory)
-    streamed = search is None and cells.is_lazy and len(cells) * int(np.prod(cells.shape[1:])) * 4 > IN_MEMORY_BYTES
+    streamed = search is None and cells.is_lazy and not fits_in_memory(len(cells), cells.shape[1:])
     if not streamed:
         cells = cells.load()
         check_finite(cells.images, cells.table["cell_id"])
