@@ -91,6 +91,9 @@ def test_bad_ome_zarr_is_one_line(tmp_path):
         read_ome_zarr(tmp_path / "c.zarr", channels=["a", "b", "c"])
     with pytest.raises(StainfreeError, match="not a zarr group"):
         read_ome_zarr(tmp_path)
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(StainfreeError, match="empty.zarr: a folder, not a field image or an OME-Zarr image or plate"):
+        read_field_files([tmp_path / "empty.zarr"])
 
 
 def test_tiles_find_each_object_once_as_the_whole_field_does():

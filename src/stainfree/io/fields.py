@@ -201,6 +201,8 @@ def read_fields(
         if grey or planes != "channels":
             raise StainfreeError(f"{path}: --grey and --planes apply to image files, not OME-Zarr")
         return read_ome_zarr(path, channels=channels, pixel_size=pixel_size)
+    if path.is_dir():
+        raise StainfreeError(f"{path}: a folder, not a field image or an OME-Zarr image or plate (no zarr.json or .zattrs)")
     if not path.is_file():
         raise StainfreeError(f"{path}: no such file")
     if path.suffix.lower() in (".tif", ".tiff"):
