@@ -1,8 +1,9 @@
 """Benchmark: the default classifier on every labelled set, one table.
 
 Runs ``evaluate`` with every setting at its default on each shared set (and on sets the user
-names), the baselines on the same folds beside it, and prints one JSON table: balanced accuracy
-with its 95% interval for the model and each baseline. Only the report cells of each set are
+names), the baselines and the previous default on the same folds beside it, and prints one JSON
+table: balanced accuracy with its 95% interval for the model, the previous default and each
+baseline. Only the report cells of each set are
 used (``stainfree.eval.protocols.tuning_split``: a quarter of each set, whole groups where the
 set has them, may tune defaults and is never judged here).
 
@@ -15,6 +16,9 @@ Sets (``--sets``, comma-separated):
 - ``synthetic``: the synthetic ``round`` and ``spindle`` lines (the demo's before issue 16),
   4 folds by flask.
 ``--extra NAME=PATH[:GROUP]`` adds a CellSet (or a folder to import) of your own.
+``previous`` is the default when issue 17 was filed (``cnn3`` at every crop size): where it
+equals today's configuration its figure is today's, marked ``"same_as_default": true``, and only
+where it differs (crops over 128 px, today ``resnet_small``) is it trained again on the same folds.
 ``--search BUDGET`` also runs the nested configuration search (``evaluate --search --budget``)
 on the same folds and puts it beside the default.
 
@@ -35,6 +39,7 @@ from common import CELL_CHOICES, emit, split_for_tuning
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BASELINES = ["majority", "area_svm", "features_rf"]
+PREVIOUS_MODEL = "cnn3"
 MIN_CLASS_CELLS = 5
 log = logging.getLogger("benchmark")
 
@@ -94,6 +99,17 @@ def run_set(
     for b, block in ev.metrics["baselines"].items():
         bb = block["summary"]["balanced_accuracy"]
         entry[b] = {"balanced_accuracy": bb["mean"], "ci95": bb["ci95"]}
+    entry["previous"] = {**entry["default"], "same_as_default": True}
+    if config.model != PREVIOUS_MODEL:
+        t = time.monotonic()
+        previous = evaluate(judged, group=group, n_folds=folds, config=TrainConfig.for_data(judged, model=PREVIOUS_MODEL), baselines=[])
+        pb = previous.metrics["summary"]["balanced_accuracy"]
+        entry["previous"] = {
+            "balanced_accuracy": pb["mean"],
+            "ci95": pb["ci95"],
+            "model": PREVIOUS_MODEL,
+            "seconds": round(time.monotonic() - t, 1),
+        }
     if search_budget is not None:
         from stainfree.eval.search import Search
 
@@ -118,10 +134,11 @@ def run_set(
         }
         log.warning("%s: search %.3f %s, chosen %s", name, sb["mean"], sb["ci95"], entry["search"]["chosen"])
     log.warning(
-        "%s: default %.3f %s, %s (%.0f s)",
+        "%s: default %.3f %s, previous %.3f, %s (%.0f s)",
         name,
         ba["mean"],
         ba["ci95"],
+        entry["previous"]["balanced_accuracy"],
         ", ".join(f"{b} {entry[b]['balanced_accuracy']:.3f}" for b in BASELINES),
         entry["seconds"],
     )
@@ -149,6 +166,8 @@ def main() -> None:
             result["sets"][name] = run_set(name, cells, group, folds, args.cells, parse_budget(args.search), args.search_epochs)
     scores = [s["default"]["balanced_accuracy"] for s in result["sets"].values()]
     result["mean_balanced_accuracy"] = round(sum(scores) / len(scores), 4) if scores else None
+    previous = [s["previous"]["balanced_accuracy"] for s in result["sets"].values()]
+    result["mean_balanced_accuracy_previous"] = round(sum(previous) / len(previous), 4) if previous else None
     searched = [s["search"]["balanced_accuracy"] for s in result["sets"].values() if "search" in s]
     if searched:
         result["mean_balanced_accuracy_search"] = round(sum(searched) / len(searched), 4)

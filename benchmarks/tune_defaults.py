@@ -15,6 +15,8 @@ probe splits, ridge r for DNA content).
 
     .venv/bin/python benchmarks/tune_defaults.py --out benchmarks/results/tune-defaults-2026-12-01.json
     .venv/bin/python benchmarks/tune_defaults.py --only hek
+    .venv/bin/python benchmarks/tune_defaults.py --only jurkat_ensemble
+    .venv/bin/python benchmarks/tune_defaults.py --only jurkat_larger
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ JURKAT_CANDIDATES = {
     "resnet_small": {"model": "resnet_small"},
     "class-balanced sampling": {"sampling": "balanced"},
     "sharp rotations": {"augment": "rotate_sharp,flip"},
+}
+# run after the defaults were chosen; their "default" is JURKAT_CANDIDATES' default on the same folds
+JURKAT_LARGER_CANDIDATES = {
+    "input 80 px (2x)": {"input_size": 80},
+    "60 epochs": {"epochs": 60},
 }
 HEK_CANDIDATES = {
     "default (112 px)": {},
@@ -90,7 +97,7 @@ def inner_cv(cells, candidates: dict, *, groups=None, folds: int = 3, seeds=(0,)
     }
 
 
-def jurkat_classifier(data: Path, seeds) -> dict:
+def jurkat_classifier(data: Path, seeds, *, candidates: dict = JURKAT_CANDIDATES) -> dict:
     import stainfree as sf
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +105,54 @@ def jurkat_classifier(data: Path, seeds) -> dict:
     tune, record = split_for_tuning(cells, "tune")
     tune = tune.merge_classes({"Interphase": ["G1", "S", "G2"]})
     record["classes"] = tune.class_counts().to_dict()
-    return {"tuning": record, "setting": "5 classes, Ch3 + Ch6", "candidates": inner_cv(tune, JURKAT_CANDIDATES, seeds=seeds)}
+    return {"tuning": record, "setting": "5 classes, Ch3 + Ch6", "candidates": inner_cv(tune, candidates, seeds=seeds)}
+
+
+INTERPHASE = ("G1", "S", "G2")
+
+
+def jurkat_ensemble_and_fine_labels(data: Path, seeds, *, members: int = 3) -> dict:
+    """Two more Jurkat 5-class ideas on the tuning cells, pooled out-of-fold like ``inner_cv``:
+    the average of ``members`` default networks trained from different seeds (equal-prior
+    probabilities with test-time augmentation), and one default network trained on the 7 phases
+    whose G1, S and G2 probabilities are averaged into Interphase."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    import stainfree as sf
+    from stainfree.eval.protocols import make_folds
+    from stainfree.ml.train import TrainConfig, fit
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cells = sf.import_cells(data, Path(tmp) / "j.cells", layout="ifc", channels="Ch3,Ch6").load()
+    tune, record = split_for_tuning(cells, "tune")
+    images = tune.read(slice(None))
+    phases = np.asarray(tune.labels).astype(str)
+    labels = np.where(np.isin(phases, INTERPHASE), "Interphase", phases)
+    classes = np.unique(labels)
+    scores: dict[str, list[float]] = {}
+    for seed in seeds:
+        probs = np.zeros((members + 1, len(labels), len(classes)))
+        for train, test in make_folds(labels, n_folds=3, random_state=seed):
+            config = TrainConfig.for_data(tune.select(train), seed=seed)
+            for k in range(members):
+                clf, _ = fit(images[train], labels[train], channels=tune.channels, config=dataclasses.replace(config, seed=seed + 1000 * k))
+                probs[k, test] = clf.predict_proba(images[test], tta=True, prior="balanced")
+            clf, _ = fit(images[train], phases[train], channels=tune.channels, config=config)
+            p = clf.predict_proba(images[test], tta=True, prior="balanced")
+            names = [str(c) for c in clf.classes]
+            for j, c in enumerate(classes):
+                probs[members, test, j] = (
+                    np.mean([p[:, names.index(i)] for i in INTERPHASE], 0) if c == "Interphase" else p[:, names.index(c)]
+                )
+        found = {f"seed {k}": probs[k] for k in range(members)} | {
+            f"ensemble of {members}": probs[:members].mean(0),
+            "7 phases, merged": probs[members],
+        }
+        for name, p in found.items():
+            scores.setdefault(name, []).append(balanced_accuracy_score(labels, classes[p.argmax(1)]))
+            log.warning("seed %d %s: balanced accuracy %.3f", seed, name, scores[name][-1])
+    candidates = {k: {"balanced_accuracy": round(float(np.mean(v)), 4), "per_seed": [round(x, 4) for x in v]} for k, v in scores.items()}
+    return {"tuning": record, "setting": "5 classes, Ch3 + Ch6", "candidates": candidates}
 
 
 def hek_classifier(data: Path) -> dict:
@@ -150,7 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jurkat", default=str(SHARED / "jurkat-bbbc048"))
     parser.add_argument("--hek", default=str(SHARED / "hek-ht1080"))
-    parser.add_argument("--only", default="jurkat,hek,embedding")
+    parser.add_argument("--only", default="jurkat,hek,embedding", help="any of jurkat, hek, embedding, jurkat_ensemble, jurkat_larger")
     parser.add_argument("--seeds", type=int, default=2, help="fold seeds of the Jurkat inner cross-validation")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -160,6 +214,10 @@ def main() -> None:
     result: dict = {}
     if "jurkat" in only:
         result["jurkat_classifier"] = jurkat_classifier(Path(args.jurkat), seeds=range(args.seeds))
+    if "jurkat_ensemble" in only:
+        result["jurkat_ensemble_and_fine_labels"] = jurkat_ensemble_and_fine_labels(Path(args.jurkat), seeds=range(args.seeds))
+    if "jurkat_larger" in only:
+        result["jurkat_larger"] = jurkat_classifier(Path(args.jurkat), seeds=range(args.seeds), candidates=JURKAT_LARGER_CANDIDATES)
     if "hek" in only:
         result["hek_classifier"] = hek_classifier(Path(args.hek))
     if "embedding" in only:
