@@ -24,7 +24,7 @@ from ._embed_loop import (
     resolved_config,
     start_training,
 )
-from .models import inference_copy
+from .models import inference_copy, network_side
 
 logger = logging.getLogger(__name__)
 EMBED_METHODS = ("slc", "barlow", "autoencoder", "pca")
@@ -274,7 +274,7 @@ def fit_embedder(
     n = len(images)
     check_training_cells(n, config, masks)
     arch = config.model or DEFAULT_ARCH.get(config.method)
-    side = int(config.input_size or (images.shape[2] // 2 if images.shape[2] > 128 and config.method != "pca" else images.shape[2]))
+    side = int(config.input_size or (images.shape[2] if config.method == "pca" else network_side(images.shape[2])))
     if config.method == "autoencoder":
         side = max(8, int(round(side / 8)) * 8)
     norm_method = model_info(arch).normalisation if arch else "robust"

@@ -42,6 +42,17 @@ class ModelInfo:
 
 _REGISTRY: dict[str, ModelInfo] = {}
 DEFAULT_MODEL = "cnn3"
+#: Crops with a side over this many pixels reach networks at half size unless an input size is given.
+LARGE_CROP_SIDE = 128
+
+
+def network_side(side: int) -> int:
+    """The side a network sees by default for crops of ``side`` pixels: half over 128 px.
+
+    >>> network_side(40), network_side(128), network_side(224)
+    (40, 128, 112)
+    """
+    return side // 2 if side > LARGE_CROP_SIDE else side
 
 
 def register_model(name: str, *, input_size: int, normalisation: str = "robust", description: str = ""):

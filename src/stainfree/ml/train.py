@@ -30,7 +30,7 @@ from ._loop import (
 from .classifier import Classifier, pick_device
 from .data import TrainingCells, read_cells
 from .distributed import join_world, wrap_model
-from .models import DEFAULT_MODEL, create_model, model_info
+from .models import DEFAULT_MODEL, LARGE_CROP_SIDE, create_model, model_info, network_side
 from .transforms import NORMALISATIONS, augmentation_names, fit_normalisation, normalisation_sample
 
 logger = logging.getLogger(__name__)
@@ -230,8 +230,8 @@ class TrainConfig:
         batch = 128 if n >= 20_000 else 32
         steps_per_epoch = max(1, int(n * 0.8) // batch)
         defaults = {
-            "input_size": side // 2 if side > 128 else None,
-            "model": LARGE_CROP_MODEL if side > 128 else DEFAULT_MODEL,
+            "input_size": network_side(side) if side > LARGE_CROP_SIDE else None,
+            "model": LARGE_CROP_MODEL if side > LARGE_CROP_SIDE else DEFAULT_MODEL,
             "batch_size": batch,
             "epochs": int(min(150, max(30, math.ceil(600 / steps_per_epoch)))),
         }
