@@ -105,3 +105,17 @@ def _predict_block(block: tuple[int, int], *, clf: Classifier, cells, tta: bool,
     for j, c in enumerate(clf.classes):
         part[f"prob_{c}"] = proba[:, j]
     return part
+
+
+def prediction_columns(predictions, classes) -> dict:
+    """``predicted`` and each ``prob_<class>`` of a :func:`predict_cells` table, as arrays.
+
+    For copying predictions onto another table whose rows are the same cells in the same order
+    (``table.assign(**prediction_columns(predictions, clf.classes))``).
+
+    >>> import pandas as pd
+    >>> p = pd.DataFrame({"cell_id": [0], "predicted": ["a"], "prob_a": [0.75], "prob_b": [0.25]})
+    >>> sorted(prediction_columns(p, ["a", "b"]))
+    ['predicted', 'prob_a', 'prob_b']
+    """
+    return {name: predictions[name].to_numpy() for name in ["predicted", *(f"prob_{c}" for c in classes)]}

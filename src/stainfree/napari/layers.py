@@ -278,7 +278,7 @@ def classify_objects(image: np.ndarray, labels: np.ndarray, model, *, tta: bool 
     """
     from ..core.cellset import CellSet
     from ..ml.classifier import Classifier
-    from ..ml.predict import predict_cells
+    from ..ml.predict import predict_cells, prediction_columns
     from ..seg.crops import crop_objects
 
     clf = model if isinstance(model, Classifier) else Classifier.load(model)
@@ -297,10 +297,7 @@ def classify_objects(image: np.ndarray, labels: np.ndarray, model, *, tta: bool 
     if len(out) == 0:
         return out.assign(predicted=pd.Series(dtype=object))
     predictions = predict_cells(clf, CellSet(crops, channels=clf.channels), tta=tta)
-    out["predicted"] = predictions["predicted"].to_numpy()
-    for c in clf.classes:
-        out[f"prob_{c}"] = predictions[f"prob_{c}"].to_numpy()
-    return out
+    return out.assign(**prediction_columns(predictions, clf.classes))
 
 
 def save_annotation(labels: np.ndarray, folder: str | os.PathLike, field: str, *, force: bool = False) -> Path:

@@ -125,7 +125,7 @@ def run_predict(
     """
     from ..core.cellset import CellSet
     from ..ml.classifier import Classifier
-    from ..ml.predict import predict_cells
+    from ..ml.predict import predict_cells, prediction_columns
     from ..report.sections import write_report
 
     out = Path(out)
@@ -154,9 +154,7 @@ def run_predict(
     table = result.table.copy()
     if "label" in table and table["label"].isna().all():
         table = table.drop(columns=["label"])
-    table["predicted"] = predictions["predicted"].to_numpy()
-    for c in clf.classes:
-        table[f"prob_{c}"] = predictions[f"prob_{c}"].to_numpy()
+    table = table.assign(**prediction_columns(predictions, clf.classes))
     counts, composition = _composition(table, list(clf.classes), [f.name for f in fields])
     summary: dict = {
         "model": str(model),
