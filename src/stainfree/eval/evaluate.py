@@ -61,7 +61,9 @@ class Evaluation:
     features: pd.DataFrame | None = None  # the handcrafted features the baselines used
 
 
-def _select_labelled(cells: CellSet) -> CellSet:
+def labelled_cells(cells: CellSet) -> CellSet:
+    """The cells that carry a label (the others are left out and logged); a set without any is
+    refused with :class:`~stainfree.utils.StainfreeError`. Shared by ``evaluate`` and ``train``."""
     labelled = cells.table["label"].notna().to_numpy()
     if not labelled.any():
         raise StainfreeError("no cell has a label; a classifier needs labelled cells")
@@ -121,7 +123,15 @@ def _check_request(cells: CellSet, protocol: str | None, group: str | None, base
     return protocol, warnings
 
 
-def _class_labels(table: pd.DataFrame) -> tuple[np.ndarray, list[str], pd.Series]:
+def class_labels(table: pd.DataFrame) -> tuple[np.ndarray, list[str], pd.Series]:
+    """Labels as strings, the sorted classes and their counts; fewer than two classes, or a class
+    with one cell, is refused with :class:`~stainfree.utils.StainfreeError`.
+
+    >>> import pandas as pd
+    >>> labels, classes, counts = class_labels(pd.DataFrame({"label": ["b", "a", "b", "a"]}))
+    >>> classes, int(counts["a"])
+    (['a', 'b'], 2)
+    """
     labels = table["label"].astype(str).to_numpy(dtype=object)
     classes = sorted(set(labels))
     if len(classes) < 2:
@@ -313,9 +323,9 @@ def evaluate(
     t_start = time.monotonic()
     config = config or TrainConfig()
     config.validate()
-    cells, streamed = _loaded_or_streamed(_select_labelled(cells), protocol, search, baselines)
+    cells, streamed = _loaded_or_streamed(labelled_cells(cells), protocol, search, baselines)
     protocol, warnings = _check_request(cells, protocol, group, baselines)
-    labels, classes, counts = _class_labels(cells.table)
+    labels, classes, counts = class_labels(cells.table)
     groups = cells.table[group].astype(str).to_numpy(dtype=object) if group else None
     if protocol == "audit-groups":
         from .audit import audit_groups

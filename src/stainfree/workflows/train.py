@@ -94,7 +94,7 @@ def run_train(
     ...     Classifier.load(path).classes, summary["cells"], summary["epochs"]
     (['round', 'spindle'], 12, 1)
     """
-    from ..eval.evaluate import _class_labels, _select_labelled
+    from ..eval.evaluate import class_labels, labelled_cells
     from ..ml.classifier import check_finite
     from ..ml.data import fits_in_memory
     from ..ml.distributed import is_main_process, launched_world
@@ -108,13 +108,13 @@ def run_train(
     if merge_classes:
         cells = cells.merge_classes(merge_classes)
     n_all = len(cells)
-    cells = _select_labelled(cells)
+    cells = labelled_cells(cells)
     # a large set on disk is streamed by fit (the search, on folds of cells, needs them in memory)
     streamed = search is None and cells.is_lazy and not fits_in_memory(len(cells), cells.shape[1:])
     if not streamed:
         cells = cells.load()
         check_finite(cells.images, cells.table["cell_id"])
-    labels, classes, counts = _class_labels(cells.table)
+    labels, classes, counts = class_labels(cells.table)
     config = config or TrainConfig.for_data(cells)
     config.validate()
     masks = (cells.read_masks if streamed else cells.read_masks()) if cells.has_masks else None
