@@ -133,3 +133,24 @@ def test_two_runs_writing_one_output_leave_the_first_whole(tmp_path):
     with atomic_output_file(model) as partial:  # an output there from the start is replaced (its caller checked --force)
         partial.write_text("new")
     assert model.read_text() == "new"
+
+
+def test_a_previous_output_moved_aside_by_a_killed_force_run_is_pointed_out(tmp_path, caplog):
+    from stainfree.utils import atomic_output_dir
+
+    run = tmp_path / "run[1]"
+    aside = tmp_path / ".run[1].old-0123abcd"  # what a SIGKILL between the two renames leaves
+    aside.mkdir()
+    (aside / "metrics.json").write_text("old")
+    with caplog.at_level("WARNING", logger="stainfree.utils"):
+        with atomic_output_dir(run) as folder:
+            (folder / "metrics.json").write_text("new")
+    assert (run / "metrics.json").read_text() == "new" and (aside / "metrics.json").read_text() == "old"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{run}: absent, but {aside} holds the output an interrupted --force run had moved aside; rename it back to keep it"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="stainfree.utils"):
+        with atomic_output_dir(tmp_path / "other"):
+            pass
+    assert caplog.records == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import re
@@ -108,6 +109,8 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
     """
     path = Path(path)
     existed = path.exists()
+    if not existed:
+        _warn_of_moved_aside(path)
     if existed:
         if not force:
             raise StainfreeError(f"{path}: already exists; pass --force (force=True) to replace it")
@@ -132,6 +135,16 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
             shutil.rmtree(old, ignore_errors=True)
         else:
             old.unlink()
+
+
+def _warn_of_moved_aside(path: Path) -> None:
+    """A run killed between moving the old output aside and moving the new one in leaves ``path``
+    absent and the old output under ``.<name>.old-*``: say where it is before writing anew."""
+    if path.parent.is_dir():
+        for old in sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*")):
+            logger.warning(
+                "%s: absent, but %s holds the output an interrupted --force run had moved aside; rename it back to keep it", path, old
+            )
 
 
 def _partial_name(path: Path, suffix: str = "") -> Path:
