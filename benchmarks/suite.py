@@ -3,9 +3,9 @@
 Runs ``evaluate`` with every setting at its default on each shared set (and on sets the user
 names), the baselines and the previous default on the same folds beside it, and prints one JSON
 table: balanced accuracy with its 95% interval for the model, the previous default and each
-baseline. Only the report cells of each set are
-used (``stainfree.eval.protocols.tuning_split``: a quarter of each set, whole groups where the
-set has them, may tune defaults and is never judged here).
+baseline. Only the report cells of each set are used (``stainfree.eval.protocols.tuning_split``:
+a quarter of each set, whole groups where the set has them, may tune defaults and is never
+judged here).
 
 Sets (``--sets``, comma-separated):
 - ``jurkat5``: Jurkat, Ch3 + Ch6, G1/S/G2 merged (5 classes), stratified 5-fold;

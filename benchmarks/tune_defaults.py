@@ -97,18 +97,23 @@ def inner_cv(cells, candidates: dict, *, groups=None, folds: int = 3, seeds=(0,)
     }
 
 
-def jurkat_classifier(data: Path, seeds, *, candidates: dict = JURKAT_CANDIDATES) -> dict:
+INTERPHASE = ("G1", "S", "G2")
+
+
+def jurkat_tuning_cells(data: Path):
+    """The Jurkat tuning cells (Ch3 + Ch6, in memory, 7 phases) and the record of the split."""
     import stainfree as sf
 
     with tempfile.TemporaryDirectory() as tmp:
         cells = sf.import_cells(data, Path(tmp) / "j.cells", layout="ifc", channels="Ch3,Ch6").load()
-    tune, record = split_for_tuning(cells, "tune")
-    tune = tune.merge_classes({"Interphase": ["G1", "S", "G2"]})
+    return split_for_tuning(cells, "tune")
+
+
+def jurkat_classifier(data: Path, seeds, *, candidates: dict = JURKAT_CANDIDATES) -> dict:
+    tune, record = jurkat_tuning_cells(data)
+    tune = tune.merge_classes({"Interphase": INTERPHASE})
     record["classes"] = tune.class_counts().to_dict()
     return {"tuning": record, "setting": "5 classes, Ch3 + Ch6", "candidates": inner_cv(tune, candidates, seeds=seeds)}
-
-
-INTERPHASE = ("G1", "S", "G2")
 
 
 def jurkat_ensemble_and_fine_labels(data: Path, seeds, *, members: int = 3) -> dict:
@@ -118,16 +123,13 @@ def jurkat_ensemble_and_fine_labels(data: Path, seeds, *, members: int = 3) -> d
     whose G1, S and G2 probabilities are averaged into Interphase."""
     from sklearn.metrics import balanced_accuracy_score
 
-    import stainfree as sf
     from stainfree.eval.protocols import make_folds
     from stainfree.ml.train import TrainConfig, fit
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cells = sf.import_cells(data, Path(tmp) / "j.cells", layout="ifc", channels="Ch3,Ch6").load()
-    tune, record = split_for_tuning(cells, "tune")
+    tune, record = jurkat_tuning_cells(data)
     images = tune.read(slice(None))
     phases = np.asarray(tune.labels).astype(str)
-    labels = np.where(np.isin(phases, INTERPHASE), "Interphase", phases)
+    labels = np.asarray(tune.merge_classes({"Interphase": INTERPHASE}).labels).astype(str)
     classes = np.unique(labels)
     scores: dict[str, list[float]] = {}
     for seed in seeds:

@@ -109,13 +109,13 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
     """
     path = Path(path)
     existed = path.exists()
-    if not existed:
-        _warn_of_moved_aside(path)
     if existed:
         if not force:
             raise StainfreeError(f"{path}: already exists; pass --force (force=True) to replace it")
         if not _is_replaceable(path, marker):
             raise StainfreeError(f"{path}: exists and is not a stainfree output ({marker} missing); not replacing it")
+    else:
+        _warn_of_moved_aside(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _partial_name(path)
     tmp.mkdir()
@@ -127,7 +127,7 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
         raise
     old = None
     if path.exists() or path.is_symlink():
-        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+        old = path.with_name(f"{_aside_prefix(path)}{uuid.uuid4().hex[:8]}")
         os.replace(path, old)
     os.replace(tmp, path)
     if old is not None:
@@ -137,11 +137,16 @@ def atomic_output_dir(path: str | os.PathLike, *, force: bool = False, marker: s
             old.unlink()
 
 
+def _aside_prefix(path: Path) -> str:
+    """The start of the hidden name a replaced output is moved aside to: ``.<name>.old-``."""
+    return f".{path.name}.old-"
+
+
 def _warn_of_moved_aside(path: Path) -> None:
     """A run killed between moving the old output aside and moving the new one in leaves ``path``
     absent and the old output under ``.<name>.old-*``: say where it is before writing anew."""
     if path.parent.is_dir():
-        for old in sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*")):
+        for old in sorted(path.parent.glob(glob.escape(_aside_prefix(path)) + "*")):
             logger.warning(
                 "%s: absent, but %s holds the output an interrupted --force run had moved aside; rename it back to keep it", path, old
             )
